@@ -1,0 +1,5 @@
+"""Typed configuration for every MCMP Publisher process (see :mod:`config.settings`)."""
+
+from config.settings import PlatformSettings, Settings, SettingsError, get_settings, load_settings, reset_settings
+
+__all__ = ["PlatformSettings", "Settings", "SettingsError", "get_settings", "load_settings", "reset_settings"]

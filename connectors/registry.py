@@ -1,0 +1,51 @@
+"""Finds connectors by platform name through the ``mcmp.connectors`` entry-point group.
+
+Built-in connectors are declared in our own ``pyproject.toml`` exactly like a third party's, so
+core code never lists platforms. Names may contain hyphens (``google-business``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib.metadata import entry_points
+
+from config import Settings, get_settings
+from connectors.protocol import Connector
+
+log = logging.getLogger(__name__)
+
+GROUP = "mcmp.connectors"
+_lock = threading.Lock()
+_instances: dict[str, Connector] = {}
+
+
+class UnknownPlatformError(LookupError):
+    """No connector is registered under that platform name."""
+
+
+def available_platforms() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=GROUP))
+
+
+def get_connector(platform: str, settings: Settings | None = None) -> Connector:
+    """The shared connector instance for ``platform``; raises UnknownPlatformError if none."""
+    with _lock:
+        connector = _instances.get(platform)
+        if connector is not None:
+            return connector
+        matches = [ep for ep in entry_points(group=GROUP) if ep.name == platform]
+        if not matches:
+            raise UnknownPlatformError(
+                f"platforms: unknown platform {platform!r} (known: {', '.join(available_platforms())})"
+            )
+        factory = matches[0].load()
+        connector = factory(settings or get_settings())
+        _instances[platform] = connector
+        return connector
+
+
+def clear_cache() -> None:
+    """Drop constructed connectors (tests change settings between runs)."""
+    with _lock:
+        _instances.clear()

@@ -1,0 +1,53 @@
+"""mongoengine documents for the seed schemas (field names as the seed) plus the worker's own.
+
+Collections use Mongoose's default names so the NestJS frontend and this worker share them.
+"""
+
+from models.analytics_record import AnalyticsRecord, Metrics
+from models.asset import Asset
+from models.campaign import Campaign
+from models.client import BrandSettings, Client, CtaTemplate, PostingWindow
+from models.delivery import Delivery
+from models.enums import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    AccountStatus,
+    AssetType,
+    DeliveryState,
+    ErrorClass,
+    IntegrationPlatform,
+    PostStatus,
+    UserRole,
+)
+from models.integration_account import IntegrationAccount
+from models.post import Post, StatusChange
+from models.user import OAuthAccount, User
+
+ALL_DOCUMENTS = (User, Client, IntegrationAccount, Campaign, Post, AnalyticsRecord, Asset, Delivery)
+
+__all__ = [
+    "ACTIVE_STATES",
+    "ALL_DOCUMENTS",
+    "TERMINAL_STATES",
+    "AccountStatus",
+    "AnalyticsRecord",
+    "Asset",
+    "AssetType",
+    "BrandSettings",
+    "Campaign",
+    "Client",
+    "CtaTemplate",
+    "Delivery",
+    "DeliveryState",
+    "ErrorClass",
+    "IntegrationAccount",
+    "IntegrationPlatform",
+    "Metrics",
+    "OAuthAccount",
+    "Post",
+    "PostStatus",
+    "PostingWindow",
+    "StatusChange",
+    "User",
+    "UserRole",
+]

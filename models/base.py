@@ -1,0 +1,41 @@
+"""Shared pieces of every document: Mongoose-compatible timestamps and loose loading.
+
+The frontend (NestJS + Mongoose) writes the same collections. Its documents carry ``__v`` and an
+``_id`` inside nested objects, so every document here is ``strict: False`` (unknown fields load
+without error) and keeps ``createdAt``/``updatedAt`` like Mongoose's ``timestamps: true``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from mongoengine import DateTimeField, Document
+
+
+def utcnow() -> datetime:
+    """Aware UTC now; the single clock source of the models (never the process time zone)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """BSON dates come back naive but are UTC instants; make them aware so comparisons are exact."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class TimestampedDocument(Document):
+    """A document with Mongoose-style ``createdAt``/``updatedAt`` maintained on every save."""
+
+    meta: dict[str, Any] = {"abstract": True, "strict": False}
+
+    created_at = DateTimeField(db_field="createdAt")
+    updated_at = DateTimeField(db_field="updatedAt")
+
+    def save(self, *args: Any, **kwargs: Any) -> TimestampedDocument:
+        now = utcnow()
+        if self.created_at is None:
+            self.created_at = now
+        self.updated_at = now
+        return super().save(*args, **kwargs)

@@ -1,0 +1,45 @@
+"""The worker's own record of one (post, platform) publication — collection ``deliveries``.
+
+Unique on (postId, platform): the database, not the code, guarantees one delivery per pair.
+Indexed on (state, dueAt) so the dispatcher's pick-up costs O(due), never O(all posts), and on
+(state, leaseUntil) for the reaper. Only worker.delivery_states writes ``state``.
+"""
+
+from __future__ import annotations
+
+from mongoengine import BooleanField, DateTimeField, IntField, StringField
+
+from models.base import TimestampedDocument
+from models.enums import DeliveryState, ErrorClass
+
+
+class Delivery(TimestampedDocument):
+    meta = {
+        "collection": "deliveries",
+        "strict": False,
+        "indexes": [
+            {"fields": ["post_id", "platform"], "unique": True},
+            ("state", "due_at"),
+            ("state", "lease_until"),
+            ("client_id", "state"),
+        ],
+    }
+
+    post_id = StringField(db_field="postId", required=True)
+    client_id = StringField(db_field="clientId", required=True)
+    platform = StringField(required=True)
+    state = StringField(choices=[s.value for s in DeliveryState], default=DeliveryState.PENDING.value)
+    due_at = DateTimeField(db_field="dueAt", required=True)
+    scheduled_for = DateTimeField(db_field="scheduledFor")
+    attempt = IntField(default=0)  # platform calls made (rate-limit deferrals do not count)
+    attempt_id = StringField(db_field="attemptId")
+    claim_token = StringField(db_field="claimToken")
+    lease_until = DateTimeField(db_field="leaseUntil")
+    needs_reconcile = BooleanField(db_field="needsReconcile", default=False)
+    platform_post_id = StringField(db_field="platformPostId")
+    platform_url = StringField(db_field="platformUrl")
+    published_at = DateTimeField(db_field="publishedAt")
+    call_started_at = DateTimeField(db_field="callStartedAt")
+    last_error = StringField(db_field="lastError")
+    error_class = StringField(db_field="errorClass", choices=[c.value for c in ErrorClass])
+    waiting_since = DateTimeField(db_field="waitingSince")

@@ -1,0 +1,53 @@
+"""One piece of content for one or more platforms (seed §5, collection ``posts``).
+
+The worker never ``save()``s a Post loaded from the frontend: it writes with conditional atomic
+updates (worker.post_status) so a concurrent frontend edit is never overwritten.
+"""
+
+from __future__ import annotations
+
+from mongoengine import (
+    DateTimeField,
+    DictField,
+    DynamicField,
+    EmbeddedDocument,
+    EmbeddedDocumentListField,
+    ListField,
+    StringField,
+)
+
+from models.base import TimestampedDocument
+from models.enums import PostStatus
+
+
+class StatusChange(EmbeddedDocument):
+    meta = {"strict": False}
+    at = DateTimeField()
+    from_status = StringField(db_field="fromStatus")
+    to_status = StringField(db_field="toStatus")
+    by_user_id = StringField(db_field="byUserId")
+    note = StringField()
+
+
+class Post(TimestampedDocument):
+    meta = {
+        "collection": "posts",
+        "strict": False,
+        "indexes": ["client_id", "campaign_id", ("status", "schedule_time")],
+    }
+
+    client_id = StringField(db_field="clientId", required=True)
+    campaign_id = StringField(db_field="campaignId")
+    title = StringField(required=True)
+    body = StringField(required=True)
+    platforms = ListField(StringField(), default=list)
+    asset_urls = ListField(StringField(), db_field="assetUrls", default=list)
+    status = StringField(choices=[s.value for s in PostStatus], default=PostStatus.DRAFT.value)
+    # DynamicField: a frontend bug may store a string here; the dispatcher must see it to fail the post.
+    schedule_time = DynamicField(db_field="scheduleTime")
+    platform_post_ids = DictField(db_field="platformPostIds", default=dict)
+    published_at = DictField(db_field="publishedAt", default=dict)
+    created_by_id = StringField(db_field="createdById")
+    approved_by_id = StringField(db_field="approvedById")
+    status_history = EmbeddedDocumentListField(StatusChange, db_field="statusHistory", default=list)
+    last_error = StringField(db_field="lastError")
