@@ -1,5 +1,12 @@
 """Typed configuration for every MCMP Publisher process (see :mod:`config.settings`)."""
 
-from config.settings import PlatformSettings, Settings, SettingsError, get_settings, load_settings, reset_settings
+from config.settings import (
+    PlatformSettings,
+    Settings,
+    SettingsError,
+    get_settings,
+    load_settings,
+    reset_settings,
+)
 
 __all__ = ["PlatformSettings", "Settings", "SettingsError", "get_settings", "load_settings", "reset_settings"]

@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     google_business: GoogleBusinessSettings = Field(default_factory=GoogleBusinessSettings)
 
     # Analytics
-    analytics_slots: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["1h", "6h", "24h", "3d", "7d", "30d"])
+    analytics_slots: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1h", "6h", "24h", "3d", "7d", "30d"]
+    )
 
     # API
     api_host: str = "127.0.0.1"

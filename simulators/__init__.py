@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from simulators.core import Simulator, SimRequest, SimResponse, route, serve_forever, start_in_thread
+from simulators.core import SimRequest, SimResponse, Simulator, route, serve_forever, start_in_thread
 
 GROUP = "mcmp.simulators"
 

@@ -299,7 +299,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._hold_and_drop()
                 return
             if kind in ("http_500", "http_503"):
-                resp = sim.error_response(500 if kind == "http_500" else 503, "An unexpected error has occurred")
+                resp = sim.error_response(
+                    500 if kind == "http_500" else 503, "An unexpected error has occurred"
+                )
             elif kind == "rate_limit":
                 resp = sim.rate_limit_response(fault.retry_after if fault else None)
             elif kind == "token_revoked":
@@ -312,7 +314,13 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     resp = sim.error_response(500, "simulator handler error")
             with sim.lock:
                 sim.request_log.append(
-                    {"method": req.method, "path": req.path, "status": resp.status, "fault": kind, "t": time.time()}
+                    {
+                        "method": req.method,
+                        "path": req.path,
+                        "status": resp.status,
+                        "fault": kind,
+                        "t": time.time(),
+                    }
                 )
             if kind == "commit_then_timeout":
                 self._hold_and_drop()
@@ -341,7 +349,9 @@ def start_in_thread(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> t
 def serve_forever(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve ``sim`` in the foreground (used by ``python -m simulators``); prints the URL first."""
     server = SimulatorServer((host, port), _make_handler(sim))
-    print(json.dumps({"platform": sim.platform, "url": f"http://{host}:{server.server_address[1]}"}), flush=True)
+    print(
+        json.dumps({"platform": sim.platform, "url": f"http://{host}:{server.server_address[1]}"}), flush=True
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

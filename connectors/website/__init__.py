@@ -1,0 +1,56 @@
+"""The ``website`` platform: a client's own site, reached by signed webhook (default) or WordPress.
+
+The account's ``metadata.mode`` picks the variant: ``webhook`` (default) or ``wordpress``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from config import Settings
+from connectors.errors import PermanentError
+from connectors.http import BaseUrlSession
+from connectors.types import (
+    Credentials,
+    MetricsRef,
+    MetricsSnapshot,
+    PostContent,
+    PublishRequest,
+    PublishResult,
+    TokenGrant,
+)
+from connectors.website.webhook import WebhookPublisher
+
+
+class WebsiteConnector:
+    """Publishes to a client's website; secrets there do not expire (no refresh, no metrics)."""
+
+    platform = "website"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.session = BaseUrlSession()
+        self.webhook = WebhookPublisher(self.session, settings.website.timeout_seconds)
+
+    def _variant(self, credentials: Credentials) -> WebhookPublisher:
+        mode = str(credentials.metadata.get("mode", "webhook"))
+        if mode == "webhook":
+            return self.webhook
+        raise PermanentError(f"account.metadata.mode: unsupported website mode {mode!r}")
+
+    def validate(self, content: PostContent, credentials: Credentials) -> None:
+        self._variant(credentials).validate(content, credentials)
+
+    def publish(self, request: PublishRequest) -> PublishResult:
+        return self._variant(request.credentials).publish(request)
+
+    def find_published(self, request: PublishRequest) -> PublishResult | None:
+        return self._variant(request.credentials).find_published(request)
+
+    def refresh_token(self, credentials: Credentials) -> TokenGrant:
+        # Webhook secrets and application passwords do not expire: nothing to refresh.
+        return TokenGrant(access_token=credentials.access_token, expires_at=None)
+
+    def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
+        # A website has no platform metrics; the seed allows metrics to be absent.
+        return [MetricsSnapshot(ref.platform_post_id, {}) for ref in refs]
