@@ -1,0 +1,281 @@
+"""The publish pipeline for one delivery: claim → preflight → (reconcile) → publish → record.
+
+Exactly-once rests on four explicit steps (design §4.1):
+1. ``start_attempt`` claims the delivery atomically and records a new attempt id and
+   ``needsReconcile=True`` *before* any platform call;
+2. if the previous attempt may have reached the platform (ambiguous answer, crash, expired
+   lease), the connector first looks the post up (``find_published``) and records it instead of
+   posting again;
+3. the outcome is written only if this attempt id still owns the delivery;
+4. the post's status/ids are then derived from all its deliveries (``post_status.sync``).
+Running this again for a published delivery (a retry from Flower) does nothing and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from bson import ObjectId
+
+from config import Settings, get_settings
+from connectors.errors import (
+    AmbiguousError,
+    AuthError,
+    ConnectorError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+)
+from connectors.protocol import Connector
+from connectors.registry import UnknownPlatformError, get_connector
+from connectors.types import PostContent, PublishRequest, PublishResult
+from models import AccountStatus, DeliveryState, ErrorClass, PostStatus
+from models.base import as_utc, utcnow
+from worker import accounts, delivery_states, metrics, post_status, rate_limit
+from worker.content import build_content
+from worker.logs import log_context
+from worker.retry_policy import backoff_seconds
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    PUBLISHED = "published"
+    RECONCILED = "reconciled"  # found on the platform after an ambiguous attempt: not re-posted
+    ALREADY_PUBLISHED = "already_published"
+    NOT_AVAILABLE = "not_available"  # in flight elsewhere, not due, or finished
+    NOT_FOUND = "not_found"
+    RETRY = "retry"
+    DEFERRED = "deferred"  # rate limited: attempt given back
+    WAITING_AUTH = "waiting_auth"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RESCHEDULED = "rescheduled"
+    LOST_LEASE = "lost_lease"
+
+
+class _Attempt:
+    """State of one attempt while it runs (kept out of the function to keep steps small)."""
+
+    def __init__(self, delivery: dict[str, Any], uncertain: bool, settings: Settings) -> None:
+        self.delivery = delivery
+        self.uncertain = uncertain  # may a previous attempt have created the post?
+        self.settings = settings
+        self.post_id: str = delivery["postId"]
+        self.platform: str = delivery["platform"]
+        self.attempt: int = delivery["attempt"]
+
+    # --- outcomes ---------------------------------------------------------------------------
+    def fail(self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT) -> Outcome:
+        log.warning("delivery failed: %s", reason)
+        if delivery_states.fail(self.delivery, reason, error_class):
+            post_status.sync(self.post_id)
+            metrics.delivery_outcome(self.platform, Outcome.FAILED)
+            return Outcome.FAILED
+        return Outcome.LOST_LEASE
+
+    def retry(self, reason: str, error_class: ErrorClass, retry_after: float | None) -> Outcome:
+        if self.attempt >= self.settings.max_attempts and not self.uncertain:
+            return self.fail(f"gave up after {self.attempt} attempts: {reason}", error_class)
+        delay = backoff_seconds(self.attempt, self.settings, retry_after)
+        due = utcnow() + timedelta(seconds=delay)
+        log.info(
+            "attempt %d failed (%s: %s); retrying in %.1fs", self.attempt, error_class.value, reason, delay
+        )
+        if delivery_states.schedule_retry(
+            self.delivery, due, reason, error_class, needs_reconcile=self.uncertain
+        ):
+            post_status.record_error(
+                self.post_id, f"{self.platform}: {reason} (attempt {self.attempt}, retrying)"
+            )
+            metrics.delivery_outcome(self.platform, Outcome.RETRY)
+            return Outcome.RETRY
+        return Outcome.LOST_LEASE
+
+    def defer(self, until: datetime, reason: str) -> Outcome:
+        log.info("rate limited until %s: %s", until.isoformat(), reason)
+        ok = delivery_states.schedule_retry(
+            self.delivery,
+            until,
+            reason,
+            ErrorClass.RATE_LIMITED,
+            needs_reconcile=self.uncertain,
+            consume_attempt=False,
+        )
+        if ok:
+            metrics.delivery_outcome(self.platform, Outcome.DEFERRED)
+        return Outcome.DEFERRED if ok else Outcome.LOST_LEASE
+
+    def wait_for_auth(self, account: Any, reason: str) -> Outcome:
+        accounts.mark_expired(account, reason)
+        message = f"{self.platform}: account must be reconnected ({reason})"
+        log.warning("waiting for re-authorisation: %s", reason)
+        if delivery_states.wait_for_auth(self.delivery, message, needs_reconcile=self.uncertain):
+            post_status.record_error(self.post_id, message)
+            metrics.delivery_outcome(self.platform, Outcome.WAITING_AUTH)
+            return Outcome.WAITING_AUTH
+        return Outcome.LOST_LEASE
+
+    def complete(self, result: PublishResult, call_started: datetime | None, reconciled: bool) -> Outcome:
+        published_at = result.published_at or call_started or utcnow()
+        if not delivery_states.complete(
+            self.delivery, result.platform_post_id, result.url, published_at, call_started
+        ):
+            log.warning(
+                "lost the lease before recording %s; the newer attempt will reconcile",
+                result.platform_post_id,
+            )
+            return Outcome.LOST_LEASE
+        post_status.sync(self.post_id)
+        outcome = Outcome.RECONCILED if reconciled else Outcome.PUBLISHED
+        log.info("%s as %s", "reconciled" if reconciled else "published", result.platform_post_id)
+        metrics.delivery_outcome(self.platform, outcome)
+        return outcome
+
+
+def publish_delivery(delivery_id: str, settings: Settings | None = None) -> Outcome:
+    """Run one attempt of one delivery. Safe to call any number of times for the same id."""
+    settings = settings or get_settings()
+    try:
+        taken = delivery_states.start_attempt(delivery_id, settings.inflight_lease_seconds)
+    except Exception as exc:  # an invalid id must not crash the worker loop
+        if not ObjectId.is_valid(delivery_id):
+            log.error("publish_delivery: %r is not a delivery id", delivery_id)
+            return Outcome.NOT_FOUND
+        raise exc
+    if taken is None:
+        return _explain_not_taken(delivery_id)
+    delivery, uncertain = taken
+    with log_context(
+        delivery_id=delivery_id,
+        post_id=delivery["postId"],
+        platform=delivery["platform"],
+        attempt=delivery["attempt"],
+    ):
+        return _run(_Attempt(delivery, uncertain, settings))
+
+
+def _explain_not_taken(delivery_id: str) -> Outcome:
+    doc = delivery_states.deliveries().find_one(
+        {"_id": ObjectId(delivery_id)}, {"state": 1, "platformPostId": 1, "platform": 1}
+    )
+    if doc is None:
+        log.warning("delivery %s does not exist; nothing to do", delivery_id)
+        return Outcome.NOT_FOUND
+    if doc["state"] == DeliveryState.PUBLISHED.value:
+        log.info(
+            "delivery %s is already published on %s as %s; nothing to do",
+            delivery_id,
+            doc.get("platform"),
+            doc.get("platformPostId"),
+        )
+        return Outcome.ALREADY_PUBLISHED
+    log.info("delivery %s is %s; not taking it now", delivery_id, doc["state"])
+    return Outcome.NOT_AVAILABLE
+
+
+def _run(attempt: _Attempt) -> Outcome:
+    settings = attempt.settings
+    post = post_status.posts().find_one({"_id": ObjectId(attempt.post_id)})
+    if post is None:
+        delivery_states.cancel_attempt(attempt.delivery, "post was deleted")
+        return Outcome.CANCELLED
+    if post.get("status") != PostStatus.SCHEDULED.value:
+        reason = f"post is now {post.get('status')!r}; not publishing"
+        log.info(reason)
+        delivery_states.cancel_attempt(attempt.delivery, reason)
+        return Outcome.CANCELLED
+    schedule_time = (
+        as_utc(post.get("scheduleTime")) if isinstance(post.get("scheduleTime"), datetime) else None
+    )
+    if schedule_time is not None and schedule_time > utcnow() + timedelta(
+        seconds=settings.lookahead_seconds + 1
+    ):
+        log.info("post was moved to %s; releasing the delivery until then", schedule_time.isoformat())
+        delivery_states.release(attempt.delivery, schedule_time, needs_reconcile=attempt.uncertain)
+        return Outcome.RESCHEDULED
+    try:
+        connector = get_connector(attempt.platform)
+    except UnknownPlatformError as exc:
+        return attempt.fail(str(exc))
+    account = accounts.find_account(post["clientId"], attempt.platform)
+    if account is None:
+        return attempt.fail(f"no IntegrationAccount for {attempt.platform} is connected to this client")
+    if account.status != AccountStatus.CONNECTED.value:
+        reason = (account.metadata or {}).get("authError") or f"account status is {account.status}"
+        return attempt.wait_for_auth(account, str(reason))
+    try:
+        credentials = accounts.credentials_for(account)
+        content = build_content(post, attempt.platform)
+        connector.validate(content, credentials)
+    except PermanentError as exc:
+        return attempt.fail(exc.message)
+    blocked = _blocked_until(attempt.platform, str(account.pk))
+    if blocked is not None:
+        return attempt.defer(blocked, "platform rate limit reached (shared budget)")
+    request = PublishRequest(
+        delivery_id=str(attempt.delivery["_id"]),
+        idempotency_key=str(attempt.delivery["_id"]),
+        attempt_id=attempt.delivery["attemptId"],
+        attempt_started_at=utcnow(),
+        content=content,
+        credentials=credentials,
+        first_attempt_at=as_utc(attempt.delivery.get("createdAt")),
+    )
+    return _call_platform(attempt, connector, request, account)
+
+
+def _blocked_until(platform: str, account_id: str) -> datetime | None:
+    try:
+        return rate_limit.blocked_until(platform, account_id)
+    except Exception as exc:  # Redis hiccup: the platform's own 429 still protects us
+        log.warning("rate-limit check unavailable (%s); proceeding", type(exc).__name__)
+        return None
+
+
+def _call_platform(attempt: _Attempt, connector: Connector, request: PublishRequest, account: Any) -> Outcome:
+    call_started: datetime | None = None
+    try:
+        if attempt.uncertain:
+            found = connector.find_published(request)
+            if found is not None:
+                return attempt.complete(found, None, reconciled=True)
+            attempt.uncertain = False  # looked up: the post does not exist on the platform
+            log.info("reconciled: no earlier post found; publishing")
+        call_started = utcnow()
+        metrics.observe_lateness(attempt.platform, attempt.delivery.get("scheduledFor"), call_started)
+        result = connector.publish(request)
+    except RateLimitedError as exc:
+        _record_block(attempt.platform, exc, request.credentials.account_id)
+        return attempt.defer(exc.until, exc.message)
+    except AuthError as exc:
+        return attempt.wait_for_auth(account, exc.message)
+    except PermanentError as exc:
+        return attempt.fail(exc.message)
+    except AmbiguousError as exc:
+        attempt.uncertain = attempt.uncertain or call_started is not None
+        return attempt.retry(exc.message, ErrorClass.AMBIGUOUS, exc.retry_after)
+    except RetryableError as exc:
+        return attempt.retry(exc.message, ErrorClass.RETRYABLE, exc.retry_after)
+    except ConnectorError as exc:
+        return attempt.fail(exc.message)
+    except Exception as exc:  # a connector bug: it may have sent the request, so reconcile next time
+        log.exception("connector %s raised unexpectedly", attempt.platform)
+        attempt.uncertain = attempt.uncertain or call_started is not None
+        return attempt.retry(
+            f"internal error in connector ({type(exc).__name__})", ErrorClass.AMBIGUOUS, None
+        )
+    return attempt.complete(result, call_started, reconciled=False)
+
+
+def _record_block(platform: str, exc: RateLimitedError, account_id: str) -> None:
+    try:
+        rate_limit.block(platform, exc.scope, account_id, exc.retry_after)
+    except Exception as err:  # best effort; the delivery is deferred regardless
+        log.warning("could not record rate limit (%s)", type(err).__name__)
+
+
+__all__ = ["Outcome", "PostContent", "publish_delivery"]
