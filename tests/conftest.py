@@ -1,0 +1,271 @@
+"""Fixtures on real services (see tests/services.py). Factories write documents the way the
+NestJS/Mongoose frontend does (``__v``, ``_id`` in nested objects, BSON dates)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from bson import ObjectId
+
+from tests.services import Proc, SimClient, spawn, start_secantus, start_simulator, wait_until
+
+REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mcmp-run")
+
+
+@pytest.fixture(scope="session")
+def mongo_base_uri(run_dir: Path) -> Iterator[str]:
+    """A MongoDB wire server: MCMP_TEST_MONGODB_URI (a real mongod) or an embedded SecantusDB."""
+    external = os.environ.get("MCMP_TEST_MONGODB_URI")
+    if external:
+        yield external.rstrip("/") + "/"
+        return
+    proc, uri = start_secantus(run_dir / "mongo")
+    yield uri
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is required at {REDIS_URL} ({type(exc).__name__}). Start it with: redis-server --daemonize yes",
+            pytrace=False,
+        )
+    return REDIS_URL
+
+
+@pytest.fixture
+def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A fresh database and an empty Redis DB per test; MCMP_* settings pointing at them."""
+    from config import reset_settings
+    from connectors import registry
+    from models.db import connect, ensure_schema
+
+    db_name = f"mcmp_test_{uuid.uuid4().hex[:10]}"
+    uri = f"{mongo_base_uri.rstrip('/')}/{db_name}"
+    redis.Redis.from_url(redis_url).flushdb()
+    values = {
+        "MCMP_ENV": "test",
+        "MCMP_MONGODB_URI": uri,
+        "MCMP_REDIS_URL": redis_url,
+        "MCMP_LOG_JSON": "true",
+        "MCMP_DISPATCH_INTERVAL_SECONDS": "0.2",
+        "MCMP_LOOKAHEAD_SECONDS": "1.5",
+        "MCMP_REAP_INTERVAL_SECONDS": "1",
+        "MCMP_INFLIGHT_LEASE_SECONDS": "15",
+        "MCMP_QUEUED_LEASE_SECONDS": "20",
+        "MCMP_RETRY_BASE_SECONDS": "0.5",
+        "MCMP_RETRY_MAX_SECONDS": "5",
+        "MCMP_MAX_ATTEMPTS": "8",
+        "MCMP_WEBSITE__TIMEOUT_SECONDS": "2",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    registry.clear_cache()
+    db = connect(uri)
+    ensure_schema(db)
+    full = dict(os.environ)
+    full.update(values)
+    yield full
+    reset_settings()
+    registry.clear_cache()
+    try:
+        db.client.drop_database(db_name)
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def db(env: dict[str, str]) -> Any:
+    from models import Post
+
+    return Post._get_collection().database
+
+
+@pytest.fixture
+def procs(run_dir: Path) -> Iterator[Callable[..., Proc]]:
+    """Factory of real child processes (workers, dispatchers, simulators); all stopped at the end."""
+    started: list[Proc] = []
+
+    def start(name: str, args: list[str], env: dict[str, str]) -> Proc:
+        proc = spawn(name, args, env, run_dir / "logs")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()
+
+
+MCMP = [sys.executable, "-m", "worker.cli"]
+
+
+@pytest.fixture
+def start_worker(procs: Callable[..., Proc]) -> Callable[..., Proc]:
+    def start(env: dict[str, str], concurrency: int = 2, pool: str = "prefork", name: str = "worker") -> Proc:
+        proc = procs(
+            name,
+            [
+                *MCMP,
+                "worker",
+                "-c",
+                str(concurrency),
+                "--pool",
+                pool,
+                "-n",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            ],
+            env,
+        )
+        wait_until(
+            lambda: "worker ready" in proc.log_text() or not proc.alive(), 60, 0.2, "worker did not start"
+        )
+        assert proc.alive(), proc.log_text()[-3000:]
+        return proc
+
+    return start
+
+
+@pytest.fixture
+def start_dispatcher(procs: Callable[..., Proc]) -> Callable[..., Proc]:
+    def start(env: dict[str, str], name: str = "dispatcher") -> Proc:
+        proc = procs(name, [*MCMP, "dispatcher"], env)
+        wait_until(
+            lambda: "dispatcher started" in proc.log_text() or not proc.alive(),
+            60,
+            0.2,
+            "dispatcher did not start",
+        )
+        assert proc.alive(), proc.log_text()[-3000:]
+        return proc
+
+    return start
+
+
+@pytest.fixture
+def webhook_sim(env: dict[str, str], run_dir: Path) -> Iterator[SimClient]:
+    proc, url = start_simulator("website", env, run_dir / "logs")
+    client = SimClient(url)
+    yield client
+    proc.stop()
+
+
+# --- factories writing documents the way Mongoose does -------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def make_client(db: Any) -> Callable[..., dict[str, Any]]:
+    def make(**fields: Any) -> dict[str, Any]:
+        slug = fields.pop("slug", f"client-{uuid.uuid4().hex[:8]}")
+        doc = {
+            "_id": ObjectId(),
+            "name": fields.pop("name", slug.title()),
+            "slug": slug,
+            "timezone": "UTC",
+            "brandSettings": {"fonts": []},
+            "hashtagBank": [],
+            "ctaTemplates": [],
+            "defaultPostingWindows": [],
+            "createdAt": _now(),
+            "updatedAt": _now(),
+            "__v": 0,
+            **fields,
+        }
+        db.clients.insert_one(doc)
+        return doc
+
+    return make
+
+
+@pytest.fixture
+def make_account(db: Any) -> Callable[..., dict[str, Any]]:
+    def make(client: dict[str, Any], platform: str, **fields: Any) -> dict[str, Any]:
+        doc = {
+            "_id": ObjectId(),
+            "clientId": str(client["_id"]),
+            "platform": platform,
+            "accountName": f"{client['slug']} on {platform}",
+            "status": "connected",
+            "metadata": {},
+            "createdAt": _now(),
+            "updatedAt": _now(),
+            "__v": 0,
+            **fields,
+        }
+        db.integrationaccounts.insert_one(doc)
+        return doc
+
+    return make
+
+
+@pytest.fixture
+def make_webhook_account(
+    make_account: Callable[..., dict[str, Any]], webhook_sim: SimClient
+) -> Callable[..., dict[str, Any]]:
+    def make(client: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        return make_account(
+            client,
+            "website",
+            accessToken="dev-webhook-secret",
+            metadata={"webhookUrl": f"{webhook_sim.base_url}/hooks/{client['slug']}", "mode": "webhook"},
+            **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_post(db: Any) -> Callable[..., dict[str, Any]]:
+    def make(
+        client: dict[str, Any], platforms: list[str], when: datetime | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        doc = {
+            "_id": ObjectId(),
+            "clientId": str(client["_id"]),
+            "title": "Hello",
+            "body": f"Post {uuid.uuid4().hex[:8]}",
+            "platforms": platforms,
+            "assetUrls": [],
+            "status": "scheduled",
+            "scheduleTime": when or _now() + timedelta(seconds=1),
+            "platformPostIds": {"_id": ObjectId()},
+            "publishedAt": {"_id": ObjectId()},
+            "createdById": str(ObjectId()),
+            "statusHistory": [
+                {
+                    "_id": ObjectId(),
+                    "at": _now(),
+                    "fromStatus": "approved",
+                    "toStatus": "scheduled",
+                    "byUserId": "u1",
+                }
+            ],
+            "createdAt": _now(),
+            "updatedAt": _now(),
+            "__v": 0,
+            **fields,
+        }
+        db.posts.insert_one(doc)
+        return doc
+
+    return make
