@@ -20,6 +20,7 @@ from connectors.types import (
     TokenGrant,
 )
 from connectors.website.webhook import WebhookPublisher
+from connectors.website.wordpress import WordPressPublisher
 
 
 class WebsiteConnector:
@@ -31,11 +32,14 @@ class WebsiteConnector:
         self.settings = settings
         self.session = BaseUrlSession()
         self.webhook = WebhookPublisher(self.session, settings.website.timeout_seconds)
+        self.wordpress = WordPressPublisher(self.session, settings.website.timeout_seconds)
 
-    def _variant(self, credentials: Credentials) -> WebhookPublisher:
+    def _variant(self, credentials: Credentials) -> WebhookPublisher | WordPressPublisher:
         mode = str(credentials.metadata.get("mode", "webhook"))
         if mode == "webhook":
             return self.webhook
+        if mode == "wordpress":
+            return self.wordpress
         raise PermanentError(f"account.metadata.mode: unsupported website mode {mode!r}")
 
     def validate(self, content: PostContent, credentials: Credentials) -> None:
