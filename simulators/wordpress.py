@@ -34,6 +34,7 @@ from simulators.core import SimRequest, SimResponse, Simulator, route
 DEFAULT_USER = "admin"
 DEFAULT_APP_PASSWORD = "dev-app-password"
 STATUSES = ("publish", "future", "draft", "pending", "private")
+LISTABLE = (*STATUSES, "trash", "any")
 UNIQUE_SLUG_EXEMPT = frozenset({"draft", "pending", "auto-draft"})
 ALLOWED_UPLOADS = frozenset(
     {"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/bmp", "image/tiff"}
@@ -242,7 +243,7 @@ class WordPressSimulator(Simulator):
         if denied:
             return denied
         statuses = [s for s in req.query.get("status", "publish").split(",") if s]
-        bad = [s for s in statuses if s not in (*STATUSES, "any")]
+        bad = [s for s in statuses if s not in LISTABLE]
         if bad:
             return invalid_param(
                 "status",
@@ -264,7 +265,8 @@ class WordPressSimulator(Simulator):
             found = [
                 p
                 for p in self.posts.values()
-                if ("any" in statuses or p["status"] in statuses) and (not slugs or p["slug"] in slugs)
+                if (p["status"] in statuses or ("any" in statuses and p["status"] != "trash"))
+                and (not slugs or p["slug"] in slugs)
             ]
         key = "id" if req.query.get("orderby") == "id" else "createdAt"
         found.sort(key=lambda p: p[key], reverse=req.query.get("order", "desc") != "asc")
@@ -357,3 +359,19 @@ class WordPressSimulator(Simulator):
             if "alt_text" in doc:
                 media["alt_text"] = doc["alt_text"]
         return SimResponse(200, media)
+
+    @route("DELETE", f"{API}/posts/{{post_id}}")
+    def trash_post(self, req: SimRequest) -> SimResponse:
+        """Move to the trash like WordPress: the slug becomes ``<slug>__trashed``, freeing it."""
+        user, denied = self._user(req)
+        if denied:
+            return denied
+        if user is None:
+            return wp_error(401, "rest_cannot_delete", "Sorry, you are not allowed to delete this post.")
+        with self.lock:
+            post = self.posts.get(int(req.params["post_id"])) if req.params["post_id"].isdigit() else None
+            if post is None:
+                return wp_error(404, "rest_post_invalid_id", "Invalid post ID.")
+            post["status"] = "trash"
+            post["slug"] = f"{post['slug']}__trashed"
+        return SimResponse(200, post)
