@@ -27,7 +27,7 @@ from connectors.errors import (
 from connectors.types import Credentials, MediaItem, PostContent, PublishRequest
 from connectors.website import WebsiteConnector
 from connectors.website.wordpress import classify, slug_for
-from simulators.core import SimulatorServer, start_in_thread
+from simulators.core import start_in_thread
 from simulators.wordpress import DEFAULT_APP_PASSWORD, DEFAULT_USER, WordPressSimulator
 from tests.connectors import wordpress_fixture
 from tests.connectors.wordpress_fixture import ImageHost, LossyProxy, WordPressSite
@@ -93,15 +93,24 @@ def posts_with_slug(site_url: str, auth: tuple[str, str], slug: str) -> list[dic
 
 
 # --- fast: simulator -----------------------------------------------------------------------------
-@pytest.fixture
-def sim() -> Iterator[tuple[WordPressSimulator, str]]:
+@pytest.fixture(scope="module")
+def sim_server() -> Iterator[tuple[WordPressSimulator, str]]:
     simulator = WordPressSimulator()
     simulator.hold_seconds = 2.0
-    server: SimulatorServer
     server, url = start_in_thread(simulator)
     yield simulator, url
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def sim(sim_server: tuple[WordPressSimulator, str]) -> tuple[WordPressSimulator, str]:
+    """The module's simulator, emptied: no posts, no faults, documented auth behaviour."""
+    simulator, _ = sim_server
+    simulator.reset()
+    simulator.set_faults({"rules": []})
+    simulator.bad_auth_is_anonymous = False
+    return sim_server
 
 
 def sim_creds(url: str, password: str = DEFAULT_APP_PASSWORD, user: str = DEFAULT_USER) -> Credentials:
