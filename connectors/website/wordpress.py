@@ -91,10 +91,10 @@ def slug_for(idempotency_key: str) -> str:
     come from WordPress, never from another delivery whose key happens to end in ``-2``.
     Keys that are not already slug-safe, or too long, get a digest so distinct keys stay distinct.
     """
-    key = idempotency_key.strip().lower()
-    core = re.sub(r"[^a-z0-9]+", "-", key).strip("-")
+    key = idempotency_key.strip()
+    core = re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
     budget = MAX_SLUG_CHARS - len(SLUG_MARKER) - 1
-    if core != key or len(core) > budget or not core:
+    if core != key or len(core) > budget or not core:  # "ABC" and "abc" must not share a slug
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
         core = f"{core[: budget - len(digest) - 1].rstrip('-')}-{digest}".lstrip("-")
     return f"{core}-{SLUG_MARKER}"

@@ -313,6 +313,7 @@ def test_slug_is_stable_lowercase_bounded_and_never_ends_in_digits() -> None:
     assert slug_for("65a1b2c3d4e5f60718293a4b") == "65a1b2c3d4e5f60718293a4b-mcmp"
     long_key = "X/" * 300
     assert len(slug_for(long_key)) <= 190 and slug_for(long_key) == slug_for(long_key).lower()
+    assert slug_for("ABC") != slug_for("abc") and slug_for("ABC") == slug_for("ABC").lower()
     assert slug_for("a-b") != slug_for("a_b")  # rewritten keys get a digest: no collisions
     assert slug_for("key-2") != f"{slug_for('key')}-2"
 
