@@ -35,7 +35,7 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.google_business.classify import classify
-from connectors.google_business.marker import MARKER_LENGTH, marker_for, strip_markers
+from connectors.google_business.marker import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.http import BaseUrlSession, send
 from connectors.types import (
     Credentials,
@@ -262,6 +262,8 @@ class GoogleBusinessConnector:
                 if created is not None and created < since:
                     continue
                 summary = str(post.get("summary") or "")
+                if SENTINEL in summary and marker not in summary:
+                    continue  # another delivery's post (same text)
                 if marker in summary:
                     return self._found(post)
                 if (

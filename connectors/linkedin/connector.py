@@ -37,7 +37,7 @@ from connectors.errors import (
 )
 from connectors.http import BaseUrlSession, send
 from connectors.linkedin.classify import ThrottleMemory, classify
-from connectors.linkedin.marker import MARKER_LENGTH, marker_for, strip_markers
+from connectors.linkedin.marker import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.types import (
     Credentials,
     MetricsRef,
@@ -292,6 +292,8 @@ class LinkedInConnector:
             if int(element.get("createdAt") or 0) < since_ms:
                 continue
             commentary = str(element.get("commentary") or "")
+            if SENTINEL in commentary and marker not in commentary:
+                continue  # another delivery's post (same text)
             if marker in commentary:
                 return self._found(element)
             if unescape_little_text(strip_markers(commentary)).strip() == expected.strip():

@@ -1,0 +1,294 @@
+"""LinkedIn connector against the LinkedIn simulator over real HTTP: one test per error class,
+publish text/image, reconciliation after commit-then-timeout, refresh, metrics mapping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from config import Settings
+from config.settings import LinkedInSettings
+from connectors import usage
+from connectors.errors import (
+    AmbiguousError,
+    AuthError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    ValidationError,
+)
+from connectors.linkedin import LinkedInConnector
+from connectors.linkedin.marker import marker_for
+from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from simulators.core import start_in_thread
+from simulators.linkedin import LinkedInSimulator
+
+VERSION = datetime.now(UTC).strftime("%Y%m")
+ORG = "urn:li:organization:2414183"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+class _Images(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        status, body = (200, PNG) if self.path == "/img.png" else (404, b"")
+        self.send_response(status)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/img.png"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[LinkedInSimulator, str]]:
+    sim = LinkedInSimulator()
+    sim.hold_seconds = 1.5
+    server, url = start_in_thread(sim)
+    yield sim, url
+    server.shutdown()
+
+
+@pytest.fixture
+def sim(served: tuple[LinkedInSimulator, str]) -> LinkedInSimulator:
+    served[0].reset()
+    served[0].set_faults({"rules": []})
+    return served[0]
+
+
+@pytest.fixture
+def base(served: tuple[LinkedInSimulator, str]) -> str:
+    return served[1]
+
+
+def make_connector(base: str, version: str = VERSION) -> LinkedInConnector:
+    cfg = LinkedInSettings(
+        base_url=base,
+        api_version=version,
+        token_url=f"{base}/oauth/v2/accessToken",
+        timeout_seconds=1.0,
+        app_id="cid",
+        app_secret="csecret",
+    )
+    return LinkedInConnector(Settings(linkedin=cfg))
+
+
+@pytest.fixture
+def connector(sim: LinkedInSimulator, base: str) -> LinkedInConnector:
+    return make_connector(base)
+
+
+@pytest.fixture
+def reports() -> Iterator[list[usage.UsageReport]]:
+    seen: list[usage.UsageReport] = []
+    usage.set_sink(seen.append)
+    yield seen
+    usage.set_sink(None)
+
+
+def creds(
+    token: str = "li-test-abc", author: str = ORG, refresh: str | None = "li-test-refresh-1", **meta: object
+) -> Credentials:
+    return Credentials(
+        "acct-1", "linkedin", token, refresh_token=refresh, external_account_id=author, metadata=meta
+    )
+
+
+def request(
+    body: str = "Hello (world) #launch",
+    key: str = "delivery-1",
+    media: tuple[MediaItem, ...] = (),
+    c: Credentials | None = None,
+) -> PublishRequest:
+    now = datetime.now(UTC)
+    return PublishRequest(
+        delivery_id=key,
+        idempotency_key=key,
+        attempt_id="a1",
+        attempt_started_at=now,
+        content=PostContent("p1", "c1", "Title", body, media),
+        credentials=c or creds(),
+        first_attempt_at=now - timedelta(seconds=5),
+    )
+
+
+def test_publish_text_escapes_little_format_and_marks_the_post(
+    connector: LinkedInConnector, sim: LinkedInSimulator
+) -> None:
+    result = connector.publish(request())
+    post = sim.state()["posts"][0]
+    assert result.platform_post_id == post["id"] and post["id"].startswith("urn:li:share:")
+    assert post["commentary"] == "Hello \\(world\\) #launch" + marker_for("delivery-1")
+    assert post["author"] == ORG and post["lifecycleState"] == "PUBLISHED"
+    assert result.url == f"https://www.linkedin.com/feed/update/{post['id']}/"
+
+
+def test_publish_image_uploads_then_references_it(
+    connector: LinkedInConnector, sim: LinkedInSimulator, image_url: str
+) -> None:
+    connector.publish(request(media=(MediaItem(image_url, "image", alt_text="a logo"),)))
+    state = sim.state()
+    ((urn, image),) = state["images"].items()
+    assert image["uploaded"] and image["size"] == len(PNG) and image["owner"] == ORG
+    assert state["posts"][0]["content"] == {"media": {"id": urn, "altText": "a logo"}}
+
+
+def test_validate_rejects_what_linkedin_would(connector: LinkedInConnector) -> None:
+    with pytest.raises(ValidationError, match="3000"):
+        connector.validate(PostContent("p", "c", "", "x" * 2990), creds())
+    with pytest.raises(ValidationError, match="video"):
+        connector.validate(PostContent("p", "c", "", "hi", (MediaItem("https://x/v.mp4", "video"),)), creds())
+    with pytest.raises(ValidationError, match="externalAccountId"):
+        connector.validate(PostContent("p", "c", "", "hi"), creds(author=""))
+    connector.validate(PostContent("p", "c", "", "hi"), creds(author="12345"))  # bare org id
+    connector.validate(PostContent("p", "c", "", "hi"), creds(author="abC_9", authorType="person"))
+
+
+def test_retryable_read_failure(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    sim.set_faults({"rules": [{"kind": "http_500", "methods": ["GET"], "path": "/rest/posts"}]})
+    with pytest.raises(RetryableError) as info:
+        connector.find_published(request())
+    assert not isinstance(info.value, AmbiguousError)
+
+
+def test_image_upload_failure_is_retryable_not_ambiguous(
+    connector: LinkedInConnector, sim: LinkedInSimulator, image_url: str
+) -> None:
+    sim.set_faults({"rules": [{"kind": "http_500", "path": "/rest/images"}]})
+    with pytest.raises(RetryableError) as info:
+        connector.publish(request(media=(MediaItem(image_url, "image"),)))
+    assert not isinstance(info.value, AmbiguousError)
+    assert sim.state()["count"] == 0
+
+
+def test_rate_limited_app_budget_defers_to_midnight_and_reports(
+    connector: LinkedInConnector, sim: LinkedInSimulator, reports: list
+) -> None:
+    sim.set_faults({"rules": [{"kind": "rate_limit", "path": "/rest/posts"}]})
+    with pytest.raises(RateLimitedError) as info:
+        connector.publish(request())
+    assert info.value.scope == "app"
+    midnight = (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert abs((info.value.until - midnight).total_seconds()) < 5
+    assert reports and reports[-1].platform == "linkedin" and reports[-1].scope == "app"
+
+
+def test_rate_limited_honours_retry_after_and_member_scope(
+    sim: LinkedInSimulator, base: str, reports: list
+) -> None:
+    connector = make_connector(base)
+    sim.set_faults({"rules": [{"kind": "rate_limit", "retry_after": 7, "count": 1}]})
+    with pytest.raises(RateLimitedError) as info:
+        connector.publish(request())
+    assert info.value.retry_after == 7
+    sim.member_daily_limit = 1
+    try:
+        connector.publish(request(key="k2"))
+        with pytest.raises(RateLimitedError) as info:
+            connector.publish(request(key="k3"))
+    finally:
+        sim.member_daily_limit = 10_000
+    assert info.value.scope == "account" and reports[-1].account_id == "acct-1"
+
+
+def test_auth_revoked_token(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    requests.post(
+        f"{connector.base}/_sim/tokens", json={"action": "revoke", "token": "li-test-gone"}, timeout=2
+    )
+    with pytest.raises(AuthError):
+        connector.publish(request(c=creds(token="li-test-gone")))
+
+
+def test_auth_missing_role_asks_for_reauthorisation(
+    connector: LinkedInConnector, sim: LinkedInSimulator
+) -> None:
+    requests.post(
+        f"{connector.base}/_sim/tokens",
+        json={"action": "register", "token": "scoped", "authors": ["urn:li:organization:1"]},
+        timeout=2,
+    )
+    with pytest.raises(AuthError, match="re-authorised"):
+        connector.publish(request(c=creds(token="scoped")))
+
+
+def test_permanent_sunset_version(sim: LinkedInSimulator, base: str) -> None:
+    with pytest.raises(PermanentError, match="NONEXISTENT_VERSION"):
+        make_connector(base, version="202401").publish(request())
+
+
+def test_ambiguous_commit_then_timeout_is_reconciled_not_reposted(
+    connector: LinkedInConnector, sim: LinkedInSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "path": "/rest/posts", "count": 1}]})
+    req = request()
+    with pytest.raises(AmbiguousError):
+        connector.publish(req)
+    found = connector.find_published(req)
+    assert found is not None and found.platform_post_id == sim.state()["posts"][0]["id"]
+    assert sim.state()["count"] == 1
+    assert connector.find_published(request(key="another-delivery")) is None
+
+
+def test_write_5xx_is_ambiguous(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    sim.set_faults({"rules": [{"kind": "http_503", "path": "/rest/posts", "count": 1}]})
+    with pytest.raises(AmbiguousError):
+        connector.publish(request())
+
+
+def test_refresh_ok_keeps_refresh_token(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    grant = connector.refresh_token(creds())
+    assert grant.access_token.startswith("li-test-") and grant.refresh_token is None
+    assert grant.expires_at is not None and grant.expires_at > datetime.now(UTC) + timedelta(days=59)
+    assert sim.state()["refresh_calls"] == 1
+    connector.publish(request(c=creds(token=grant.access_token)))
+
+
+def test_refresh_revoked_is_auth(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    requests.post(
+        f"{connector.base}/_sim/tokens",
+        json={"action": "revoke", "refresh_token": "li-test-refresh-x"},
+        timeout=2,
+    )
+    with pytest.raises(AuthError):
+        connector.refresh_token(creds(refresh="li-test-refresh-x"))
+
+
+def test_refresh_5xx_is_retryable_not_auth(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    sim.set_faults({"rules": [{"kind": "http_503", "path": "/oauth"}]})
+    with pytest.raises(RetryableError) as info:
+        connector.refresh_token(creds())
+    assert not isinstance(info.value, AuthError | AmbiguousError)
+
+
+def test_metrics_org_mapping(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    post = connector.publish(request())
+    sim.posts[post.platform_post_id]["createdAt"] -= 100_000  # 100 s old
+    (snap,) = connector.fetch_metrics(creds(), [MetricsRef("p1", post.platform_post_id)])
+    assert set(snap.metrics) == {"impressions", "reach", "clicks", "likes", "comments", "shares"}
+    assert (
+        snap.metrics["impressions"] >= 1000 and snap.metrics["reach"] >= 700 and snap.metrics["shares"] >= 10
+    )
+
+
+def test_metrics_member_mapping(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
+    member = creds(author="urn:li:person:sim")
+    post = connector.publish(request(c=member))
+    sim.posts[post.platform_post_id]["createdAt"] -= 100_000
+    (snap,) = connector.fetch_metrics(member, [MetricsRef("p1", post.platform_post_id)])
+    # impressions/reach/likes/comments/shares always; saves + clicks since version 202603.
+    assert set(snap.metrics) == {"impressions", "reach", "likes", "comments", "shares", "saves", "clicks"}
+    assert snap.metrics["impressions"] >= 1000
