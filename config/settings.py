@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     queued_lease_seconds: int = Field(default=300, gt=0)
     inflight_lease_seconds: int = Field(default=90, gt=0)
     reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # A post still "scheduled" this long after expansion is re-derived from its deliveries
+    # (recovers a worker killed between recording a delivery and updating its post).
+    settle_after_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=8, gt=0)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)

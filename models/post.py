@@ -33,7 +33,7 @@ class Post(TimestampedDocument):
     meta = {
         "collection": "posts",
         "strict": False,
-        "indexes": ["client_id", "campaign_id", ("status", "schedule_time")],
+        "indexes": ["client_id", "campaign_id", ("status", "schedule_time"), ("status", "expanded_at")],
     }
 
     client_id = StringField(db_field="clientId", required=True)
@@ -51,3 +51,5 @@ class Post(TimestampedDocument):
     approved_by_id = StringField(db_field="approvedById")
     status_history = EmbeddedDocumentListField(StatusChange, db_field="statusHistory", default=list)
     last_error = StringField(db_field="lastError")
+    # Worker bookkeeping (not in the seed; Mongoose ignores it): when deliveries were created.
+    expanded_at = DateTimeField(db_field="mcmpExpandedAt")

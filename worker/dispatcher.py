@@ -198,6 +198,37 @@ class Dispatcher:
                     post_status.sync(d["postId"])
         return resumed
 
+    def settle_stale_posts(self) -> int:
+        """Re-derive posts still ``scheduled`` long after expansion; rotate them to the back.
+
+        A worker killed between recording a delivery and updating its post leaves the post
+        behind; this sweep costs O(batch) per run, whatever the number of posts.
+        """
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.settle_after_seconds)
+        settled = 0
+        page = (
+            post_status.posts()
+            .find({"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: {"$lt": cutoff}}, {"_id": 1})
+            .sort(EXPANDED_MARKER, 1)
+            .limit(self.settings.dispatch_batch_size)
+        )
+        for post in page:
+            if post_status.sync(str(post["_id"])):
+                settled += 1
+            else:
+                post_status.posts().update_one(
+                    {
+                        "_id": post["_id"],
+                        "status": PostStatus.SCHEDULED.value,
+                        EXPANDED_MARKER: {"$exists": True},
+                    },
+                    {"$set": {EXPANDED_MARKER: now}},
+                )
+        if settled:
+            log.warning("settled %d posts whose status lagged behind their deliveries", settled)
+        return settled
+
     def maintenance(self) -> dict[str, int]:
         queued, in_flight = delivery_states.reap_expired_leases()
         if queued or in_flight:
@@ -207,6 +238,7 @@ class Dispatcher:
             "reaped_in_flight": in_flight,
             "failed_invalid": self.fail_unschedulable_posts(),
             "resumed_auth": self.resume_reconnected_accounts(),
+            "settled_posts": self.settle_stale_posts(),
         }
 
     # --- loop --------------------------------------------------------------------------------

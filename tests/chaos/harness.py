@@ -1,0 +1,235 @@
+"""A reusable chaos run: many posts due at once, platform faults, killed workers, two
+dispatchers and a Redis restart — then an audit of the end state against the simulators' own
+stores. Used by the webhook chaos test and by the per-platform chaos tests.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from bson import ObjectId
+
+from tests.services import Proc, free_port, wait_until
+
+FAULTS = [
+    {"kind": "http_500", "rate": 0.10},
+    {"kind": "commit_then_timeout", "rate": 0.05 / 0.90},  # ≈5% of all requests after the 500s
+    {"kind": "rate_limit", "rate": 0.05 / 0.85, "retry_after": 1},
+]
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, so it can be restarted without disturbing others."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._ping, 20, 0.1, "private redis-server did not start")
+
+    def _ping(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, down_seconds: float = 2.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+@dataclass
+class ChaosReport:
+    posts: int
+    deliveries: int
+    published: int
+    duplicates: int
+    lost: int
+    mismatched_ids: int
+    bad_history: int
+    worker_kills: int
+    redis_restarts: int
+    seconds: float
+    faults_fired: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (
+            f"chaos: posts={self.posts} deliveries={self.deliveries} published={self.published} "
+            f"duplicates={self.duplicates} lost={self.lost} mismatched_ids={self.mismatched_ids} "
+            f"bad_history={self.bad_history} worker_kills={self.worker_kills} "
+            f"redis_restarts={self.redis_restarts} faults={self.faults_fired} seconds={self.seconds:.1f}"
+        )
+
+
+def insert_posts(
+    db: Any,
+    client: dict[str, Any],
+    platforms_for: Callable[[int], list[str]],
+    count: int,
+    spread_seconds: float,
+) -> list[ObjectId]:
+    """Insert ``count`` Mongoose-shaped scheduled posts due within ``spread_seconds``."""
+    now = datetime.now(UTC)
+    docs = []
+    for i in range(count):
+        docs.append(
+            {
+                "_id": ObjectId(),
+                "clientId": str(client["_id"]),
+                "title": f"Chaos {i}",
+                "body": f"Chaos post {i} {uuid.uuid4().hex[:6]}",
+                "platforms": platforms_for(i),
+                "assetUrls": [],
+                "status": "scheduled",
+                "scheduleTime": now + timedelta(seconds=2 + spread_seconds * i / count),
+                "platformPostIds": {"_id": ObjectId()},
+                "publishedAt": {"_id": ObjectId()},
+                "statusHistory": [
+                    {"_id": ObjectId(), "at": now, "fromStatus": "approved", "toStatus": "scheduled"}
+                ],
+                "createdAt": now,
+                "updatedAt": now,
+                "__v": 0,
+            }
+        )
+    db.posts.insert_many(docs)
+    return [d["_id"] for d in docs]
+
+
+def run_chaos(
+    db: Any,
+    post_ids: list[ObjectId],
+    start_worker: Callable[[], Proc],
+    workers: list[Proc],
+    private_redis: PrivateRedis,
+    kills: int = 3,
+    timeout: float = 240.0,
+) -> tuple[int, int, float]:
+    """Kill -9 a worker ``kills`` times and restart Redis once while the posts go out."""
+    started = time.monotonic()
+    rng = random.Random(7)
+    done_kills = restarts = 0
+    schedule = [4.0 + 5.0 * i for i in range(kills)]
+    redis_at = 9.0
+    while True:
+        elapsed = time.monotonic() - started
+        if done_kills < kills and elapsed >= schedule[done_kills]:
+            victim = workers.pop(rng.randrange(len(workers)))
+            victim.kill9()
+            done_kills += 1
+            workers.append(start_worker())
+        if restarts == 0 and elapsed >= redis_at:
+            private_redis.restart()
+            restarts += 1
+        pending = db.posts.count_documents({"_id": {"$in": post_ids}, "status": "scheduled"})
+        if pending == 0 and done_kills >= kills and restarts:
+            break
+        if elapsed > timeout:
+            stuck = [
+                str(p["_id"])
+                for p in db.posts.find({"_id": {"$in": post_ids}, "status": "scheduled"}, {"_id": 1})
+            ]
+            detail = list(
+                db.deliveries.find(
+                    {"postId": {"$in": stuck[:5]}},
+                    {
+                        "state": 1,
+                        "attempt": 1,
+                        "lastError": 1,
+                        "dueAt": 1,
+                        "leaseUntil": 1,
+                        "needsReconcile": 1,
+                        "platform": 1,
+                    },
+                )
+            )
+            raise AssertionError(
+                f"chaos run did not converge in {timeout}s: {pending} posts still scheduled: {detail}"
+            )
+        time.sleep(1.0)
+    return done_kills, restarts, time.monotonic() - started
+
+
+def audit(
+    db: Any,
+    post_ids: list[ObjectId],
+    stored_by_platform: dict[str, list[dict[str, Any]]],
+    key_of: Callable[[dict[str, Any]], str | None],
+    id_of: Callable[[dict[str, Any]], str],
+) -> dict[str, int]:
+    """Compare MongoDB with the simulators' own stores: duplicates, lost, id mismatches, history."""
+    deliveries = {
+        (d["postId"], d["platform"]): d
+        for d in db.deliveries.find({"postId": {"$in": [str(p) for p in post_ids]}})
+    }
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for platform, stored in stored_by_platform.items():
+        for item in stored:
+            key = key_of(item)
+            if key:
+                by_key.setdefault((platform, key), []).append(item)
+    duplicates = sum(len(v) - 1 for v in by_key.values() if len(v) > 1)
+    lost = mismatched = bad_history = published = 0
+    for post in db.posts.find({"_id": {"$in": post_ids}}):
+        history = post.get("statusHistory", [])
+        times = [h["at"] for h in history]
+        if post["status"] != "published" or times != sorted(times) or history[-1]["toStatus"] != "published":
+            bad_history += 1
+        for platform in post["platforms"]:
+            delivery = deliveries.get((str(post["_id"]), platform))
+            stored = by_key.get((platform, str(delivery["_id"]))) if delivery else None
+            if not stored:
+                lost += 1
+                continue
+            published += 1
+            if post.get("platformPostIds", {}).get(platform) != id_of(stored[0]) or not post.get(
+                "publishedAt", {}
+            ).get(platform):
+                mismatched += 1
+    return {
+        "duplicates": duplicates,
+        "lost": lost,
+        "mismatched_ids": mismatched,
+        "bad_history": bad_history,
+        "published": published,
+        "deliveries": len(deliveries),
+    }

@@ -1,0 +1,79 @@
+"""Issue [1/6] chaos run: ≥500 posts through the signed webhook while everything breaks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.harness import FAULTS, ChaosReport, PrivateRedis, audit, insert_posts, run_chaos
+from tests.services import SimClient, start_simulator
+
+POSTS = 500
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(900)
+def test_chaos_webhook_exactly_once(
+    env, db, make_client, make_account, start_worker, start_dispatcher, run_dir: Path, tmp_path: Path
+):
+    private = PrivateRedis(tmp_path / "redis")
+    private.start()
+    try:
+        chaos_env = dict(
+            env, MCMP_REDIS_URL=private.url, MCMP_INFLIGHT_LEASE_SECONDS="10", MCMP_QUEUED_LEASE_SECONDS="15"
+        )
+        sim_proc, sim_url = start_simulator("website", chaos_env, run_dir / "logs")
+        sim = SimClient(sim_url)
+        client = make_client(slug="chaos")
+        make_account(
+            client,
+            "website",
+            accessToken="dev-webhook-secret",
+            metadata={"webhookUrl": f"{sim_url}/hooks/chaos", "mode": "webhook"},
+        )
+        sim.faults(FAULTS, seed=42)
+        post_ids = insert_posts(db, client, lambda i: ["website"], POSTS, spread_seconds=10)
+
+        def new_worker():
+            return start_worker(chaos_env, concurrency=3)
+
+        workers = [new_worker(), new_worker()]
+        start_dispatcher(chaos_env, name="dispatcher-a")
+        start_dispatcher(chaos_env, name="dispatcher-b")
+        kills, restarts, seconds = run_chaos(db, post_ids, new_worker, workers, private)
+
+        state = sim.state()
+        fired = Counter(f["kind"] for f in SimClientFaults(sim).fired())
+        result = audit(
+            db, post_ids, {"website": state["posts"]}, lambda p: p["idempotencyKey"], lambda p: p["id"]
+        )
+        report = ChaosReport(
+            posts=POSTS,
+            worker_kills=kills,
+            redis_restarts=restarts,
+            seconds=seconds,
+            faults_fired=dict(fired),
+            **result,
+        )
+        print(report.line())
+        sim_proc.stop()
+    finally:
+        private.stop()
+    assert state["duplicates"] == 0 and report.duplicates == 0, report.line()
+    assert report.lost == 0 and report.published == POSTS, report.line()
+    assert report.mismatched_ids == 0 and report.bad_history == 0, report.line()
+    assert state["count"] == POSTS
+    assert kills >= 3 and restarts == 1
+    assert fired["http_500"] > 0 and fired["commit_then_timeout"] > 0 and fired["rate_limit"] > 0, fired
+
+
+class SimClientFaults:
+    def __init__(self, sim: SimClient) -> None:
+        self.sim = sim
+
+    def fired(self) -> list[dict]:
+        import requests
+
+        return requests.get(f"{self.sim.base_url}/_sim/faults", timeout=10).json()["fired"]
