@@ -1,0 +1,229 @@
+"""Google Business Profile connector against its simulator over real HTTP: one test per error
+class, STANDARD post with CTA and photo, reconciliation across pages, refresh, insights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from config import Settings
+from config.settings import GoogleBusinessSettings
+from connectors import usage
+from connectors.errors import (
+    AmbiguousError,
+    AuthError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    ValidationError,
+)
+from connectors.google_business import GoogleBusinessConnector
+from connectors.google_business.marker import marker_for
+from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from simulators.core import start_in_thread
+from simulators.google_business import GoogleBusinessSimulator
+
+LOCATION = "accounts/111/locations/222"
+PHOTO = "https://cdn.example.com/shop.jpg"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[GoogleBusinessSimulator, str]]:
+    sim = GoogleBusinessSimulator()
+    sim.hold_seconds = 1.5
+    server, url = start_in_thread(sim)
+    yield sim, url
+    server.shutdown()
+
+
+@pytest.fixture
+def sim(served: tuple[GoogleBusinessSimulator, str]) -> GoogleBusinessSimulator:
+    served[0].reset()
+    served[0].set_faults({"rules": []})
+    served[0].insights_available = True
+    served[0].quota_per_minute = 300
+    return served[0]
+
+
+@pytest.fixture
+def connector(
+    sim: GoogleBusinessSimulator, served: tuple[GoogleBusinessSimulator, str]
+) -> GoogleBusinessConnector:
+    base = served[1]
+    cfg = GoogleBusinessSettings(
+        base_url=base, token_url=f"{base}/token", timeout_seconds=1.0, app_id="cid", app_secret="csecret"
+    )
+    return GoogleBusinessConnector(Settings(google_business=cfg))
+
+
+@pytest.fixture
+def reports() -> Iterator[list[usage.UsageReport]]:
+    seen: list[usage.UsageReport] = []
+    usage.set_sink(seen.append)
+    yield seen
+    usage.set_sink(None)
+
+
+def creds(
+    token: str = "gbp-test-abc", refresh: str | None = "gbp-test-refresh-1", location: str = LOCATION
+) -> Credentials:
+    return Credentials(
+        "acct-g", "google-business", token, refresh_token=refresh, external_account_id=location
+    )
+
+
+def content(
+    body: str = "Fresh bread every morning", media: tuple[MediaItem, ...] = (), **options: object
+) -> PostContent:
+    return PostContent("p1", "c1", "Title", body, media, options=options)
+
+
+def request(
+    key: str = "delivery-g", c: Credentials | None = None, post: PostContent | None = None
+) -> PublishRequest:
+    now = datetime.now(UTC)
+    return PublishRequest(
+        key, key, "a1", now, post or content(), c or creds(), first_attempt_at=now - timedelta(seconds=5)
+    )
+
+
+def test_publish_standard_post_with_cta_and_photo(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    post = content(
+        media=(MediaItem(PHOTO, "image"),),
+        callToAction={"actionType": "ORDER", "url": "https://shop.example/order"},
+    )
+    result = connector.publish(request(post=post))
+    (stored,) = sim.state()["posts"]
+    assert result.platform_post_id == stored["name"] and stored["name"].startswith(LOCATION + "/localPosts/")
+    assert stored["topicType"] == "STANDARD" and stored["languageCode"] == "en"
+    assert stored["summary"] == "Fresh bread every morning" + marker_for("delivery-g")
+    assert stored["callToAction"] == {"actionType": "ORDER", "url": "https://shop.example/order"}
+    assert stored["media"] == [{"mediaFormat": "PHOTO", "sourceUrl": PHOTO}]
+    assert result.url == stored["searchUrl"] and result.published_at is not None
+
+
+def test_validate_rejects_what_google_would(connector: GoogleBusinessConnector) -> None:
+    with pytest.raises(ValidationError, match="1500"):
+        connector.validate(content("x" * 1480), creds())
+    with pytest.raises(ValidationError, match="photos"):
+        connector.validate(content(media=(MediaItem("https://x/v.mp4", "video"),)), creds())
+    with pytest.raises(ValidationError, match="actionType"):
+        connector.validate(content(callToAction={"actionType": "BUY_NOW", "url": "https://x"}), creds())
+    with pytest.raises(ValidationError, match="url"):
+        connector.validate(content(callToAction={"actionType": "BOOK"}), creds())
+    with pytest.raises(ValidationError, match="accounts/"):
+        connector.validate(content(), creds(location="222"))
+    connector.validate(content(callToAction={"actionType": "CALL"}), creds())
+
+
+def test_retryable_read_failure(connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator) -> None:
+    sim.set_faults({"rules": [{"kind": "http_503", "methods": ["GET"]}]})
+    with pytest.raises(RetryableError) as info:
+        connector.find_published(request())
+    assert not isinstance(info.value, AmbiguousError)
+
+
+def test_rate_limited_quota_reports_usage(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator, reports: list
+) -> None:
+    sim.quota_per_minute = 0
+    with pytest.raises(RateLimitedError) as info:
+        connector.publish(request())
+    assert info.value.scope == "app" and info.value.retry_after == 60
+    assert reports[-1].platform == "google-business"
+
+
+def test_auth_revoked_token_and_missing_scope(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    base = connector.base.rsplit("/", 1)[0]
+    requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "gbp-test-gone"}, timeout=2)
+    with pytest.raises(AuthError):
+        connector.publish(request(c=creds(token="gbp-test-gone")))
+    requests.post(
+        f"{base}/_sim/tokens",
+        json={"action": "register", "token": "noscope", "scopes": ["openid"]},
+        timeout=2,
+    )
+    with pytest.raises(AuthError, match="re-authorised"):
+        connector.publish(request(c=creds(token="noscope")))
+
+
+def test_permanent_location_not_managed_and_invalid(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    base = connector.base.rsplit("/", 1)[0]
+    requests.post(
+        f"{base}/_sim/tokens",
+        json={"action": "register", "token": "other", "locations": ["accounts/1/locations/2"]},
+        timeout=2,
+    )
+    with pytest.raises(PermanentError, match="PERMISSION_DENIED"):
+        connector.publish(request(c=creds(token="other")))
+    with pytest.raises(PermanentError, match="INVALID_ARGUMENT"):
+        connector.publish(request(post=content(media=(MediaItem("ftp://bad/x.jpg", "image"),))))
+
+
+def test_ambiguous_commit_then_timeout_is_reconciled_across_pages(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "path": "/localPosts", "count": 1}]})
+    req = request()
+    with pytest.raises(AmbiguousError):
+        connector.publish(req)
+    for i in range(105):  # newer posts push ours to the second page
+        connector.publish(request(key=f"other-{i}", post=content(f"other {i}")))
+    found = connector.find_published(req)
+    assert found is not None and found.platform_post_id.startswith(LOCATION)
+    assert sim.posts[found.platform_post_id]["summary"].endswith(marker_for("delivery-g"))
+    assert connector.find_published(request(key="never-sent")) is None
+
+
+def test_create_5xx_is_ambiguous(connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator) -> None:
+    sim.set_faults({"rules": [{"kind": "http_500", "path": "/localPosts", "count": 1}]})
+    with pytest.raises(AmbiguousError):
+        connector.publish(request())
+
+
+def test_refresh_ok(connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator) -> None:
+    grant = connector.refresh_token(creds())
+    assert grant.access_token.startswith("gbp-test-") and grant.refresh_token is None
+    assert grant.expires_at is not None and grant.expires_at > datetime.now(UTC) + timedelta(minutes=50)
+    assert sim.state()["refresh_calls"] == 1
+    connector.publish(request(c=creds(token=grant.access_token)))
+
+
+def test_refresh_revoked_is_auth(connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator) -> None:
+    base = connector.base.rsplit("/", 1)[0]
+    requests.post(
+        f"{base}/_sim/tokens", json={"action": "revoke", "refresh_token": "gbp-test-refresh-x"}, timeout=2
+    )
+    with pytest.raises(AuthError, match="invalid_grant") as info:
+        connector.refresh_token(creds(refresh="gbp-test-refresh-x"))
+    assert "gbp-test-refresh-x" not in str(info.value)
+
+
+def test_refresh_5xx_is_retryable_not_auth(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "http_503", "path": "/token"}]})
+    with pytest.raises(RetryableError) as info:
+        connector.refresh_token(creds())
+    assert not isinstance(info.value, AuthError)
+
+
+def test_metrics_mapping_and_retired_insights(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    post = connector.publish(request())
+    sim.created_at[post.platform_post_id] -= 90
+    (snap,) = connector.fetch_metrics(creds(), [MetricsRef("p1", post.platform_post_id)])
+    assert set(snap.metrics) == {"impressions", "clicks"} and snap.metrics["impressions"] >= 360
+    sim.insights_available = False
+    (snap,) = connector.fetch_metrics(creds(), [MetricsRef("p1", post.platform_post_id)])
+    assert snap.metrics == {}
