@@ -56,7 +56,8 @@ class InstagramSettings(PlatformSettings):
 
 class LinkedInSettings(PlatformSettings):
     base_url: str = "https://api.linkedin.com"
-    api_version: str = "202510"
+    # LinkedIn supports each monthly version for about a year; 202510 is sunset by late 2026.
+    api_version: str = "202607"
     token_url: str = "https://www.linkedin.com/oauth/v2/accessToken"
     refresh_margin_seconds: int = 7 * 86400
 

@@ -246,7 +246,7 @@ class Simulator:
             self.reset()
             self.set_faults({"rules": []})
             return SimResponse(200, {"ok": True})
-        return SimResponse(404, {"error": "unknown control path"})
+        return self.dispatch(req)  # simulator-specific control routes (e.g. /_sim/tokens)
 
 
 def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
