@@ -13,7 +13,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 from worker.redaction import RedactingFilter
 
-_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("mcmp_log_context", default=None)
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "mcmp_log_context", default=None
+)
 
 
 @contextlib.contextmanager
@@ -40,7 +42,7 @@ def configure(level: str = "INFO", json_output: bool = True) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "_mcmp", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.__stderr__)  # Celery swaps sys.stderr for a logging proxy
     handler._mcmp = True  # type: ignore[attr-defined]
     if json_output:
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False))
