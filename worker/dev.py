@@ -163,9 +163,24 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> None:
     )
 
 
-def _watch(db: Any, stop_at: float | None) -> None:
+class ChildDied(RuntimeError):
+    """A worker, dispatcher or API process of the dev stack exited on its own."""
+
+
+def _check_children(children: dict[str, subprocess.Popen[bytes]], logs_dir: Path) -> None:
+    for name, child in children.items():
+        if child.poll() is not None:
+            log = logs_dir / f"{name}.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise ChildDied(f"{name} exited with code {child.returncode}; last log lines:\n{tail}")
+
+
+def _watch(
+    db: Any, stop_at: float | None, children: dict[str, subprocess.Popen[bytes]], logs_dir: Path
+) -> None:
     seen: dict[Any, tuple[str, int]] = {}
     while stop_at is None or time.monotonic() < stop_at:
+        _check_children(children, logs_dir)
         for d in db.deliveries.find(
             {},
             {
@@ -197,6 +212,7 @@ def _watch(db: Any, stop_at: float | None) -> None:
                 )
             else:
                 console.print(f"{stamp} [dim]{d['state']:<9}[/] {d['platform']:<16} post {d['postId']}")
+        console.file.flush()  # live output also when piped to a file or another program
         time.sleep(1.0)
 
 
@@ -206,11 +222,37 @@ def run_dev(
     base = Path(data_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
+    servers: list[Any] = []
+    lite: Any = None
+    named: dict[str, subprocess.Popen[bytes]] = {}
+    failed = False
+    try:
+        db, lite = _start_stack(base, demo_posts, with_api, children, servers, named)
+        _watch(db, None if run_seconds is None else time.monotonic() + run_seconds, named, base / "logs")
+    except KeyboardInterrupt:
+        console.print("\n[bold]stopping…[/]")
+    except ChildDied as exc:
+        console.print(f"[bold red]{exc}[/]")
+        failed = True
+    finally:
+        _stop(children, servers, lite)
+    if failed:
+        raise SystemExit(1)
+
+
+def _start_stack(
+    base: Path,
+    demo_posts: int,
+    with_api: bool,
+    children: list[subprocess.Popen[bytes]],
+    servers: list[Any],
+    named: dict[str, subprocess.Popen[bytes]],
+) -> tuple[Any, Any]:
+    """Start every part, registering each in ``children``/``servers`` as soon as it exists."""
     mongo, uri = _start_mongo(base)
     children.append(mongo)
     redis_url, broker_url, lite = _redis(base)
     sims: dict[str, str] = {}
-    servers = []
     for platform in simulator_platforms():
         try:
             sim_class = simulator_class(platform)
@@ -241,15 +283,15 @@ def run_dev(
 
     def spawn(name: str, *args: str) -> None:
         out = open(logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+        children.append(child)
+        named[name] = child
 
     spawn("worker", "worker", "-c", "2")
     spawn("dispatcher", "dispatcher")
@@ -263,23 +305,23 @@ def run_dev(
     console.print(f"  logs in {logs_dir}; Ctrl-C stops everything")
     db = MongoClient(uri, tz_aware=True).get_default_database()
     _seed(db, sims, demo_posts)
-    try:
-        _watch(db, None if run_seconds is None else time.monotonic() + run_seconds)
-    except KeyboardInterrupt:
-        console.print("\n[bold]stopping…[/]")
-    finally:
-        for child in reversed(children):
-            try:
-                os.killpg(child.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        for child in reversed(children):
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-        for server in servers:
-            server.shutdown()
-        if lite is not None:
-            lite.shutdown()
-        console.print("[bold]stopped[/]")
+    console.file.flush()
+    return db, lite
+
+
+def _stop(children: list[subprocess.Popen[bytes]], servers: list[Any], lite: Any) -> None:
+    for child in reversed(children):
+        try:
+            os.killpg(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    for child in reversed(children):
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+    for server in servers:
+        server.shutdown()
+    if lite is not None:
+        lite.shutdown()
+    console.print("[bold]stopped[/]")
