@@ -10,7 +10,7 @@ import pytest
 from mongoengine import EmbeddedDocumentField, EmbeddedDocumentListField, NotUniqueError
 from pymongo.errors import WriteError
 
-from models import Asset, AnalyticsRecord, Campaign, Client, IntegrationAccount, Post, User
+from models import AnalyticsRecord, Asset, Campaign, Client, IntegrationAccount, Post, User
 
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "schemas.md"
 DOCUMENTS = {
@@ -72,7 +72,9 @@ def test_nested_seed_fields_keep_their_names():
     assert {"logoUrl", "primaryColor", "secondaryColor", "fonts"} <= embedded(Client, "brand_settings")
     assert {"label", "text"} <= embedded(Client, "cta_templates")
     assert {"provider", "providerId", "profile"} <= embedded(User, "oauth_accounts")
-    assert {"impressions", "reach", "clicks", "likes", "comments", "shares", "saves"} <= embedded(AnalyticsRecord, "metrics")
+    assert {"impressions", "reach", "clicks", "likes", "comments", "shares", "saves"} <= embedded(
+        AnalyticsRecord, "metrics"
+    )
 
 
 def test_defaults_and_timestamps_match_mongoose(db):

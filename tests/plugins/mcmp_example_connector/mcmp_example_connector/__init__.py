@@ -43,12 +43,18 @@ class EchoConnector:
         return str(credentials.metadata["webhookUrl"])
 
     def publish(self, request: PublishRequest) -> PublishResult:
-        body = json.dumps({"title": request.content.title, "body": request.content.body,
-                           "postId": request.content.post_id}).encode()
-        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: request.idempotency_key,
-                   **signed_headers(request.credentials.access_token, body)}
+        body = json.dumps(
+            {"title": request.content.title, "body": request.content.body, "postId": request.content.post_id}
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: request.idempotency_key,
+            **signed_headers(request.credentials.access_token, body),
+        }
         try:
-            response = self.session.post(self._url(request.credentials), data=body, headers=headers, timeout=5)
+            response = self.session.post(
+                self._url(request.credentials), data=body, headers=headers, timeout=5
+            )
         except requests.RequestException:
             raise AmbiguousError("no answer from the echo endpoint") from None
         if response.status_code in (401, 403):
@@ -62,8 +68,12 @@ class EchoConnector:
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         headers = signed_headers(request.credentials.access_token, b"")
         try:
-            response = self.session.get(self._url(request.credentials), headers=headers,
-                                        params={"idempotency_key": request.idempotency_key}, timeout=5)
+            response = self.session.get(
+                self._url(request.credentials),
+                headers=headers,
+                params={"idempotency_key": request.idempotency_key},
+                timeout=5,
+            )
         except requests.RequestException:
             raise RetryableError("echo lookup failed") from None
         if response.status_code == 404:
