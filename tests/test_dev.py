@@ -40,7 +40,8 @@ def test_mcmp_dev_publishes_demo_posts_and_stops_on_ctrl_c(tmp_path, redis_url):
             assert proc.wait(timeout=60) == 0
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGTERM)  # lets mcmp dev stop what it started
+                proc.wait(timeout=60)
     assert "stopped" in out.read_text()
     leftovers = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout.strip()
     assert leftovers == "", f"processes left running: {leftovers}"

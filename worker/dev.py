@@ -226,6 +226,11 @@ def run_dev(
     lite: Any = None
     named: dict[str, subprocess.Popen[bytes]] = {}
     failed = False
+
+    def _terminate(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (service managers, timeout) stops as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         db, lite = _start_stack(base, demo_posts, with_api, children, servers, named)
         _watch(db, None if run_seconds is None else time.monotonic() + run_seconds, named, base / "logs")

@@ -76,16 +76,27 @@ def record_error(post_id: str, message: str) -> None:
     posts().update_one({"_id": ObjectId(post_id)}, {"$set": {"lastError": message, "updatedAt": utcnow()}})
 
 
-def sync(post_id: str) -> str | None:
-    """Recompute the post's status from its deliveries; returns the new status if it changed."""
+def sync(
+    post_id: str, post: dict[str, Any] | None = None, settled: dict[str, Any] | None = None
+) -> str | None:
+    """Recompute the post's status from its deliveries; returns the new status if it changed.
+
+    ``post`` (with ``status`` and ``platforms``) and ``settled`` (the delivery just finished, as
+    written) save round trips on the hot path: a single-platform post needs no delivery query.
+    The write is conditional on the status read, so stale inputs only cost a retry.
+    """
     for _ in range(MAX_CONFLICT_RETRIES):
-        post = posts().find_one({"_id": ObjectId(post_id)}, {"status": 1, "platforms": 1})
+        if post is None:
+            post = posts().find_one({"_id": ObjectId(post_id)}, {"status": 1, "platforms": 1})
         if post is None:
             return None
         if post.get("status") != PostStatus.SCHEDULED.value:
             return None
-        deliveries = delivery_states.for_post(post_id)
         platforms = list(dict.fromkeys(post.get("platforms") or []))
+        if settled is not None and platforms == [settled["platform"]]:
+            deliveries = [settled]
+        else:
+            deliveries = delivery_states.for_post(post_id)
         new_status, last_error = derive(platforms, deliveries)
         published = _published_fields(deliveries)
         if new_status is None:

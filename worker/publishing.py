@@ -67,6 +67,7 @@ class _Attempt:
         self.post_id: str = delivery["postId"]
         self.platform: str = delivery["platform"]
         self.attempt: int = delivery["attempt"]
+        self.post: dict[str, Any] | None = None  # as read by the preflight (status, platforms)
 
     # --- outcomes ---------------------------------------------------------------------------
     def fail(self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT) -> Outcome:
@@ -180,6 +181,7 @@ def _explain_not_taken(delivery_id: str) -> Outcome:
 def _run(attempt: _Attempt) -> Outcome:
     settings = attempt.settings
     post = post_status.posts().find_one({"_id": ObjectId(attempt.post_id)})
+    attempt.post = post
     if post is None:
         delivery_states.cancel_attempt(attempt.delivery, "post was deleted")
         return Outcome.CANCELLED

@@ -20,11 +20,13 @@ def test_chaos_webhook_exactly_once(
 ):
     private = PrivateRedis(tmp_path / "redis")
     private.start()
+    stoppers = []
     try:
         chaos_env = dict(
             env, MCMP_REDIS_URL=private.url, MCMP_INFLIGHT_LEASE_SECONDS="10", MCMP_QUEUED_LEASE_SECONDS="15"
         )
         sim_proc, sim_url = start_simulator("website", chaos_env, run_dir / "logs")
+        stoppers.append(sim_proc.stop)
         sim = SimClient(sim_url)
         client = make_client(slug="chaos")
         make_account(
@@ -58,8 +60,9 @@ def test_chaos_webhook_exactly_once(
             **result,
         )
         print(report.line())
-        sim_proc.stop()
     finally:
+        for stop in stoppers:
+            stop()
         private.stop()
     assert state["duplicates"] == 0 and report.duplicates == 0, report.line()
     assert report.lost == 0 and report.published == POSTS, report.line()

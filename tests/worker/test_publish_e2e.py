@@ -16,11 +16,11 @@ def test_due_post_is_published_once_and_recorded(
 ):
     client = make_client()
     make_webhook_account(client)
+    start_worker(env)
+    start_dispatcher(env)
     when = datetime.now(UTC) + timedelta(seconds=3)
     post = make_post(client, ["website"], when=when)
     future = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(hours=1))
-    start_worker(env)
-    start_dispatcher(env)
 
     done = wait_until(lambda: _post(db, post["_id"])["status"] == "published" and _post(db, post["_id"]), 30)
 
