@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     # A post still "scheduled" this long after expansion is re-derived from its deliveries
     # (recovers a worker killed between recording a delivery and updating its post).
     settle_after_seconds: float = Field(default=30.0, gt=0)
-    max_attempts: int = Field(default=8, gt=0)
-    retry_base_seconds: float = Field(default=2.0, gt=0)
+    # 5 s doubling to 15 min: 12 attempts ride out about an hour of platform outage.
+    max_attempts: int = Field(default=12, gt=0)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)
     reauth_deadline_hours: float = Field(default=72.0, gt=0)
     task_time_limit_seconds: int = Field(default=300, gt=0)
@@ -149,7 +150,9 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")):
+        if value and not value.startswith(
+            ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
+        ):
             raise ValueError("must be a redis:// or amqp:// URL")
         return value
 

@@ -270,3 +270,18 @@ def make_post(db: Any) -> Callable[..., dict[str, Any]]:
         return doc
 
     return make
+
+
+@pytest.fixture
+def platform_lab(
+    env: dict[str, str],
+    run_dir: Path,
+    make_account: Callable[..., dict[str, Any]],
+    request: pytest.FixtureRequest,
+) -> Iterator[Any]:
+    """Simulators for the platforms named by ``@pytest.mark.platforms(...)`` (default: all with specs)."""
+    from tests.platform_lab import ACCOUNT_SPECS, start_lab
+
+    marker = request.node.get_closest_marker("platforms")
+    platforms = list(marker.args) if marker else list(ACCOUNT_SPECS)
+    yield from start_lab(env, platforms, run_dir / "logs")

@@ -129,7 +129,11 @@ def sync(
 
 def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
     if new_status == PostStatus.PUBLISHED.value:
-        return "published on " + ", ".join(sorted(d["platform"] for d in deliveries))
+        parts = []
+        for d in sorted(deliveries, key=lambda d: d["platform"]):
+            attempts = d.get("attempt", 1)
+            parts.append(d["platform"] + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+        return "published on " + ", ".join(parts)
     failed = sorted(d["platform"] for d in deliveries if d["state"] == DeliveryState.FAILED.value)
     return "failed on " + ", ".join(failed)
 
