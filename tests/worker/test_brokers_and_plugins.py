@@ -26,7 +26,9 @@ def rabbit_url() -> str:
                 except Exception:  # the queue does not exist yet; the broker closed this channel
                     pass
     except Exception as exc:
-        pytest.fail(f"RabbitMQ is required at {RABBIT_URL}: {type(exc).__name__} (start: rabbitmq-server -detached)")
+        pytest.fail(
+            f"RabbitMQ is required at {RABBIT_URL}: {type(exc).__name__} (start: rabbitmq-server -detached)"
+        )
     return RABBIT_URL
 
 
