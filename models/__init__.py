@@ -21,9 +21,20 @@ from models.enums import (
 )
 from models.integration_account import IntegrationAccount
 from models.post import Post, StatusChange
+from models.posting_slot import PostingSlot
 from models.user import OAuthAccount, User
 
-ALL_DOCUMENTS = (User, Client, IntegrationAccount, Campaign, Post, AnalyticsRecord, Asset, Delivery)
+ALL_DOCUMENTS = (
+    User,
+    Client,
+    IntegrationAccount,
+    Campaign,
+    Post,
+    AnalyticsRecord,
+    Asset,
+    Delivery,
+    PostingSlot,
+)
 
 __all__ = [
     "ACTIVE_STATES",
@@ -46,6 +57,7 @@ __all__ = [
     "OAuthAccount",
     "Post",
     "PostStatus",
+    "PostingSlot",
     "PostingWindow",
     "StatusChange",
     "User",
