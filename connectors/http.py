@@ -55,6 +55,17 @@ class BaseUrlSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (delta form), or None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
 def describe_transport_error(exc: requests.RequestException) -> str:
     """A short, secret-free description (URLs can carry tokens in query strings)."""
     return type(exc).__name__

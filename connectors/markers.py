@@ -1,4 +1,4 @@
-"""An invisible, per-delivery marker appended to the post text, so reconciliation can find the
+"""An invisible, per-delivery marker (shared by every connector whose platform has no idempotency key) appended to the post text, so reconciliation can find the
 post a timed-out attempt created without relying on the text alone.
 
 Choice (documented here because the platforms offer no idempotency key): the marker is a

@@ -27,6 +27,7 @@ from connectors.errors import (
     RateLimitedError,
     RetryableError,
 )
+from connectors.http import retry_after_seconds
 from connectors.usage import UsageReport, report
 
 PLATFORM = "google-business"
@@ -52,13 +53,6 @@ def _is_scope_problem(error: dict[str, Any]) -> bool:
     return False
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers["Retry-After"]))
-    except (KeyError, ValueError):
-        return None
-
-
 def classify(response: requests.Response, *, write: bool, account_id: str | None) -> ConnectorError:
     """Map a non-2xx Business Profile answer to the error tree (see the module table)."""
     status = response.status_code
@@ -81,7 +75,7 @@ def classify(response: requests.Response, *, write: bool, account_id: str | None
             platform_code=canonical,
         )
     if status == 429:
-        retry_after = _retry_after(response) or QUOTA_WINDOW_SECONDS
+        retry_after = retry_after_seconds(response) or QUOTA_WINDOW_SECONDS
         report(UsageReport(PLATFORM, "app", None, used_pct=100.0, retry_after=retry_after))
         return RateLimitedError(
             f"Google quota exhausted ({reason})",
@@ -93,10 +87,12 @@ def classify(response: requests.Response, *, write: bool, account_id: str | None
         if write:
             return AmbiguousError(
                 f"Google failed after receiving the post ({reason})",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
                 platform_code=canonical,
             )
         return RetryableError(
-            f"Google unavailable ({reason})", retry_after=_retry_after(response), platform_code=canonical
+            f"Google unavailable ({reason})",
+            retry_after=retry_after_seconds(response),
+            platform_code=canonical,
         )
     return PermanentError(f"Google refused the request ({reason})", platform_code=canonical)

@@ -35,8 +35,8 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.google_business.classify import classify
-from connectors.google_business.marker import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.http import BaseUrlSession, send
+from connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.types import (
     Credentials,
     MetricsRef,

@@ -32,6 +32,7 @@ from connectors.errors import (
     RateLimitedError,
     RetryableError,
 )
+from connectors.http import retry_after_seconds
 from connectors.usage import UsageReport, report
 
 PLATFORM = "linkedin"
@@ -91,16 +92,6 @@ def _reason(response: requests.Response, body: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def classify(
     response: requests.Response,
     *,
@@ -135,7 +126,7 @@ def classify(
     if status == 429:
         return _rate_limited(response, body, reason, account_id, throttle)
     if status >= 500 or status == 408:
-        retry_after = _retry_after(response)
+        retry_after = retry_after_seconds(response)
         if write:
             return AmbiguousError(
                 f"LinkedIn failed after receiving the request ({reason})",
@@ -157,7 +148,7 @@ def _rate_limited(
     # LinkedIn names the exhausted budget in the message ("... APPLICATION DAY limit ...").
     scope = "app" if "APPLICATION" in message.upper() else "account"
     key = "app" if scope == "app" else f"account:{account_id}"
-    retry_after = _retry_after(response)
+    retry_after = retry_after_seconds(response)
     if retry_after is None:
         hits = throttle.hit(key) if throttle is not None else 1
         daily = "DAY" in message.upper()

@@ -37,7 +37,7 @@ from connectors.errors import (
 )
 from connectors.http import BaseUrlSession, send
 from connectors.linkedin.classify import ThrottleMemory, classify
-from connectors.linkedin.marker import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
+from connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.types import (
     Credentials,
     MetricsRef,

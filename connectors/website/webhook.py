@@ -25,7 +25,7 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.http import send
+from connectors.http import retry_after_seconds, send
 from connectors.types import Credentials, PostContent, PublishRequest, PublishResult
 from connectors.usage import UsageReport, report
 from connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
@@ -38,16 +38,6 @@ def webhook_url(credentials: Credentials) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValidationError("account.metadata.webhookUrl", "must be an http(s) URL of the site's webhook")
     return url
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _reason(response: requests.Response) -> str:
@@ -71,13 +61,13 @@ def classify(response: requests.Response, *, write: bool, account_id: str | None
     if status in (401, 403):
         return AuthError(f"website rejected the webhook credentials ({reason})", platform_code=status)
     if status == 429:
-        retry_after = _retry_after(response)
+        retry_after = retry_after_seconds(response)
         report(UsageReport("website", "account", account_id, retry_after=retry_after))
         return RateLimitedError(
             f"website throttled ({reason})", retry_after=retry_after, platform_code=status
         )
     if status in (408, 425) or status >= 500:
-        retry_after = _retry_after(response)
+        retry_after = retry_after_seconds(response)
         if write and status != 503:
             return AmbiguousError(
                 f"website failed after receiving the post ({reason})", retry_after=retry_after

@@ -40,7 +40,7 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.http import send
+from connectors.http import retry_after_seconds, send
 from connectors.types import Credentials, MediaItem, PostContent, PublishRequest, PublishResult
 from connectors.usage import UsageReport, report
 
@@ -115,16 +115,6 @@ def _is_image(item: MediaItem) -> bool:
     return mime is None or mime.startswith("image/")
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _wp_error(response: requests.Response) -> tuple[str | None, str, int | None]:
     """(code, readable message, status nested in ``data.details``) of a WordPress error body."""
     try:
@@ -163,7 +153,7 @@ def classify(response: requests.Response, *, step: Step, account_id: str | None)
     if step == "download":  # the image host, not WordPress: its 401/403 say nothing of the account
         if status == 429 or status >= 500:
             return RetryableError(
-                f"featured image download failed (HTTP {status})", retry_after=_retry_after(response)
+                f"featured image download failed (HTTP {status})", retry_after=retry_after_seconds(response)
             )
         return PermanentError(f"featured image could not be downloaded (HTTP {status})", platform_code=status)
 
@@ -173,7 +163,7 @@ def classify(response: requests.Response, *, step: Step, account_id: str | None)
     if status in (401, 403) or nested_status in (401, 403):
         return AuthError(f"WordPress rejected the credentials ({reason})", platform_code=code or status)
     if status == 429:
-        retry_after = _retry_after(response)
+        retry_after = retry_after_seconds(response)
         report(UsageReport("website", "account", account_id, retry_after=retry_after))
         return RateLimitedError(
             f"WordPress throttled ({reason})", retry_after=retry_after, platform_code=code or status
@@ -181,11 +171,12 @@ def classify(response: requests.Response, *, step: Step, account_id: str | None)
     if status in (408, 425) or status >= 500:
         if step == "post":
             return AmbiguousError(
-                f"WordPress failed after receiving the post ({reason})", retry_after=_retry_after(response)
+                f"WordPress failed after receiving the post ({reason})",
+                retry_after=retry_after_seconds(response),
             )
         return RetryableError(
             f"WordPress unavailable ({reason})",
-            retry_after=_retry_after(response),
+            retry_after=retry_after_seconds(response),
             platform_code=code or status,
         )
     return PermanentError(f"WordPress refused the {step} ({reason})", platform_code=code or status)

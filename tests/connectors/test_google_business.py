@@ -21,7 +21,7 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.google_business import GoogleBusinessConnector
-from connectors.google_business.marker import marker_for
+from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from simulators.core import start_in_thread
 from simulators.google_business import GoogleBusinessSimulator

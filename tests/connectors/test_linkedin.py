@@ -23,7 +23,7 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.linkedin import LinkedInConnector
-from connectors.linkedin.marker import marker_for
+from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from simulators.core import start_in_thread
 from simulators.linkedin import LinkedInSimulator
