@@ -34,7 +34,7 @@ from connectors.registry import UnknownPlatformError, get_connector
 from connectors.types import PostContent, PublishRequest, PublishResult
 from models import AccountStatus, DeliveryState, ErrorClass, PostStatus
 from models.base import as_utc, utcnow
-from worker import accounts, delivery_states, metrics, post_status, rate_limit
+from worker import accounts, campaign_bounds, delivery_states, metrics, post_status, rate_limit
 from worker.content import build_content
 from worker.logs import log_context
 from worker.retry_policy import backoff_seconds
@@ -198,6 +198,16 @@ def _run(attempt: _Attempt) -> Outcome:
     ):
         log.info("post was moved to %s; releasing the delivery until then", schedule_time.isoformat())
         delivery_states.release(attempt.delivery, schedule_time, needs_reconcile=attempt.uncertain)
+        return Outcome.RESCHEDULED
+    # An uncertain delivery began inside the bounds and may be live already: reconcile it first.
+    outside = None if attempt.uncertain else campaign_bounds.check(post)
+    if outside is not None and outside.hold_until is None:
+        return attempt.fail(outside.reason)
+    if outside is not None and outside.hold_until is not None:
+        post_status.record_error(attempt.post_id, f"{attempt.platform}: {outside.reason}")
+        delivery_states.release(
+            attempt.delivery, outside.hold_until, needs_reconcile=attempt.uncertain, note=outside.reason
+        )
         return Outcome.RESCHEDULED
     try:
         connector = get_connector(attempt.platform)
