@@ -46,6 +46,7 @@ def create_app() -> Celery:
                 "task": "mcmp.maintenance.reap",
                 "schedule": settings.reap_interval_seconds,
             },
+            "mcmp.maintenance.queue_posts": {"task": "mcmp.maintenance.queue_posts", "schedule": 30.0},
         },
     )
     return app

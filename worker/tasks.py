@@ -22,3 +22,11 @@ def reap() -> dict[str, int]:
     from worker.dispatcher import Dispatcher
 
     return Dispatcher().maintenance()
+
+
+@app.task(name="mcmp.maintenance.queue_posts")
+def queue_posts() -> int:
+    """Give approved posts flagged ``queue: true`` their client's next free posting-window slot."""
+    from worker.posting_windows import queue_flagged_posts
+
+    return queue_flagged_posts()
