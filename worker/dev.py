@@ -300,6 +300,7 @@ def _start_stack(
 
     spawn("worker", "worker", "-c", "2")
     spawn("dispatcher", "dispatcher")
+    spawn("beat", "beat")  # periodic work: token refresh, analytics planning, posting-window queue
     from worker.cli import app as cli_app
 
     if with_api and any(c.name == "api" for c in cli_app.registered_commands):
