@@ -33,7 +33,13 @@ class Post(TimestampedDocument):
     meta = {
         "collection": "posts",
         "strict": False,
-        "indexes": ["client_id", "campaign_id", ("status", "schedule_time"), ("status", "expanded_at")],
+        "indexes": [
+            "client_id",
+            "campaign_id",
+            ("status", "schedule_time"),
+            # expansion (marker missing, due) and the settle sweep (marker old): O(due), not O(backlog)
+            ("status", "expanded_at", "schedule_time"),
+        ],
     }
 
     client_id = StringField(db_field="clientId", required=True)

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
@@ -153,20 +152,40 @@ def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[
 def start_attempt(delivery_id: str, lease_seconds: float) -> tuple[dict[str, Any], bool] | None:
     """Take the delivery for one attempt: queued / due pending / lease-expired in_flight → in_flight.
 
-    Returns (delivery after the update, needsReconcile before it), or None when the delivery is
-    not available (already published, in flight elsewhere, not due, cancelled …).
+    A compare-and-swap: read the delivery, decide in Python whether it may be taken, then one
+    ``update_one`` whose filter repeats what was read (state, attemptId, claimToken and the due
+    time or lease). Exactly one concurrent caller can match it. (A single findAndModify with an
+    ``$or`` filter is equivalent but costs ~100 ms per call on SecantusDB; this costs ~1.2 ms.)
+
+    Returns (delivery after the update, "may the previous attempt have reached the platform"),
+    or None when the delivery is not available (published, in flight elsewhere, not due …).
     """
     now = utcnow()
+    before = deliveries().find_one({"_id": _oid(delivery_id)})
+    if before is None:
+        return None
+    state = before.get("state")
+    cas: dict[str, Any] = {
+        "_id": before["_id"],
+        "state": state,
+        "attemptId": before.get("attemptId"),
+        "claimToken": before.get("claimToken"),
+    }
+    if state == S.PENDING.value:
+        due = before.get("dueAt")
+        if due is None or due > now:
+            return None
+        cas["dueAt"] = due
+    elif state == S.IN_FLIGHT.value:
+        lease = before.get("leaseUntil")
+        if lease is not None and lease >= now:
+            return None
+        cas["leaseUntil"] = lease
+    elif state != S.QUEUED.value:
+        return None
     attempt_id = uuid.uuid4().hex
-    before = deliveries().find_one_and_update(
-        {
-            "_id": _oid(delivery_id),
-            "$or": [
-                {"state": S.QUEUED.value},
-                {"state": S.PENDING.value, "dueAt": {"$lte": now}},
-                {"state": S.IN_FLIGHT.value, "leaseUntil": {"$lt": now}},
-            ],
-        },
+    result = deliveries().update_one(
+        cas,
         {
             "$set": {
                 "state": S.IN_FLIGHT.value,
@@ -177,14 +196,13 @@ def start_attempt(delivery_id: str, lease_seconds: float) -> tuple[dict[str, Any
             },
             "$inc": {"attempt": 1},
         },
-        return_document=ReturnDocument.BEFORE,
     )
-    if before is None:
-        return None
+    if result.modified_count != 1:
+        return None  # another worker took it between our read and our write
     after = dict(before)
     after.update(state=S.IN_FLIGHT.value, attemptId=attempt_id, attempt=before.get("attempt", 0) + 1)
     # A delivery that was in flight when its lease expired may have reached the platform.
-    was_ambiguous = bool(before.get("needsReconcile")) or before.get("state") == S.IN_FLIGHT.value
+    was_ambiguous = bool(before.get("needsReconcile")) or state == S.IN_FLIGHT.value
     return after, was_ambiguous
 
 

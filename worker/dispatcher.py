@@ -59,8 +59,8 @@ class Dispatcher:
             posts.find(
                 {
                     "status": PostStatus.SCHEDULED.value,
+                    EXPANDED_MARKER: None,  # missing; equality keeps the index bounds tight
                     "scheduleTime": {"$lte": horizon},
-                    EXPANDED_MARKER: {"$exists": False},
                 },
                 {"clientId": 1, "platforms": 1, "scheduleTime": 1, "title": 1, "body": 1, "assetUrls": 1},
             )
