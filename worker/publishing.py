@@ -130,7 +130,13 @@ class _Attempt:
                 result.platform_post_id,
             )
             return Outcome.LOST_LEASE
-        post_status.sync(self.post_id)
+        settled = {
+            **self.delivery,
+            "state": DeliveryState.PUBLISHED.value,
+            "platformPostId": result.platform_post_id,
+            "publishedAt": published_at,
+        }
+        post_status.sync(self.post_id, self.post, settled)
         outcome = Outcome.RECONCILED if reconciled else Outcome.PUBLISHED
         log.info("%s as %s", "reconciled" if reconciled else "published", result.platform_post_id)
         metrics.delivery_outcome(self.platform, outcome)
