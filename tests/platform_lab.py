@@ -24,6 +24,11 @@ ACCOUNT_SPECS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "externalAccountId": "urn:li:organization:2414183",
         "metadata": {},
     },
+    "instagram": lambda url, client: {
+        "accessToken": "EAAB-test-ig",
+        "externalAccountId": "17841400000001",
+        "metadata": {},
+    },
     "google-business": lambda url, client: {
         "accessToken": "gbp-test-access",
         "refreshToken": "gbp-test-refresh-1",
