@@ -4,7 +4,8 @@ Publishing is the documented container flow (IG user id = ``credentials.external
 
 1. ``GET /{ig-user}/content_publishing_limit?fields=quota_usage,config`` — when ``quota_usage``
    has reached ``config.quota_total`` we raise ``RateLimitedError(scope="ig-publish-quota")``
-   *before* creating anything (the worker defers without consuming an attempt). The total is
+   *before* creating anything (the worker defers without consuming an attempt, and re-checks
+   after ``quota_recheck_seconds`` since the window is rolling). The total is
    read at runtime: Meta's reference pages say 50 per 24 h today (older text said 25, tools say 100).
 2. Containers: image → ``image_url`` + ``caption`` + ``alt_text``; video → ``media_type=REELS``
    + ``video_url``; carousel (2–10 items) → children with ``is_carousel_item=true`` (videos as
@@ -168,13 +169,24 @@ class InstagramConnector:
                 creds, user, {"media_type": "CAROUSEL", "children": ",".join(children), "caption": caption}
             )
         self.wait_until_finished(creds, container)
-        result = self.client.call(
-            creds.access_token,
-            f"{user}/media_publish",
-            account_id=creds.account_id,
-            post_args={"creation_id": container},
-            write=True,
-        )
+        try:
+            result = self.client.call(
+                creds.access_token,
+                f"{user}/media_publish",
+                account_id=creds.account_id,
+                post_args={"creation_id": container},
+                write=True,
+            )
+        except RateLimitedError as exc:
+            if exc.scope != "ig-publish-quota" or exc.retry_after != DEFAULT_IG_QUOTA_BACKOFF:
+                raise
+            # 9/2207042 without a usage hint: re-check after the configured interval.
+            raise RateLimitedError(
+                exc.message,
+                retry_after=self.cfg.quota_recheck_seconds,
+                scope=exc.scope,
+                platform_code=exc.platform_code,
+            ) from None
         media_id = result.get("id")
         if not media_id:
             raise AmbiguousError("Instagram answered media_publish without an id")
@@ -197,7 +209,8 @@ class InstagramConnector:
         if not isinstance(used, int | float) or not isinstance(total, int | float) or total <= 0:
             return  # nothing known: media_publish's own 9/2207042 still protects us
         full = used >= total
-        retry_after = DEFAULT_IG_QUOTA_BACKOFF if full else None
+        # The window is rolling and the oldest publish time is not exposed: re-check periodically.
+        retry_after = self.cfg.quota_recheck_seconds if full else None
         report(UsageReport(PLATFORM, "ig-publish-quota", creds.account_id, 100.0 * used / total, retry_after))
         if full:
             raise RateLimitedError(
