@@ -1,0 +1,312 @@
+"""Facebook connector against the Facebook simulator over real HTTP: text/link/photo posts, one
+test per error class, reconciliation after commit-then-timeout, token exchange, metrics mapping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from config import Settings
+from config.settings import FacebookSettings
+from connectors import usage
+from connectors.errors import (
+    AmbiguousError,
+    AuthError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    ValidationError,
+)
+from connectors.facebook import FacebookConnector
+from connectors.markers import marker_for
+from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from simulators.core import start_in_thread
+from simulators.facebook import FacebookSimulator
+
+PAGE = "1000001"
+TOKEN = "EAAB-test-page"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[FacebookSimulator, str]]:
+    sim = FacebookSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50)
+    sim.hold_seconds = 1.0
+    server, url = start_in_thread(sim)
+    yield sim, url
+    server.shutdown()
+
+
+@pytest.fixture
+def sim(served: tuple[FacebookSimulator, str]) -> FacebookSimulator:
+    served[0].reset()
+    served[0].set_faults({"rules": []})
+    served[0].valid_metrics = {"post_media_view", "post_total_media_view_unique", "post_clicks"}
+    served[0].app_call_limit, served[0].owner_call_limit = 200_000, 48_000
+    return served[0]
+
+
+@pytest.fixture
+def base(served: tuple[FacebookSimulator, str]) -> str:
+    return served[1]
+
+
+def make_connector(base: str) -> FacebookConnector:
+    cfg = FacebookSettings(base_url=base, timeout_seconds=0.5, app_id="app-1", app_secret="s3cret")
+    return FacebookConnector(Settings(facebook=cfg))
+
+
+@pytest.fixture
+def connector(sim: FacebookSimulator, base: str) -> FacebookConnector:
+    return make_connector(base)
+
+
+@pytest.fixture
+def reports() -> Iterator[list[usage.UsageReport]]:
+    seen: list[usage.UsageReport] = []
+    usage.set_sink(seen.append)
+    yield seen
+    usage.set_sink(None)
+
+
+def creds(token: str = TOKEN, page: str = PAGE) -> Credentials:
+    return Credentials("acct-1", "facebook", token, external_account_id=page)
+
+
+def request(
+    body: str = "Hello from MCMP",
+    key: str = "delivery-1",
+    media: tuple[MediaItem, ...] = (),
+    link: str | None = None,
+    c: Credentials | None = None,
+) -> PublishRequest:
+    now = datetime.now(UTC)
+    content = PostContent("post-1", "client-1", "Title", body, media, link)
+    return PublishRequest(key, key, "attempt-1", now, content, c or creds(), first_attempt_at=now)
+
+
+def posts(sim: FacebookSimulator) -> list[dict]:
+    return sim.state()["posts"]
+
+
+# --- publishing ------------------------------------------------------------------------------------
+def test_text_post_carries_the_delivery_marker(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    result = connector.publish(request())
+    [post] = posts(sim)
+    assert result.platform_post_id == post["id"] and post["id"].startswith(f"{PAGE}_")
+    assert post["message"].startswith("Hello from MCMP") and post["marker"] == marker_for("delivery-1")
+    assert result.url and result.published_at is not None
+
+
+def test_link_post_from_content_or_options(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    connector.publish(request(link="https://example.com/a"))
+    content = PostContent("p", "c", "T", "From options", options={"link": "https://example.com/b"})
+    connector.publish(PublishRequest("d2", "d2", "a", datetime.now(UTC), content, creds()))
+    assert sorted(p["link"] for p in posts(sim)) == ["https://example.com/a", "https://example.com/b"]
+    assert all(p["type"] == "link" for p in posts(sim))
+
+
+def test_single_photo_post_keeps_the_post_id(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    result = connector.publish(request(media=(MediaItem("https://cdn.example/a.jpg", "image"),)))
+    [post] = posts(sim)
+    [photo] = sim.state()["photos"]
+    assert result.platform_post_id == post["id"] == photo["post_id"] and photo["published"]
+
+
+def test_several_photos_are_uploaded_unpublished_then_attached(
+    connector: FacebookConnector, sim: FacebookSimulator
+) -> None:
+    media = tuple(MediaItem(f"https://cdn.example/{i}.jpg", "image") for i in range(3))
+    result = connector.publish(request(media=media))
+    [post] = posts(sim)
+    photos = sim.state()["photos"]
+    assert len(photos) == 3 and not any(p["published"] for p in photos)
+    assert sorted(post["attached_photos"]) == sorted(p["id"] for p in photos)
+    assert result.platform_post_id == post["id"]
+
+
+def test_validation_before_any_call(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    with pytest.raises(ValidationError, match="63,206"):
+        connector.validate(request(body="x" * 63_200).content, creds())
+    with pytest.raises(ValidationError, match="photos only"):
+        connector.validate(request(media=(MediaItem("https://cdn.example/v.mp4", "video"),)).content, creds())
+    with pytest.raises(ValidationError, match="needs text, a link or a photo"):
+        connector.validate(PostContent("p", "c", "", "  "), creds())
+    with pytest.raises(ValidationError, match="Page id"):
+        connector.validate(request().content, creds(page="my-page"))
+    assert sim.state()["calls"] == 0
+
+
+# --- error classes -----------------------------------------------------------------------------------
+def test_retryable_on_a_read_and_ambiguous_on_a_write(
+    connector: FacebookConnector, sim: FacebookSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "http_503", "count": 1, "methods": ["GET"]}]})
+    with pytest.raises(RetryableError) as err:
+        connector.find_published(request())
+    assert not isinstance(err.value, AmbiguousError) and err.value.platform_code == 2
+    sim.set_faults({"rules": [{"kind": "http_500", "count": 1}]})
+    with pytest.raises(AmbiguousError):  # Graph code 1 on a write: reconcile before retrying
+        connector.publish(request())
+
+
+class _Front(BaseHTTPRequestHandler):
+    """A front end answering 502 with HTML, or 500 with an empty body."""
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        html = b"<html><body>502 Bad Gateway</body></html>" if "/html/" in self.path else b""
+        self.send_response(502 if html else 500)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(html)))
+        self.end_headers()
+        self.wfile.write(html)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_html_5xx_is_retryable_and_an_empty_5xx_on_a_write_is_ambiguous() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Front)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(RetryableError) as err:
+            make_connector(f"{base}/html").publish(request())
+        assert not isinstance(err.value, AmbiguousError)
+        with pytest.raises(AmbiguousError):
+            make_connector(f"{base}/empty").publish(request())
+    finally:
+        server.shutdown()
+
+
+def test_rate_limited_page_budget_uses_the_buc_estimate_and_reports_usage(
+    connector: FacebookConnector, sim: FacebookSimulator, base: str, reports: list[usage.UsageReport]
+) -> None:
+    requests.post(f"{base}/_sim/budget", json={"owner_call_limit": 1, "window_seconds": 600}, timeout=2)
+    connector.publish(request())
+    assert {(r.scope, r.account_id) for r in reports} >= {("app", None), ("account", "acct-1")}
+    with pytest.raises(RateLimitedError) as err:
+        connector.publish(request(key="delivery-2"))
+    assert err.value.scope == "account" and err.value.platform_code == 80001
+    assert 60 <= err.value.retry_after <= 600  # estimated_time_to_regain_access is in minutes
+    assert any(r.scope == "account" and r.used_pct == 100 and r.retry_after for r in reports)
+    assert len(posts(sim)) == 1
+
+
+def test_rate_limited_app_budget_is_app_scope(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    sim.app_call_limit = 0
+    with pytest.raises(RateLimitedError) as err:
+        connector.publish(request())
+    assert err.value.scope == "app" and err.value.platform_code == 4
+
+
+def test_auth_error_for_revoked_expired_or_unknown_tokens(
+    connector: FacebookConnector, sim: FacebookSimulator, base: str
+) -> None:
+    requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
+    requests.post(f"{base}/_sim/tokens", json={"action": "expire", "token": "EAAB-old"}, timeout=2)
+    for token, code in (("EAAB-gone", "190/460"), ("EAAB-old", "190/463"), ("not-a-token", 190)):
+        with pytest.raises(AuthError) as err:
+            connector.publish(request(c=creds(token=token)))
+        assert err.value.platform_code == code
+        assert token not in str(err.value)
+    assert posts(sim) == []
+
+
+def test_permanent_error_for_a_link_that_cannot_be_scraped(connector: FacebookConnector) -> None:
+    with pytest.raises(PermanentError) as err:
+        connector.publish(request(link="https://example.com/sim-scrape-fail"))
+    assert not isinstance(err.value, ValidationError) and err.value.platform_code == 1609005
+
+
+def test_commit_then_timeout_is_ambiguous_and_reconciled_without_reposting(
+    connector: FacebookConnector, sim: FacebookSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "/feed"}]})
+    req = request(body="Launch day")
+    with pytest.raises(AmbiguousError):
+        connector.publish(req)
+    found = connector.find_published(req)
+    [post] = posts(sim)
+    assert found is not None and found.platform_post_id == post["id"]
+    assert found.url and found.published_at is not None
+
+
+def test_duplicate_506_is_ambiguous_then_found(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    connector.publish(request())
+    with pytest.raises(AmbiguousError) as err:
+        connector.publish(request())  # the same delivery again: same text and marker
+    assert err.value.platform_code == 506
+    assert connector.find_published(request()) is not None and len(posts(sim)) == 1
+
+
+def test_find_published_ignores_other_deliveries(
+    connector: FacebookConnector, sim: FacebookSimulator
+) -> None:
+    connector.publish(request(key="other-delivery"))
+    assert connector.find_published(request(key="delivery-1")) is None
+
+
+# --- tokens ------------------------------------------------------------------------------------------------
+def test_refresh_token_exchange(connector: FacebookConnector, sim: FacebookSimulator, base: str) -> None:
+    requests.post(f"{base}/_sim/tokens", json={"token": "EAAB-user", "expires_in": 3600}, timeout=2)
+    requests.post(f"{base}/_sim/tokens", json={"token": "EAAB-page", "expires_in": None}, timeout=2)
+    grant = connector.refresh_token(creds(token="EAAB-user"))
+    assert grant.access_token != "EAAB-user" and grant.expires_at is not None
+    assert 59 <= (grant.expires_at - datetime.now(UTC)).days <= 60
+    page = connector.refresh_token(creds(token="EAAB-page"))
+    assert page.expires_at is None
+    connector.publish(request(c=creds(token=grant.access_token)))  # the new token works
+    assert sim.state()["refresh_calls"] == 2
+
+
+def test_refresh_token_revoked_is_auth_but_5xx_is_retryable(
+    connector: FacebookConnector, sim: FacebookSimulator, base: str
+) -> None:
+    requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
+    with pytest.raises(AuthError):
+        connector.refresh_token(creds(token="EAAB-gone"))
+    sim.set_faults({"rules": [{"kind": "http_500", "count": 1, "methods": ["GET"], "path": "/oauth"}]})
+    with pytest.raises(RetryableError) as err:
+        connector.refresh_token(creds())
+    assert not isinstance(err.value, AmbiguousError)
+    sim.set_faults({"rules": [{"kind": "rate_limit", "count": 1, "methods": ["GET"], "retry_after": 30}]})
+    with pytest.raises(RateLimitedError) as limited:
+        connector.refresh_token(creds())
+    assert limited.value.retry_after >= 30
+    assert sim.state()["refresh_calls"] == 1  # the fault-injected calls never reached the endpoint
+
+
+# --- metrics -------------------------------------------------------------------------------------------------
+def test_fetch_metrics_maps_to_seed_names(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    result = connector.publish(request())
+    sim.posts[result.platform_post_id]["created_time"] -= 10  # ten seconds old
+    [snap] = connector.fetch_metrics(creds(), [MetricsRef("post-1", result.platform_post_id)])
+    assert set(snap.metrics) == {"impressions", "reach", "clicks", "likes", "comments", "shares"}
+    assert snap.metrics["impressions"] > snap.metrics["reach"] > snap.metrics["clicks"] > 0
+    assert not snap.deleted
+
+
+def test_a_rejected_metric_does_not_fail_the_snapshot(
+    connector: FacebookConnector, sim: FacebookSimulator
+) -> None:
+    result = connector.publish(request())
+    sim.valid_metrics.discard("post_clicks")  # as after a deprecation
+    [snap] = connector.fetch_metrics(creds(), [MetricsRef("post-1", result.platform_post_id)])
+    assert "clicks" not in snap.metrics and {"impressions", "reach", "likes"} <= set(snap.metrics)
+    assert "post_clicks" in connector.insights.rejected
+
+
+def test_a_deleted_post_gives_a_deleted_snapshot(connector: FacebookConnector, base: str) -> None:
+    kept = connector.publish(request(key="a"))
+    gone = connector.publish(request(key="b", body="Another"))
+    requests.delete(f"{base}/v21.0/{gone.platform_post_id}", params={"access_token": TOKEN}, timeout=2)
+    snaps = connector.fetch_metrics(
+        creds(), [MetricsRef("p", kept.platform_post_id), MetricsRef("p", gone.platform_post_id)]
+    )
+    assert [s.deleted for s in snaps] == [False, True] and snaps[1].metrics == {}
