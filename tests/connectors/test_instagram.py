@@ -1,12 +1,18 @@
-"""Instagram connector against its simulator over real HTTP: flows and every error class."""
+"""Instagram connector against the Instagram simulator over real HTTP: image/carousel/reel, the
+publishing quota, one test per error class, reconciliation, token exchange, metrics mapping."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+import requests
 
 from config import Settings
+from config.settings import InstagramSettings
+from connectors import usage
 from connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -16,109 +22,247 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.instagram import InstagramConnector
+from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from connectors.usage import set_sink
 from simulators.core import start_in_thread
 from simulators.instagram import InstagramSimulator
 
+USER = "17841400000001"
+TOKEN = "EAAB-test-ig"
 IMAGE = MediaItem("https://cdn.example/a.jpg", "image", "A red bicycle")
+IMAGE2 = MediaItem("https://cdn.example/b.jpg", "image")
 VIDEO = MediaItem("https://cdn.example/v.mp4", "video")
 
 
-@pytest.fixture
-def sim():
-    simulator = InstagramSimulator(processing_polls=1)
-    simulator.hold_seconds = 1.5
-    server, url = start_in_thread(simulator)
-    simulator.url = url
-    yield simulator
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[InstagramSimulator, str]]:
+    sim = InstagramSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50)
+    sim.hold_seconds = 1.0
+    server, url = start_in_thread(sim)
+    yield sim, url
     server.shutdown()
 
 
 @pytest.fixture
-def connector(sim):
-    settings = Settings()
-    settings.instagram.base_url = sim.url
-    settings.instagram.timeout_seconds = 1.0
-    settings.instagram.container_poll_seconds = 0.05
-    settings.instagram.quota_recheck_seconds = 7
-    return InstagramConnector(settings)
-
-
-def request(media=(IMAGE,), body="Hello #summer", key="delivery-1", token="EAAB-test"):
-    creds = Credentials("acct-1", "instagram", token, external_account_id="17841400000001")
-    content = PostContent("p1", "c1", "Title", body, tuple(media))
-    return PublishRequest(key, key, "a1", datetime.now(UTC), content, creds)
-
-
-def test_image_post_with_alt_text(connector, sim):
-    result = connector.publish(request())
-    media = sim.state()["media"]
-    assert [m["id"] for m in media] == [result.platform_post_id]
-    assert media[0]["alt_text"] == "A red bicycle" and media[0]["media_type"] == "IMAGE"
-    assert media[0]["caption"].startswith("Hello #summer")
-
-
-def test_carousel_and_reel(connector, sim):
-    connector.publish(request(media=(IMAGE, IMAGE, VIDEO), key="carousel"))
-    connector.publish(request(media=(VIDEO,), key="reel"))
-    kinds = sorted(m["media_type"] for m in sim.state()["media"])
-    assert kinds == ["CAROUSEL", "REELS"]
-    carousel = next(m for m in sim.state()["media"] if m["media_type"] == "CAROUSEL")
-    assert len(carousel["children"]) == 3
-
-
-def test_validation_names_field(connector):
-    with pytest.raises(ValidationError, match="assetUrls"):
-        connector.validate(request(media=()).content, request().credentials)
-    with pytest.raises(ValidationError, match="body"):
-        connector.validate(request(body="x" * 2200).content, request().credentials)
-
-
-def test_quota_used_up_is_rate_limited_not_failed(connector, sim):
-    sim.quota_total = 1
-    connector.publish(request(key="first"))
-    with pytest.raises(RateLimitedError) as info:
-        connector.publish(request(key="second"))
-    assert info.value.scope == "ig-publish-quota" and info.value.retry_after == 7
-    assert len(sim.state()["media"]) == 1
-
-
-def test_ambiguous_publish_is_found_by_reconciliation(connector, sim):
-    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "media_publish"}]})
-    req = request(key="lost-answer")
-    with pytest.raises(AmbiguousError):
-        connector.publish(req)
-    found = connector.find_published(req)
-    assert found is not None and found.platform_post_id == sim.state()["media"][0]["id"]
-    assert connector.find_published(request(key="other")) is None
-
-
-def test_error_classes(connector, sim):
-    with pytest.raises(AuthError):
-        connector.publish(request(token="bad-token"))
-    sim.set_faults({"rules": [{"kind": "http_500", "count": 1, "path": "/media"}]})
-    with pytest.raises(RetryableError):
-        connector.publish(request(key="five-hundred"))  # container creation: nothing was published
-    sim.set_faults({"rules": [{"kind": "rate_limit", "count": 1, "retry_after": 3}]})
-    seen = []
-    set_sink(seen.append)
-    try:
-        with pytest.raises(RateLimitedError) as info:
-            connector.publish(request(key="throttled"))
-    finally:
-        set_sink(None)
-    assert info.value.scope == "app" and seen[-1].used_pct == 100.0 and seen[-1].retry_after == 3
+def sim(served: tuple[InstagramSimulator, str]) -> InstagramSimulator:
+    sim = served[0]
+    sim.reset()
     sim.set_faults({"rules": []})
-    with pytest.raises(PermanentError):
-        connector.publish(request(media=(MediaItem("", "image"),), key="no-url"))
+    sim.quota_total, sim.container_polls, sim.container_ttl_seconds = 50, 1, 86_400.0
+    sim.valid_metrics = {"views", "reach", "likes", "comments", "shares", "saved", "total_interactions"}
+    sim.owner_call_limit = 48_000
+    return sim
 
 
-def test_metrics_mapping_and_deleted_post(connector, sim):
-    result = connector.publish(request(key="metrics"))
-    creds = request().credentials
-    snap = connector.fetch_metrics(
-        creds, [MetricsRef("p1", result.platform_post_id), MetricsRef("p2", "999")]
+@pytest.fixture
+def base(served: tuple[InstagramSimulator, str]) -> str:
+    return served[1]
+
+
+def make_connector(base: str, **overrides: object) -> InstagramConnector:
+    values: dict[str, object] = {
+        "base_url": base,
+        "timeout_seconds": 0.5,
+        "app_id": "app-1",
+        "app_secret": "s3cret",
+        "container_poll_seconds": 0.02,
+        "container_poll_timeout_seconds": 2.0,
+        "quota_recheck_seconds": 7.0,
+    }
+    values.update(overrides)
+    return InstagramConnector(Settings(instagram=InstagramSettings(**values)))
+
+
+@pytest.fixture
+def connector(sim: InstagramSimulator, base: str) -> InstagramConnector:
+    return make_connector(base)
+
+
+@pytest.fixture
+def reports() -> Iterator[list[usage.UsageReport]]:
+    seen: list[usage.UsageReport] = []
+    usage.set_sink(seen.append)
+    yield seen
+    usage.set_sink(None)
+
+
+def creds(token: str = TOKEN) -> Credentials:
+    return Credentials("acct-1", "instagram", token, external_account_id=USER)
+
+
+def request(
+    media: tuple[MediaItem, ...] = (IMAGE,),
+    body: str = "Hello #summer",
+    key: str = "delivery-1",
+    c: Credentials | None = None,
+) -> PublishRequest:
+    now = datetime.now(UTC)
+    content = PostContent("post-1", "client-1", "Title", body, media)
+    return PublishRequest(key, key, "attempt-1", now, content, c or creds(), first_attempt_at=now)
+
+
+def media(sim: InstagramSimulator) -> list[dict]:
+    return sim.state()["media"]
+
+
+# --- publishing --------------------------------------------------------------------------------------
+def test_image_post_with_alt_text_and_marker(connector: InstagramConnector, sim: InstagramSimulator) -> None:
+    result = connector.publish(request())
+    [stored] = media(sim)
+    assert result.platform_post_id == stored["id"] and result.url == stored["permalink"]
+    assert stored["media_type"] == "IMAGE" and stored["alt_text"] == "A red bicycle"
+    assert stored["caption"].startswith("Hello #summer") and stored["marker"] == marker_for("delivery-1")
+    [container] = sim.state()["containers"].values()
+    assert container["polls"] >= 1  # polled until FINISHED
+
+
+def test_carousel_of_images_and_a_video(connector: InstagramConnector, sim: InstagramSimulator) -> None:
+    connector.publish(request(media=(IMAGE, IMAGE2, VIDEO)))
+    [stored] = media(sim)
+    assert stored["media_type"] == "CAROUSEL_ALBUM"
+    assert [c["media_type"] for c in stored["children"]] == ["IMAGE", "IMAGE", "VIDEO"]
+    assert stored["children"][0]["alt_text"] == "A red bicycle"
+    assert sum(1 for c in sim.state()["containers"].values() if c["is_carousel_item"]) == 3
+
+
+def test_reel_from_a_single_video(connector: InstagramConnector, sim: InstagramSimulator) -> None:
+    connector.publish(request(media=(VIDEO,)))
+    [stored] = media(sim)
+    assert stored["media_product_type"] == "REELS"
+    [container] = sim.state()["containers"].values()
+    assert container["video_url"] == VIDEO.url and container["media_type"] == "REELS"
+
+
+def test_validation_before_any_call(connector: InstagramConnector, sim: InstagramSimulator) -> None:
+    cases = [
+        (request(media=()), "at least one image or video"),
+        (request(media=(IMAGE,) * 11), "2 to 10"),
+        (request(body="x" * 2190), "2,200"),
+        (request(body=" ".join(f"#t{i}" for i in range(31))), "31 hashtags"),
+        (request(body=" ".join(f"@u{i}" for i in range(21))), "21 @mentions"),
+        (request(media=(MediaItem("https://cdn.example/doc.pdf", "file"),)), "images and videos"),
+    ]
+    for req, reason in cases:
+        with pytest.raises(ValidationError, match=reason):
+            connector.validate(req.content, req.credentials)
+    assert sim.state()["calls"] == 0
+
+
+# --- quota -----------------------------------------------------------------------------------------------
+def test_quota_used_up_defers_before_any_container(
+    connector: InstagramConnector, sim: InstagramSimulator, base: str, reports: list[usage.UsageReport]
+) -> None:
+    requests.post(f"{base}/_sim/quota", json={"quota_total": 2, "user": USER, "used": 2}, timeout=2)
+    with pytest.raises(RateLimitedError) as err:
+        connector.publish(request())
+    assert err.value.scope == "ig-publish-quota" and err.value.retry_after == 7.0
+    assert sim.state()["containers"] == {}
+    assert any(r.scope == "ig-publish-quota" and r.used_pct == 100 for r in reports)
+
+
+def test_quota_refusal_at_media_publish_is_rate_limited(
+    connector: InstagramConnector, sim: InstagramSimulator
+) -> None:
+    # A publish just inside the 24 h window but before our ``since``: the pre-check sees room,
+    # media_publish does not (Graph 9/2207042).
+    sim.quota_total = 1
+    sim.publishes[USER] = [time.time() - 86_400 + 30]
+    with pytest.raises(RateLimitedError) as err:
+        connector.publish(request())
+    assert err.value.scope == "ig-publish-quota" and err.value.platform_code == "9/2207042"
+    assert err.value.retry_after == 7.0 and media(sim) == []
+
+
+# --- error classes -----------------------------------------------------------------------------------------
+def test_retryable_when_container_creation_fails(
+    connector: InstagramConnector, sim: InstagramSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "http_500", "count": 1, "path": "/media"}]})
+    with pytest.raises(RetryableError) as err:
+        connector.publish(request())
+    assert not isinstance(err.value, AmbiguousError)  # a container is not a post
+
+
+def test_container_error_status_retryable_or_permanent(connector: InstagramConnector) -> None:
+    with pytest.raises(RetryableError, match="2207003"):
+        connector.publish(request(media=(MediaItem("https://cdn.example/sim-error-2207003.jpg", "image"),)))
+    with pytest.raises(PermanentError, match="2207004"):
+        connector.publish(request(media=(MediaItem("https://cdn.example/sim-error-2207004.jpg", "image"),)))
+
+
+def test_container_never_finishing_or_expired_is_retryable(sim: InstagramSimulator, base: str) -> None:
+    sim.container_polls = 10_000
+    with pytest.raises(RetryableError, match="IN_PROGRESS"):
+        make_connector(base, container_poll_timeout_seconds=0.2).publish(request())
+    sim.container_polls, sim.container_ttl_seconds = 1, 0.0
+    with pytest.raises(RetryableError, match="expired"):
+        make_connector(base).publish(request())
+    assert media(sim) == []
+
+
+def test_rate_limited_account_budget_reports_usage(
+    connector: InstagramConnector, sim: InstagramSimulator, reports: list[usage.UsageReport]
+) -> None:
+    sim.owner_call_limit = 2
+    with pytest.raises(RateLimitedError) as err:
+        connector.publish(request())
+    assert err.value.scope == "account" and err.value.platform_code == 80002 and err.value.retry_after >= 60
+    assert any(r.scope == "account" and r.account_id == "acct-1" and r.used_pct == 100 for r in reports)
+
+
+def test_auth_error_for_a_revoked_token(connector: InstagramConnector, base: str) -> None:
+    requests.post(f"{base}/_sim/tokens", json={"revoke": ["EAAB-gone"]}, timeout=2)
+    with pytest.raises(AuthError) as err:
+        connector.publish(request(c=creds("EAAB-gone")))
+    assert err.value.platform_code == "190/460" and "EAAB-gone" not in str(err.value)
+
+
+def test_spam_block_is_permanent(connector: InstagramConnector, sim: InstagramSimulator) -> None:
+    with pytest.raises(PermanentError, match="spam") as err:
+        connector.publish(request(body="Buy now SIM-SPAM"))
+    assert err.value.platform_code == "4/2207051" and media(sim) == []
+
+
+def test_commit_then_timeout_on_publish_is_ambiguous_and_reconciled(
+    connector: InstagramConnector, sim: InstagramSimulator
+) -> None:
+    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "/media_publish"}]})
+    with pytest.raises(AmbiguousError):
+        connector.publish(request())
+    found = connector.find_published(request())
+    [stored] = media(sim)
+    assert found is not None and found.platform_post_id == stored["id"] and found.url == stored["permalink"]
+    assert connector.find_published(request(key="another-delivery")) is None
+
+
+# --- tokens --------------------------------------------------------------------------------------------------
+def test_refresh_token_ok_revoked_and_5xx(
+    connector: InstagramConnector, sim: InstagramSimulator, base: str
+) -> None:
+    grant = connector.refresh_token(creds())
+    assert grant.expires_at is not None and grant.access_token.startswith("EAAB")
+    requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
+    with pytest.raises(AuthError):
+        connector.refresh_token(creds("EAAB-gone"))
+    sim.set_faults({"rules": [{"kind": "http_503", "count": 1, "methods": ["GET"], "path": "/oauth"}]})
+    with pytest.raises(RetryableError) as err:
+        connector.refresh_token(creds())
+    assert not isinstance(err.value, AuthError | AmbiguousError)
+    assert sim.state()["refresh_calls"] == 2
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+def test_fetch_metrics_mapping_rejected_metric_and_deleted_media(
+    connector: InstagramConnector, sim: InstagramSimulator, base: str
+) -> None:
+    kept = connector.publish(request(key="a"))
+    gone = connector.publish(request(key="b"))
+    sim.media[kept.platform_post_id]["created_at"] -= 10
+    sim.valid_metrics.discard("saved")  # as after a deprecation
+    requests.post(f"{base}/_sim/delete", json={"id": gone.platform_post_id}, timeout=2)
+    snaps = connector.fetch_metrics(
+        creds(), [MetricsRef("p", kept.platform_post_id), MetricsRef("p", gone.platform_post_id)]
     )
-    assert set(snap[0].metrics) == {"impressions", "reach", "likes", "comments", "shares", "saves"}
-    assert "clicks" not in snap[0].metrics and snap[1].deleted
+    assert set(snaps[0].metrics) == {"impressions", "reach", "likes", "comments", "shares"}
+    assert snaps[0].metrics["impressions"] > snaps[0].metrics["reach"] > snaps[0].metrics["likes"] > 0
+    assert snaps[1].deleted and snaps[1].metrics == {}
