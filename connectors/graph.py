@@ -222,8 +222,9 @@ def classify(
 
     # Subcodes first: IG reuses generic codes (4, 9, -1, -2) with specific meanings.
     if sub == IG_QUOTA_SUBCODE:
+        # Not reported here: the connector may replace the default with its configured re-check
+        # interval, and the worker records the block from the error itself.
         retry_after = buc_regain_seconds(response.headers) or DEFAULT_IG_QUOTA_BACKOFF
-        report(UsageReport(platform, "ig-publish-quota", account_id, used_pct=100.0, retry_after=retry_after))
         return RateLimitedError(
             reason, retry_after=retry_after, scope="ig-publish-quota", platform_code=pcode
         )
