@@ -310,3 +310,15 @@ def test_a_deleted_post_gives_a_deleted_snapshot(connector: FacebookConnector, b
         creds(), [MetricsRef("p", kept.platform_post_id), MetricsRef("p", gone.platform_post_id)]
     )
     assert [s.deleted for s in snaps] == [False, True] and snaps[1].metrics == {}
+
+
+def test_one_connector_shared_by_threads(connector: FacebookConnector, sim: FacebookSimulator) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [f"delivery-{i}" for i in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda k: connector.publish(request(body=f"Post {k}", key=k)), keys))
+    by_id = {p["id"]: p for p in posts(sim)}
+    assert len(by_id) == 16
+    for key, result in zip(keys, results, strict=True):
+        assert by_id[result.platform_post_id]["marker"] == marker_for(key)
