@@ -51,7 +51,8 @@ class InstagramSettings(PlatformSettings):
     api_version: str = "v21.0"
     refresh_margin_seconds: int = 7 * 86400
     container_poll_seconds: float = Field(default=2.0, gt=0)
-    container_poll_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Below the in-flight lease, so a slow container never lets the reaper hand the delivery on.
+    container_poll_timeout_seconds: float = Field(default=60.0, gt=0)
     # When the publishing quota is used up, check again after this long (the window is rolling).
     quota_recheck_seconds: float = Field(default=900.0, gt=0)
 

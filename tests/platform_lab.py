@@ -24,6 +24,11 @@ ACCOUNT_SPECS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "externalAccountId": "urn:li:organization:2414183",
         "metadata": {},
     },
+    "facebook": lambda url, client: {
+        "accessToken": "EAAB-test-page",
+        "externalAccountId": "1000001",
+        "metadata": {},
+    },
     "instagram": lambda url, client: {
         "accessToken": "EAAB-test-ig",
         "externalAccountId": "17841400000001",

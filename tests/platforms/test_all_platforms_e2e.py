@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from tests.platform_lab import ACCOUNT_SPECS
 from tests.services import wait_until
+from tests.worker import test_assets
+from tests.worker.test_assets import JPEG
+
+media = test_assets.media  # a real HTTP server for the post's photo (Instagram needs media)
 
 
 def _post(db, post):
@@ -22,15 +26,16 @@ def _stored_ids(lab, platform):
 
 
 def test_one_post_on_every_platform(
-    env, db, platform_lab, make_client, make_account, make_post, start_worker, start_dispatcher
+    env, db, platform_lab, make_client, make_account, make_post, media, start_worker, start_dispatcher
 ):
     platforms = list(ACCOUNT_SPECS)
     client = make_client()
     for platform in platforms:
         make_account(client, platform, **platform_lab.account_fields(platform, client))
+    photo = media.add("/launch.jpg", "image/jpeg", len(JPEG), JPEG)
     start_worker(platform_lab.env, concurrency=3)
     start_dispatcher(platform_lab.env)
-    post = make_post(client, platforms, when=datetime.now(UTC) + timedelta(seconds=2))
+    post = make_post(client, platforms, when=datetime.now(UTC) + timedelta(seconds=2), assetUrls=[photo])
     wait_until(lambda: _post(db, post)["status"] in ("published", "failed"), 60)
     done = _post(db, post)
     assert done["status"] == "published", done.get("lastError")
@@ -41,7 +46,7 @@ def test_one_post_on_every_platform(
 
 
 def test_one_platform_down_for_a_while_others_publish_at_once(
-    env, db, platform_lab, make_client, make_account, make_post, start_worker, start_dispatcher
+    env, db, platform_lab, make_client, make_account, make_post, media, start_worker, start_dispatcher
 ):
     platforms = list(ACCOUNT_SPECS)
     down, down_for = "linkedin", 120.0
@@ -52,10 +57,11 @@ def test_one_platform_down_for_a_while_others_publish_at_once(
     platform_lab.env["MCMP_MAX_ATTEMPTS"] = (
         "60"  # tests compress backoff to ≤5 s; keep retrying for the outage
     )
+    photo = media.add("/launch.jpg", "image/jpeg", len(JPEG), JPEG)
     start_worker(platform_lab.env, concurrency=3)
     start_dispatcher(platform_lab.env)
     when = datetime.now(UTC) + timedelta(seconds=2)
-    post = make_post(client, platforms, when=when)
+    post = make_post(client, platforms, when=when, assetUrls=[photo])
 
     others = [p for p in platforms if p != down]
     wait_until(lambda: all(_post(db, post)["platformPostIds"].get(p) for p in others), 30)
