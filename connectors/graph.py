@@ -474,3 +474,13 @@ __all__ = [
     "redact",
     "report_usage",
 ]
+
+
+def parse_graph_time(value: Any) -> datetime | None:
+    """A Graph timestamp (``2026-11-25T04:00:00+0000``) as an aware UTC datetime, or None."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
+    except ValueError:
+        return None

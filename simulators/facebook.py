@@ -33,7 +33,7 @@ from collections import Counter
 from typing import Any
 
 from simulators.core import SimRequest, SimResponse, route
-from simulators.graph_common import GraphSimulator, cursor, graph_time, offset_of, split_fields
+from simulators.graph_common import GraphSimulator, cursor, graph_time, insights_rows, offset_of, split_fields
 
 MAX_MESSAGE = 63_206
 MARKER_CHARS = frozenset("\u2063\u200b\u200c\u200d\u2060")
@@ -370,18 +370,7 @@ class FacebookSimulator(GraphSimulator):
             "post_reactions_by_type_total": {"like": int(age / 2)},
             "post_video_views": 0,
         }
-        data = [
-            {
-                "name": name,
-                "period": "lifetime",
-                "values": [{"value": values.get(name, 0)}],
-                "title": name.replace("_", " ").capitalize(),
-                "description": f"Lifetime: {name}",
-                "id": f"{object_id}/insights/{name}/lifetime",
-            }
-            for name in names
-        ]
-        return SimResponse(200, {"data": data})
+        return SimResponse(200, {"data": insights_rows(object_id, names, values)})
 
     @route("GET", "/{object_id}")
     def read_object(self, req: SimRequest) -> SimResponse:

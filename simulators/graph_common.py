@@ -424,3 +424,18 @@ __all__ = [
     "offset_of",
     "split_fields",
 ]
+
+
+def insights_rows(object_id: str, names: list[str], values: dict[str, int]) -> list[dict[str, Any]]:
+    """The ``data`` rows of a Graph ``/insights`` answer (lifetime period), as Meta shapes them."""
+    return [
+        {
+            "name": name,
+            "period": "lifetime",
+            "values": [{"value": values.get(name, 0)}],
+            "title": name.replace("_", " ").capitalize(),
+            "description": f"Lifetime: {name}",
+            "id": f"{object_id}/insights/{name}/lifetime",
+        }
+        for name in names
+    ]

@@ -39,7 +39,7 @@ from typing import Any
 
 from simulators.core import SimRequest, SimResponse, route
 from simulators.facebook import marker_in
-from simulators.graph_common import GraphSimulator, cursor, graph_time, offset_of, split_fields
+from simulators.graph_common import GraphSimulator, cursor, graph_time, insights_rows, offset_of, split_fields
 
 MAX_CAPTION = 2200
 MAX_HASHTAGS = 30
@@ -455,18 +455,7 @@ class InstagramSimulator(GraphSimulator):
         values["total_interactions"] = (
             values["likes"] + values["comments"] + values["shares"] + values["saved"]
         )
-        data = [
-            {
-                "name": name,
-                "period": "lifetime",
-                "values": [{"value": values.get(name, 0)}],
-                "title": name.replace("_", " ").capitalize(),
-                "description": f"Lifetime: {name}",
-                "id": f"{object_id}/insights/{name}/lifetime",
-            }
-            for name in names
-        ]
-        return SimResponse(200, {"data": data})
+        return SimResponse(200, {"data": insights_rows(object_id, names, values)})
 
     @route("GET", "/{object_id}")
     def read_object(self, req: SimRequest) -> SimResponse:

@@ -35,7 +35,7 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.facebook.classify import PLATFORM, classify
-from connectors.graph import GraphClient, GraphNotFound, InsightsReader, exchange_token
+from connectors.graph import GraphClient, GraphNotFound, InsightsReader, exchange_token, parse_graph_time
 from connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.types import (
     Credentials,
@@ -81,15 +81,6 @@ def post_text(content: PostContent, *, with_link: bool) -> str:
 def post_link(content: PostContent) -> str | None:
     link = content.link or content.options.get("link")
     return str(link).strip() if link else None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
-    except ValueError:
-        return None
 
 
 class FacebookConnector:
@@ -205,7 +196,7 @@ class FacebookConnector:
         expected = strip_markers(post_text(request.content, with_link=bool(request.content.media))).strip()
         fallback: list[dict[str, Any]] = []
         for post in self._recent_posts(creds, page, since):
-            created = _parse_time(post.get("created_time"))
+            created = parse_graph_time(post.get("created_time"))
             if created is not None and created < since:
                 continue
             message = str(post.get("message") or "")
@@ -221,7 +212,7 @@ class FacebookConnector:
     def _found(post: dict[str, Any]) -> PublishResult:
         post_id = str(post["id"])
         url = post.get("permalink_url") or f"https://www.facebook.com/{post_id}"
-        return PublishResult(post_id, str(url), _parse_time(post.get("created_time")))
+        return PublishResult(post_id, str(url), parse_graph_time(post.get("created_time")))
 
     # --- tokens ----------------------------------------------------------------------------------
     def refresh_token(self, credentials: Credentials) -> TokenGrant:

@@ -44,6 +44,7 @@ from connectors.graph import (
     GraphNotFound,
     InsightsReader,
     exchange_token,
+    parse_graph_time,
 )
 from connectors.instagram.classify import PLATFORM, classify, container_error
 from connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
@@ -95,15 +96,6 @@ def media_kind(item: MediaItem) -> str | None:
     if item.kind:
         return item.kind
     return "video" if urlsplit(item.url).path.lower().endswith(_VIDEO_EXT) else "image"
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
-    except ValueError:
-        return None
 
 
 class InstagramConnector:
@@ -287,7 +279,7 @@ class InstagramConnector:
         except ConnectorError:
             return PublishResult(media_id, None, datetime.now(UTC))
         return PublishResult(
-            media_id, info.get("permalink"), _parse_time(info.get("timestamp")) or datetime.now(UTC)
+            media_id, info.get("permalink"), parse_graph_time(info.get("timestamp")) or datetime.now(UTC)
         )
 
     # --- reconcile -------------------------------------------------------------------------------
@@ -303,7 +295,7 @@ class InstagramConnector:
             )
             data = [m for m in result.get("data") or [] if isinstance(m, dict)]
             yield from data
-            times = [t for m in data if (t := _parse_time(m.get("timestamp"))) is not None]
+            times = [t for m in data if (t := parse_graph_time(m.get("timestamp"))) is not None]
             paging = result.get("paging") or {}
             after = (paging.get("cursors") or {}).get("after")
             # Newest first: a page that reaches before the window ends the search.
@@ -319,7 +311,7 @@ class InstagramConnector:
         expected = strip_markers(caption_text(request.content)).strip()
         fallback: list[dict[str, Any]] = []
         for media in self._recent_media(creds, user, since):
-            when = _parse_time(media.get("timestamp"))
+            when = parse_graph_time(media.get("timestamp"))
             if when is not None and when < since:
                 continue
             caption = str(media.get("caption") or "")
@@ -332,7 +324,7 @@ class InstagramConnector:
         if len(fallback) == 1:
             media = fallback[0]
             return PublishResult(
-                str(media["id"]), media.get("permalink"), _parse_time(media.get("timestamp"))
+                str(media["id"]), media.get("permalink"), parse_graph_time(media.get("timestamp"))
             )
         return None
 
