@@ -4,6 +4,7 @@ Collections use Mongoose's default names so the NestJS frontend and this worker 
 """
 
 from models.analytics_record import AnalyticsRecord, Metrics
+from models.api_key import ApiKey
 from models.asset import Asset
 from models.campaign import Campaign
 from models.client import BrandSettings, Client, CtaTemplate, PostingWindow
@@ -34,6 +35,7 @@ ALL_DOCUMENTS = (
     Asset,
     Delivery,
     PostingSlot,
+    ApiKey,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "TERMINAL_STATES",
     "AccountStatus",
     "AnalyticsRecord",
+    "ApiKey",
     "Asset",
     "AssetType",
     "BrandSettings",

@@ -18,8 +18,13 @@ def worker(
     pool: Annotated[str, typer.Option(help="prefork | threads | solo")] = "prefork",
     queues: Annotated[str, typer.Option("--queues", "-Q")] = "publish,analytics,maintenance",
     hostname: Annotated[str | None, typer.Option("--hostname", "-n")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics of all pool processes on this port")
+    ] = None,
 ) -> None:
     """Run a Celery worker (waits for MongoDB and Redis first)."""
+    if metrics_port is not None:
+        _serve_multiprocess_metrics(metrics_port)
     from worker.runtime import bootstrap
 
     settings = bootstrap(wait=True)
@@ -89,6 +94,99 @@ def dev(
     from worker.dev import run_dev
 
     run_dev(data_dir=data_dir, demo_posts=demo_posts, with_api=api)
+
+
+def _serve_multiprocess_metrics(port: int) -> None:
+    """Prefork children count in their own processes: aggregate them through PROMETHEUS_MULTIPROC_DIR.
+
+    Must run before prometheus_client is imported (it picks its value store at import time).
+    Without the variable, a fresh private directory is used.
+    """
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="mcmp-metrics-")
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    start_http_server(port, registry=registry)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: MCMP_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: MCMP_API_PORT")] = None,
+) -> None:
+    """Run the admin API (uvicorn; waits for MongoDB and Redis first)."""
+    import uvicorn
+
+    from api.app import create_app
+    from worker.runtime import bootstrap
+
+    settings = bootstrap(wait=True)
+    uvicorn.run(
+        create_app(),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=None,  # keep the structured JSON logging installed by bootstrap
+        proxy_headers=True,
+    )
+
+
+apikey_app = typer.Typer(
+    help="Admin API keys (stored hashed; the key is printed once).", no_args_is_help=True
+)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="A name to recognise the key by")],
+    client: Annotated[
+        list[str] | None, typer.Option("--client", help="Tenant (clientId); repeatable")
+    ] = None,
+    all_tenants: Annotated[bool, typer.Option("--all-tenants", help="Every tenant (operators)")] = False,
+    user_id: Annotated[str | None, typer.Option(help="Recorded as byUserId on status changes")] = None,
+) -> None:
+    """Create a key scoped to some tenants (or all) and print it once."""
+    from api.keys import create_key
+    from worker.runtime import bootstrap
+
+    bootstrap(wait=False)
+    try:
+        created = create_key(name, client or [], all_tenants=all_tenants, user_id=user_id)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(created.key)
+    scope = "all tenants" if all_tenants else ", ".join(client or [])
+    typer.echo(f"key {created.api_key.prefix}… for {scope}; store it now, it is not shown again", err=True)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name_or_prefix: Annotated[str, typer.Argument(help="Key name or prefix")]) -> None:
+    """Revoke active keys with this name or prefix."""
+    from api.keys import revoke_key
+    from worker.runtime import bootstrap
+
+    bootstrap(wait=False)
+    count = revoke_key(name_or_prefix)
+    typer.echo(f"revoked {count} key(s)")
+    if not count:
+        raise typer.Exit(1)
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Flower web port")] = 5555,
+    address: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+) -> None:
+    """Run Flower against the same broker as the workers (basic auth via FLOWER_BASIC_AUTH)."""
+    from worker.app import app as celery_app
+
+    celery_app.start(["flower", f"--port={port}", f"--address={address}"])
 
 
 def main() -> None:
