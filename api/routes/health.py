@@ -51,7 +51,7 @@ def _worker_count(timeout: float) -> int:
     summary="MongoDB and Redis answer (workers reported, not required)",
 )
 def ready(
-    worker_timeout: Annotated[float, Query(alias="workerTimeout", ge=0, le=5)] = 0.5,
+    worker_timeout: Annotated[float, Query(alias="workerTimeout", ge=0, le=1)] = 0.5,
 ) -> Readiness:
     import redis
     from pymongo.errors import PyMongoError
