@@ -183,10 +183,13 @@ def flower(
     port: Annotated[int, typer.Option(help="Flower web port")] = 5555,
     address: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
 ) -> None:
-    """Run Flower against the same broker as the workers (basic auth via FLOWER_BASIC_AUTH)."""
+    """Run Flower against the same broker as the workers (basic auth: MCMP_FLOWER_BASIC_AUTH=user:pass)."""
     from worker.app import app as celery_app
 
-    celery_app.start(["flower", f"--port={port}", f"--address={address}"])
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if os.environ.get("MCMP_FLOWER_BASIC_AUTH"):  # an empty value would lock everyone out
+        argv.append(f"--basic-auth={os.environ['MCMP_FLOWER_BASIC_AUTH']}")
+    celery_app.start(argv)
 
 
 def main() -> None:
