@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 import redis
 from bson import ObjectId
+from cryptography.fernet import Fernet
 
 from tests.services import Proc, SimClient, spawn, start_secantus, start_simulator, wait_until
 
 REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Tests run with encryption on, as production does (one key per test session).
+TOKEN_KEY = Fernet.generate_key().decode()
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +77,7 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
         "MCMP_RETRY_MAX_SECONDS": "5",
         "MCMP_MAX_ATTEMPTS": "8",
         "MCMP_WEBSITE__TIMEOUT_SECONDS": "2",
+        "MCMP_TOKEN_KEYS": TOKEN_KEY,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -46,6 +46,8 @@ def test_mcmp_dev_publishes_demo_posts_and_stops_on_ctrl_c(tmp_path, redis_url):
     leftovers = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout.strip()
     assert leftovers == "", f"processes left running: {leftovers}"
     assert (data / "mongo").is_dir(), "embedded MongoDB keeps its data under --data-dir"
+    assert "generated a token encryption key" in out.read_text()  # dev encrypts tokens too
+    assert (data / "token.key").stat().st_mode & 0o077 == 0
 
 
 def test_mcmp_dev_stops_with_the_reason_when_a_process_dies(tmp_path, redis_url):

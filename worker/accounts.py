@@ -36,8 +36,13 @@ def credentials_for(account: IntegrationAccount) -> Credentials:
     )
 
 
-def mark_expired(account: IntegrationAccount, reason: str) -> None:
-    """Account needs reconnecting: status ``expired`` with the reason in ``metadata``."""
+def mark_expired(account: IntegrationAccount, reason: str) -> bool:
+    """Account needs reconnecting: status ``expired`` with the reason in ``metadata``.
+
+    Conditional on the access token that failed, so a reconnect written meanwhile is never
+    marked expired. Returns False exactly in that case (the caller should try again with the new
+    token); True when the account is now expired (by us or earlier).
+    """
     now = utcnow()
     update: dict[str, Any] = {
         "$set": {
@@ -47,6 +52,20 @@ def mark_expired(account: IntegrationAccount, reason: str) -> None:
             "updatedAt": now,
         }
     }
-    IntegrationAccount._get_collection().update_one(
-        {"_id": account.pk, "status": {"$ne": AccountStatus.EXPIRED.value}}, update
+    coll = IntegrationAccount._get_collection()
+    result = coll.update_one(
+        {
+            "_id": account.pk,
+            "status": {"$ne": AccountStatus.EXPIRED.value},
+            "accessToken": account.access_token,
+        },
+        update,
+    )
+    if result.modified_count == 1:
+        return True
+    doc = coll.find_one({"_id": account.pk}, {"status": 1, "accessToken": 1})
+    return (
+        doc is None
+        or doc.get("status") != AccountStatus.CONNECTED.value
+        or doc.get("accessToken") == account.access_token
     )

@@ -91,6 +91,18 @@ def _redis(data_dir: Path) -> tuple[str, str, Any]:
         return f"unix://{lite.socket_file}", f"redis+socket://{lite.socket_file}", lite
 
 
+def _dev_token_key(data_dir: Path) -> str:
+    """The dev stack encrypts tokens too: one key, generated once into the data dir (mode 600)."""
+    path = data_dir / "token.key"
+    if not path.exists():
+        from worker.crypto import generate_key
+
+        path.write_text(generate_key() + "\n")
+        path.chmod(0o600)
+        console.print(f"[green]generated a token encryption key in {path}[/]")
+    return path.read_text().strip()
+
+
 def _seed(db: Any, sims: dict[str, str], count: int) -> None:
     """A demo tenant with one account per simulated platform and posts due in the next minute."""
     now = datetime.now(UTC)
@@ -275,6 +287,8 @@ def _start_stack(
         MCMP_LOG_JSON="false",
     )
     env.setdefault("MCMP_STATE_DIR", str(base))
+    if not env.get("MCMP_TOKEN_KEYS"):
+        env["MCMP_TOKEN_KEYS"] = _dev_token_key(base)
     for platform, url in sims.items():
         if platform in ("facebook", "instagram", "linkedin", "google-business"):
             env[f"MCMP_{platform.upper().replace('-', '_')}__BASE_URL"] = url

@@ -1,22 +1,52 @@
-"""Token handling seam: decrypting stored tokens and registering them for log redaction.
+"""Token handling seam: sealing and opening stored tokens, registering them for log redaction.
 
-Tokens at rest are Fernet-encrypted (see worker.crypto when configured); a value without the
-encryption prefix is a plaintext token written by a frontend and is accepted as is.
+Tokens at rest are Fernet-encrypted (:mod:`worker.crypto`, keys from ``MCMP_TOKEN_KEYS``); a
+value without the encryption prefix is a plaintext token written by a frontend and is accepted
+as is (the worker seals it on first touch). Without any key configured (allowed outside
+``MCMP_ENV=prod`` only, which refuses to start) tokens are kept as given and a warning is logged
+once; an encrypted value then cannot be opened and raises ``crypto.TokenKeyError``.
 """
 
 from __future__ import annotations
 
-from worker import redaction
+import logging
+
+from worker import crypto, redaction
+
+log = logging.getLogger(__name__)
+_warned = False
 
 
 def reveal(stored: str) -> str:
     """The plaintext of a stored token (decrypting it when encrypted) — registered for redaction."""
     value = stored
-    try:
-        from worker import crypto  # optional until keys are configured
-    except ImportError:  # pragma: no cover - crypto ships with the package
-        crypto = None  # type: ignore[assignment]
-    if crypto is not None and crypto.is_encrypted(stored):
+    if crypto.is_encrypted(stored):
+        redaction.register_secret(stored)
         value = crypto.decrypt(stored)
     redaction.register_secret(value)
     return value
+
+
+def seal(plain: str) -> str:
+    """The value to store for ``plain``: encrypted with the newest key, or as is without keys."""
+    redaction.register_secret(plain)
+    if crypto.is_encrypted(plain):
+        return plain  # already sealed
+    if not crypto.has_keys():
+        _warn_unencrypted()
+        return plain
+    stored = crypto.encrypt(plain)
+    redaction.register_secret(stored)
+    return stored
+
+
+def needs_sealing(stored: str | None) -> bool:
+    """A plaintext token that this process could encrypt now (keys are configured)."""
+    return bool(stored) and not crypto.is_encrypted(stored) and crypto.has_keys()
+
+
+def _warn_unencrypted() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning("MCMP_TOKEN_KEYS is not set: tokens are stored unencrypted (refused when MCMP_ENV=prod)")

@@ -45,6 +45,7 @@ def test_put_token_connects_and_keeps_the_refresh_token(api, db, make_key, make_
     assert stored["expiresAt"] == expires and stored["status"] == "connected"
     from worker import secrets
 
+    assert stored["accessToken"].startswith("mcmpenc:v1:")  # encrypted at rest, never plaintext
     assert secrets.reveal(stored["accessToken"]) == "new-access"
     r = api.put(
         f"/v1/accounts/{tenant.account['_id']}/token",
@@ -60,7 +61,7 @@ def test_refresh_enqueues_the_token_task_with_the_account_id_only(api, env, make
     r = api.post(f"/v1/accounts/{tenant.account['_id']}/refresh", headers=headers(make_key(tenant.id)))
     assert r.status_code == 202, r.text
     assert r.json()["args"] == [str(tenant.account["_id"])]
-    raw = redis.Redis.from_url(env["MCMP_REDIS_URL"]).lrange("publish", 0, -1)
+    raw = redis.Redis.from_url(env["MCMP_REDIS_URL"]).lrange("maintenance", 0, -1)  # mcmp.tokens.*
     headers_ = [json.loads(m)["headers"] for m in raw]
     assert any(h["task"] == r.json()["task"] and h["id"] == r.json()["taskId"] for h in headers_)
     assert all("secret" not in m.decode() for m in raw)
