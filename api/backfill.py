@@ -76,7 +76,10 @@ class ModuleBackfill:
         self.module = module
 
     def start(self, client_id: str, since: datetime, platform: str | None) -> Job:
-        return self.module.start_backfill(client_id, since, platform)
+        # The API's enqueue turns a broker outage into a 503 problem.
+        return self.module.start_backfill(
+            client_id, since, platform, send=lambda job_id: enqueue(ANALYTICS_BACKFILL_TASK, job_id)
+        )
 
     def get(self, job_id: str, scope: Mapping[str, Any]) -> Job | None:
         job = self.module.backfill_progress(job_id)

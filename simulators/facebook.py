@@ -19,7 +19,8 @@ Behaviour from Meta's docs (Pages posts guide, page/feed, page/photos, error han
   ``DELETE /{v}/{post}`` (or ``POST /_sim/delete``) → later reads are ``100``/``33``.
 * ``GET /{v}/{post}/insights?metric=…``: the "views" metrics of the Nov 2025 migration
   (``valid_metrics``); one invalid or deprecated metric fails the whole call with ``100``.
-  Values grow with the post's age (``metrics_per_second``).
+  Values grow with the post's age like real engagement (``simulators.engagement``; time runs
+  ``metrics_per_second`` times faster). ``POST /{v}/`` with ``batch`` runs Graph batch requests.
 
 ``state()["posts"]`` lists published posts with their ``marker`` (the invisible delivery marker
 found in the message, if any) so tests can check exactly-once per idempotency key.
@@ -33,6 +34,7 @@ from collections import Counter
 from typing import Any
 
 from simulators.core import SimRequest, SimResponse, route
+from simulators.engagement import effective_age
 from simulators.graph_common import GraphSimulator, cursor, graph_time, insights_rows, offset_of, split_fields
 
 MAX_MESSAGE = 63_206
@@ -132,6 +134,20 @@ class FacebookSimulator(GraphSimulator):
             post = self.posts.pop(object_id, None)
             photo = self.photos.pop(object_id, None)
         return post is not None or photo is not None
+
+    def seed_object(self, object_id: str, owner: str, created: float) -> None:
+        post = {
+            "id": object_id,
+            "page_id": owner,
+            "message": "",
+            "link": None,
+            "type": "status",
+            "attached_photos": [],
+            "created_time": created,
+            "marker": None,
+        }
+        with self.lock:
+            self.posts[object_id] = post
 
     def _page_problem(self, req: SimRequest, page_id: str, verb: str) -> SimResponse | None:
         if not self.is_page(page_id):
@@ -277,7 +293,7 @@ class FacebookSimulator(GraphSimulator):
 
     # --- reading ---------------------------------------------------------------------------------
     def _post_view(self, post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        age = max(0.0, time.time() - post["created_time"]) * self.metrics_per_second
+        age = effective_age(post["id"], (time.time() - post["created_time"]) * self.metrics_per_second)
         view: dict[str, Any] = {}
         for name in fields:
             if name == "id":
@@ -361,7 +377,7 @@ class FacebookSimulator(GraphSimulator):
         for name in names:
             if name not in self.valid_metrics or name in DEPRECATED_POST_METRICS:
                 return self.graph_error(100, "(#100) The value must be a valid insights metric")
-        age = max(0.0, time.time() - post["created_time"]) * self.metrics_per_second
+        age = effective_age(post["id"], (time.time() - post["created_time"]) * self.metrics_per_second)
         values = {
             "post_media_view": int(age * 10),
             "post_total_media_view_unique": int(age * 7),

@@ -29,6 +29,12 @@ Control endpoints (besides the core's ``/_sim/faults``, ``/_sim/state``, ``/_sim
     POST /_sim/tokens {"revoke": ["t1"], "restore": ["t2"]}
     POST /_sim/budget {"app_call_limit": 100, "owner_call_limit": 5, "window_seconds": 60}
     POST /_sim/delete {"id": "<post or media id>"}     # deleted on the platform
+    POST /_sim/seed {"posts": [{"id": "…", "owner": "<page or IG user>", "age_seconds": 86400}]}
+
+Batch requests (Meta's ``POST /{version}/`` with ``batch=[{"method", "relative_url"}, …]``, at
+most 50): each sub-request is answered as if sent alone and **counts against the budgets one by
+one**, as Meta counts them; the answer is a list of ``{"code", "headers", "body"}`` (``body`` a
+JSON string). ``state()["over_limit_refused"]`` counts calls refused for exceeding a budget.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import string
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from simulators.core import SimRequest, SimResponse, Simulator, route
 
@@ -132,6 +139,7 @@ class GraphSimulator(Simulator):
             self.window_started = time.time()
             self.app_calls = 0
             self.owner_calls: Counter[str] = Counter()
+            self.over_limit_refused = 0
             self._next_id = 1_000_000_000_000 + self.rng.randrange(1_000_000)
 
     def new_id(self) -> str:
@@ -147,6 +155,7 @@ class GraphSimulator(Simulator):
             "owner_calls": dict(self.owner_calls),
             "tokens": len(self.tokens),
             "revoked": len(self.revoked),
+            "over_limit_refused": self.over_limit_refused,
         }
 
     # --- hooks for subclasses -------------------------------------------------------------------
@@ -156,6 +165,10 @@ class GraphSimulator(Simulator):
 
     def delete_object(self, object_id: str) -> bool:
         return False
+
+    def seed_object(self, object_id: str, owner: str, created: float) -> None:
+        """Store a published post/media directly (``/_sim/seed``: thousands for a backfill)."""
+        raise NotImplementedError
 
     # --- error format ---------------------------------------------------------------------------
     def graph_error(
@@ -256,6 +269,8 @@ class GraphSimulator(Simulator):
                 self.owner_calls[owner] += 1
             app_over = self.app_calls > self.app_call_limit
             owner_over = owner is not None and self.owner_calls[owner] > self.owner_call_limit
+            if app_over or owner_over:
+                self.over_limit_refused += 1
         if app_over:
             return self.graph_error(4, "(#4) Application request limit reached")
         if owner_over:
@@ -330,6 +345,12 @@ class GraphSimulator(Simulator):
                 self.app_calls = 0
                 self.owner_calls.clear()
             return SimResponse(200, {"ok": True})
+        if req.method == "POST" and req.path == "/_sim/seed":
+            now = time.time()
+            posts = (req.json() or {}).get("posts") or []
+            for item in posts:
+                self.seed_object(str(item["id"]), str(item["owner"]), now - float(item.get("age_seconds", 0)))
+            return SimResponse(200, {"ok": True, "seeded": len(posts)})
         if req.method == "POST" and req.path == "/_sim/delete":
             deleted = self.delete_object(str((req.json() or {}).get("id", "")))
             return SimResponse(200 if deleted else 404, {"ok": deleted})
@@ -375,6 +396,8 @@ class GraphSimulator(Simulator):
         routed = SimRequest(req.method, path, req.query, req.headers, req.body)
         first = path.strip("/").split("/", 1)[0]
         owner = self.owner_of(first) if first else None
+        if req.method == "POST" and path == "/":
+            return self._batch(routed)
         with self.lock:
             self.calls += 1
         if path.startswith("/oauth/"):
@@ -383,6 +406,32 @@ class GraphSimulator(Simulator):
             resp = self.check_token(self.token_of(routed)) or self._spend(owner) or super().dispatch(routed)
         for key, value in self.usage_headers(owner).items():
             resp.headers[key] = value
+        return resp
+
+    def _batch(self, req: SimRequest) -> SimResponse:
+        token = self.token_of(req)
+        problem = self.check_token(token)
+        if problem is not None:
+            return problem
+        try:
+            calls = json.loads(req.form().get("batch") or "")
+        except ValueError:
+            calls = None
+        if not isinstance(calls, list) or not 1 <= len(calls) <= 50:
+            return self.graph_error(100, "(#100) batch must be a JSON array of 1 to 50 requests")
+        out = []
+        for call in calls:
+            parts = urlsplit("/" + str(call.get("relative_url", "")).lstrip("/"))
+            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            query.setdefault("access_token", token)
+            body = str(call.get("body") or "").encode()
+            sub = SimRequest(str(call.get("method", "GET")).upper(), parts.path, query, {}, body)
+            resp = self.dispatch(sub)
+            payload, _ = resp.encode()
+            headers = [{"name": k, "value": v} for k, v in resp.headers.items()]
+            out.append({"code": resp.status, "headers": headers, "body": payload.decode()})
+        resp = SimResponse(200, out)
+        resp.headers.update(self.usage_headers(None))
         return resp
 
     # --- OAuth ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from collections import Counter
 from typing import Any
 
 from simulators.core import SimRequest, SimResponse, route
+from simulators.engagement import effective_age
 from simulators.facebook import marker_in
 from simulators.graph_common import GraphSimulator, cursor, graph_time, insights_rows, offset_of, split_fields
 
@@ -106,6 +107,25 @@ class InstagramSimulator(GraphSimulator):
             self.containers: dict[str, dict[str, Any]] = {}
             self.media: dict[str, dict[str, Any]] = {}
             self.publishes: dict[str, list[float]] = {}
+
+    def seed_object(self, object_id: str, owner: str, created: float) -> None:
+        media = {
+            "id": object_id,
+            "owner": owner,
+            "caption": "",
+            "media_type": "IMAGE",
+            "media_product_type": "FEED",
+            "media_url": None,
+            "alt_text": None,
+            "children": [],
+            "created_at": created,
+            "timestamp": graph_time(created),
+            "permalink": f"https://www.instagram.com/p/{object_id}/",
+            "container_id": None,
+            "marker": None,
+        }
+        with self.lock:
+            self.media[object_id] = media
 
     def state(self) -> dict[str, Any]:
         with self.lock:
@@ -377,7 +397,7 @@ class InstagramSimulator(GraphSimulator):
 
     # --- reading ---------------------------------------------------------------------------------------
     def _media_view(self, media: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        age = max(0.0, time.time() - media["created_at"]) * self.metrics_per_second
+        age = effective_age(media["id"], (time.time() - media["created_at"]) * self.metrics_per_second)
         view: dict[str, Any] = {}
         for name in fields or ["id"]:
             if name in (
@@ -441,7 +461,7 @@ class InstagramSimulator(GraphSimulator):
                 return self.graph_error(
                     100, f"(#100) metric[{i}] must be one of the following values: {allowed}"
                 )
-        age = max(0.0, time.time() - media["created_at"]) * self.metrics_per_second
+        age = effective_age(media["id"], (time.time() - media["created_at"]) * self.metrics_per_second)
         values = {
             "views": int(age * 10),
             "reach": int(age * 7),

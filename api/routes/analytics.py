@@ -1,10 +1,11 @@
 """Campaign analytics totals and the analytics backfill (start + progress).
 
 Totals use each (post, platform)'s **latest** snapshot: records are snapshots over time
-(+1 h, +6 h, …), so summing all of them would count a post several times. The campaign's post
-ids are selected first (posts carry ``campaignId``; analytics records do not), then one
-aggregation over ``analyticsrecords`` — portable to SecantusDB, which has no ``$lookup``
-guarantee, and bounded by the campaign's size.
+(+1 h, +6 h, …), so summing all of them would count a post several times. They are read with
+ONE aggregation over ``posts`` (the campaign's posts carry ``campaignId``; records do not):
+``$lookup`` of each post's records by its id string, newest first, ``$first`` per
+(post, platform), then per-platform sums — works on SecantusDB and ``mongod`` alike and costs
+O(records of the campaign's posts), served by the ``postId`` index of ``analyticsrecords``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from api.backfill import service
 from api.deps import TenantScopeDep, object_id
 from api.problems import not_found, responses
 from api.schemas import BackfillIn, BackfillOut, CampaignAnalyticsOut, MetricTotals, utc
-from models import AnalyticsRecord, Campaign, Post
+from models import Campaign, Post
 
 router = APIRouter(prefix="/v1", tags=["analytics"], responses=responses(401, 404, 422))
 
@@ -36,29 +37,13 @@ def campaign_analytics(campaign_id: str, scope: TenantScopeDep) -> CampaignAnaly
     if campaign is None:
         raise not_found("campaign")
     client_id = str(campaign["clientId"])
-    post_ids = [
-        str(p["_id"])
-        for p in Post._get_collection().find({"clientId": client_id, "campaignId": campaign_id}, {"_id": 1})
-    ]
-    latest = list(
-        AnalyticsRecord._get_collection().aggregate(
-            [
-                {"$match": {"clientId": client_id, "postId": {"$in": post_ids}}},
-                {"$sort": {"fetchedAt": -1}},
-                {
-                    "$group": {
-                        "_id": {"postId": "$postId", "platform": "$platform"},
-                        **{m: {"$first": f"$metrics.{m}"} for m in METRICS},
-                    }
-                },
-            ]
-        )
-    )
+    per_platform = list(Post._get_collection().aggregate(campaign_totals_pipeline(client_id, campaign_id)))
     totals = dict.fromkeys(METRICS, 0)
     by_platform: dict[str, dict[str, int]] = {}
-    for row in latest:
-        platform = str(row["_id"].get("platform"))
-        bucket = by_platform.setdefault(platform, dict.fromkeys(METRICS, 0))
+    posts: set[str] = set()
+    for row in per_platform:
+        bucket = by_platform.setdefault(str(row["_id"]), dict.fromkeys(METRICS, 0))
+        posts.update(row.get("postIds") or [])
         for m in METRICS:
             value = _int(row.get(m))
             totals[m] += value
@@ -66,10 +51,31 @@ def campaign_analytics(campaign_id: str, scope: TenantScopeDep) -> CampaignAnaly
     return CampaignAnalyticsOut(
         campaignId=campaign_id,
         clientId=client_id,
-        posts=len({row["_id"].get("postId") for row in latest}),
+        posts=len(posts),
         totals=MetricTotals(**totals),
         byPlatform={p: MetricTotals(**v) for p, v in sorted(by_platform.items())},
     )
+
+
+def campaign_totals_pipeline(client_id: str, campaign_id: str) -> list[dict[str, Any]]:
+    """Per platform: sums of the latest snapshot of each (post, platform) of the campaign."""
+    first = {m: {"$first": {"$ifNull": [f"$r.metrics.{m}", 0]}} for m in METRICS}
+    return [
+        {"$match": {"clientId": client_id, "campaignId": campaign_id}},
+        {"$project": {"pid": {"$toString": "$_id"}}},
+        {"$lookup": {"from": "analyticsrecords", "localField": "pid", "foreignField": "postId", "as": "r"}},
+        {"$unwind": "$r"},
+        {"$match": {"r.clientId": client_id}},
+        {"$sort": {"r.fetchedAt": -1}},
+        {"$group": {"_id": {"post": "$pid", "platform": "$r.platform"}, **first}},
+        {
+            "$group": {
+                "_id": "$_id.platform",
+                "postIds": {"$addToSet": "$_id.post"},
+                **{m: {"$sum": f"${m}"} for m in METRICS},
+            }
+        },
+    ]
 
 
 def _int(value: Any) -> int:

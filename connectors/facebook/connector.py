@@ -15,10 +15,24 @@ lists ``/{page}/published_posts`` since the first attempt (minus clock skew) and
 marker; if Facebook ever strips those characters, an exact text match that is unique in the
 window is accepted instead.
 
-Metrics: one insights call and one engagement call per post (Graph batch requests are not used:
-a batch hides per-call usage headers and complicates the per-metric fallback). A metric that
-Facebook rejects as invalid/deprecated is dropped (and remembered) instead of failing the
-snapshot; a post that no longer exists gives ``MetricsSnapshot(deleted=True)``.
+Metrics (``fetch_metrics``): Graph batch requests — per post one insights read and one
+engagement read, 25 posts (50 items, Meta's maximum) per HTTP call; each item still counts
+against the rate limits, so ``metrics_cost`` is 2 calls per post. A metric that Facebook rejects
+as invalid/deprecated fails only that item: the post is then read alone through
+``InsightsReader`` (which drops and remembers the rejected metric) instead of failing the
+snapshot; a post that no longer exists (100/33) gives ``MetricsSnapshot(deleted=True)``.
+
+Metric mapping (seed ← Facebook), see ``INSIGHT_METRICS`` and ``ENGAGEMENT_FIELDS``:
+
+| seed | Facebook | note |
+|---|---|---|
+| impressions | insights ``post_media_view`` | "views" metric of the Nov 2025 migration |
+| reach | insights ``post_total_media_view_unique`` | replaces ``post_impressions_unique`` |
+| clicks | insights ``post_clicks`` | dropped if Facebook rejects it |
+| likes | ``reactions.summary.total_count`` | all reactions |
+| comments | ``comments.summary.total_count`` | |
+| shares | ``shares.count`` | Graph omits ``shares`` at 0: reported as 0 |
+| saves | — | Facebook reports none: absent |
 """
 
 from __future__ import annotations
@@ -31,11 +45,21 @@ from typing import Any
 from config import Settings
 from connectors.errors import (
     AmbiguousError,
+    ConnectorError,
+    PermanentError,
     RetryableError,
     ValidationError,
 )
 from connectors.facebook.classify import PLATFORM, classify
-from connectors.graph import GraphClient, GraphNotFound, InsightsReader, exchange_token, parse_graph_time
+from connectors.graph import (
+    BATCH_LIMIT,
+    GraphClient,
+    GraphNotFound,
+    InsightsReader,
+    batch_get,
+    exchange_token,
+    parse_graph_time,
+)
 from connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from connectors.types import (
     Credentials,
@@ -63,6 +87,7 @@ INSIGHT_METRICS: dict[str, str] = {
     "clicks": "post_clicks",
 }
 # Seed metric ← field of GET /{post-id}?fields=reactions.summary(true),comments.summary(true),shares
+ENGAGEMENT_QUERY = "reactions.summary(true),comments.summary(true),shares"
 ENGAGEMENT_FIELDS: dict[str, str] = {
     "likes": "reactions.summary.total_count",
     "comments": "comments.summary.total_count",
@@ -222,35 +247,68 @@ class FacebookConnector:
         )
 
     # --- metrics ---------------------------------------------------------------------------------
+    def metrics_cost(self, credentials: Credentials, count: int) -> int:
+        """Platform calls for ``count`` posts: Meta counts each batch item (insights + engagement)."""
+        return 2 * count
+
     def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
-        out = []
+        out: list[MetricsSnapshot] = []
+        per_batch = BATCH_LIMIT // 2
+        for i in range(0, len(refs), per_batch):
+            out += self._fetch_batch(credentials, list(refs[i : i + per_batch]))
+        return out
+
+    def _fetch_batch(self, creds: Credentials, refs: list[MetricsRef]) -> list[MetricsSnapshot]:
+        urls: list[str] = []
+        slots: list[tuple[int | None, int]] = []  # per ref: (insights item, engagement item)
         for ref in refs:
-            try:
-                metrics = self.insights.read(credentials, ref.platform_post_id)
-                metrics.update(self._engagement(credentials, ref.platform_post_id))
-            except GraphNotFound:
+            insights = self.insights.relative_url(ref.platform_post_id)
+            first = None
+            if insights:
+                first = len(urls)
+                urls.append(insights)
+            urls.append(f"{ref.platform_post_id}?fields={ENGAGEMENT_QUERY}")
+            slots.append((first, len(urls) - 1))
+        items = batch_get(self.client, creds.access_token, urls, account_id=creds.account_id)
+        out = []
+        for ref, (first, second) in zip(refs, slots, strict=True):
+            answers = [items[second]] if first is None else [items[first], items[second]]
+            if any(isinstance(a, GraphNotFound) for a in answers):
                 out.append(MetricsSnapshot(ref.platform_post_id, {}, deleted=True))
                 continue
+            engagement = items[second]
+            if isinstance(engagement, ConnectorError):
+                raise engagement
+            metrics: dict[str, int] = {}
+            if first is not None:
+                insights = items[first]
+                if isinstance(insights, PermanentError):  # e.g. a deprecated metric: read alone
+                    try:
+                        metrics = self.insights.read(creds, ref.platform_post_id)
+                    except GraphNotFound:
+                        out.append(MetricsSnapshot(ref.platform_post_id, {}, deleted=True))
+                        continue
+                elif isinstance(insights, ConnectorError):
+                    raise insights
+                else:
+                    metrics = self.insights.parse(list(insights.get("data") or []))
+            metrics.update(engagement_metrics(engagement))
             out.append(MetricsSnapshot(ref.platform_post_id, metrics))
         return out
 
-    def _engagement(self, creds: Credentials, post_id: str) -> dict[str, int]:
-        result = self.client.call(
-            creds.access_token,
-            post_id,
-            account_id=creds.account_id,
-            args={"fields": "reactions.summary(true),comments.summary(true),shares"},
-        )
-        metrics = {}
-        for seed, path in ENGAGEMENT_FIELDS.items():
-            node: Any = result
-            for key in path.split("."):
-                node = node.get(key) if isinstance(node, dict) else None
-            if isinstance(node, int | float):
-                metrics[seed] = int(node)
-            elif seed == "shares":
-                metrics[seed] = 0
-        return metrics
+
+def engagement_metrics(result: dict[str, Any]) -> dict[str, int]:
+    """Seed metrics from ``GET /{post}?fields=reactions.summary(true),comments.summary(true),shares``."""
+    metrics = {}
+    for seed, path in ENGAGEMENT_FIELDS.items():
+        node: Any = result
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, int | float):
+            metrics[seed] = int(node)
+        elif seed == "shares":
+            metrics[seed] = 0
+    return metrics
 
 
 __all__ = ["FacebookConnector", "post_link", "post_text"]
