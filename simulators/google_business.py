@@ -19,7 +19,10 @@ required, summary ≤ 1,500, callToAction.actionType enum with url except CALL, 
 ``POST /token`` (refresh_token grant; ``invalid_grant`` "Token has been expired or revoked." for
 revoked tokens; no new refresh token is issued). Errors use Google's
 ``{"error": {"code", "message", "status"}}``; a per-minute project quota answers 429
-``RESOURCE_EXHAUSTED``. ``state()`` shows posts, refresh-call counts and quota use.
+``RESOURCE_EXHAUSTED``. ``state()`` shows posts, refresh-call counts, quota use and
+``over_limit_refused`` (calls refused by the quota). Control: ``POST /_sim/budget
+{"quota_per_minute": n}``; ``POST /_sim/seed {"posts": [{"id": "accounts/…/localPosts/…",
+"age_seconds": …}]}`` stores published posts (for backfills).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulators.core import SimRequest, SimResponse, Simulator, route
+from simulators.engagement import effective_age
 
 TEST_TOKEN_PREFIX = "gbp-test-"
 TEST_REFRESH_PREFIX = "gbp-test-refresh-"
@@ -87,6 +91,7 @@ class GoogleBusinessSimulator(Simulator):
             self.revoked_refresh: set[str] = set()
             self.refresh_calls = 0
             self.quota: Counter[int] = Counter()  # minute → calls
+            self.over_limit_refused = 0
             self._ids = itertools.count(1000)
 
     def state(self) -> dict[str, Any]:
@@ -99,6 +104,7 @@ class GoogleBusinessSimulator(Simulator):
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
             "refresh_calls": self.refresh_calls,
             "quota_this_minute": self.quota[int(time.time() // 60)],
+            "over_limit_refused": self.over_limit_refused,
         }
 
     # --- Google error format ---------------------------------------------------------------------
@@ -129,6 +135,29 @@ class GoogleBusinessSimulator(Simulator):
 
     # --- control -----------------------------------------------------------------------------------
     def control(self, req: SimRequest) -> SimResponse:
+        if req.path == "/_sim/budget" and req.method == "POST":
+            with self.lock:
+                self.quota_per_minute = int((req.json() or {}).get("quota_per_minute", self.quota_per_minute))
+                self.quota.clear()
+            return SimResponse(200, {"ok": True})
+        if req.path == "/_sim/seed" and req.method == "POST":
+            posts = (req.json() or {}).get("posts") or []
+            now = time.time()
+            with self.lock:
+                for item in posts:
+                    name = str(item["id"])
+                    created = now - float(item.get("age_seconds", 0))
+                    self.posts[name] = {
+                        "name": name,
+                        "languageCode": "en",
+                        "summary": "",
+                        "topicType": "STANDARD",
+                        "createTime": _rfc3339(created),
+                        "updateTime": _rfc3339(created),
+                        "state": "LIVE",
+                    }
+                    self.created_at[name] = created
+            return SimResponse(200, {"ok": True, "seeded": len(posts)})
         if req.path == "/_sim/tokens" and req.method == "POST":
             data = req.json() or {}
             action = data.get("action", "register")
@@ -193,6 +222,7 @@ class GoogleBusinessSimulator(Simulator):
         minute = int(time.time() // 60)
         with self.lock:
             if self.quota[minute] >= self.quota_per_minute:
+                self.over_limit_refused += 1
                 return self.rate_limit_response(None)
             self.quota[minute] += 1
         return None
@@ -349,7 +379,7 @@ class GoogleBusinessSimulator(Simulator):
             for name in names:
                 if name not in self.posts or not name.startswith(location + "/"):
                     continue
-                t = max(0.0, time.time() - self.created_at[name]) * self.metrics_per_second
+                t = effective_age(name, (time.time() - self.created_at[name]) * self.metrics_per_second)
                 values = {
                     "LOCAL_POST_VIEWS_SEARCH": int(t * 4),
                     "LOCAL_POST_ACTIONS_CALL_TO_ACTION": int(t / 3),

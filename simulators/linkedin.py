@@ -16,10 +16,17 @@ Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Vers
 400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
 active for 12 months after its month, override with ``active_versions``) and
 ``X-Restli-Protocol-Version: 2.0.0``; a post is created with an empty 201 and its URN in
-``x-restli-id``; errors are ``{"status","serviceErrorCode","code","message"}``; throttling is a
+``x-restli-id``, read with ``GET /rest/posts/{encoded urn}`` (404 ``NOT_FOUND`` once deleted) and
+deleted with ``DELETE /rest/posts/{encoded urn}`` (204, idempotent); a deleted post is left out
+of share statistics and answers 404 to memberCreatorPostAnalytics; errors are ``{"status","serviceErrorCode","code","message"}``; throttling is a
 daily per-application and per-member budget per resource that resets at midnight UTC (429, no
 ``Retry-After``). Share statistics grow with the post's age (``metrics_per_second``).
-``state()`` shows posts, images, refresh-call counts and budgets.
+``state()`` shows posts, images, refresh-call counts, the access tokens the refresh endpoint
+issued (``issued_tokens``), the token each post was created with (``post_tokens``), budgets and
+``over_limit_refused`` (calls answered 429 for exceeding a daily budget). Control:
+``POST /_sim/budget {"app_daily_limit", "member_daily_limit"}`` and
+``POST /_sim/seed {"posts": [{"id": "urn:li:share:…", "owner": "urn:li:organization:…",
+"age_seconds": …}]}`` (published posts for backfills).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from simulators.core import SimRequest, SimResponse, Simulator, route
+from simulators.engagement import effective_age
 
 TEST_TOKEN_PREFIX = "li-test-"
 TEST_REFRESH_PREFIX = "li-test-refresh-"
@@ -108,7 +116,10 @@ class LinkedInSimulator(Simulator):
             self.revoked: set[str] = set()
             self.revoked_refresh: set[str] = set()
             self.refresh_calls = 0
+            self.issued_tokens: list[str] = []  # access tokens handed out by the refresh endpoint
+            self.post_tokens: dict[str, str] = {}  # post urn → access token it was created with
             self.usage: Counter[tuple[str, str, str]] = Counter()  # (day, scope key, resource)
+            self.over_limit_refused = 0
             self._ids = itertools.count(7_000_000_000_000_000_001)
 
     def state(self) -> dict[str, Any]:
@@ -119,7 +130,10 @@ class LinkedInSimulator(Simulator):
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
             "images": {k: {kk: vv for kk, vv in v.items() if kk != "bytes"} for k, v in self.images.items()},
             "refresh_calls": self.refresh_calls,
+            "issued_tokens": list(self.issued_tokens),
+            "post_tokens": dict(self.post_tokens),
             "usage": {"|".join(k): v for k, v in self.usage.items()},
+            "over_limit_refused": self.over_limit_refused,
         }
 
     # --- platform error formats ----------------------------------------------------------------
@@ -152,6 +166,33 @@ class LinkedInSimulator(Simulator):
         # The core answers /_sim/* itself; token registration is ours.
         if req.path == "/_sim/tokens" and req.method == "POST":
             return self._control_tokens(req.json() or {})
+        if req.path == "/_sim/budget" and req.method == "POST":
+            data = req.json() or {}
+            with self.lock:
+                self.app_daily_limit = int(data.get("app_daily_limit", self.app_daily_limit))
+                self.member_daily_limit = int(data.get("member_daily_limit", self.member_daily_limit))
+                self.usage.clear()
+            return SimResponse(200, {"ok": True})
+        if req.path == "/_sim/seed" and req.method == "POST":
+            posts = (req.json() or {}).get("posts") or []
+            now = _now_ms()
+            with self.lock:
+                for item in posts:
+                    created = now - int(float(item.get("age_seconds", 0)) * 1000)
+                    self.posts[str(item["id"])] = {
+                        "id": str(item["id"]),
+                        "author": str(item["owner"]),
+                        "commentary": "",
+                        "visibility": "PUBLIC",
+                        "distribution": {"feedDistribution": "MAIN_FEED"},
+                        "lifecycleState": "PUBLISHED",
+                        "isReshareDisabledByAuthor": False,
+                        "content": None,
+                        "createdAt": created,
+                        "lastModifiedAt": created,
+                        "publishedAt": created,
+                    }
+            return SimResponse(200, {"ok": True, "seeded": len(posts)})
         return super().control(req)
 
     def _control_tokens(self, data: dict[str, Any]) -> SimResponse:
@@ -222,12 +263,14 @@ class LinkedInSimulator(Simulator):
         with self.lock:
             app_key, member_key = (day, "app", resource), (day, member, resource)
             if self.usage[app_key] >= self.app_daily_limit:
+                self.over_limit_refused += 1
                 return self.error_response(
                     429,
                     "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
                     101,
                 )
             if self.usage[member_key] >= self.member_daily_limit:
+                self.over_limit_refused += 1
                 return self.error_response(
                     429,
                     "Resource level throttle MEMBER DAY limit for calls to this resource is reached.",
@@ -318,6 +361,7 @@ class LinkedInSimulator(Simulator):
                 "lastModifiedAt": now,
                 "publishedAt": now,
             }
+            self.post_tokens[urn] = req.header("authorization")[7:].strip()
         return SimResponse(201, None, {"x-restli-id": urn, "x-linkedin-id": urn})
 
     @route("GET", "/rest/posts")
@@ -484,6 +528,7 @@ class LinkedInSimulator(Simulator):
                 "expires_at": time.time() + ACCESS_TTL,
             }
             remaining = int(issued + REFRESH_TTL - time.time())
+            self.issued_tokens.append(access)
         # Refreshing does not extend the refresh token's TTL: the same token, with what is left.
         return SimResponse(
             200,
@@ -497,7 +542,7 @@ class LinkedInSimulator(Simulator):
 
     # --- statistics --------------------------------------------------------------------------------
     def _grown(self, post: dict[str, Any]) -> dict[str, int]:
-        t = max(0.0, (_now_ms() - post["createdAt"]) / 1000.0) * self.metrics_per_second
+        t = effective_age(post["id"], (_now_ms() - post["createdAt"]) / 1000.0 * self.metrics_per_second)
         return {
             "impressionCount": int(t * 10),
             "uniqueImpressionsCount": int(t * 7),

@@ -12,11 +12,16 @@ simulator is reached by configuration alone.
 
 Refresh uses google-auth itself (``Credentials(refresh_token=…).refresh(Request())``) against
 ``settings.google_business.token_url``.
+
+Deleted posts: ``reportInsights`` leaves a deleted post out of its answer (or refuses the call),
+so a post that comes back without insights is looked up with ``GET v4/{localPost name}``;
+404 ``NOT_FOUND`` there gives ``MetricsSnapshot(deleted=True)``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,13 +61,15 @@ RECONCILE_MAX_PAGES = 10
 WINDOW_SKEW = timedelta(minutes=10)
 INSIGHTS_BATCH = 10
 INSIGHTS_LOOKBACK = timedelta(days=365)
+_POST_NAME = re.compile(r"accounts/[^/]+/locations/[^/]+/localPosts/[^/]+")
 
 # Seed metric ← LocalPostMetric (localPosts:reportInsights). Only two per-post metrics exist;
 # reach/likes/comments/shares/saves stay absent.
 # Deprecation: Google's pages carry a banner moving v4 reportInsights to the Business Profile
 # Performance API, whose changelog lists "Removal of accounts.locations.localPosts.reportInsights"
 # and which has location-level daily metrics only — so per-post metrics may stop entirely. A
-# 404/400/501 from this call therefore yields empty metrics instead of failing the snapshot.
+# 404/400/501 from this call therefore yields empty metrics instead of failing the snapshot (each
+# post is then looked up, so a deleted one is still recognised).
 INSIGHT_METRICS = {
     "LOCAL_POST_VIEWS_SEARCH": "impressions",
     "LOCAL_POST_ACTIONS_CALL_TO_ACTION": "clicks",
@@ -326,48 +333,96 @@ class GoogleBusinessConnector:
             f"Google token refresh failed ({error or 'unknown error'})", platform_code=error or None
         )
 
+    def metrics_cost(self, credentials: Credentials, count: int) -> int:
+        """One ``localPosts:reportInsights`` call per INSIGHTS_BATCH posts.
+
+        Not counted: one ``localPosts.get`` per post that came back without insights.
+        """
+        return -(-count // INSIGHTS_BATCH)
+
     def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
+        """Insights per post; a post without insights that ``localPosts.get`` says is gone is ``deleted``."""
         location = location_name(credentials)
         found: dict[str, dict[str, int]] = {}
+        gone: set[str] = set()
+        names = list(dict.fromkeys(r.platform_post_id for r in refs))
+        for i in range(0, len(names), INSIGHTS_BATCH):
+            batch = names[i : i + INSIGHTS_BATCH]
+            answered = self._insights(credentials, location, batch)
+            missing = {
+                n for n in batch if n not in (answered or {}) and not self._post_exists(credentials, n)
+            }
+            if answered is None and missing and len(missing) < len(batch):
+                # A deleted post may be why the call was refused: ask again for the others.
+                answered = self._insights(credentials, location, [n for n in batch if n not in missing])
+            found.update(answered or {})
+            gone |= missing
+        return [
+            MetricsSnapshot(r.platform_post_id, {}, deleted=True)
+            if r.platform_post_id in gone
+            else MetricsSnapshot(r.platform_post_id, found.get(r.platform_post_id, {}))
+            for r in refs
+        ]
+
+    def _insights(
+        self, credentials: Credentials, location: str, names: list[str]
+    ) -> dict[str, dict[str, int]] | None:
+        """One ``localPosts:reportInsights`` call: metrics by post name; None when Google refuses it."""
         end = datetime.now(UTC)
         start = end - INSIGHTS_LOOKBACK
-        names = [r.platform_post_id for r in refs]
-        for i in range(0, len(names), INSIGHTS_BATCH):
-            body = {
-                "localPostNames": names[i : i + INSIGHTS_BATCH],
-                "basicRequest": {
-                    "metricRequests": [{"metric": m} for m in INSIGHT_METRICS],
-                    "timeRange": {
-                        "startTime": start.isoformat().replace("+00:00", "Z"),
-                        "endTime": end.isoformat().replace("+00:00", "Z"),
-                    },
+        body = {
+            "localPostNames": names,
+            "basicRequest": {
+                "metricRequests": [{"metric": m} for m in INSIGHT_METRICS],
+                "timeRange": {
+                    "startTime": start.isoformat().replace("+00:00", "Z"),
+                    "endTime": end.isoformat().replace("+00:00", "Z"),
                 },
-            }
-            try:
-                response = self._call(
-                    "POST",
-                    f"{self.base}/{location}/localPosts:reportInsights",
-                    credentials,
-                    write=False,
-                    data=json.dumps(body),
-                )
-            except PermanentError as exc:
-                if exc.platform_code in (
-                    "NOT_FOUND",
-                    "UNIMPLEMENTED",
-                    "INVALID_ARGUMENT",
-                    "FAILED_PRECONDITION",
-                    404,
-                    501,
-                ):
-                    continue  # per-post insights retired or refused: metrics stay absent
-                raise
-            for entry in (response.json() or {}).get("localPostMetrics") or []:
-                metrics: dict[str, int] = {}
-                for value in entry.get("metricValues") or []:
-                    seed = INSIGHT_METRICS.get(str(value.get("metric")))
-                    total = (value.get("totalValue") or {}).get("value")
-                    if seed and total is not None:
-                        metrics[seed] = int(total)
-                found[str(entry.get("localPostName"))] = metrics
-        return [MetricsSnapshot(r.platform_post_id, found.get(r.platform_post_id, {})) for r in refs]
+            },
+        }
+        try:
+            response = self._call(
+                "POST",
+                f"{self.base}/{location}/localPosts:reportInsights",
+                credentials,
+                write=False,
+                data=json.dumps(body),
+            )
+        except PermanentError as exc:
+            if exc.platform_code in (
+                "NOT_FOUND",
+                "UNIMPLEMENTED",
+                "INVALID_ARGUMENT",
+                "FAILED_PRECONDITION",
+                404,
+                501,
+            ):
+                return None  # per-post insights retired or refused: metrics stay absent
+            raise
+        found: dict[str, dict[str, int]] = {}
+        for entry in (response.json() or {}).get("localPostMetrics") or []:
+            metrics: dict[str, int] = {}
+            for value in entry.get("metricValues") or []:
+                seed = INSIGHT_METRICS.get(str(value.get("metric")))
+                total = (value.get("totalValue") or {}).get("value")
+                if seed and total is not None:
+                    metrics[seed] = int(total)
+            found[str(entry.get("localPostName"))] = metrics
+        return found
+
+    def _post_exists(self, credentials: Credentials, name: str) -> bool:
+        """``GET v4/{name}`` (localPosts.get): False on 404 ``NOT_FOUND`` only; other errors are raised."""
+        if not _POST_NAME.fullmatch(name):
+            return True  # not a local post name: nothing to look up, never reported deleted
+        response = send(
+            self.session,
+            "GET",
+            f"{self.base}/{name}",
+            timeout=self.timeout,
+            headers=self._headers(credentials.access_token),
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise classify(response, write=False, account_id=credentials.account_id)
+        return True

@@ -14,6 +14,10 @@ from ``MediaItem.url``) to ``value.uploadUrl`` → ``content.media.id`` = ``valu
 Commentary is LinkedIn's *little* text format: reserved characters are escaped with a backslash
 (hashtags ``#word`` are kept as hashtags), and the invisible delivery marker of
 ``connectors.linkedin.marker`` is appended so ``find_published`` can recognise the post.
+
+Deleted posts: the statistics finders just leave a deleted post out of their answer (or answer
+404), so a post that comes back without statistics is looked up with ``GET /rest/posts/{urn}``;
+404 there gives ``MetricsSnapshot(deleted=True)``.
 """
 
 from __future__ import annotations
@@ -354,67 +358,134 @@ class LinkedInConnector:
             else None,
         )
 
-    def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
-        author = author_urn(credentials)
-        if author.startswith("urn:li:organization:"):
-            found = self._org_metrics(credentials, author, [r.platform_post_id for r in refs])
-        else:
-            found = {r.platform_post_id: self._member_metrics(credentials, r.platform_post_id) for r in refs}
-        return [MetricsSnapshot(r.platform_post_id, found.get(r.platform_post_id, {})) for r in refs]
+    def metrics_cost(self, credentials: Credentials, count: int) -> int:
+        """Organisation posts: one statistics call per 20; member posts: one call per metric per post.
 
-    def _org_metrics(self, creds: Credentials, org: str, urns: list[str]) -> dict[str, dict[str, int]]:
+        Not counted: one ``GET /rest/posts/{urn}`` per post that came back without statistics.
+        """
+        if author_urn(credentials).startswith("urn:li:organization:"):
+            return -(-count // STATS_BATCH)
+        per_post = len(MEMBER_METRICS) + (
+            len(MEMBER_METRICS_SINCE_202603) if self.cfg.api_version[:6] >= "202603" else 0
+        )
+        return count * per_post
+
+    def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
+        """Statistics per post; a post without statistics that ``GET /rest/posts`` says is gone is ``deleted``."""
+        author = author_urn(credentials)
+        urns = [r.platform_post_id for r in refs]
+        if author.startswith("urn:li:organization:"):
+            found, gone = self._org_metrics(credentials, author, urns)
+        else:
+            found, gone = {}, set()
+            for urn in dict.fromkeys(urns):
+                metrics = self._member_metrics(credentials, urn)
+                if metrics is None:
+                    gone.add(urn)
+                else:
+                    found[urn] = metrics
+        return [
+            MetricsSnapshot(urn, {}, deleted=True)
+            if urn in gone
+            else MetricsSnapshot(urn, found.get(urn, {}))
+            for urn in urns
+        ]
+
+    def _get(self, path: str, creds: Credentials, *, passthrough: tuple[int, ...] = ()) -> requests.Response:
+        """``GET {base}{path}``; an error status in ``passthrough`` is returned, any other raised."""
+        response = send(
+            self.session,
+            "GET",
+            f"{self.base}{path}",
+            timeout=self.timeout,
+            headers=self._headers(creds.access_token),
+        )
+        if response.status_code >= 400:
+            if response.status_code in passthrough:
+                return response
+            raise classify(response, write=False, account_id=creds.account_id, throttle=self.throttle)
+        self.throttle.clear(f"account:{creds.account_id}")
+        return response
+
+    def _post_exists(self, creds: Credentials, urn: str) -> bool:
+        """``GET /rest/posts/{urn}``: False on 404 only. A 403 (token without the r_*_social read
+        permission) cannot tell, so the post counts as present; other errors are raised."""
+        response = self._get(f"/rest/posts/{quote(urn, safe='')}", creds, passthrough=(403, 404))
+        return response.status_code != 404
+
+    def _org_statistics(self, creds: Credentials, org: str, urns: list[str]) -> requests.Response:
+        """One ``organizationalEntityShareStatistics`` call; a 404 answer is returned, not raised."""
+        shares = [u for u in urns if u.startswith("urn:li:share:")]
+        ugc = [u for u in urns if u.startswith("urn:li:ugcPost:")]
+        # Rest.li 2.0: URNs inside List(...) are encoded, the List syntax itself is not.
+        query = f"q=organizationalEntity&organizationalEntity={quote(org, safe='')}"
+        if shares:
+            query += "&shares=List(" + ",".join(quote(u, safe="") for u in shares) + ")"
+        if ugc:
+            query += "&ugcPosts=List(" + ",".join(quote(u, safe="") for u in ugc) + ")"
+        return self._get(f"/rest/organizationalEntityShareStatistics?{query}", creds, passthrough=(404,))
+
+    def _org_metrics(
+        self, creds: Credentials, org: str, urns: list[str]
+    ) -> tuple[dict[str, dict[str, int]], set[str]]:
+        """Metrics by URN, and the URNs deleted on LinkedIn (looked up only when absent from an answer)."""
         out: dict[str, dict[str, int]] = {}
-        for i in range(0, len(urns), STATS_BATCH):
-            batch = urns[i : i + STATS_BATCH]
-            shares = [u for u in batch if u.startswith("urn:li:share:")]
-            ugc = [u for u in batch if u.startswith("urn:li:ugcPost:")]
-            # Rest.li 2.0: URNs inside List(...) are encoded, the List syntax itself is not.
-            query = f"q=organizationalEntity&organizationalEntity={quote(org, safe='')}"
-            if shares:
-                query += "&shares=List(" + ",".join(quote(u, safe="") for u in shares) + ")"
-            if ugc:
-                query += "&ugcPosts=List(" + ",".join(quote(u, safe="") for u in ugc) + ")"
-            if not shares and not ugc:
-                continue
-            response = self._call(
-                "GET",
-                f"{self.base}/rest/organizationalEntityShareStatistics?{query}",
-                creds,
-                write=False,
-                headers=self._headers(creds.access_token),
-            )
+        gone: set[str] = set()
+        postable = [u for u in dict.fromkeys(urns) if u.startswith(("urn:li:share:", "urn:li:ugcPost:"))]
+        for i in range(0, len(postable), STATS_BATCH):
+            batch = postable[i : i + STATS_BATCH]
+            response = self._org_statistics(creds, org, batch)
+            if response.status_code == 404:
+                # One deleted post may fail the whole call: find it, then ask again for the rest.
+                missing = {u for u in batch if not self._post_exists(creds, u)}
+                if not missing:
+                    raise classify(response, write=False, account_id=creds.account_id)
+                gone |= missing
+                batch = [u for u in batch if u not in missing]
+                if not batch:
+                    continue
+                response = self._org_statistics(creds, org, batch)
+                if response.status_code == 404:
+                    continue  # the others exist: no statistics for them this time
+            answered: dict[str, dict[str, int]] = {}
             for element in (response.json() or {}).get("elements") or []:
                 urn = element.get("share") or element.get("ugcPost")
                 stats = element.get("totalShareStatistics") or {}
                 if urn:
-                    out[str(urn)] = {
+                    answered[str(urn)] = {
                         seed: int(stats[name])
                         for seed, name in ORG_METRICS.items()
                         if stats.get(name) is not None
                     }
-        return out
+            out.update(answered)
+            gone.update(u for u in batch if u not in answered and not self._post_exists(creds, u))
+        return out, gone
 
-    def _member_metrics(self, creds: Credentials, urn: str) -> dict[str, int]:
+    def _member_metrics(self, creds: Credentials, urn: str) -> dict[str, int] | None:
+        """Metrics of one member post; None when the post was deleted on LinkedIn."""
         kind = "ugc" if urn.startswith("urn:li:ugcPost:") else "share"
         wanted = dict(MEMBER_METRICS)
         if self.cfg.api_version[:6] >= "202603":
             wanted.update(MEMBER_METRICS_SINCE_202603)
         metrics: dict[str, int] = {}
+        checked = False
         for seed, query_type in wanted.items():
             query = f"q=entity&entity=({kind}:{quote(urn, safe='')})&queryType={query_type}&aggregation=TOTAL"
             try:
-                response = self._call(
-                    "GET",
-                    f"{self.base}/rest/memberCreatorPostAnalytics?{query}",
-                    creds,
-                    write=False,
-                    headers=self._headers(creds.access_token),
-                )
+                response = self._get(f"/rest/memberCreatorPostAnalytics?{query}", creds, passthrough=(404,))
             except PermanentError:
-                continue  # this metric (or post) is not available: leave it absent
+                continue  # this metric is not available: leave it absent
+            if response.status_code == 404:
+                if not checked:
+                    checked = True
+                    if not self._post_exists(creds, urn):
+                        return None
+                continue
             elements = (response.json() or {}).get("elements") or []
             if elements and elements[0].get("count") is not None:
                 metrics[seed] = int(elements[0]["count"])
+        if not metrics and not checked and not self._post_exists(creds, urn):
+            return None
         return metrics
 
 

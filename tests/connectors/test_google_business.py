@@ -227,3 +227,49 @@ def test_metrics_mapping_and_retired_insights(
     sim.insights_available = False
     (snap,) = connector.fetch_metrics(creds(), [MetricsRef("p1", post.platform_post_id)])
     assert snap.metrics == {}
+
+
+def delete_on_google(connector: GoogleBusinessConnector, name: str) -> None:
+    """``DELETE v4/{name}`` (localPosts.delete), as the owner deleting the post would."""
+    response = requests.delete(
+        f"{connector.base}/{name}", headers={"Authorization": "Bearer gbp-test-abc"}, timeout=2
+    )
+    assert response.status_code == 200
+
+
+def test_metrics_post_deleted_on_google_is_reported_deleted(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    kept = connector.publish(request()).platform_post_id
+    deleted = connector.publish(request(key="delivery-2", post=content("Closed on Monday"))).platform_post_id
+    delete_on_google(connector, deleted)
+    sim.request_log.clear()
+    snaps = connector.fetch_metrics(creds(), [MetricsRef("p1", kept), MetricsRef("p2", deleted)])
+    assert [(s.platform_post_id, s.deleted) for s in snaps] == [(kept, False), (deleted, True)]
+    assert set(snaps[0].metrics) == {"impressions", "clicks"} and snaps[1].metrics == {}
+    # One batched reportInsights call; only the post missing from its answer is looked up.
+    calls = [(r["method"], r["path"]) for r in sim.request_log]
+    assert calls == [("POST", f"/v4/{LOCATION}/localPosts:reportInsights"), ("GET", f"/v4/{deleted}")]
+
+
+def test_metrics_refused_insights_still_tell_deleted_from_present(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    name = connector.publish(request()).platform_post_id
+    deleted = connector.publish(request(key="delivery-2", post=content("Closed on Monday"))).platform_post_id
+    delete_on_google(connector, deleted)
+    sim.insights_available = False  # reportInsights answers 404: each post is looked up
+    snaps = connector.fetch_metrics(creds(), [MetricsRef("p1", name), MetricsRef("p2", deleted)])
+    assert [(s.deleted, s.metrics) for s in snaps] == [(False, {}), (True, {})]
+
+
+def test_metrics_existence_check_5xx_is_retryable_not_deleted(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    name = connector.publish(request()).platform_post_id
+    delete_on_google(connector, name)
+    sim.set_faults({"rules": [{"kind": "http_500", "methods": ["GET"], "path": "/localPosts/"}]})
+    with pytest.raises(RetryableError) as info:
+        connector.fetch_metrics(creds(), [MetricsRef("p1", name)])
+    assert not isinstance(info.value, AmbiguousError)
+    assert sim.fault_log and sim.fault_log[-1]["method"] == "GET"

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -292,3 +293,62 @@ def test_metrics_member_mapping(connector: LinkedInConnector, sim: LinkedInSimul
     # impressions/reach/likes/comments/shares always; saves + clicks since version 202603.
     assert set(snap.metrics) == {"impressions", "reach", "likes", "comments", "shares", "saves", "clicks"}
     assert snap.metrics["impressions"] >= 1000
+
+
+def delete_on_linkedin(base: str, urn: str) -> None:
+    """``DELETE /rest/posts/{encoded urn}``, as the member deleting the post would."""
+    headers = {
+        "Authorization": "Bearer li-test-abc",
+        "LinkedIn-Version": VERSION,
+        "X-Restli-Protocol-Version": "2.0.0",
+    }
+    response = requests.delete(f"{base}/rest/posts/{quote(urn, safe='')}", headers=headers, timeout=2)
+    assert response.status_code == 204
+
+
+def test_metrics_post_deleted_on_linkedin_is_reported_deleted(
+    connector: LinkedInConnector, sim: LinkedInSimulator, base: str
+) -> None:
+    kept = connector.publish(request()).platform_post_id
+    deleted = connector.publish(request(key="delivery-2")).platform_post_id
+    delete_on_linkedin(base, deleted)
+    sim.request_log.clear()
+    snaps = connector.fetch_metrics(creds(), [MetricsRef("p1", kept), MetricsRef("p2", deleted)])
+    assert [(s.platform_post_id, s.deleted) for s in snaps] == [(kept, False), (deleted, True)]
+    assert snaps[0].metrics and snaps[1].metrics == {}
+    # Still one batched statistics call; only the post missing from its answer is looked up.
+    paths = [r["path"] for r in sim.request_log]
+    assert paths == ["/rest/organizationalEntityShareStatistics", f"/rest/posts/{quote(deleted, safe='')}"]
+
+
+def test_metrics_member_post_deleted_on_linkedin_is_reported_deleted(
+    connector: LinkedInConnector, sim: LinkedInSimulator, base: str
+) -> None:
+    member = creds(author="urn:li:person:sim")
+    urn = connector.publish(request(c=member)).platform_post_id
+    delete_on_linkedin(base, urn)
+    sim.request_log.clear()
+    (snap,) = connector.fetch_metrics(member, [MetricsRef("p1", urn)])
+    assert snap.deleted and snap.metrics == {}
+    assert len(sim.request_log) == 2  # the first 404ing metric, then the post lookup
+
+
+def test_metrics_post_without_statistics_is_not_deleted(
+    connector: LinkedInConnector, sim: LinkedInSimulator
+) -> None:
+    urn = connector.publish(request()).platform_post_id
+    sim.posts[urn]["author"] = "urn:li:organization:1"  # statistics leave it out; the post exists
+    (snap,) = connector.fetch_metrics(creds(), [MetricsRef("p1", urn)])
+    assert not snap.deleted and snap.metrics == {}
+
+
+def test_metrics_existence_check_5xx_is_retryable_not_deleted(
+    connector: LinkedInConnector, sim: LinkedInSimulator, base: str
+) -> None:
+    urn = connector.publish(request()).platform_post_id
+    delete_on_linkedin(base, urn)
+    sim.set_faults({"rules": [{"kind": "http_500", "methods": ["GET"], "path": "/rest/posts/"}]})
+    with pytest.raises(RetryableError) as info:
+        connector.fetch_metrics(creds(), [MetricsRef("p1", urn)])
+    assert not isinstance(info.value, AmbiguousError)
+    assert sim.fault_log and sim.fault_log[-1]["path"].startswith("/rest/posts/")

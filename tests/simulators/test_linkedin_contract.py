@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -128,6 +129,22 @@ def test_find_posts_by_author(url: str) -> None:
     ).json()
     assert [e["commentary"] for e in r["elements"]] == ["three", "two"] and r["paging"]["total"] == 3
     assert all(e["createdAt"] > 0 and e["lastModifiedAt"] >= e["createdAt"] for e in r["elements"])
+
+
+def test_get_and_delete_post_by_encoded_urn(url: str) -> None:
+    urn = requests.post(f"{url}/rest/posts", json=DOC_POST, headers=H, timeout=2).headers["x-restli-id"]
+    path = f"{url}/rest/posts/{quote(urn, safe='')}"
+    assert requests.get(path, headers=H, timeout=2).json()["id"] == urn
+    assert requests.delete(path, headers=H, timeout=2).status_code == 204
+    assert requests.delete(path, headers=H, timeout=2).status_code == 204  # idempotent
+    missing = requests.get(path, headers=H, timeout=2)
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "status": 404,
+        "serviceErrorCode": 0,
+        "code": "NOT_FOUND",
+        "message": "Not Found",
+    }
 
 
 def test_refresh_grant_counts_and_revocation(url: str, served: tuple[LinkedInSimulator, str]) -> None:
