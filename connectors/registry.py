@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from config import Settings, get_settings
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 GROUP = "mcmp.connectors"
 _lock = threading.Lock()
 _instances: dict[str, Connector] = {}
+_observer: Callable[[str, Connector], None] | None = None
 
 
 class UnknownPlatformError(LookupError):
@@ -41,8 +43,20 @@ def get_connector(platform: str, settings: Settings | None = None) -> Connector:
             )
         factory = matches[0].load()
         connector = factory(settings or get_settings())
+        if _observer is not None:
+            _observer(platform, connector)
         _instances[platform] = connector
         return connector
+
+
+def set_observer(observer: Callable[[str, Connector], None] | None) -> None:
+    """Called with each newly built connector (the worker instruments its HTTP sessions with it).
+
+    Keeps connectors free of any worker import: built-in and third-party ones get the same
+    request metrics without knowing Prometheus exists.
+    """
+    global _observer
+    _observer = observer
 
 
 def clear_cache() -> None:

@@ -67,6 +67,20 @@ def instrument_session(session: Any, platform: str) -> Any:
     return session
 
 
+def instrument_connector(platform: str, connector: Any) -> None:
+    """Hook every ``requests.Session`` a connector holds (directly or one object deep)."""
+    import requests
+
+    candidates = list(vars(connector).values()) if hasattr(connector, "__dict__") else []
+    for value in list(candidates):
+        if not isinstance(value, requests.Session) and hasattr(value, "__dict__"):
+            candidates.extend(vars(value).values())
+    for value in candidates:
+        if isinstance(value, requests.Session) and not getattr(value, "_mcmp_instrumented", False):
+            instrument_session(value, platform)
+            value._mcmp_instrumented = True  # type: ignore[attr-defined]
+
+
 def token_refresh(platform: str, outcome: str) -> None:
     """Count one token refresh (outcome: refreshed, failed_auth, failed_retryable, skipped, …)."""
     TOKEN_REFRESHES.labels(platform=platform, outcome=str(outcome)).inc()

@@ -12,8 +12,9 @@ import time
 import redis
 
 from config import Settings, get_settings
+from connectors import registry
 from models.db import connect, ensure_schema, wait_for_mongo
-from worker import logs, rate_limit
+from worker import logs, metrics, rate_limit
 
 log = logging.getLogger(__name__)
 
@@ -46,4 +47,5 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
     if schema:
         ensure_schema(db)
     rate_limit.install()
+    registry.set_observer(metrics.instrument_connector)
     return settings

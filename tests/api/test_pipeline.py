@@ -117,6 +117,9 @@ def test_metrics_count_the_deliveries_made(
     for text in (from_worker, from_api):
         assert _sample(text, "mcmp_deliveries_total", platform="website", outcome="published") == 4
         assert _sample(text, "mcmp_publish_lateness_seconds_count", platform="website") == 4
+        # every platform HTTP request is timed with its status: 4 webhook POSTs answered 201
+        labels = {"platform": "website", "method": "POST", "status": "201"}
+        assert _sample(text, "mcmp_platform_request_seconds_count", **labels) == 4
     assert re.search(r'^mcmp_delivery_backlog\{position="due"\} 0\.0$', from_api, re.M)
 
     # the real API process: readiness sees the worker, a key sees its posts
