@@ -38,6 +38,16 @@ def test_compose_has_every_role_with_a_health_check() -> None:
         timeout=60,
         check=True,
     ).stdout.split()
-    assert set(out) == {"mongo", "redis", "worker", "dispatcher", "beat", "api", "flower"}
+    assert set(out) == {
+        "mongo",
+        "redis",
+        "worker",
+        "analytics-worker",
+        "dispatcher",
+        "beat",
+        "api",
+        "flower",
+    }
     text = (ROOT / "docker-compose.yml").read_text()
-    assert text.count("healthcheck:") >= 7 and "rs.initiate" in text and "--replSet" in text
+    assert '"--queues", "analytics"' in text and '"--queues", "publish,maintenance"' in text
+    assert text.count("healthcheck:") >= 8 and "rs.initiate" in text and "--replSet" in text
