@@ -33,6 +33,11 @@ class PlatformSettings(BaseModel):
     token_url: str = ""
     # Refresh a token when it expires within this many seconds.
     refresh_margin_seconds: int = Field(default=3600, ge=0)
+    # Analytics request budget (worker/analytics_pacing.py), in platform calls (a Graph batch
+    # counts each sub-request). Kept below the platform's own limits so publishing keeps headroom.
+    analytics_app_calls_per_second: float = Field(default=5.0, gt=0)
+    analytics_account_calls_per_second: float = Field(default=1.0, gt=0)
+    analytics_burst: int = Field(default=50, gt=0)
 
 
 class WebsiteSettings(PlatformSettings):
@@ -63,6 +68,10 @@ class LinkedInSettings(PlatformSettings):
     api_version: str = "202607"
     token_url: str = "https://www.linkedin.com/oauth/v2/accessToken"
     refresh_margin_seconds: int = 7 * 86400
+    # Daily budgets (reset at midnight UTC): ≈86k app and ≈8.6k member calls a day at most.
+    analytics_app_calls_per_second: float = 1.0
+    analytics_account_calls_per_second: float = 0.1
+    analytics_burst: int = 20
 
 
 class GoogleBusinessSettings(PlatformSettings):
@@ -70,6 +79,10 @@ class GoogleBusinessSettings(PlatformSettings):
     api_version: str = "v4"
     token_url: str = "https://oauth2.googleapis.com/token"
     refresh_margin_seconds: int = 600
+    # Per-minute project quota (300/min by default): analytics takes at most 240/min.
+    analytics_app_calls_per_second: float = 4.0
+    analytics_account_calls_per_second: float = 4.0
+    analytics_burst: int = 10
 
 
 class Settings(BaseSettings):
@@ -100,10 +113,12 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=5.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)
     reauth_deadline_hours: float = Field(default=72.0, gt=0)
+    # Beat looks for tokens due for refresh (within each platform's refresh_margin_seconds) this often.
+    token_refresh_interval_seconds: float = Field(default=60.0, gt=0)
     task_time_limit_seconds: int = Field(default=300, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 
-    # Secrets
+    # Secrets. Without keys (dev/test only) tokens stay as written; prod refuses to start.
     token_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Fernet keys, newest first; comma-separated or JSON list"
     )
@@ -119,6 +134,12 @@ class Settings(BaseSettings):
     analytics_slots: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["1h", "6h", "24h", "3d", "7d", "30d"]
     )
+    analytics_plan_interval_seconds: float = Field(default=30.0, gt=0)
+    analytics_batch_size: int = Field(default=50, gt=0, le=500)  # posts per fetch_metrics call
+    analytics_plan_limit: int = Field(default=5000, gt=0)  # due deliveries planned per tick
+    analytics_backfill_concurrency: int = Field(default=4, gt=0, le=64)
+    # An analytics task waits at most this long for the request budget, else it is re-planned.
+    analytics_max_wait_seconds: float = Field(default=20.0, ge=0)
 
     # API
     api_host: str = "127.0.0.1"
@@ -134,6 +155,29 @@ class Settings(BaseSettings):
             if value.strip().startswith("["):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("analytics_slots")
+    @classmethod
+    def _slots(cls, value: list[str]) -> list[str]:
+        from worker.analytics_slots import parse_slots
+
+        parse_slots(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("token_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        """A malformed key stops startup here instead of at the first token (the key is not echoed)."""
+        from cryptography.fernet import Fernet
+
+        for index, key in enumerate(value, start=1):
+            try:
+                Fernet(key.get_secret_value())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"entry {index} is not a Fernet key (32 url-safe base64 bytes; `mcmp tokens genkey`)"
+                ) from None
         return value
 
     @field_validator("mongodb_uri")

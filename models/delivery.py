@@ -3,6 +3,12 @@
 Unique on (postId, platform): the database, not the code, guarantees one delivery per pair.
 Indexed on (state, dueAt) so the dispatcher's pick-up costs O(due), never O(all posts), and on
 (state, leaseUntil) for the reaper. Only worker.delivery_states writes ``state``.
+
+Analytics schedule (worker/analytics.py): ``analyticsDueAt`` is when the next metrics snapshot
+slot of a published delivery falls due (sparse index: only deliveries still being snapshotted
+carry it), ``analyticsSlot`` the last slot recorded, ``analyticsStoppedReason`` why snapshots
+stopped for good (post deleted on the platform), ``analyticsPaused`` the "clientId|platform"
+whose account must be reconnected before snapshots resume.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ class Delivery(TimestampedDocument):
             ("state", "due_at"),
             ("state", "lease_until"),
             ("client_id", "state"),
+            {"fields": ["analytics_due_at"], "sparse": True},
+            {"fields": ["analytics_paused"], "sparse": True},
         ],
     }
 
@@ -43,3 +51,7 @@ class Delivery(TimestampedDocument):
     last_error = StringField(db_field="lastError")
     error_class = StringField(db_field="errorClass", choices=[c.value for c in ErrorClass])
     waiting_since = DateTimeField(db_field="waitingSince")
+    analytics_due_at = DateTimeField(db_field="analyticsDueAt")
+    analytics_slot = StringField(db_field="analyticsSlot")
+    analytics_stopped_reason = StringField(db_field="analyticsStoppedReason")
+    analytics_paused = StringField(db_field="analyticsPaused")

@@ -30,6 +30,7 @@ def create_app() -> Celery:
             "mcmp.publish_delivery": {"queue": "publish"},
             "mcmp.analytics.*": {"queue": "analytics"},
             "mcmp.maintenance.*": {"queue": "maintenance"},
+            "mcmp.tokens.*": {"queue": "maintenance"},
         },
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=max(1, settings.task_time_limit_seconds - 30),
@@ -47,6 +48,14 @@ def create_app() -> Celery:
                 "schedule": settings.reap_interval_seconds,
             },
             "mcmp.maintenance.queue_posts": {"task": "mcmp.maintenance.queue_posts", "schedule": 30.0},
+            "mcmp.analytics.plan": {
+                "task": "mcmp.analytics.plan",
+                "schedule": settings.analytics_plan_interval_seconds,
+            },
+            "mcmp.tokens.refresh_due": {
+                "task": "mcmp.tokens.refresh_due",
+                "schedule": settings.token_refresh_interval_seconds,
+            },
         },
     )
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -190,6 +191,83 @@ def flower(
     if os.environ.get("MCMP_FLOWER_BASIC_AUTH"):  # an empty value would lock everyone out
         argv.append(f"--basic-auth={os.environ['MCMP_FLOWER_BASIC_AUTH']}")
     celery_app.start(argv)
+
+
+analytics_app = typer.Typer(help="Analytics snapshots and backfills.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
+
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
+@analytics_app.command("backfill")
+def analytics_backfill(
+    client: Annotated[str, typer.Option("--client", help="Client slug (or id)")],
+    since: Annotated[
+        datetime | None, typer.Option(formats=_DATE_FORMATS, help="Published on/after (UTC)")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(formats=_DATE_FORMATS, help="Published on/before (UTC)")
+    ] = None,
+    platform: Annotated[str | None, typer.Option(help="Only this platform")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the work, make no request")] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel requests (default from settings)")] = None,
+) -> None:
+    """Snapshot every published post of a client (latest slot reached); resumable, rate-limited.
+
+    Interrupt it at any time (Ctrl-C, kill): the same command continues where it stopped.
+    """
+    from worker.analytics_cli import backfill_command
+
+    backfill_command(client, since, until, platform, dry_run, concurrency)
+
+
+tokens_app = typer.Typer(help="Tokens at rest: Fernet keys and re-encryption.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("genkey")
+def tokens_genkey() -> None:
+    """Print a new Fernet key (prepend it to MCMP_TOKEN_KEYS, then run `mcmp tokens rotate`)."""
+    from worker.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+@tokens_app.command("rotate")
+def tokens_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, help="Accounts read per batch")] = 200,
+) -> None:
+    """Re-encrypt every account's tokens with the newest key; safe to interrupt and run again."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from worker.crypto import TokenKeyError
+    from worker.runtime import bootstrap
+    from worker.token_rotation import RotationReport, rotate_all
+
+    bootstrap(wait=False)
+    console = Console()
+    with Progress(console=console, disable=not console.is_terminal) as progress:
+        bar = progress.add_task("re-encrypting tokens", total=None)
+
+        def on_batch(report: RotationReport) -> None:
+            done = report.rotated + report.current + len(report.unreadable) + len(report.busy)
+            progress.update(bar, total=report.total, completed=done)
+            if not console.is_terminal:  # logs and pipes get one line per batch
+                typer.echo(f"progress {done}/{report.total} {report.line()}", err=True)
+
+        try:
+            report = rotate_all(batch_size, on_batch)
+        except TokenKeyError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"done: {report.line()}")
+    for account_id in report.unreadable:
+        typer.echo(f"unreadable with the configured keys (left untouched): account {account_id}", err=True)
+    if report.busy:
+        typer.echo(f"{len(report.busy)} accounts changed during the run; run it again", err=True)
+    if report.unreadable or report.busy:
+        raise typer.Exit(1)
 
 
 def main() -> None:

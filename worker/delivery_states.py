@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 from pymongo.collection import Collection
@@ -54,17 +54,28 @@ class NewDelivery:
     error_class: ErrorClass | None = None
 
 
-def ensure(new: Sequence[NewDelivery]) -> tuple[int, int]:
+class Ensured(NamedTuple):
+    created: int
+    reopened: int
+    claimed: list[dict[str, Any]]  # created already ``queued`` for the caller, see ``ensure``
+
+
+def ensure(new: Sequence[NewDelivery], claim_lease_seconds: float | None = None) -> Ensured:
     """Create missing deliveries; re-open failed/cancelled ones of a post scheduled again.
 
-    Returns (created, reopened). Published deliveries are never touched: a post re-scheduled
-    after a partial failure re-publishes only the platforms that did not succeed.
+    Published deliveries are never touched: a post re-scheduled after a partial failure
+    re-publishes only the platforms that did not succeed. With ``claim_lease_seconds`` (the
+    dispatcher, for posts already inside its look-ahead) new pending deliveries are born
+    ``queued`` under a fresh claim token and returned in ``claimed``: the unique (post,
+    platform) index makes the insert itself the claim, saving the claim's read-update-read.
     """
     if not new:
-        return 0, 0
+        return Ensured(0, 0, [])
     now = utcnow()
+    token = uuid.uuid4().hex if claim_lease_seconds is not None else None
     docs = [
         {
+            "_id": ObjectId(),
             "postId": d.post_id,
             "clientId": d.client_id,
             "platform": d.platform,
@@ -80,8 +91,13 @@ def ensure(new: Sequence[NewDelivery]) -> tuple[int, int]:
         }
         for d in new
     ]
+    if token is not None:
+        for doc in docs:
+            if doc["state"] == S.PENDING.value:
+                lease = now + timedelta(seconds=claim_lease_seconds or 0)
+                doc.update(state=S.QUEUED.value, claimToken=token, leaseUntil=lease)
     created = len(docs)
-    duplicates: list[NewDelivery] = []
+    dup_indexes: set[int] = set()
     try:
         deliveries().insert_many(docs, ordered=False)
     except BulkWriteError as exc:
@@ -90,7 +106,8 @@ def ensure(new: Sequence[NewDelivery]) -> tuple[int, int]:
         if others:
             raise
         created -= len(dup_indexes)
-        duplicates = [new[i] for i in sorted(dup_indexes)]
+    duplicates = [new[i] for i in sorted(dup_indexes)]
+    claimed = [doc for i, doc in enumerate(docs) if i not in dup_indexes and doc["state"] == S.QUEUED.value]
     reopened = 0
     for d in duplicates:
         if d.state is not S.PENDING:
@@ -114,7 +131,7 @@ def ensure(new: Sequence[NewDelivery]) -> tuple[int, int]:
             },
         )
         reopened += result.modified_count
-    return created, reopened
+    return Ensured(created, reopened, claimed)
 
 
 def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
@@ -146,7 +163,85 @@ def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[
             }
         },
     )
-    return list(deliveries().find({"_id": {"$in": ids}, "claimToken": token}, {"_id": 1, "dueAt": 1}))
+    return list(deliveries().find({"_id": {"$in": ids}, "claimToken": token}, CLAIM_FIELDS))
+
+
+# What a publish task's ``claim`` hint is made of (ids and names only, never secrets).
+CLAIM_FIELDS = {
+    "_id": 1,
+    "dueAt": 1,
+    "postId": 1,
+    "platform": 1,
+    "claimToken": 1,
+    "attempt": 1,
+    "needsReconcile": 1,
+}
+
+
+def claim_hint(delivery: dict[str, Any]) -> dict[str, str] | None:
+    """The hint that lets ``start_claimed`` skip a read: only for a first, unambiguous attempt."""
+    if delivery.get("attempt", 0) != 0 or delivery.get("needsReconcile") or not delivery.get("claimToken"):
+        return None
+    return {
+        "token": str(delivery["claimToken"]),
+        "postId": str(delivery["postId"]),
+        "platform": str(delivery["platform"]),
+        "dueAt": delivery["dueAt"].isoformat(),
+    }
+
+
+def start_claimed(
+    delivery_id: str, hint: dict[str, str], lease_seconds: float
+) -> tuple[dict[str, Any], bool] | None:
+    """First attempt of a delivery this caller's dispatcher claimed: queued → in_flight in ONE write.
+
+    The filter restates everything the hint claims (claim token, post, platform, attempt 0, no
+    reconciliation pending), so a stale or duplicated message simply fails to match and the
+    caller falls back to ``start_attempt``. Returns what ``start_attempt`` returns.
+    """
+    try:  # a hand-made or garbled hint is ignored, never trusted
+        token, post_id, platform = (str(hint[k]) for k in ("token", "postId", "platform"))
+        scheduled_for = datetime.fromisoformat(str(hint["dueAt"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    now = utcnow()
+    attempt_id = uuid.uuid4().hex
+    oid = _oid(delivery_id)
+    cas = {
+        "_id": oid,
+        "state": S.QUEUED.value,
+        "claimToken": token,
+        "postId": post_id,
+        "platform": platform,
+        "attempt": 0,
+        "needsReconcile": False,
+    }
+    lease = now + timedelta(seconds=lease_seconds)
+    result = deliveries().update_one(
+        cas,
+        {
+            "$set": {
+                "state": S.IN_FLIGHT.value,
+                "attemptId": attempt_id,
+                "leaseUntil": lease,
+                "needsReconcile": True,
+                "attempt": 1,
+                "updatedAt": now,
+            }
+        },
+    )
+    if result.modified_count != 1:
+        return None
+    after = {
+        **cas,
+        "state": S.IN_FLIGHT.value,
+        "attemptId": attempt_id,
+        "attempt": 1,
+        "leaseUntil": lease,
+        "needsReconcile": True,
+        "scheduledFor": scheduled_for,
+    }
+    return after, False
 
 
 def start_attempt(delivery_id: str, lease_seconds: float) -> tuple[dict[str, Any], bool] | None:
@@ -227,7 +322,13 @@ def complete(
     published_at: datetime,
     call_started_at: datetime | None,
 ) -> bool:
-    """in_flight → published, only if this attempt still owns the delivery."""
+    """in_flight → published, only if this attempt still owns the delivery.
+
+    The same write starts the analytics schedule (``analyticsDueAt`` = first snapshot slot), so
+    a published delivery can never miss its snapshots and no extra round trip is spent.
+    """
+    from worker.analytics import first_snapshot_due
+
     now = utcnow()
     result = deliveries().update_one(
         _attempt_filter(delivery),
@@ -242,6 +343,7 @@ def complete(
                 "leaseUntil": None,
                 "lastError": None,
                 "errorClass": None,
+                "analyticsDueAt": first_snapshot_due(published_at),
                 "updatedAt": now,
             }
         },

@@ -34,12 +34,16 @@ from connectors.registry import UnknownPlatformError, get_connector
 from connectors.types import PostContent, PublishRequest, PublishResult
 from models import AccountStatus, DeliveryState, ErrorClass, PostStatus
 from models.base import as_utc, utcnow
-from worker import accounts, campaign_bounds, delivery_states, metrics, post_status, rate_limit
+from worker import accounts, campaign_bounds, delivery_states, metrics, post_status, rate_limit, tokens
 from worker.content import build_content
 from worker.logs import log_context
 from worker.retry_policy import backoff_seconds
 
 log = logging.getLogger(__name__)
+# A delivery whose token cannot be refreshed right now (and is no longer valid) tries again after this.
+TOKEN_RETRY_SECONDS = 10.0
+# A token refreshed less than this long ago and still refused on publish is not refreshed again.
+AUTH_REFRESH_GUARD_SECONDS = 600.0
 
 
 class Outcome(StrEnum):
@@ -96,13 +100,15 @@ class _Attempt:
             return Outcome.RETRY
         return Outcome.LOST_LEASE
 
-    def defer(self, until: datetime, reason: str) -> Outcome:
-        log.info("rate limited until %s: %s", until.isoformat(), reason)
+    def defer(
+        self, until: datetime, reason: str, error_class: ErrorClass = ErrorClass.RATE_LIMITED
+    ) -> Outcome:
+        log.info("deferred until %s (%s): %s", until.isoformat(), error_class.value, reason)
         ok = delivery_states.schedule_retry(
             self.delivery,
             until,
             reason,
-            ErrorClass.RATE_LIMITED,
+            error_class,
             needs_reconcile=self.uncertain,
             consume_attempt=False,
         )
@@ -111,7 +117,8 @@ class _Attempt:
         return Outcome.DEFERRED if ok else Outcome.LOST_LEASE
 
     def wait_for_auth(self, account: Any, reason: str) -> Outcome:
-        accounts.mark_expired(account, reason)
+        if not accounts.mark_expired(account, reason):  # reconnected meanwhile: use the new token
+            return self.defer(utcnow(), "account was reconnected during the attempt", ErrorClass.AUTH)
         message = f"{self.platform}: account must be reconnected ({reason})"
         log.warning("waiting for re-authorisation: %s", reason)
         if delivery_states.wait_for_auth(self.delivery, message, needs_reconcile=self.uncertain):
@@ -143,11 +150,21 @@ class _Attempt:
         return outcome
 
 
-def publish_delivery(delivery_id: str, settings: Settings | None = None) -> Outcome:
-    """Run one attempt of one delivery. Safe to call any number of times for the same id."""
+def publish_delivery(
+    delivery_id: str, claim: dict[str, str] | None = None, settings: Settings | None = None
+) -> Outcome:
+    """Run one attempt of one delivery. Safe to call any number of times for the same id.
+
+    ``claim`` is the dispatcher's hint for a first attempt (one write instead of read + write);
+    when it no longer matches the stored delivery the normal compare-and-swap decides.
+    """
     settings = settings or get_settings()
     try:
-        taken = delivery_states.start_attempt(delivery_id, settings.inflight_lease_seconds)
+        taken = None
+        if claim and ObjectId.is_valid(delivery_id):
+            taken = delivery_states.start_claimed(delivery_id, claim, settings.inflight_lease_seconds)
+        if taken is None:
+            taken = delivery_states.start_attempt(delivery_id, settings.inflight_lease_seconds)
     except Exception as exc:  # an invalid id must not crash the worker loop
         if not ObjectId.is_valid(delivery_id):
             log.error("publish_delivery: %r is not a delivery id", delivery_id)
@@ -225,8 +242,15 @@ def _run(attempt: _Attempt) -> Outcome:
     if account.status != AccountStatus.CONNECTED.value:
         reason = (account.metadata or {}).get("authError") or f"account status is {account.status}"
         return attempt.wait_for_auth(account, str(reason))
+    # Just-in-time refresh, single-flight, bounded well inside the in-flight lease.
+    fresh = tokens.ensure_fresh(account, settings, budget_seconds=settings.inflight_lease_seconds / 3)
+    if fresh.credentials is None:
+        if fresh.outcome is tokens.Outcome.REVOKED:
+            return attempt.wait_for_auth(fresh.account or account, fresh.reason)
+        retry_at = utcnow() + timedelta(seconds=TOKEN_RETRY_SECONDS)
+        return attempt.defer(retry_at, fresh.reason, ErrorClass.AUTH)  # no attempt consumed
+    account, credentials = fresh.account or account, fresh.credentials
     try:
-        credentials = accounts.credentials_for(account)
         content = build_content(post, attempt.platform)
         connector.validate(content, credentials)
     except PermanentError as exc:
@@ -270,7 +294,7 @@ def _call_platform(attempt: _Attempt, connector: Connector, request: PublishRequ
         _record_block(attempt.platform, exc, request.credentials.account_id)
         return attempt.defer(exc.until, exc.message)
     except AuthError as exc:
-        return attempt.wait_for_auth(account, exc.message)
+        return _after_auth_error(attempt, account, exc.message)
     except PermanentError as exc:
         return attempt.fail(exc.message)
     except AmbiguousError as exc:
@@ -287,6 +311,28 @@ def _call_platform(attempt: _Attempt, connector: Connector, request: PublishRequ
             f"internal error in connector ({type(exc).__name__})", ErrorClass.AMBIGUOUS, None
         )
     return attempt.complete(result, call_started, reconciled=False)
+
+
+def _after_auth_error(attempt: _Attempt, account: Any, reason: str) -> Outcome:
+    """The platform refused the token on publish: one forced refresh before asking for a reconnect.
+
+    Platforms invalidate access tokens before ``expiresAt`` (password change, session expiry,
+    LinkedIn/Google 401); a still-valid refresh grant recovers without a human. A token that was
+    itself refreshed moments ago and is still refused means the grant is gone.
+    """
+    refreshed_at = as_utc((account.metadata or {}).get("tokenRefreshedAt"))
+    if refreshed_at is not None and utcnow() - refreshed_at < timedelta(seconds=AUTH_REFRESH_GUARD_SECONDS):
+        return attempt.wait_for_auth(account, reason)
+    fresh = tokens.ensure_fresh(account, attempt.settings, force=True)
+    if fresh.outcome in (tokens.Outcome.REFRESHED, tokens.Outcome.ALREADY_REFRESHED):
+        log.info("token refused (%s); retrying at once with the refreshed token", reason)
+        return attempt.defer(utcnow(), f"token refused, refreshed: {reason}", ErrorClass.AUTH)
+    if fresh.outcome is tokens.Outcome.REVOKED:
+        return attempt.wait_for_auth(fresh.account or account, fresh.reason or reason)
+    # Refresh endpoint unavailable: an ordinary retry, bounded by max_attempts.
+    return attempt.retry(
+        f"token refused and refresh unavailable: {fresh.reason or reason}", ErrorClass.AUTH, None
+    )
 
 
 def _record_block(platform: str, exc: RateLimitedError, account_id: str) -> None:

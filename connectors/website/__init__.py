@@ -55,6 +55,9 @@ class WebsiteConnector:
         # Webhook secrets and application passwords do not expire: nothing to refresh.
         return TokenGrant(access_token=credentials.access_token, expires_at=None)
 
+    def metrics_cost(self, credentials: Credentials, count: int) -> int:
+        return 0  # no platform call
+
     def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
         # A website has no platform metrics; the seed allows metrics to be absent.
         return [MetricsSnapshot(ref.platform_post_id, {}) for ref in refs]

@@ -102,10 +102,17 @@ def test_resending_the_task_of_a_published_delivery_publishes_nothing(
     from worker.app import create_app
 
     celery = create_app()  # a fresh app bound to this test's broker, as Flower would be
-    for _ in range(3):
-        celery.send_task("mcmp.publish_delivery", args=[str(delivery["_id"])], queue="publish")
+    # Flower re-sends the original message: with the dispatcher's claim hint, and without it.
+    hint = {
+        "token": delivery["claimToken"],
+        "postId": delivery["postId"],
+        "platform": "website",
+        "dueAt": delivery["dueAt"].isoformat(),
+    }
+    for kwargs in ({}, {"claim": hint}, {"claim": {"token": "forged"}}, {"claim": hint}):
+        celery.send_task("mcmp.publish_delivery", args=[str(delivery["_id"])], kwargs=kwargs, queue="publish")
     wait_until(
-        lambda: worker.log_text().count("is already published") >= 3, 30, message=worker.log_text()[-3000:]
+        lambda: worker.log_text().count("is already published") >= 4, 30, message=worker.log_text()[-3000:]
     )
     assert webhook_sim.state()["count"] == 1
     assert db.deliveries.find_one({"_id": delivery["_id"]})["attempt"] == 1
