@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # A post still "scheduled" this long after expansion is re-derived from its deliveries
     # (recovers a worker killed between recording a delivery and updating its post).
     settle_after_seconds: float = Field(default=30.0, gt=0)
+    # How often the dispatcher reads every scheduled post for a non-date scheduleTime (a string
+    # written by a buggy client); missing/null times are caught through the index every pass.
+    unschedulable_sweep_seconds: float = Field(default=60.0, gt=0)
     # 5 s doubling to 15 min: 12 attempts ride out about an hour of platform outage.
     max_attempts: int = Field(default=12, gt=0)
     retry_base_seconds: float = Field(default=5.0, gt=0)

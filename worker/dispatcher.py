@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -25,6 +25,8 @@ from models.base import as_utc, utcnow
 from worker import delivery_states, post_status
 from worker.post_status import EXPANDED_MARKER
 from worker.post_validation import describe_schedule_time, post_problems
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class Dispatcher:
 
             send_task = app.send_task
         self._send_task = send_task
-        self._last_maintenance = 0.0
+        self._last_type_sweep = 0.0
 
     # --- expansion ---------------------------------------------------------------------------
     def expand_due_posts(self, horizon: datetime) -> tuple[int, int, int, int]:
@@ -151,21 +153,33 @@ class Dispatcher:
         return sent
 
     # --- maintenance -------------------------------------------------------------------------
-    def fail_unschedulable_posts(self) -> int:
-        """Scheduled posts whose scheduleTime is not a date would wait forever: fail them visibly."""
+    def fail_unschedulable_posts(self, full: bool | None = None) -> int:
+        """Scheduled posts whose scheduleTime is not a date would wait forever: fail them visibly.
+
+        A missing or null time is found through the index on every pass. Any other non-date
+        type (a string, a number…) can only be found by reading every scheduled post, so that
+        sweep runs every ``unschedulable_sweep_seconds`` (``full`` forces or skips it).
+        """
+        if full is None:
+            full = time.monotonic() - self._last_type_sweep >= self.settings.unschedulable_sweep_seconds
+        kinds: list[dict[str, Any]] = [{"scheduleTime": None}]
+        if full:
+            self._last_type_sweep = time.monotonic()
+            kinds = [{"scheduleTime": {"$not": {"$type": "date"}}}]
         failed = 0
-        for post in (
-            post_status.posts()
-            .find(
-                {"status": PostStatus.SCHEDULED.value, "scheduleTime": {"$not": {"$type": "date"}}},
-                {"scheduleTime": 1},
+        for kind in kinds:
+            page = (
+                post_status.posts()
+                .find({"status": PostStatus.SCHEDULED.value, **kind}, {"scheduleTime": 1})
+                .limit(self.settings.dispatch_batch_size)
             )
-            .limit(self.settings.dispatch_batch_size)
-        ):
-            reason = describe_schedule_time(post.get("scheduleTime"))
-            if post_status.fail_post(str(post["_id"]), PostStatus.SCHEDULED.value, reason):
-                log.warning("post %s failed: %s", post["_id"], reason, extra={"post_id": str(post["_id"])})
-                failed += 1
+            for post in page:
+                reason = describe_schedule_time(post.get("scheduleTime"))
+                if post_status.fail_post(str(post["_id"]), PostStatus.SCHEDULED.value, reason):
+                    log.warning(
+                        "post %s failed: %s", post["_id"], reason, extra={"post_id": str(post["_id"])}
+                    )
+                    failed += 1
         return failed
 
     def resume_reconnected_accounts(self) -> int:
@@ -226,7 +240,12 @@ class Dispatcher:
         settled = 0
         page = (
             post_status.posts()
-            .find({"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: {"$lt": cutoff}}, {"_id": 1})
+            # The lower bound keeps the range tight on servers that would otherwise walk every
+            # unexpanded (marker-less) post of the index.
+            .find(
+                {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: {"$gte": EPOCH, "$lt": cutoff}},
+                {"_id": 1},
+            )
             .sort(EXPANDED_MARKER, 1)
             .limit(self.settings.dispatch_batch_size)
         )
@@ -278,10 +297,16 @@ class Dispatcher:
             stats.sent += sent
             if claimed < self.settings.dispatch_batch_size or sent < claimed:
                 break
-        if time.monotonic() - self._last_maintenance >= self.settings.reap_interval_seconds:
-            self._last_maintenance = time.monotonic()
-            stats.extra = self.maintenance()
         return stats
+
+    def run_maintenance(self, stop: threading.Event) -> None:
+        """The maintenance loop, on its own thread so a slow sweep never delays a due post."""
+        while not stop.is_set():
+            try:
+                self.maintenance()
+            except Exception:  # transient DB errors: logged, retried next interval
+                log.exception("maintenance pass failed; retrying")
+            stop.wait(self.settings.reap_interval_seconds)
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
@@ -290,6 +315,10 @@ class Dispatcher:
             self.settings.dispatch_interval_seconds,
             self.settings.lookahead_seconds,
         )
+        maintenance = threading.Thread(
+            target=self.run_maintenance, args=(stop,), name="dispatcher-maintenance", daemon=True
+        )
+        maintenance.start()
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -305,4 +334,5 @@ class Dispatcher:
                 log.exception("dispatch tick failed; retrying")
                 stop.wait(1.0)
             stop.wait(max(0.0, self.settings.dispatch_interval_seconds - (time.monotonic() - started)))
+        maintenance.join(timeout=10)
         log.info("dispatcher stopped")

@@ -88,6 +88,27 @@ def test_bad_input_fails_alone_with_a_clear_reason(
     assert webhook_sim.state()["count"] == 4
 
 
+def test_time_broken_after_the_dispatcher_started_fails_within_the_sweep_interval(
+    env, db, make_client, make_webhook_account, make_post, webhook_sim, start_worker, start_dispatcher
+):
+    """A string scheduleTime written later is found by the periodic full sweep; a removed one at once."""
+    client = make_client()
+    make_webhook_account(client)
+    start_worker(env)
+    start_dispatcher(dict(env, MCMP_UNSCHEDULABLE_SWEEP_SECONDS="3"))
+    future = datetime.now(UTC) + timedelta(hours=1)
+    as_text, removed = (
+        make_post(client, ["website"], when=future),
+        make_post(client, ["website"], when=future),
+    )
+    db.posts.update_one({"_id": as_text["_id"]}, {"$set": {"scheduleTime": "next monday"}})
+    db.posts.update_one({"_id": removed["_id"]}, {"$unset": {"scheduleTime": ""}})
+    wait_until(lambda: settled(db, as_text, removed), 30)
+    assert post_of(db, as_text)["lastError"].startswith("scheduleTime: expected a date, got str")
+    assert post_of(db, removed)["lastError"].startswith("scheduleTime:")
+    assert webhook_sim.state()["count"] == 0
+
+
 def test_resending_the_task_of_a_published_delivery_publishes_nothing(
     env, db, make_client, make_webhook_account, make_post, webhook_sim, start_worker, start_dispatcher
 ):
