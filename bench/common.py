@@ -1,14 +1,22 @@
-"""Shared scaffolding of the benchmarks: real processes on loopback, always stopped at the end."""
+"""Shared scaffolding of the benchmarks: real processes on loopback, always stopped at the end.
+
+Every benchmark runs against real services: SecantusDB as a subprocess (or a real ``mongod``
+given with ``--mongodb-uri`` / ``MCMP_BENCH_MONGODB_URI``), a private ``redis-server`` (its own,
+so its CPU can be read and nothing else is disturbed), the webhook simulator answering after
+``--latency-ms``, and ``mcmp worker`` / ``mcmp dispatcher`` subprocesses. CPU and memory are
+read from ``/proc`` so figures do not depend on the processes' own instrumentation.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +33,9 @@ sys.path.insert(0, str(ROOT))
 from tests.chaos.harness import PrivateRedis  # noqa: E402
 from tests.services import Proc, SimClient, spawn, start_secantus, start_simulator  # noqa: E402
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
 
 def percentile(values: list[float], pct: float) -> float:
     if not values:
@@ -32,6 +43,87 @@ def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Options every benchmark takes: which MongoDB, and how slow the platform is."""
+    parser.add_argument(
+        "--mongodb-uri",
+        default=os.environ.get("MCMP_BENCH_MONGODB_URI"),
+        help="a real mongod (e.g. mongodb://host:27017/); default: an embedded SecantusDB subprocess",
+    )
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="webhook simulator answer delay")
+
+
+# --- /proc accounting ---------------------------------------------------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (a Celery parent and its prefork children)."""
+    found = [pid]
+    i = 0
+    while i < len(found):
+        try:
+            for task in os.listdir(f"/proc/{found[i]}/task"):
+                with open(f"/proc/{found[i]}/task/{task}/children") as fh:
+                    found.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+        i += 1
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU of each process in ``pids`` and its descendants (alive ones)."""
+    total = 0
+    for root in pids:
+        for pid in process_tree(root):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            except OSError:
+                pass
+    return total / CLOCK_TICKS
+
+
+def rss_mib(pids: Iterable[int]) -> float:
+    """Resident memory of the processes and their descendants, MiB (shared pages counted per process)."""
+    total = 0
+    for root in pids:
+        for pid in process_tree(root):
+            try:
+                with open(f"/proc/{pid}/statm") as fh:
+                    total += int(fh.read().split()[1]) * PAGE_SIZE
+            except OSError:
+                pass
+    return total / 2**20
+
+
+def load_avg() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+def describe_mongo(base_uri: str, embedded: bool) -> str:
+    """Which server answered: serverStatus.process/host and buildInfo.version."""
+    client = MongoClient(base_uri, serverSelectionTimeoutMS=5000)
+    build = client.admin.command("buildInfo")
+    try:
+        status = client.admin.command("serverStatus")
+        process, host = status.get("process", "?"), status.get("host", "?")
+    except Exception as exc:  # some servers restrict serverStatus
+        process, host = f"serverStatus unavailable ({type(exc).__name__})", "?"
+    where = "embedded subprocess" if embedded else base_uri.split("@")[-1]
+    return f"{process} (buildInfo {build.get('version')}, host {host}, {where})"
+
+
+def describe_redis(url: str) -> str:
+    info = redis.Redis.from_url(url).info("server")
+    return f"redis-server {info.get('redis_version')} (private, pid {info.get('process_id')}, {url.split('@')[-1]})"
 
 
 @dataclass
@@ -45,37 +137,58 @@ class Stack:
     env: dict[str, str]
     procs: list[Proc] = field(default_factory=list)
     server_info: str = ""
+    redis_info: str = ""
+    mongo_pid: int | None = None  # None for an external mongod (its CPU is not on this machine)
+    sim_pid: int | None = None
 
     @property
     def db(self) -> Any:
         return MongoClient(self.mongo_uri, tz_aware=True).get_default_database()
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.redis.proc is not None
+        return self.redis.proc.pid
 
     def start(self, name: str, *args: str) -> Proc:
         proc = spawn(name, [sys.executable, "-m", "worker.cli", *args], self.env, self.workdir / "logs")
         self.procs.append(proc)
         return proc
 
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        proc = spawn(name, argv, env or self.env, self.workdir / "logs")
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
     def describe(self) -> str:
-        load = os.getloadavg()[0]
         return (
-            f"MongoDB: {self.server_info} | Redis: redis-server (private, loopback) | "
+            f"MongoDB: {self.server_info} | Redis: {self.redis_info} | "
             f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()} | "
-            f"load avg (1 min) at start: {load:.2f}"
+            f"{load_avg()} (1/5 min) at start"
         )
 
 
 @contextmanager
-def stack(workdir: Path, latency_ms: float, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def stack(
+    workdir: Path,
+    latency_ms: float,
+    extra_env: dict[str, str] | None = None,
+    mongodb_uri: str | None = None,
+) -> Iterator[Stack]:
     workdir.mkdir(parents=True, exist_ok=True)
-    external = os.environ.get("MCMP_BENCH_MONGODB_URI")
+    external = mongodb_uri or os.environ.get("MCMP_BENCH_MONGODB_URI")
     mongo_proc = None
     if external:
-        base = external.rstrip("/") + "/"
+        base = external.split("?")[0].rstrip("/") + "/"
     else:
         mongo_proc, base = start_secantus(workdir / "mongo")
     uri = f"{base}bench_{uuid.uuid4().hex[:8]}"
-    info = MongoClient(base).server_info()
-    server_info = f"{'SecantusDB' if mongo_proc else 'mongod'} {info.get('version')} ({'embedded' if mongo_proc else external})"
+    server_info = describe_mongo(base, embedded=mongo_proc is not None)
     private = PrivateRedis(workdir / "redis")
     private.start()
     env = dict(
@@ -87,9 +200,21 @@ def stack(workdir: Path, latency_ms: float, extra_env: dict[str, str] | None = N
         MCMP_LOOKAHEAD_SECONDS="2",
         MCMP_WEBSITE__TIMEOUT_SECONDS="10",
     )
+    env.pop("MCMP_BROKER_URL", None)
     env.update(extra_env or {})
     sim_proc, sim_url = start_simulator("website", env, workdir / "logs", latency_ms=latency_ms)
-    s = Stack(workdir, uri, private, SimClient(sim_url), env, [sim_proc], server_info)
+    s = Stack(
+        workdir,
+        uri,
+        private,
+        SimClient(sim_url),
+        env,
+        [sim_proc],
+        server_info,
+        describe_redis(private.url),
+        mongo_proc.popen.pid if mongo_proc else None,
+        sim_proc.popen.pid,
+    )
     from models.db import connect, ensure_schema
 
     ensure_schema(connect(uri))
@@ -101,6 +226,8 @@ def stack(workdir: Path, latency_ms: float, extra_env: dict[str, str] | None = N
         private.stop()
         if mongo_proc:
             mongo_proc.stop()
+        elif external:
+            MongoClient(base).drop_database(uri.rsplit("/", 1)[1])
 
 
 def seed_client(db: Any, sim_url: str) -> dict[str, Any]:
@@ -128,18 +255,16 @@ def seed_client(db: Any, sim_url: str) -> dict[str, Any]:
     return client
 
 
-def insert_spread(
-    db: Any, client: dict[str, Any], start: datetime, count: int, seconds: float
-) -> list[ObjectId]:
-    """``count`` scheduled posts spread evenly over ``seconds`` from ``start`` (insert_many batches)."""
-    ids: list[ObjectId] = []
-    batch: list[dict[str, Any]] = []
+def post_docs(
+    client: dict[str, Any], start: datetime, count: int, seconds: float, label: str = "Bench"
+) -> list[dict[str, Any]]:
+    """``count`` scheduled posts (as the frontend writes them) spread evenly over ``seconds``."""
     now = datetime.now(UTC)
-    for i in range(count):
-        doc = {
+    return [
+        {
             "_id": ObjectId(),
             "clientId": str(client["_id"]),
-            "title": f"Bench {i}",
+            "title": f"{label} {i}",
             "body": f"bench post {i}",
             "platforms": ["website"],
             "assetUrls": [],
@@ -152,23 +277,81 @@ def insert_spread(
             "updatedAt": now,
             "__v": 0,
         }
-        batch.append(doc)
-        ids.append(doc["_id"])
-        if len(batch) == 5000:
-            db.posts.insert_many(batch)
-            batch = []
-    if batch:
-        db.posts.insert_many(batch)
-    return ids
+        for i in range(count)
+    ]
 
 
-def wait_settled(db: Any, ids: list[ObjectId], timeout: float) -> bool:
+def insert_docs(collection: Any, docs: list[dict[str, Any]], batch: int = 5000) -> list[ObjectId]:
+    for i in range(0, len(docs), batch):
+        collection.insert_many(docs[i : i + batch], ordered=False)
+    return [d["_id"] for d in docs]
+
+
+def insert_spread(
+    db: Any, client: dict[str, Any], start: datetime, count: int, seconds: float
+) -> list[ObjectId]:
+    """``count`` scheduled posts spread evenly over ``seconds`` from ``start`` (insert_many batches)."""
+    return insert_docs(db.posts, post_docs(client, start, count, seconds))
+
+
+def wait_settled(db: Any, ids: list[ObjectId], timeout: float, collection: str = "posts") -> bool:
+    """Wait until none of these posts is still ``scheduled``.
+
+    Polls with an indexed ``find_one`` on (status, scheduleTime) over the batch's time range:
+    a ``count_documents`` with thousands of ids in ``$in`` is an unindexed aggregate scan on
+    SecantusDB and, polled, would load the database under test.
+    """
+    coll = db[collection]
+    times = [d["scheduleTime"] for d in coll.find({"_id": {"$in": ids}}, {"scheduleTime": 1})]
+    if not times:
+        return True
+    query = {"status": "scheduled", "scheduleTime": {"$gte": min(times), "$lte": max(times)}}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if db.posts.count_documents({"_id": {"$in": ids}, "status": "scheduled"}) == 0:
+        if coll.find_one(query, {"_id": 1}) is None:
             return True
-        time.sleep(1.0)
+        time.sleep(0.5)
     return False
+
+
+@dataclass
+class Lateness:
+    """Lateness and throughput of one batch, from (scheduleTime, call start) pairs."""
+
+    count: int
+    late: list[float]
+    span: float
+
+    @classmethod
+    def of(cls, count: int, pairs: list[tuple[datetime, datetime]]) -> Lateness:
+        late = [(started - due).total_seconds() for due, started in pairs]
+        starts = [started for _, started in pairs]
+        span = (max(starts) - min(starts)).total_seconds() if len(starts) > 1 else 0.0
+        return cls(count, late, span)
+
+    @property
+    def achieved(self) -> float:
+        return len(self.late) / self.span if self.span else float("nan")
+
+    @property
+    def lost(self) -> int:
+        return self.count - len(self.late)
+
+    def cells(self) -> str:
+        p = [percentile(self.late, q) for q in (50, 95, 99)]
+        top = max(self.late, default=float("nan"))
+        return f"{p[0]:>7.3f} {p[1]:>7.3f} {p[2]:>7.3f} {top:>7.3f} {self.achieved:>10.1f}"
+
+
+def our_lateness(db: Any, ids: list[ObjectId]) -> Lateness:
+    """Read each published delivery's (scheduledFor, callStartedAt)."""
+    rows = db.deliveries.find(
+        {"postId": {"$in": [str(i) for i in ids]}, "state": "published"},
+        {"callStartedAt": 1, "scheduledFor": 1},
+    )
+    return Lateness.of(
+        len(ids), [(r["scheduledFor"], r["callStartedAt"]) for r in rows if r.get("callStartedAt")]
+    )
 
 
 def redis_flush(url: str) -> None:
@@ -176,9 +359,17 @@ def redis_flush(url: str) -> None:
 
 
 def git_rev() -> str:
+    """HEAD, marked ``+dirty`` when the code the processes import has uncommitted changes."""
     try:
-        return subprocess.run(
+        rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "worker", "connectors", "models", "config", "simulators"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
     except OSError:
         return "?"

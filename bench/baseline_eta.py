@@ -1,0 +1,227 @@
+"""Ours vs the naive design (one Celery task per post, ``apply_async(eta=scheduleTime)``), side by
+side in one run on the same posts, the same simulator, the same MongoDB and Redis server.
+
+    .venv/bin/python -m bench.baseline_eta                   # rates 50,100,200,400; 1k/10k/100k future
+    .venv/bin/python -m bench.baseline_eta --rates 50 --seconds 3 --future 1000,10000   # quick
+
+1. Lateness and throughput: posts spread over ``--seconds`` at each offered rate; ours (dispatcher
+   + workers) first, then the baseline (``bench/naive_app.py``) on identical schedules. Both use
+   ``--workers`` processes × ``--concurrency`` threads.
+2. Memory with future posts scheduled over the next 30 days, 1k → 10k → 100k: ours stores them in
+   MongoDB only (the workers and the dispatcher see what is due); the baseline sends one ETA
+   message each, which Celery moves into the worker's memory at once. RSS of every worker and
+   of the dispatcher (from /proc), and Redis ``used_memory`` (the baseline's unacked messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.common import (
+    Lateness,
+    Stack,
+    add_common_args,
+    git_rev,
+    insert_docs,
+    load_avg,
+    our_lateness,
+    post_docs,
+    rss_mib,
+    seed_client,
+    stack,
+    wait_settled,
+)
+from bench.naive_app import COLLECTION, QUEUE
+from bench.naive_app import app as naive_app
+from bench.naive_app import publish as naive_publish
+from tests.services import Proc
+
+NAIVE_REDIS_DB = 1
+DAY = 86400.0
+
+
+def send_eta(docs: list[dict[str, Any]]) -> float:
+    """One ``apply_async(eta=scheduleTime)`` per post over one producer connection; seconds taken."""
+    started = time.monotonic()
+    with naive_app.producer_or_acquire() as producer:
+        for doc in docs:
+            naive_publish.apply_async(
+                args=[str(doc["_id"])], eta=doc["scheduleTime"], queue=QUEUE, producer=producer
+            )
+    return time.monotonic() - started
+
+
+def naive_lateness(db: Any, docs: list[dict[str, Any]]) -> Lateness:
+    rows = db[COLLECTION].find(
+        {"_id": {"$in": [d["_id"] for d in docs]}, "status": "published"},
+        {"callStartedAt": 1, "scheduleTime": 1},
+    )
+    return Lateness.of(len(docs), [(r["scheduleTime"], r["callStartedAt"]) for r in rows])
+
+
+def wait_rss_stable(pids: list[int], timeout: float, queue_empty: Any = None) -> float:
+    """RSS once the queue is drained into the workers and memory stopped moving (±1% over 2 s)."""
+    deadline = time.monotonic() + timeout
+    last = rss_mib(pids)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = rss_mib(pids)
+        if (queue_empty is None or queue_empty()) and abs(now - last) <= 0.01 * last:
+            return now
+        last = now
+    return last
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", default="50,100,200,400")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--future", default="1000,10000,100000", help="future posts (cumulative steps)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",") if r]
+    steps = [int(n) for n in args.future.split(",") if n]
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mcmp-bench-") as tmp,
+        stack(Path(tmp), args.latency_ms, mongodb_uri=args.mongodb_uri) as s,
+    ):
+        print(f"# bench/baseline_eta.py @ {git_rev()} — {s.describe()}")
+        print(
+            f"# {args.workers} worker process(es) × {args.concurrency} threads each design; ours + 1 dispatcher; "
+            f"platform latency {args.latency_ms:g} ms; {args.seconds:g} s window per rate"
+        )
+        db = s.db
+        client = seed_client(db, s.sim.base_url)
+        naive_url = s.redis.url.rsplit("/", 1)[0] + f"/{NAIVE_REDIS_DB}"
+        naive_app.conf.broker_url = naive_url
+        naive_env = dict(s.env, NAIVE_BROKER_URL=naive_url, NAIVE_MONGODB_URI=s.mongo_uri)
+        late_rows: list[str] = []
+        mem_rows: list[str] = []
+
+        # --- ours -----------------------------------------------------------------------------
+        workers = [
+            s.start(
+                f"worker{i}", "worker", "-c", str(args.concurrency), "--pool", "threads", "-n", f"ours{i}@%h"
+            )
+            for i in range(args.workers)
+        ]
+        dispatcher = s.start("dispatcher", "dispatcher")
+        time.sleep(6)
+        warm = insert_docs(db.posts, post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm"))
+        wait_settled(db, warm, timeout=120)  # first tasks import and connect: not measured
+        s.sim.reset()
+        for rate in rates:
+            count = int(rate * args.seconds)
+            load = load_avg()
+            ids = insert_docs(
+                db.posts, post_docs(client, datetime.now(UTC) + timedelta(seconds=4), count, args.seconds)
+            )
+            wait_settled(db, ids, timeout=args.seconds * 10 + 180)
+            late_rows.append(row("ours", rate, our_lateness(db, ids), s.sim.state()["duplicates"], load))
+            print(late_rows[-1], flush=True)
+            s.sim.reset()
+        total = 0
+        for n in steps:
+            load = load_avg()
+            started = time.monotonic()
+            start = datetime.now(UTC) + timedelta(hours=1)
+            insert_docs(db.posts, post_docs(client, start, n - total, 30 * DAY, label="Future"))
+            enqueue = time.monotonic() - started
+            total = n
+            time.sleep(8)  # ≥ 50 dispatcher ticks over the new posts
+            worker_rss = wait_rss_stable([w.popen.pid for w in workers], 30)
+            mem_rows.append(
+                mem_row("ours", n, worker_rss, rss_mib([dispatcher.popen.pid]), s.redis.url, enqueue, load)
+            )
+            print(mem_rows[-1], flush=True)
+        for proc in [*workers, dispatcher]:
+            s.stop(proc)
+
+        # --- naive baseline -------------------------------------------------------------------
+        db[COLLECTION].create_index([("status", 1), ("scheduleTime", 1)])  # as a careful user would
+        naive = [start_naive(s, naive_env, i, args.concurrency) for i in range(args.workers)]
+        time.sleep(6)
+        warm_docs = post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm")
+        insert_docs(db[COLLECTION], warm_docs)
+        send_eta(warm_docs)
+        wait_settled(db, [d["_id"] for d in warm_docs], timeout=120, collection=COLLECTION)
+        s.sim.reset()
+        for rate in rates:
+            count = int(rate * args.seconds)
+            load = load_avg()
+            docs = post_docs(
+                client, datetime.now(UTC) + timedelta(seconds=4 + count / 2000), count, args.seconds
+            )
+            insert_docs(db[COLLECTION], docs)
+            send_eta(docs)
+            wait_settled(db, [d["_id"] for d in docs], timeout=args.seconds * 10 + 180, collection=COLLECTION)
+            late_rows.append(
+                row("naive ETA", rate, naive_lateness(db, docs), s.sim.state()["duplicates"], load)
+            )
+            print(late_rows[-1], flush=True)
+            s.sim.reset()
+        total = 0
+        broker = redis.Redis.from_url(naive_url)
+        for n in steps:
+            load = load_avg()
+            started = time.monotonic()
+            docs = post_docs(
+                client, datetime.now(UTC) + timedelta(hours=1), n - total, 30 * DAY, label="Future"
+            )
+            insert_docs(db[COLLECTION], docs)
+            send_eta(docs)
+            enqueue = time.monotonic() - started
+            total = n
+            rss = wait_rss_stable(
+                [p.popen.pid for p in naive], 60 + n / 500, queue_empty=lambda: broker.llen(QUEUE) == 0
+            )
+            mem_rows.append(mem_row("naive ETA", n, rss, None, naive_url, enqueue, load))
+            mem_rows[-1] += f"  (held in Redis 'unacked': {broker.hlen('unacked')})"
+            print(mem_rows[-1], flush=True)
+
+        print("\n## lateness and throughput (same schedules, same servers)")
+        print(LATE_HEADER)
+        print("\n".join(late_rows))
+        print("\n## memory with future posts scheduled over the next 30 days")
+        print(MEM_HEADER)
+        print("\n".join(mem_rows))
+
+
+LATE_HEADER = f"{'design':<10} {'offered/s':>9} {'posts':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'max s':>7} {'achieved/s':>10} {'dups':>5} {'lost':>5}  load"
+MEM_HEADER = f"{'design':<10} {'future':>7} {'workers RSS MiB':>16} {'dispatcher MiB':>15} {'redis MiB':>10} {'enqueue s':>10}  load"
+
+
+def row(design: str, rate: float, result: Lateness, dups: int, load: str) -> str:
+    return f"{design:<10} {rate:>9.0f} {result.count:>6} {result.cells()} {dups:>5} {result.lost:>5}  {load}"
+
+
+def mem_row(
+    design: str, n: int, workers: float, dispatcher: float | None, redis_url: str, enqueue: float, load: str
+) -> str:
+    used = redis.Redis.from_url(redis_url).info("memory")["used_memory"] / 2**20
+    disp = f"{dispatcher:>15.1f}" if dispatcher is not None else f"{'—':>15}"
+    return f"{design:<10} {n:>7} {workers:>16.1f} {disp} {used:>10.1f} {enqueue:>10.1f}  {load}"
+
+
+def start_naive(s: Stack, env: dict[str, str], i: int, concurrency: int) -> Proc:
+    argv = ["-m", "celery", "-A", "bench.naive_app", "worker", "-P", "threads", "-c", str(concurrency)]
+    argv += ["-Q", QUEUE, "--loglevel", "WARNING", "-n", f"naive{i}@%h"]
+    import sys
+
+    return s.spawn(f"naive{i}", [sys.executable, *argv], env)
+
+
+if __name__ == "__main__":
+    main()
