@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.db import with_database  # noqa: E402
 from tests.chaos.harness import PrivateRedis  # noqa: E402
 from tests.services import Proc, SimClient, spawn, start_secantus, start_simulator  # noqa: E402
 
@@ -117,8 +119,9 @@ def describe_mongo(base_uri: str, embedded: bool) -> str:
         process, host = status.get("process", "?"), status.get("host", "?")
     except Exception as exc:  # some servers restrict serverStatus
         process, host = f"serverStatus unavailable ({type(exc).__name__})", "?"
-    where = "embedded subprocess" if embedded else base_uri.split("@")[-1]
-    return f"{process} (buildInfo {build.get('version')}, host {host}, {where})"
+    where = "embedded subprocess" if embedded else base_uri.split("@")[-1].split("?")[0]
+    options = base_uri.partition("?")[2] or "driver defaults"
+    return f"{process} (buildInfo {build.get('version')}, host {host}, {where}; {options})"
 
 
 def describe_redis(url: str) -> str:
@@ -180,14 +183,16 @@ def stack(
     extra_env: dict[str, str] | None = None,
     mongodb_uri: str | None = None,
 ) -> Iterator[Stack]:
+    # SIGTERM (timeout, run_all stopped) must still run the cleanup below: no orphaned servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir.mkdir(parents=True, exist_ok=True)
     external = mongodb_uri or os.environ.get("MCMP_BENCH_MONGODB_URI")
     mongo_proc = None
     if external:
-        base = external.split("?")[0].rstrip("/") + "/"
+        base = external
     else:
         mongo_proc, base = start_secantus(workdir / "mongo")
-    uri = f"{base}bench_{uuid.uuid4().hex[:8]}"
+    uri = with_database(base, f"bench_{uuid.uuid4().hex[:8]}")
     server_info = describe_mongo(base, embedded=mongo_proc is not None)
     private = PrivateRedis(workdir / "redis")
     private.start()
@@ -227,7 +232,7 @@ def stack(
         if mongo_proc:
             mongo_proc.stop()
         elif external:
-            MongoClient(base).drop_database(uri.rsplit("/", 1)[1])
+            MongoClient(base).drop_database(MongoClient(uri).get_default_database().name)
 
 
 def seed_client(db: Any, sim_url: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ is non-zero if a benchmark failed to run.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.monotonic()
         print(f"\n=== bench.{name} {' '.join(plan[name] + common)}  ({load_avg()})", flush=True)
-        code = subprocess.call([sys.executable, "-m", f"bench.{name}", *plan[name], *common], cwd=ROOT)
+        child = subprocess.Popen([sys.executable, "-m", f"bench.{name}", *plan[name], *common], cwd=ROOT)
+        # stopping run_all stops the running benchmark, which then stops its own servers
+        signal.signal(signal.SIGTERM, lambda *_, c=child: (c.terminate(), c.wait(60), sys.exit(143)))
+        code = child.wait()
         print(f"=== bench.{name}: exit {code}, {time.monotonic() - t0:.0f} s", flush=True)
         if code:
             failed.append(name)

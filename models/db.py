@@ -32,6 +32,29 @@ _ENUM_VALIDATORS: dict[str, dict[str, list[str]]] = {
 }
 
 
+# SecantusDB keeps the outcome of every retryable write in one registry that it scans on every
+# write and, past 10,000 entries, sorts: after a few thousand writes each write costs milliseconds
+# more (profiled under load: 26 % of the server's CPU), and a long run slows to a crawl. Retryable
+# writes exist to ride out a replica-set failover, which a local embedded server never has, and
+# our exactly-once guarantees come from compare-and-swap updates, not from them. So the URIs of
+# the embedded server turn them off; a real mongod keeps the driver default (on) unless the
+# operator's MCMP_MONGODB_URI says otherwise.
+EMBEDDED_URI_OPTIONS = "retryWrites=false"
+
+
+def embedded_uri(port: int, database: str = "") -> str:
+    """The URI of an embedded SecantusDB on this machine (see ``EMBEDDED_URI_OPTIONS``)."""
+    return f"mongodb://127.0.0.1:{port}/{database}?{EMBEDDED_URI_OPTIONS}"
+
+
+def with_database(uri: str, database: str) -> str:
+    """``uri`` with its database name replaced by ``database``; hosts and options kept."""
+    head, sep, options = uri.partition("?")
+    scheme, _, rest = head.partition("://")
+    hosts = rest.split("/", 1)[0]
+    return f"{scheme}://{hosts}/{database}{sep}{options}"
+
+
 def connect(uri: str, alias: str = "default", **kwargs: Any) -> Database:
     """Connect mongoengine (and return the pymongo database) for ``uri``; the URI names the DB."""
     mongoengine.disconnect(alias=alias)

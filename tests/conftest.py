@@ -33,7 +33,7 @@ def mongo_base_uri(run_dir: Path) -> Iterator[str]:
     """A MongoDB wire server: MCMP_TEST_MONGODB_URI (a real mongod) or an embedded SecantusDB."""
     external = os.environ.get("MCMP_TEST_MONGODB_URI")
     if external:
-        yield external.rstrip("/") + "/"
+        yield external
         return
     proc, uri = start_secantus(run_dir / "mongo")
     yield uri
@@ -57,10 +57,10 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
     """A fresh database and an empty Redis DB per test; MCMP_* settings pointing at them."""
     from config import reset_settings
     from connectors import registry
-    from models.db import connect, ensure_schema
+    from models.db import connect, ensure_schema, with_database
 
     db_name = f"mcmp_test_{uuid.uuid4().hex[:10]}"
-    uri = f"{mongo_base_uri.rstrip('/')}/{db_name}"
+    uri = with_database(mongo_base_uri, db_name)
     redis.Redis.from_url(redis_url).flushdb()
     values = {
         "MCMP_ENV": "test",

@@ -105,7 +105,9 @@ def start_secantus(data_dir: Path, port: int | None = None) -> tuple[Proc, str]:
         dict(os.environ),
         data_dir.parent / "logs",
     )
-    uri = f"mongodb://127.0.0.1:{port}/"
+    from models.db import embedded_uri
+
+    uri = embedded_uri(port)
     from pymongo import MongoClient
 
     def up() -> bool:

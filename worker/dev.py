@@ -23,6 +23,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 from rich.console import Console
 
+from models.db import embedded_uri
 from simulators import simulator_class, simulator_platforms, start_in_thread
 
 console = Console()
@@ -65,7 +66,7 @@ def _start_mongo(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    uri = f"mongodb://127.0.0.1:{port}/mcmp"
+    uri = embedded_uri(port, "mcmp")
     deadline = time.monotonic() + 60
     while True:
         try:

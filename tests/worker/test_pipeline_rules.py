@@ -210,14 +210,13 @@ def test_processes_wait_for_mongodb_and_redis_then_work(
     procs,
     tmp_path,
 ):
+    from models.db import embedded_uri
     from tests.chaos.harness import PrivateRedis
     from tests.services import free_port, start_secantus
 
     mongo_port = free_port()
     private = PrivateRedis(tmp_path / "redis")
-    late_env = dict(
-        env, MCMP_MONGODB_URI=f"mongodb://127.0.0.1:{mongo_port}/late", MCMP_REDIS_URL=private.url
-    )
+    late_env = dict(env, MCMP_MONGODB_URI=embedded_uri(mongo_port, "late"), MCMP_REDIS_URL=private.url)
     import sys
 
     worker = procs("late-worker", [sys.executable, "-m", "worker.cli", "worker", "-c", "1"], late_env)
