@@ -244,6 +244,9 @@ def run_dev(
         raise KeyboardInterrupt  # SIGTERM (service managers, timeout) stops as cleanly as Ctrl-C
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C must stop everything even when started from a shell that ignores SIGINT for
+    # background jobs (Python then leaves SIGINT ignored instead of raising KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         db, lite = _start_stack(base, demo_posts, with_api, children, servers, named)
         _watch(db, None if run_seconds is None else time.monotonic() + run_seconds, named, base / "logs")
