@@ -205,10 +205,8 @@ def start_claimed(
     except (KeyError, TypeError, ValueError):
         return None
     now = utcnow()
-    attempt_id = uuid.uuid4().hex
-    oid = _oid(delivery_id)
     cas = {
-        "_id": oid,
+        "_id": _oid(delivery_id),
         "state": S.QUEUED.value,
         "claimToken": token,
         "postId": post_id,
@@ -216,32 +214,17 @@ def start_claimed(
         "attempt": 0,
         "needsReconcile": False,
     }
-    lease = now + timedelta(seconds=lease_seconds)
-    result = deliveries().update_one(
-        cas,
-        {
-            "$set": {
-                "state": S.IN_FLIGHT.value,
-                "attemptId": attempt_id,
-                "leaseUntil": lease,
-                "needsReconcile": True,
-                "attempt": 1,
-                "updatedAt": now,
-            }
-        },
-    )
+    taken = {
+        "state": S.IN_FLIGHT.value,
+        "attemptId": uuid.uuid4().hex,
+        "leaseUntil": now + timedelta(seconds=lease_seconds),
+        "needsReconcile": True,
+        "attempt": 1,
+    }
+    result = deliveries().update_one(cas, {"$set": {**taken, "updatedAt": now}})
     if result.modified_count != 1:
         return None
-    after = {
-        **cas,
-        "state": S.IN_FLIGHT.value,
-        "attemptId": attempt_id,
-        "attempt": 1,
-        "leaseUntil": lease,
-        "needsReconcile": True,
-        "scheduledFor": scheduled_for,
-    }
-    return after, False
+    return {**cas, **taken, "scheduledFor": scheduled_for}, False
 
 
 def start_attempt(delivery_id: str, lease_seconds: float) -> tuple[dict[str, Any], bool] | None:

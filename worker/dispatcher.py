@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +40,6 @@ class TickStats:
     reopened: int = 0
     claimed: int = 0
     sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -162,24 +161,20 @@ class Dispatcher:
         """
         if full is None:
             full = time.monotonic() - self._last_type_sweep >= self.settings.unschedulable_sweep_seconds
-        kinds: list[dict[str, Any]] = [{"scheduleTime": None}]
         if full:
             self._last_type_sweep = time.monotonic()
-            kinds = [{"scheduleTime": {"$not": {"$type": "date"}}}]
+        not_a_date = {"$not": {"$type": "date"}} if full else None
+        page = (
+            post_status.posts()
+            .find({"status": PostStatus.SCHEDULED.value, "scheduleTime": not_a_date}, {"scheduleTime": 1})
+            .limit(self.settings.dispatch_batch_size)
+        )
         failed = 0
-        for kind in kinds:
-            page = (
-                post_status.posts()
-                .find({"status": PostStatus.SCHEDULED.value, **kind}, {"scheduleTime": 1})
-                .limit(self.settings.dispatch_batch_size)
-            )
-            for post in page:
-                reason = describe_schedule_time(post.get("scheduleTime"))
-                if post_status.fail_post(str(post["_id"]), PostStatus.SCHEDULED.value, reason):
-                    log.warning(
-                        "post %s failed: %s", post["_id"], reason, extra={"post_id": str(post["_id"])}
-                    )
-                    failed += 1
+        for post in page:
+            reason = describe_schedule_time(post.get("scheduleTime"))
+            if post_status.fail_post(str(post["_id"]), PostStatus.SCHEDULED.value, reason):
+                log.warning("post %s failed: %s", post["_id"], reason, extra={"post_id": str(post["_id"])})
+                failed += 1
         return failed
 
     def resume_reconnected_accounts(self) -> int:

@@ -5,6 +5,7 @@ Every task is idempotent, so re-sending one from Flower or the admin API is alwa
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from worker.app import app
@@ -22,21 +23,18 @@ def publish_delivery(delivery_id: str, claim: dict[str, str] | None = None) -> s
     return str(run(delivery_id, claim))
 
 
-_maintainer: Any = None
+@functools.cache
+def _maintainer() -> Any:
+    """One Dispatcher per worker process, so its slow full sweep keeps its own interval."""
+    from worker.dispatcher import Dispatcher
+
+    return Dispatcher()
 
 
 @app.task(name="mcmp.maintenance.reap")
 def reap() -> dict[str, int]:
-    """Recover expired leases, fail unschedulable posts, resume reconnected accounts.
-
-    One Dispatcher per worker process, so its slow full sweep keeps its own interval.
-    """
-    global _maintainer
-    from worker.dispatcher import Dispatcher
-
-    if _maintainer is None:
-        _maintainer = Dispatcher()
-    return _maintainer.maintenance()
+    """Recover expired leases, fail unschedulable posts, resume reconnected accounts."""
+    return _maintainer().maintenance()
 
 
 @app.task(name="mcmp.maintenance.queue_posts")
