@@ -17,6 +17,7 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
 from models import ALL_DOCUMENTS
+from models.delivery import OBSOLETE_INDEXES, Delivery
 from models.enums import AccountStatus, AssetType, PostStatus, UserRole
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,14 @@ def ensure_schema(db: Database) -> None:
     """Create indexes of every document and the enum validators; safe to run on every start."""
     for document in ALL_DOCUMENTS:
         document.ensure_indexes()
+    deliveries = Delivery._get_collection()
+    for name in set(OBSOLETE_INDEXES) & set(deliveries.index_information()):
+        try:
+            deliveries.drop_index(name)
+            log.info("dropped obsolete index deliveries.%s", name)
+        except OperationFailure as exc:  # dropped concurrently by another process
+            if exc.code != 27:  # IndexNotFound
+                raise
     existing = set(db.list_collection_names())
     for collection, enums in _ENUM_VALIDATORS.items():
         schema = {

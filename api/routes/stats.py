@@ -1,4 +1,8 @@
-"""Queue statistics from the ``deliveries`` collection (indexed on (clientId, state) and (state, dueAt))."""
+"""Queue statistics from the ``deliveries`` collection.
+
+Every count names an active state, so it rides the (state, dueAt) index and reads only work in
+progress, never the published history, for one tenant or all.
+"""
 
 from __future__ import annotations
 

@@ -130,3 +130,19 @@ def test_mongoose_written_documents_load_and_update(db, make_client, make_post):
     stored = db.posts.find_one({"_id": raw["_id"]})
     assert stored["__v"] == 0 and stored["lastError"] == "x"
     assert isinstance(stored["statusHistory"][0]["at"], datetime)
+
+
+def test_startup_drops_delivery_indexes_of_earlier_versions(db):
+    """Every index costs each delivery state change a rewrite: obsolete ones must not linger."""
+    from models.db import ensure_schema
+    from models.delivery import OBSOLETE_INDEXES
+
+    db.deliveries.create_index([("state", 1), ("leaseUntil", 1)])
+    db.deliveries.create_index([("clientId", 1), ("state", 1)])
+    assert set(OBSOLETE_INDEXES) <= set(db.deliveries.index_information())
+
+    ensure_schema(db)
+
+    names = set(db.deliveries.index_information())
+    assert not set(OBSOLETE_INDEXES) & names
+    assert {"postId_1_platform_1", "state_1_dueAt_1"} <= names
