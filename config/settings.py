@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     reauth_deadline_hours: float = Field(default=72.0, gt=0)
     # Beat looks for tokens due for refresh (within each platform's refresh_margin_seconds) this often.
     token_refresh_interval_seconds: float = Field(default=60.0, gt=0)
+    # A worker re-uses an account that was connected and not due for refresh for this long
+    # instead of re-reading it for every delivery (worker/account_cache.py); 0 turns it off.
+    account_cache_seconds: float = Field(default=1.0, ge=0)
     task_time_limit_seconds: int = Field(default=300, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 

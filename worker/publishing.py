@@ -34,7 +34,16 @@ from connectors.registry import UnknownPlatformError, get_connector
 from connectors.types import PostContent, PublishRequest, PublishResult
 from models import AccountStatus, DeliveryState, ErrorClass, PostStatus
 from models.base import as_utc, utcnow
-from worker import accounts, campaign_bounds, delivery_states, metrics, post_status, rate_limit, tokens
+from worker import (
+    account_cache,
+    accounts,
+    campaign_bounds,
+    delivery_states,
+    metrics,
+    post_status,
+    rate_limit,
+    tokens,
+)
 from worker.content import build_content
 from worker.logs import log_context
 from worker.retry_policy import backoff_seconds
@@ -72,6 +81,12 @@ class _Attempt:
         self.platform: str = delivery["platform"]
         self.attempt: int = delivery["attempt"]
         self.post: dict[str, Any] | None = None  # as read by the preflight (status, platforms)
+        self.accounts = account_cache.for_ttl(settings.account_cache_seconds)
+
+    def forget_account(self) -> None:
+        """The account gave trouble: the next attempt reads it from the database."""
+        if self.post is not None:
+            self.accounts.forget(str(self.post.get("clientId")), self.platform)
 
     # --- outcomes ---------------------------------------------------------------------------
     def fail(self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT) -> Outcome:
@@ -117,6 +132,7 @@ class _Attempt:
         return Outcome.DEFERRED if ok else Outcome.LOST_LEASE
 
     def wait_for_auth(self, account: Any, reason: str) -> Outcome:
+        self.forget_account()
         if not accounts.mark_expired(account, reason):  # reconnected meanwhile: use the new token
             return self.defer(utcnow(), "account was reconnected during the attempt", ErrorClass.AUTH)
         message = f"{self.platform}: account must be reconnected ({reason})"
@@ -236,7 +252,10 @@ def _run(attempt: _Attempt) -> Outcome:
         connector = get_connector(attempt.platform)
     except UnknownPlatformError as exc:
         return attempt.fail(str(exc))
-    account = accounts.find_account(post["clientId"], attempt.platform)
+    client_id = str(post["clientId"])
+    account = attempt.accounts.get(client_id, attempt.platform) or accounts.find_account(
+        post["clientId"], attempt.platform
+    )
     if account is None:
         return attempt.fail(f"no IntegrationAccount for {attempt.platform} is connected to this client")
     if account.status != AccountStatus.CONNECTED.value:
@@ -250,6 +269,10 @@ def _run(attempt: _Attempt) -> Outcome:
         retry_at = utcnow() + timedelta(seconds=TOKEN_RETRY_SECONDS)
         return attempt.defer(retry_at, fresh.reason, ErrorClass.AUTH)  # no attempt consumed
     account, credentials = fresh.account or account, fresh.credentials
+    if fresh.outcome is tokens.Outcome.NOT_DUE:
+        attempt.accounts.put(client_id, attempt.platform, account)
+    else:
+        attempt.forget_account()
     try:
         content = build_content(post, attempt.platform)
         connector.validate(content, credentials)
@@ -320,6 +343,7 @@ def _after_auth_error(attempt: _Attempt, account: Any, reason: str) -> Outcome:
     LinkedIn/Google 401); a still-valid refresh grant recovers without a human. A token that was
     itself refreshed moments ago and is still refused means the grant is gone.
     """
+    attempt.forget_account()
     refreshed_at = as_utc((account.metadata or {}).get("tokenRefreshedAt"))
     if refreshed_at is not None and utcnow() - refreshed_at < timedelta(seconds=AUTH_REFRESH_GUARD_SECONDS):
         return attempt.wait_for_auth(account, reason)

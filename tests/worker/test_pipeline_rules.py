@@ -264,3 +264,29 @@ def test_processes_wait_for_mongodb_and_redis_then_work(
         dispatcher.stop()
         mongo.stop()
         private.stop()
+
+
+def test_account_disconnected_between_two_posts_is_honoured_after_the_account_cache_ttl(
+    env, db, make_client, make_webhook_account, make_post, webhook_sim, start_worker, start_dispatcher
+):
+    """A worker re-uses a connected account for ``MCMP_ACCOUNT_CACHE_SECONDS`` only.
+
+    The first post makes the worker remember the account; the frontend then marks it broken (status ``error``). A
+    post due after the TTL must not be published with the remembered token: it waits for the
+    account to be reconnected, like any post of a disconnected account.
+    """
+    client = make_client()
+    account = make_webhook_account(client)
+    start_worker({**env, "MCMP_ACCOUNT_CACHE_SECONDS": "1"}, concurrency=1, pool="threads")
+    start_dispatcher(env)
+    first = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(seconds=2))
+    wait_until(lambda: post_of(db, first)["status"] == "published", 30)
+    db.integrationaccounts.update_one({"_id": account["_id"]}, {"$set": {"status": "error"}})
+    second = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(seconds=2.5))
+
+    waiting = wait_until(
+        lambda: db.deliveries.find_one({"postId": str(second["_id"]), "state": "waiting_auth"}), 30
+    )
+    assert "reconnect" in waiting["lastError"]
+    assert [p["postId"] for p in webhook_sim.state()["posts"]] == [str(first["_id"])]
+    assert post_of(db, second)["status"] == "scheduled"
