@@ -201,8 +201,6 @@ def stack(
         MCMP_MONGODB_URI=uri,
         MCMP_REDIS_URL=private.url,
         MCMP_LOG_LEVEL="WARNING",
-        MCMP_DISPATCH_INTERVAL_SECONDS="0.1",
-        MCMP_LOOKAHEAD_SECONDS="2",
         MCMP_WEBSITE__TIMEOUT_SECONDS="10",
     )
     env.pop("MCMP_BROKER_URL", None)
