@@ -564,6 +564,14 @@ def for_post(post_id: str) -> list[dict[str, Any]]:
     return list(deliveries().find({"postId": post_id}))
 
 
+def for_posts(post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The deliveries of many posts in one query, by post id."""
+    found: dict[str, list[dict[str, Any]]] = {post_id: [] for post_id in post_ids}
+    for d in deliveries().find({"postId": {"$in": list(post_ids)}}):
+        found.setdefault(d["postId"], []).append(d)
+    return found
+
+
 def unclaim(ids: Sequence[ObjectId]) -> int:
     """queued → pending now (the publish message could not be sent to the broker)."""
     now = utcnow()

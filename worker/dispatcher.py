@@ -225,37 +225,46 @@ class Dispatcher:
         return resumed
 
     def settle_stale_posts(self) -> int:
-        """Re-derive posts still ``scheduled`` long after expansion; rotate them to the back.
+        """Re-derive posts still ``scheduled`` long after expansion; rotate the rest to the back.
 
         A worker killed between recording a delivery and updating its post leaves the post
-        behind; this sweep costs O(batch) per run, whatever the number of posts.
+        behind. One page of such posts costs three queries whatever its size: the page, all
+        their deliveries, and one update rotating those whose deliveries are still at work (a
+        backlog of thousands queued in Celery must not cost two writes per post every pass);
+        only the posts that actually lag are written one by one.
         """
         now = utcnow()
         cutoff = now - timedelta(seconds=self.settings.settle_after_seconds)
-        settled = 0
-        page = (
-            post_status.posts()
+        posts = post_status.posts()
+        page = list(
             # The lower bound keeps the range tight on servers that would otherwise walk every
             # unexpanded (marker-less) post of the index.
-            .find(
+            posts.find(
                 {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: {"$gte": EPOCH, "$lt": cutoff}},
-                {"_id": 1},
+                {"status": 1, "platforms": 1, "platformPostIds": 1},
             )
             .sort(EXPANDED_MARKER, 1)
             .limit(self.settings.dispatch_batch_size)
         )
+        if not page:
+            return 0
+        deliveries = delivery_states.for_posts([str(p["_id"]) for p in page])
+        settled, waiting = 0, []
         for post in page:
-            if post_status.sync(str(post["_id"])):
+            post_id = str(post["_id"])
+            if post_status.needs_sync(post, deliveries[post_id]) and post_status.sync(post_id):
                 settled += 1
             else:
-                post_status.posts().update_one(
-                    {
-                        "_id": post["_id"],
-                        "status": PostStatus.SCHEDULED.value,
-                        EXPANDED_MARKER: {"$exists": True},
-                    },
-                    {"$set": {EXPANDED_MARKER: now}},
-                )
+                waiting.append(post["_id"])
+        if waiting:
+            posts.update_many(
+                {
+                    "_id": {"$in": waiting},
+                    "status": PostStatus.SCHEDULED.value,
+                    EXPANDED_MARKER: {"$exists": True},
+                },
+                {"$set": {EXPANDED_MARKER: now}},
+            )
         if settled:
             log.warning("settled %d posts whose status lagged behind their deliveries", settled)
         return settled

@@ -71,6 +71,26 @@ def _published_fields(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
     return fields
 
 
+def needs_sync(post: dict[str, Any], deliveries: list[dict[str, Any]]) -> bool:
+    """Would ``sync`` change this post (``status``, ``platforms`` and ``platformPostIds`` read)?
+
+    True when its deliveries settle it (published / failed) or a published platform's id is
+    not on the post yet; lets a sweep over many posts write only the ones that lag.
+    """
+    if post.get("status") != PostStatus.SCHEDULED.value:
+        return False
+    platforms = list(dict.fromkeys(post.get("platforms") or []))
+    if derive(platforms, deliveries)[0] is not None:
+        return True
+    recorded = post.get("platformPostIds") or {}
+    return any(
+        d["state"] == DeliveryState.PUBLISHED.value
+        and d.get("platformPostId")
+        and recorded.get(d["platform"]) != d["platformPostId"]
+        for d in deliveries
+    )
+
+
 def record_error(post_id: str, message: str) -> None:
     """Show the latest problem on the post while it is still being retried."""
     posts().update_one({"_id": ObjectId(post_id)}, {"$set": {"lastError": message, "updatedAt": utcnow()}})

@@ -290,3 +290,59 @@ def test_account_disconnected_between_two_posts_is_honoured_after_the_account_ca
     assert "reconnect" in waiting["lastError"]
     assert [p["postId"] for p in webhook_sim.state()["posts"]] == [str(first["_id"])]
     assert post_of(db, second)["status"] == "scheduled"
+
+
+def test_post_left_behind_by_a_killed_worker_is_settled_and_busy_ones_are_left_alone(
+    env, db, make_client, make_post, start_dispatcher
+):
+    """A worker killed between recording a delivery and updating its post leaves the post
+    ``scheduled``; the dispatcher's settle sweep finishes it from the deliveries. Posts whose
+    deliveries are still at work (queued in Celery, in flight) are only rotated, never changed.
+    """
+    client = make_client()
+    old = datetime.now(UTC) - timedelta(minutes=5)
+    behind, partial, busy = (
+        make_post(client, platforms, when=old)
+        for platforms in (["website"], ["website", "linkedin"], ["website"])
+    )
+    for post in (behind, partial, busy):
+        db.posts.update_one({"_id": post["_id"]}, {"$set": {"mcmpExpandedAt": old}})
+
+    def delivery(post, platform, state, **fields):
+        db.deliveries.insert_one(
+            {
+                "postId": str(post["_id"]),
+                "clientId": str(client["_id"]),
+                "platform": platform,
+                "state": state,
+                "dueAt": old,
+                "scheduledFor": old,
+                "attempt": 1,
+                "needsReconcile": False,
+                "createdAt": old,
+                "updatedAt": old,
+                **fields,
+            }
+        )
+
+    delivery(behind, "website", "published", platformPostId="site-1", publishedAt=old)
+    delivery(partial, "website", "published", platformPostId="site-2", publishedAt=old)
+    delivery(
+        partial, "linkedin", "in_flight", attemptId="a", leaseUntil=datetime.now(UTC) + timedelta(hours=1)
+    )
+    delivery(busy, "website", "queued", claimToken="t", leaseUntil=datetime.now(UTC) + timedelta(hours=1))
+    start_dispatcher(dict(env, MCMP_SETTLE_AFTER_SECONDS="1", MCMP_REAP_INTERVAL_SECONDS="0.5"))
+
+    done = wait_until(lambda: post_of(db, behind)["status"] == "published" and post_of(db, behind), 30)
+    assert done["platformPostIds"]["website"] == "site-1"
+    assert done["statusHistory"][-1]["toStatus"] == "published"
+    half = wait_until(
+        lambda: post_of(db, partial)["platformPostIds"].get("website") and post_of(db, partial), 30
+    )
+    assert half["status"] == "scheduled" and half["platformPostIds"]["website"] == "site-2"
+    wait_until(
+        lambda: post_of(db, busy)["mcmpExpandedAt"].replace(tzinfo=UTC) > old + timedelta(minutes=1), 30
+    )
+    untouched = post_of(db, busy)
+    assert untouched["status"] == "scheduled" and len(untouched["statusHistory"]) == 1
+    assert db.deliveries.find_one({"postId": str(busy["_id"])})["state"] == "queued"
