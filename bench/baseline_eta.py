@@ -111,14 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         mem_rows: list[str] = []
 
         # --- ours -----------------------------------------------------------------------------
-        workers = [
-            s.start(
-                f"worker{i}", "worker", "-c", str(args.concurrency), "--pool", "threads", "-n", f"ours{i}@%h"
-            )
-            for i in range(args.workers)
-        ]
-        dispatcher = s.start("dispatcher", "dispatcher")
-        time.sleep(6)
+        workers, dispatcher = s.start_publishing(args.workers, args.concurrency, tag="ours")
         warm = insert_docs(db.posts, post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm"))
         wait_settled(db, warm, timeout=120)  # first tasks import and connect: not measured
         s.sim.reset()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,12 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         db = s.db
         client = seed_client(db, s.sim.base_url)
-        for i in range(args.workers):
-            s.start(
-                f"worker{i}", "worker", "-c", str(args.concurrency), "--pool", "threads", "-n", f"bulk{i}@%h"
-            )
-        s.start("dispatcher", "dispatcher")
-        time.sleep(6)
+        s.start_publishing(args.workers, args.concurrency, tag="bulk")
         load = load_avg()
         first_due = datetime.now(UTC) + timedelta(seconds=5 + args.posts / 5000)
         ids = insert_spread(db, client, first_due, args.posts, args.window)

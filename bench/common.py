@@ -158,6 +158,18 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def start_publishing(
+        self, workers: int, concurrency: int, pool: str = "threads", tag: str = "bench"
+    ) -> tuple[list[Proc], Proc]:
+        """``workers`` Celery workers and one dispatcher, given the few seconds they need to be up."""
+        started = [
+            self.start(f"worker{i}", "worker", "-c", str(concurrency), "--pool", pool, "-n", f"{tag}{i}@%h")
+            for i in range(workers)
+        ]
+        dispatcher = self.start("dispatcher", "dispatcher")
+        time.sleep(6)
+        return started, dispatcher
+
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         proc = spawn(name, argv, env or self.env, self.workdir / "logs")
         self.procs.append(proc)

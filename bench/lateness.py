@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,12 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         db = s.db
         client = seed_client(db, s.sim.base_url)
-        for i in range(args.workers):
-            s.start(
-                f"worker{i}", "worker", "-c", str(args.concurrency), "--pool", args.pool, "-n", f"bench{i}@%h"
-            )
-        s.start("dispatcher", "dispatcher")
-        time.sleep(6)  # workers and dispatcher up
+        s.start_publishing(args.workers, args.concurrency, args.pool)
         print(HEADER, flush=True)
         for rate in [float(r) for r in args.rates.split(",")]:
             count = int(rate * args.seconds)

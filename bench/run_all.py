@@ -25,6 +25,7 @@ FULL: dict[str, list[str]] = {
     "baseline_eta": [],
     "dispatcher_tick": ["--profile"],
     "bulk": [],
+    "db_ops": [],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -32,6 +33,7 @@ QUICK: dict[str, list[str]] = {
     "baseline_eta": ["--rates", "50", "--seconds", "3", "--future", "1000,5000"],
     "dispatcher_tick": ["--future", "1000,10000", "--due", "100,1000"],
     "bulk": ["--posts", "500", "--window", "5"],
+    "db_ops": ["--rate", "30", "--seconds", "3"],
 }
 
 
