@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> None:
         db = s.db
         client = seed_client(db, s.sim.base_url)
         s.start_publishing(args.workers, args.concurrency, tag="ops")
-        before, cpu_before = top(s.mongo_uri), cpu_seconds([s.mongo_pid]) if s.mongo_pid else 0.0
+        server_cpu = (lambda: cpu_seconds([s.mongo_pid])) if s.mongo_pid else (lambda: 0.0)
+        before, cpu_before = top(s.mongo_uri), server_cpu()
         ids = insert_spread(
             db, client, datetime.now(UTC) + timedelta(seconds=3), int(args.rate * args.seconds), args.seconds
         )
         wait_settled(db, ids, timeout=args.seconds * 20 + 120)
-        after, cpu_after = top(s.mongo_uri), cpu_seconds([s.mongo_pid]) if s.mongo_pid else 0.0
+        after, cpu_after = top(s.mongo_uri), server_cpu()
         n = len(ids)
         lateness = our_lateness(db, ids)
         print(
