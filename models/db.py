@@ -8,7 +8,9 @@ process time zone.
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import mongoengine
@@ -16,8 +18,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
-from models import ALL_DOCUMENTS
-from models.delivery import OBSOLETE_INDEXES, Delivery
+from models import ALL_DOCUMENTS, delivery, post
 from models.enums import AccountStatus, AssetType, PostStatus, UserRole
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,50 @@ _ENUM_VALIDATORS: dict[str, dict[str, list[str]]] = {
 # the embedded server turn them off; a real mongod keeps the driver default (on) unless the
 # operator's MCMP_MONGODB_URI says otherwise.
 EMBEDDED_URI_OPTIONS = "retryWrites=false"
+
+# Name of the ``_id`` index on every MongoDB. Updates and finds over ``{"_id": {"$in": ids}, …}``
+# hint it: SecantusDB otherwise plans them over the other fields' indexes (a 25-id marker update
+# took 12.5 ms unhinted, 4.4 ms hinted); on mongod the hint names the plan it would pick anyway.
+BY_ID = "_id_"
+
+
+EMBEDDED_SWITCH_INTERVAL = 0.001
+
+
+def embedded_server_command(
+    port: int,
+    data_dir: Path,
+    *,
+    standalone: bool = True,
+    switch_interval: float = EMBEDDED_SWITCH_INTERVAL,
+) -> list[str]:
+    """How ``mcmp dev`` and the tests start the embedded SecantusDB.
+
+    ``--standalone``: as a replica-set member SecantusDB writes an oplog entry for every
+    document written (and prunes it every 1,000), which only change streams and transactions
+    read; we use neither, and a single embedded server has no failover to ride out. A
+    production ``mongod`` should still be a replica set (docker-compose.yml is).
+
+    A 1 ms GIL switch interval (CPython's default is 5 ms): SecantusDB serves each connection
+    on a thread of one Python process, and a request that gives the GIL up for a socket or
+    storage call can otherwise wait a whole interval behind a CPU-bound neighbour to get it
+    back. Both measured side by side by ``python -m bench.embedded_server`` (README, Performance).
+    """
+    return [
+        sys.executable,
+        "-c",
+        f"import sys; sys.setswitchinterval({float(switch_interval)!r}); "
+        "from secantus.cli import main; sys.exit(main())",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(data_dir),
+        "--log-level",
+        "WARNING",
+        *(["--standalone"] if standalone else []),
+    ]
 
 
 def embedded_uri(port: int, database: str = "") -> str:
@@ -90,18 +135,33 @@ def _redact_uri(uri: str) -> str:
     return uri
 
 
+def _mark_paused_analytics(deliveries: Any) -> None:
+    """Snapshots paused by an earlier version (``analyticsPaused`` set, no due time) become
+    findable the current way (``analyticsDueAt`` = ``ANALYTICS_PAUSED``) before their index goes."""
+    result = deliveries.update_many(
+        {"analyticsPaused": {"$gt": ""}, "analyticsDueAt": None},
+        {"$set": {"analyticsDueAt": delivery.ANALYTICS_PAUSED}},
+    )
+    if result.modified_count:
+        log.info("%d paused analytics schedules carried over", result.modified_count)
+
+
 def ensure_schema(db: Database) -> None:
     """Create indexes of every document and the enum validators; safe to run on every start."""
     for document in ALL_DOCUMENTS:
         document.ensure_indexes()
-    deliveries = Delivery._get_collection()
-    for name in set(OBSOLETE_INDEXES) & set(deliveries.index_information()):
-        try:
-            deliveries.drop_index(name)
-            log.info("dropped obsolete index deliveries.%s", name)
-        except OperationFailure as exc:  # dropped concurrently by another process
-            if exc.code != 27:  # IndexNotFound
-                raise
+    for module, document in ((delivery, delivery.Delivery), (post, post.Post)):
+        collection = document._get_collection()
+        obsolete = set(module.OBSOLETE_INDEXES) & set(collection.index_information())
+        if "analyticsPaused_1" in obsolete:
+            _mark_paused_analytics(collection)
+        for name in obsolete:
+            try:
+                collection.drop_index(name)
+                log.info("dropped obsolete index %s.%s", collection.name, name)
+            except OperationFailure as exc:  # dropped concurrently by another process
+                if exc.code != 27:  # IndexNotFound
+                    raise
     existing = set(db.list_collection_names())
     for collection, enums in _ENUM_VALIDATORS.items():
         schema = {

@@ -8,7 +8,7 @@ Flow::
         ── read due deliveries (sparse index on analyticsDueAt), group per (client, platform)
         ── send mcmp.analytics.snapshot_batch(client_id, platform, [delivery ids]) — ids only
     worker (queue ``analytics``): snapshot_batch
-        ── account expired/missing → pause (analyticsPaused), no request
+        ── account expired/missing → pause (analyticsDueAt = ANALYTICS_PAUSED), no request
         ── chunks of MCMP_ANALYTICS_BATCH_SIZE posts, each paced (worker/analytics_pacing.py),
            one connector.fetch_metrics call (Graph batch / LinkedIn List(...) / GBP multi-post)
         ── insert_many(ordered=False) of one AnalyticsRecord per (post, platform, slot): the
@@ -50,6 +50,7 @@ from connectors.registry import UnknownPlatformError, get_connector
 from connectors.types import Credentials, MetricsRef, MetricsSnapshot
 from models import AccountStatus, AnalyticsRecord, Delivery
 from models.base import as_utc, utcnow
+from models.delivery import ANALYTICS_PAUSED
 from worker import accounts, analytics_pacing, rate_limit
 from worker.analytics_slots import Slot, due_index, first_due, next_due, parse_slots
 
@@ -295,8 +296,8 @@ def pause(targets: Sequence[Target], client_id: str, platform: str, reason: str)
         deliveries().update_many(
             {"_id": {"$in": ids}},
             {
-                "$unset": {"analyticsDueAt": ""},
                 "$set": {
+                    "analyticsDueAt": ANALYTICS_PAUSED,
                     "analyticsPaused": f"{client_id}|{platform}",
                     "analyticsPausedReason": reason,
                     "updatedAt": utcnow(),
@@ -310,7 +311,10 @@ def resume_paused(now: datetime | None = None, limit: int = 10_000) -> int:
     """Paused snapshots of accounts that are connected again become due now."""
     keys = {
         doc["analyticsPaused"]
-        for doc in deliveries().find({"analyticsPaused": {"$gt": ""}}, {"analyticsPaused": 1}).limit(limit)
+        for doc in deliveries()
+        .find({"analyticsDueAt": ANALYTICS_PAUSED}, {"analyticsPaused": 1})
+        .limit(limit)
+        if doc.get("analyticsPaused")
     }
     resumed = 0
     for key in keys:
@@ -319,7 +323,7 @@ def resume_paused(now: datetime | None = None, limit: int = 10_000) -> int:
         if account is None or account.status != AccountStatus.CONNECTED.value:
             continue
         result = deliveries().update_many(
-            {"analyticsPaused": key},
+            {"analyticsDueAt": ANALYTICS_PAUSED, "analyticsPaused": key},
             {
                 "$set": {"analyticsDueAt": now or utcnow(), "updatedAt": utcnow()},
                 "$unset": {"analyticsPaused": "", "analyticsPausedReason": ""},

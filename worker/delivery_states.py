@@ -29,6 +29,7 @@ from pymongo.errors import BulkWriteError
 
 from models import Delivery, DeliveryState, ErrorClass
 from models.base import utcnow
+from models.db import BY_ID
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,9 @@ def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[
                 "updatedAt": now,
             }
         },
+        hint=BY_ID,
     )
-    return list(deliveries().find({"_id": {"$in": ids}, "claimToken": token}, CLAIM_FIELDS))
+    return list(deliveries().find({"_id": {"$in": ids}, "claimToken": token}, CLAIM_FIELDS, hint=BY_ID))
 
 
 # What a publish task's ``claim`` hint is made of (ids and names only, never secrets).
@@ -578,5 +580,6 @@ def unclaim(ids: Sequence[ObjectId]) -> int:
     result = deliveries().update_many(
         {"_id": {"$in": list(ids)}, "state": S.QUEUED.value},
         {"$set": {"state": S.PENDING.value, "dueAt": now, "leaseUntil": None, "updatedAt": now}},
+        hint=BY_ID,
     )
     return result.modified_count

@@ -23,7 +23,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 from rich.console import Console
 
-from models.db import embedded_uri
+from models.db import embedded_server_command, embedded_uri
 from simulators import simulator_class, simulator_platforms, start_in_thread
 
 console = Console()
@@ -49,19 +49,7 @@ def _start_mongo(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     (data_dir / "mongo").mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "mongo.log", "ab")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(data_dir / "mongo"),
-            "--log-level",
-            "WARNING",
-        ],
+        embedded_server_command(port, data_dir / "mongo"),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

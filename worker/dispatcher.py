@@ -4,7 +4,7 @@ Any number of dispatchers may run (two by mistake, or one per machine): every st
 conditional write, so a delivery is claimed by exactly one of them. Work is handed over only
 within a short look-ahead (``MCMP_LOOKAHEAD_SECONDS``) with a Celery ETA of its due time, so
 far-future posts never sit in worker memory and the cost of a tick grows with the due count,
-not with the total (indexes: posts (status, scheduleTime), deliveries (state, dueAt)).
+not with the total (indexes: posts (status, marker, scheduleTime), deliveries (state, dueAt)).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from config import Settings, get_settings
 from connectors.registry import available_platforms
 from models import DeliveryState, ErrorClass, IntegrationAccount, PostStatus
 from models.base import as_utc, utcnow
+from models.db import BY_ID
 from worker import delivery_states, post_status
 from worker.post_status import EXPANDED_MARKER
 from worker.post_validation import describe_schedule_time, post_problems
@@ -109,6 +110,7 @@ class Dispatcher:
         posts.update_many(
             {"_id": {"$in": [p["_id"] for p in page]}, "status": PostStatus.SCHEDULED.value},
             {"$set": {EXPANDED_MARKER: utcnow()}},
+            hint=BY_ID,
         )
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
             post_status.sync(post_id)
@@ -163,12 +165,14 @@ class Dispatcher:
             full = time.monotonic() - self._last_type_sweep >= self.settings.unschedulable_sweep_seconds
         if full:
             self._last_type_sweep = time.monotonic()
-        not_a_date = {"$not": {"$type": "date"}} if full else None
-        page = (
-            post_status.posts()
-            .find({"status": PostStatus.SCHEDULED.value, "scheduleTime": not_a_date}, {"scheduleTime": 1})
-            .limit(self.settings.dispatch_batch_size)
+        # A post without a date was never expanded (no marker), so the cheap pass is an equality
+        # prefix of the (status, marker, scheduleTime) index; the full sweep reads them all.
+        query: dict[str, Any] = (
+            {"status": PostStatus.SCHEDULED.value, "scheduleTime": {"$not": {"$type": "date"}}}
+            if full
+            else {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": None}
         )
+        page = post_status.posts().find(query, {"scheduleTime": 1}).limit(self.settings.dispatch_batch_size)
         failed = 0
         for post in page:
             reason = describe_schedule_time(post.get("scheduleTime"))
@@ -264,6 +268,7 @@ class Dispatcher:
                     EXPANDED_MARKER: {"$exists": True},
                 },
                 {"$set": {EXPANDED_MARKER: now}},
+                hint=BY_ID,
             )
         if settled:
             log.warning("settled %d posts whose status lagged behind their deliveries", settled)

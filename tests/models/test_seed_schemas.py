@@ -132,17 +132,26 @@ def test_mongoose_written_documents_load_and_update(db, make_client, make_post):
     assert isinstance(stored["statusHistory"][0]["at"], datetime)
 
 
-def test_startup_drops_delivery_indexes_of_earlier_versions(db):
-    """Every index costs each delivery state change a rewrite: obsolete ones must not linger."""
+def test_startup_drops_indexes_of_earlier_versions(db):
+    """Every index costs each state change a rewrite: obsolete ones must not linger."""
+    from models import delivery, post
     from models.db import ensure_schema
-    from models.delivery import OBSOLETE_INDEXES
 
     db.deliveries.create_index([("state", 1), ("leaseUntil", 1)])
     db.deliveries.create_index([("clientId", 1), ("state", 1)])
-    assert set(OBSOLETE_INDEXES) <= set(db.deliveries.index_information())
+    db.posts.create_index([("status", 1), ("scheduleTime", 1)])
+    db.deliveries.create_index([("analyticsPaused", 1)], sparse=True)
+    paused = {"postId": "p1", "clientId": "c1", "platform": "facebook", "analyticsPaused": "c1|facebook"}
+    db.deliveries.insert_one(paused)  # paused the earlier way: no due time
+    assert set(delivery.OBSOLETE_INDEXES) <= set(db.deliveries.index_information())
+    assert set(post.OBSOLETE_INDEXES) <= set(db.posts.index_information())
 
     ensure_schema(db)
 
     names = set(db.deliveries.index_information())
-    assert not set(OBSOLETE_INDEXES) & names
+    assert not set(delivery.OBSOLETE_INDEXES) & names
     assert {"postId_1_platform_1", "state_1_dueAt_1"} <= names
+    assert db.deliveries.find_one({"_id": paused["_id"]})["analyticsDueAt"] == delivery.ANALYTICS_PAUSED
+    post_names = set(db.posts.index_information())
+    assert not set(post.OBSOLETE_INDEXES) & post_names
+    assert "status_1_mcmpExpandedAt_1_scheduleTime_1" in post_names

@@ -14,6 +14,7 @@ import pytest
 import requests
 from bson import ObjectId
 
+from models.delivery import ANALYTICS_PAUSED
 from tests.services import wait_until
 
 SLOTS = ["2s", "4s", "6s"]
@@ -152,7 +153,7 @@ def test_an_expired_account_pauses_snapshots_until_it_is_connected_again(
     counts = snapshot_batch(*sent[0])
     assert counts["paused"] == 4 and lab.sims["facebook"].state()["calls"] == calls  # no request
     for d in db.deliveries.find({}):
-        assert d["analyticsPaused"] == f"{client_id}|facebook" and "analyticsDueAt" not in d
+        assert d["analyticsPaused"] == f"{client_id}|facebook" and d["analyticsDueAt"] == ANALYTICS_PAUSED
         assert d["analyticsPausedReason"] == "account is expired"
     assert plan_due(lambda c, p, ids: sent.append((c, p, ids))) == 0  # paused: nothing planned
 
