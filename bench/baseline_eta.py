@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from bench.common import (
+    WORKER_THREADS,
     Lateness,
     Stack,
     add_common_args,
@@ -41,7 +42,7 @@ from bench.common import (
 from bench.naive_app import COLLECTION, QUEUE
 from bench.naive_app import app as naive_app
 from bench.naive_app import publish as naive_publish
-from tests.services import Proc
+from tests.services import Proc, find_in
 
 NAIVE_REDIS_DB = 1
 DAY = 86400.0
@@ -59,8 +60,11 @@ def send_eta(docs: list[dict[str, Any]]) -> float:
 
 
 def naive_lateness(db: Any, docs: list[dict[str, Any]]) -> Lateness:
-    rows = db[COLLECTION].find(
-        {"_id": {"$in": [d["_id"] for d in docs]}, "status": "published"},
+    rows = find_in(
+        db[COLLECTION],
+        "_id",
+        [d["_id"] for d in docs],
+        {"status": "published"},
         {"callStartedAt": 1, "scheduleTime": 1},
     )
     return Lateness.of(len(docs), [(r["scheduleTime"], r["callStartedAt"]) for r in rows])
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--future", default="1000,10000,100000", help="future posts (cumulative steps)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS)
     add_common_args(parser)
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r]

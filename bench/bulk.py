@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import (
+    WORKER_THREADS,
     add_common_args,
     git_rev,
     insert_spread,
@@ -28,6 +29,7 @@ from bench.common import (
     stack,
     wait_settled,
 )
+from tests.services import find_in
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which the posts are due")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS)
     add_common_args(parser)
     args = parser.parse_args(argv)
 
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         wanted = {str(i) for i in ids}
         lost = len(wanted - set(received))
         duplicates = sum(n - 1 for key, n in received.items() if key in wanted and n > 1)
-        statuses = Counter(d["status"] for d in db.posts.find({"_id": {"$in": ids}}, {"status": 1}))
+        statuses = Counter(d["status"] for d in find_in(db.posts, "_id", ids, projection={"status": 1}))
         print(
             f"{'posts':>6} {'window s':>8} {'drain s':>8} {'deliv/s':>8} {'p50 late s':>10} {'p99 late s':>10} "
             f"{'max late s':>10} {'received':>8} {'dups':>5} {'lost':>5}  post statuses / load"

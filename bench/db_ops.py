@@ -21,6 +21,7 @@ from typing import Any
 from pymongo import MongoClient
 
 from bench.common import (
+    WORKER_THREADS,
     add_common_args,
     cpu_seconds,
     git_rev,
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=60.0, help="offered deliveries/s")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS)
     add_common_args(parser)
     args = parser.parse_args(argv)
 

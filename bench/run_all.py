@@ -1,6 +1,6 @@
 """Run every benchmark in turn (each in its own process, with its own servers) and print the tables.
 
-    .venv/bin/python -m bench.run_all                 # full sizes (the README figures), ~25 min here
+    .venv/bin/python -m bench.run_all                 # full sizes (the README figures), ~30 min here
     .venv/bin/python -m bench.run_all --quick         # small sizes, a few minutes: a CI smoke step
     .venv/bin/python -m bench.run_all --only lateness,bulk --mongodb-uri mongodb://host:27017/
 
@@ -26,6 +26,7 @@ FULL: dict[str, list[str]] = {
     "dispatcher_tick": ["--profile"],
     "bulk": [],
     "db_ops": [],
+    "embedded_server": [],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -34,6 +35,7 @@ QUICK: dict[str, list[str]] = {
     "dispatcher_tick": ["--future", "1000,10000", "--due", "100,1000"],
     "bulk": ["--posts", "500", "--window", "5"],
     "db_ops": ["--rate", "30", "--seconds", "3"],
+    "embedded_server": ["--rate", "20", "--seconds", "2"],
 }
 
 
