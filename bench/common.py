@@ -39,8 +39,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # Threads per publishing worker, as docker-compose.yml runs them: a publish waits on the
 # platform and the database most of the time, and with 8 threads per worker the waiting, not
-# the CPU, capped throughput (2 × 8: 98.9/s achieved at 100/s offered, p99 1.9 s; 2 × 16:
-# 100.6/s, p99 0.28 s, side by side on this machine).
+# the CPU, capped throughput (bench.embedded_server: p99 1.70 s with 8, 0.95 s with 16).
 WORKER_THREADS = 16
 
 

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             if key.startswith("MCMP_"):
                 os.environ[key] = value
         from config.settings import get_settings
-        from worker.dispatcher import EPOCH, Dispatcher
+        from worker.dispatcher import EPOCH, Dispatcher, unschedulable_query
         from worker.post_status import EXPANDED_MARKER
 
         get_settings.cache_clear()
@@ -194,19 +194,11 @@ def main(argv: list[str] | None = None) -> None:
             plans.append(f"future={future} maintenance queries")
             plans.append(
                 "  unschedulable (indexed) posts.find: "
-                + explain(
-                    db.posts.find({"status": "scheduled", "scheduleTime": None}).limit(
-                        settings.dispatch_batch_size
-                    )
-                )
+                + explain(db.posts.find(unschedulable_query(full=False)).limit(settings.dispatch_batch_size))
             )
             plans.append(
                 "  full type sweep posts.find (every unschedulable_sweep_seconds): "
-                + explain(
-                    db.posts.find({"status": "scheduled", "scheduleTime": {"$not": {"$type": "date"}}}).limit(
-                        settings.dispatch_batch_size
-                    )
-                )
+                + explain(db.posts.find(unschedulable_query(full=True)).limit(settings.dispatch_batch_size))
             )
             plans.append(
                 "  settle posts.find: "

@@ -43,6 +43,17 @@ class TickStats:
     sent: int = 0
 
 
+def unschedulable_query(full: bool) -> dict[str, Any]:
+    """Scheduled posts whose ``scheduleTime`` is missing/null, or (``full``) of any non-date type.
+
+    A post without a date was never expanded (no marker), so the cheap pass is an equality
+    prefix of the (status, marker, scheduleTime) index; the full sweep reads them all.
+    """
+    if full:
+        return {"status": PostStatus.SCHEDULED.value, "scheduleTime": {"$not": {"$type": "date"}}}
+    return {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": None}
+
+
 class Dispatcher:
     def __init__(self, settings: Settings | None = None, send_task: Any = None) -> None:
         self.settings = settings or get_settings()
@@ -165,14 +176,11 @@ class Dispatcher:
             full = time.monotonic() - self._last_type_sweep >= self.settings.unschedulable_sweep_seconds
         if full:
             self._last_type_sweep = time.monotonic()
-        # A post without a date was never expanded (no marker), so the cheap pass is an equality
-        # prefix of the (status, marker, scheduleTime) index; the full sweep reads them all.
-        query: dict[str, Any] = (
-            {"status": PostStatus.SCHEDULED.value, "scheduleTime": {"$not": {"$type": "date"}}}
-            if full
-            else {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": None}
+        page = (
+            post_status.posts()
+            .find(unschedulable_query(full), {"scheduleTime": 1})
+            .limit(self.settings.dispatch_batch_size)
         )
-        page = post_status.posts().find(query, {"scheduleTime": 1}).limit(self.settings.dispatch_batch_size)
         failed = 0
         for post in page:
             reason = describe_schedule_time(post.get("scheduleTime"))
