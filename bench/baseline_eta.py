@@ -25,10 +25,10 @@ from typing import Any
 import redis
 
 from bench.common import (
-    WORKER_THREADS,
     Lateness,
     Stack,
     add_common_args,
+    add_worker_args,
     git_rev,
     insert_docs,
     load_avg,
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", default="50,100,200,400")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--future", default="1000,10000,100000", help="future posts (cumulative steps)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS)
+    add_worker_args(parser)
     add_common_args(parser)
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r]

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import (
-    WORKER_THREADS,
     add_common_args,
+    add_worker_args,
     git_rev,
     insert_spread,
     load_avg,
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which the posts are due")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS)
+    add_worker_args(parser)
     add_common_args(parser)
     args = parser.parse_args(argv)
 

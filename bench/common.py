@@ -51,6 +51,12 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+def add_worker_args(parser: argparse.ArgumentParser) -> None:
+    """How many publishing workers, and threads in each (as docker-compose.yml runs them)."""
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (Celery parents)")
+    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS, help="threads per worker")
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Options every benchmark takes: which MongoDB, and how slow the platform is."""
     parser.add_argument(

@@ -21,8 +21,8 @@ from typing import Any
 from pymongo import MongoClient
 
 from bench.common import (
-    WORKER_THREADS,
     add_common_args,
+    add_worker_args,
     cpu_seconds,
     git_rev,
     insert_spread,
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rate", type=float, default=60.0, help="offered deliveries/s")
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS)
+    add_worker_args(parser)
     add_common_args(parser)
     args = parser.parse_args(argv)
 

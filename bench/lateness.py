@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bench.common import (
     OFFERED_HEADER,
-    WORKER_THREADS,
     add_common_args,
+    add_worker_args,
     find_in,
     git_rev,
     offer,
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--rates", default="50,100,200,400")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each offered-load window")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (Celery parents)")
-    parser.add_argument("--concurrency", type=int, default=WORKER_THREADS, help="threads per worker")
+    add_worker_args(parser)
     parser.add_argument(
         "--warmup-seconds",
         type=float,

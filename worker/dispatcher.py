@@ -264,7 +264,7 @@ class Dispatcher:
         settled, waiting = 0, []
         for post in page:
             post_id = str(post["_id"])
-            if post_status.needs_sync(post, deliveries[post_id]) and post_status.sync(post_id):
+            if post_status.needs_sync(post, deliveries[post_id]) and post_status.sync(post_id, post):
                 settled += 1
             else:
                 waiting.append(post["_id"])

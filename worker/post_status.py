@@ -143,6 +143,7 @@ def sync(
                 "post %s is now %s", post_id, new_status, extra={"post_id": post_id, "status": new_status}
             )
             return new_status
+        post = settled = None  # changed under us: the retry reads both afresh
     log.warning("post %s: status kept changing under us; the next sync will settle it", post_id)
     return None
 
