@@ -5,8 +5,10 @@
           ├── RetryableError            transient (5xx, network before send): back off with jitter,
           │    │                        honouring ``retry_after``
           │    └── AmbiguousError       the request may have taken effect (timeout after send,
-          │                             reset mid-response, 5xx on a write, Graph 506): reconcile
-          │                             (look the post up) before any new attempt
+          │         │                   reset mid-response, 5xx on a write, Graph 506): reconcile
+          │         │                   (look the post up) before any new attempt
+          │         └── LookupIncompleteError  that lookup could not see its whole window: stay
+          │                             uncertain and look again later
           ├── RateLimitedError          throttled: defer until ``until``; the attempt is not consumed
           ├── AuthError                 token expired / revoked / missing scope: the account needs
           │                             reconnecting; deliveries wait without consuming attempts
@@ -52,6 +54,23 @@ class AmbiguousError(RetryableError):
     error_class = ErrorClass.AMBIGUOUS
 
 
+class LookupIncompleteError(AmbiguousError):
+    """A reconciliation lookup read all the pages it may without reaching the start of its window.
+
+    "Not found" would then be a guess, and publishing on a guess is how duplicates happen: the
+    delivery stays uncertain and looks again later; after its last attempt it fails for a person
+    to check, never re-posts blindly.
+    """
+
+    def __init__(self, platform: str, scanned: int, since: datetime) -> None:
+        super().__init__(
+            f"{platform} lookup read {scanned} recent posts without reaching "
+            f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, when the earlier attempt began; "
+            "not publishing again while that attempt's post may exist"
+        )
+        self.scanned = scanned
+
+
 class RateLimitedError(ConnectorError):
     """Throttled. ``scope`` names the budget (e.g. ``app``, ``account``, ``ig-publish-quota``)."""
 
@@ -95,6 +114,7 @@ __all__ = [
     "AmbiguousError",
     "AuthError",
     "ConnectorError",
+    "LookupIncompleteError",
     "PermanentError",
     "PublisherError",
     "RateLimitedError",

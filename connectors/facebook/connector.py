@@ -46,6 +46,7 @@ from config import Settings
 from connectors.errors import (
     AmbiguousError,
     ConnectorError,
+    LookupIncompleteError,
     PermanentError,
     RetryableError,
     ValidationError,
@@ -75,7 +76,7 @@ from worker.media_checks import MB, MediaLimits, check_media
 MAX_MESSAGE_CHARS = 63_206  # Page post message limit, counted with our marker
 MAX_PHOTOS = 10
 RECONCILE_PAGE_SIZE = 100
-RECONCILE_MAX_PAGES = 5
+RECONCILE_MAX_PAGES = 10  # 1,000 posts since the window start; more is LookupIncompleteError
 WINDOW_SKEW = timedelta(minutes=10)
 
 # Seed metric ← Facebook source. Insights metric names follow the Nov 2025 "views" migration
@@ -197,6 +198,8 @@ class FacebookConnector:
         return min(first, request.attempt_started_at) - WINDOW_SKEW
 
     def _recent_posts(self, creds: Credentials, page: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """The Page's posts since ``since``; ``LookupIncompleteError`` if the pages run out first."""
+        scanned = 0
         args: dict[str, Any] = {
             "fields": "id,message,created_time,permalink_url",
             "since": str(int(since.timestamp())),
@@ -206,12 +209,15 @@ class FacebookConnector:
             result = self.client.call(
                 creds.access_token, f"{page}/published_posts", account_id=creds.account_id, args=args
             )
-            yield from result.get("data") or []
+            data = result.get("data") or []
+            scanned += len(data)
+            yield from data
             paging = result.get("paging") or {}
             after = (paging.get("cursors") or {}).get("after")
             if not paging.get("next") or not after:
                 return
             args = {**args, "after": after}
+        raise LookupIncompleteError(PLATFORM, scanned, since)
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials

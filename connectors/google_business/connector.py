@@ -35,6 +35,7 @@ from config import Settings
 from connectors.errors import (
     AmbiguousError,
     AuthError,
+    LookupIncompleteError,
     PermanentError,
     RetryableError,
     ValidationError,
@@ -281,6 +282,8 @@ class GoogleBusinessConnector:
             token = data.get("nextPageToken")
             if not token:
                 break
+        else:
+            raise LookupIncompleteError(self.platform, RECONCILE_MAX_PAGES * PAGE_SIZE, since)
         # Marker lost: accept an exact summary match in the window only when it is unambiguous.
         return self._found(fallback[0]) if len(fallback) == 1 else None
 

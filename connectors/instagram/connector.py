@@ -34,6 +34,7 @@ from connectors.errors import (
     AmbiguousError,
     AuthError,
     ConnectorError,
+    LookupIncompleteError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -69,7 +70,7 @@ MAX_HASHTAGS = 30
 MAX_MENTIONS = 20
 MIN_CAROUSEL, MAX_CAROUSEL = 2, 10
 RECONCILE_PAGE_SIZE = 50
-RECONCILE_MAX_PAGES = 4
+RECONCILE_MAX_PAGES = 20  # 1,000 media: 10× the largest 24 h API quota; the window usually ends sooner
 WINDOW_SKEW = timedelta(minutes=10)
 _HASHTAG = re.compile(r"(?<![\w&])#\w+")
 _MENTION = re.compile(r"(?<![\w])@[\w.]+")
@@ -297,12 +298,15 @@ class InstagramConnector:
         return min(first, request.attempt_started_at) - WINDOW_SKEW
 
     def _recent_media(self, creds: Credentials, user: str, since: datetime) -> Iterator[dict[str, Any]]:
+        """Media newest first back to ``since``; ``LookupIncompleteError`` if the pages run out first."""
         args: dict[str, Any] = {"fields": "id,caption,timestamp,permalink", "limit": str(RECONCILE_PAGE_SIZE)}
+        scanned = 0
         for _ in range(RECONCILE_MAX_PAGES):
             result = self.client.call(
                 creds.access_token, f"{user}/media", account_id=creds.account_id, args=args
             )
             data = [m for m in result.get("data") or [] if isinstance(m, dict)]
+            scanned += len(data)
             yield from data
             times = [t for m in data if (t := parse_graph_time(m.get("timestamp"))) is not None]
             paging = result.get("paging") or {}
@@ -311,6 +315,7 @@ class InstagramConnector:
             if not paging.get("next") or not after or (times and min(times) < since):
                 return
             args = {**args, "after": after}
+        raise LookupIncompleteError(PLATFORM, scanned, since)
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials

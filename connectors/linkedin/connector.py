@@ -35,6 +35,7 @@ from config import Settings
 from connectors.errors import (
     AmbiguousError,
     AuthError,
+    LookupIncompleteError,
     PermanentError,
     RetryableError,
     ValidationError,
@@ -57,7 +58,7 @@ SUPPORTED_MEDIA = frozenset({"image"})  # video needs the chunked Videos API: no
 RESERVED = set("|{}@[]()<>#\\*_~")
 _HASHTAG = re.compile(r"#(?=\w)")
 RECONCILE_PAGE_SIZE = 50
-RECONCILE_MAX_PAGES = 4
+RECONCILE_MAX_PAGES = 20  # 1,000 posts; the window usually ends sooner, more is LookupIncompleteError
 WINDOW_SKEW = timedelta(minutes=10)  # clock skew between us and LinkedIn
 STATS_BATCH = 20
 
@@ -269,6 +270,7 @@ class LinkedInConnector:
         return min(first, request.attempt_started_at) - WINDOW_SKEW
 
     def _recent_posts(self, creds: Credentials, author: str, since_ms: int) -> Iterator[dict[str, Any]]:
+        """Posts last modified since ``since_ms``; ``LookupIncompleteError`` if the pages run out first."""
         for page in range(RECONCILE_MAX_PAGES):
             query = f"author={quote(author, safe='')}&q=author&count={RECONCILE_PAGE_SIZE}&start={page * RECONCILE_PAGE_SIZE}&sortBy=LAST_MODIFIED"
             response = self._call(
@@ -284,6 +286,8 @@ class LinkedInConnector:
             # Sorted by last modification: once a page ends before the window, older pages cannot match.
             if len(elements) < RECONCILE_PAGE_SIZE or (modified and min(modified) < since_ms):
                 return
+        since = datetime.fromtimestamp(since_ms / 1000, UTC)
+        raise LookupIncompleteError(self.platform, RECONCILE_MAX_PAGES * RECONCILE_PAGE_SIZE, since)
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials

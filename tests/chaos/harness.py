@@ -90,13 +90,16 @@ class ChaosReport:
     redis_restarts: int
     seconds: float
     faults_fired: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        found = "".join(f"\n  {p}" for p in self.problems)
         return (
             f"chaos: posts={self.posts} deliveries={self.deliveries} published={self.published} "
             f"duplicates={self.duplicates} lost={self.lost} mismatched_ids={self.mismatched_ids} "
             f"bad_history={self.bad_history} worker_kills={self.worker_kills} "
             f"redis_restarts={self.redis_restarts} faults={self.faults_fired} seconds={self.seconds:.1f}"
+            f"{found}"
         )
 
 
@@ -197,8 +200,12 @@ def audit(
     stored_by_platform: dict[str, list[dict[str, Any]]],
     key_of: Callable[[dict[str, Any]], str | None],
     id_of: Callable[[dict[str, Any]], str],
-) -> dict[str, int]:
-    """Compare MongoDB with the simulators' own stores: duplicates, lost, id mismatches, history."""
+) -> dict[str, Any]:
+    """Compare MongoDB with the simulators' own stores: duplicates, lost, id mismatches, history.
+
+    ``problems`` describes each duplicated or lost delivery (its attempts, error, reconcile flag),
+    so a failure that shows up one run in several can be explained from the report alone.
+    """
     deliveries = {
         (d["postId"], d["platform"]): d for d in find_in(db.deliveries, "postId", [str(p) for p in post_ids])
     }
@@ -209,6 +216,12 @@ def audit(
             if key:
                 by_key.setdefault((platform, key), []).append(item)
     duplicates = sum(len(v) - 1 for v in by_key.values() if len(v) > 1)
+    by_id = {str(d["_id"]): d for d in deliveries.values()}
+    problems = [
+        f"duplicated on {platform}: {describe(by_id.get(key))} platform ids {[id_of(i) for i in items]}"
+        for (platform, key), items in by_key.items()
+        if len(items) > 1
+    ]
     lost = mismatched = bad_history = published = 0
     for post in find_in(db.posts, "_id", post_ids):
         history = post.get("statusHistory", [])
@@ -220,6 +233,7 @@ def audit(
             stored = by_key.get((platform, str(delivery["_id"]))) if delivery else None
             if not stored:
                 lost += 1
+                problems.append(f"lost on {platform}: post {post['_id']} {describe(delivery)}")
                 continue
             published += 1
             if post.get("platformPostIds", {}).get(platform) != id_of(stored[0]) or not post.get(
@@ -233,4 +247,13 @@ def audit(
         "bad_history": bad_history,
         "published": published,
         "deliveries": len(deliveries),
+        "problems": problems,
     }
+
+
+def describe(delivery: dict[str, Any] | None) -> str:
+    """The delivery fields that tell how it ended up duplicated or lost."""
+    if delivery is None:
+        return "no delivery"
+    fields = ("state", "attempt", "needsReconcile", "lastError", "callStartedAt", "publishedAt", "createdAt")
+    return f"delivery {delivery['_id']} " + " ".join(f"{f}={delivery.get(f)!r}" for f in fields)

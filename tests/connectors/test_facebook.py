@@ -23,10 +23,12 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.facebook import FacebookConnector
+from connectors.facebook import connector as fb_connector
 from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from simulators.core import start_in_thread
 from simulators.facebook import FacebookSimulator
+from tests.connectors.lookup_budget import check_lookup_budget
 
 PAGE = "1000001"
 TOKEN = "EAAB-test-page"
@@ -250,6 +252,19 @@ def test_find_published_ignores_other_deliveries(
 ) -> None:
     connector.publish(request(key="other-delivery"))
     assert connector.find_published(request(key="delivery-1")) is None
+
+
+def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
+    connector: FacebookConnector, sim: FacebookSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_lookup_budget(
+        monkeypatch,
+        fb_connector,
+        "RECONCILE_PAGE_SIZE",
+        connector,
+        lambda key: request(key=key),
+        lambda i: connector.publish(request(key=f"other-{i}", body=f"Other {i}")),
+    )
 
 
 # --- tokens ------------------------------------------------------------------------------------------------

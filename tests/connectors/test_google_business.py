@@ -21,10 +21,12 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.google_business import GoogleBusinessConnector
+from connectors.google_business import connector as gbp_connector
 from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from simulators.core import start_in_thread
 from simulators.google_business import GoogleBusinessSimulator
+from tests.connectors.lookup_budget import check_lookup_budget
 
 LOCATION = "accounts/111/locations/222"
 PHOTO = "https://cdn.example.com/shop.jpg"
@@ -182,6 +184,19 @@ def test_ambiguous_commit_then_timeout_is_reconciled_across_pages(
     assert found is not None and found.platform_post_id.startswith(LOCATION)
     assert sim.posts[found.platform_post_id]["summary"].endswith(marker_for("delivery-g"))
     assert connector.find_published(request(key="never-sent")) is None
+
+
+def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_lookup_budget(
+        monkeypatch,
+        gbp_connector,
+        "PAGE_SIZE",
+        connector,
+        lambda key: request(key=key),
+        lambda i: connector.publish(request(key=f"other-{i}", post=content(f"Other {i}"))),
+    )
 
 
 def test_create_5xx_is_ambiguous(connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator) -> None:

@@ -22,10 +22,12 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.instagram import InstagramConnector
+from connectors.instagram import connector as ig_connector
 from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from simulators.core import start_in_thread
 from simulators.instagram import InstagramSimulator
+from tests.connectors.lookup_budget import check_lookup_budget
 
 USER = "17841400000001"
 TOKEN = "EAAB-test-ig"
@@ -233,6 +235,34 @@ def test_commit_then_timeout_on_publish_is_ambiguous_and_reconciled(
     [stored] = media(sim)
     assert found is not None and found.platform_post_id == stored["id"] and found.url == stored["permalink"]
     assert connector.find_published(request(key="another-delivery")) is None
+
+
+def test_reconcile_finds_a_post_behind_250_newer_media(
+    connector: InstagramConnector, sim: InstagramSimulator
+) -> None:
+    """The chaos run's case: a worker killed after media_publish, reaped while 250 more went out."""
+    sim.quota_total = 1_000
+    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "/media_publish"}]})
+    with pytest.raises(AmbiguousError):
+        connector.publish(request())
+    for i in range(250):
+        connector.publish(request(key=f"other-{i}", body=f"Other {i}"))
+    found = connector.find_published(request())
+    [ours] = [m for m in media(sim) if marker_for("delivery-1") in m["caption"]]
+    assert found is not None and found.platform_post_id == ours["id"] and len(media(sim)) == 251
+
+
+def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
+    connector: InstagramConnector, sim: InstagramSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_lookup_budget(
+        monkeypatch,
+        ig_connector,
+        "RECONCILE_PAGE_SIZE",
+        connector,
+        lambda key: request(key=key),
+        lambda i: connector.publish(request(key=f"other-{i}", body=f"Other {i}")),
+    )
 
 
 # --- tokens --------------------------------------------------------------------------------------------------

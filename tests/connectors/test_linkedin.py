@@ -24,10 +24,12 @@ from connectors.errors import (
     ValidationError,
 )
 from connectors.linkedin import LinkedInConnector
+from connectors.linkedin import connector as li_connector
 from connectors.markers import marker_for
 from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from simulators.core import start_in_thread
 from simulators.linkedin import LinkedInSimulator
+from tests.connectors.lookup_budget import check_lookup_budget
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
 ORG = "urn:li:organization:2414183"
@@ -242,6 +244,19 @@ def test_ambiguous_commit_then_timeout_is_reconciled_not_reposted(
     assert found is not None and found.platform_post_id == sim.state()["posts"][0]["id"]
     assert sim.state()["count"] == 1
     assert connector.find_published(request(key="another-delivery")) is None
+
+
+def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
+    connector: LinkedInConnector, sim: LinkedInSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_lookup_budget(
+        monkeypatch,
+        li_connector,
+        "RECONCILE_PAGE_SIZE",
+        connector,
+        lambda key: request(key=key),
+        lambda i: connector.publish(request(key=f"other-{i}", body=f"Other {i}")),
+    )
 
 
 def test_write_5xx_is_ambiguous(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
