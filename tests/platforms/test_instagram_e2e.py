@@ -89,3 +89,57 @@ def test_post_over_the_publishing_quota_is_deferred_then_published(
     wait_until(lambda: _status(db, second) == "published", 30)
     assert len(sim.state()["media"]) == 2
     assert db.deliveries.find_one({"postId": str(second["_id"])})["attempt"] == 1
+
+
+@pytest.mark.platforms("instagram")
+def test_post_the_lookup_cannot_see_is_never_posted_again_and_is_recorded_once_it_can(
+    env,
+    db,
+    platform_lab,
+    make_client,
+    make_account,
+    make_post,
+    media,
+    start_worker,
+    start_dispatcher,
+) -> None:
+    """Published, answer lost, then 1,000 newer media: the lookup cannot reach ours, so the
+    delivery keeps looking instead of posting again; when it can see ours, it records that one."""
+    client = make_client()
+    make_account(client, "instagram", **platform_lab.account_fields("instagram", client))
+    photo = media.add("/a.jpg", "image/jpeg", len(JPEG), JPEG)
+    sim = platform_lab.sims["instagram"]
+    user = platform_lab.account_fields("instagram", client)["externalAccountId"]
+    requests.post(f"{sim.base_url}/_sim/quota", json={"quota_total": 10_000}, timeout=5).raise_for_status()
+    sim.faults([{"kind": "commit_then_timeout", "count": 1, "path": "/media_publish"}])
+    slow_retries = dict(
+        platform_lab.env,
+        MCMP_INSTAGRAM__TIMEOUT_SECONDS="1",
+        MCMP_RETRY_BASE_SECONDS="8",
+        MCMP_RETRY_MAX_SECONDS="8",
+    )
+    start_worker(slow_retries)
+    start_dispatcher(slow_retries)
+    post = make_post(client, ["instagram"], when=datetime.now(UTC) + timedelta(seconds=1), assetUrls=[photo])
+    ours = {"postId": str(post["_id"])}
+
+    wait_until(lambda: db.deliveries.find_one({**ours, "attempt": 1, "state": "pending"}), 30)
+    [published] = sim.state()["media"]
+    newer = [{"id": f"9{i:08d}", "owner": user, "age_seconds": 0} for i in range(1_000)]
+    requests.post(f"{sim.base_url}/_sim/seed", json={"posts": newer}, timeout=10).raise_for_status()
+
+    wait_until(
+        lambda: "lookup read 1000 recent posts" in (db.deliveries.find_one(ours)["lastError"] or ""), 40
+    )
+    delivery = db.deliveries.find_one(ours)
+    assert delivery["needsReconcile"] and delivery["state"] in ("pending", "queued", "in_flight")
+    waiting = db.posts.find_one({"_id": post["_id"]})
+    assert waiting["status"] == "scheduled" and "not publishing again" in waiting["lastError"]
+    assert [m["id"] for m in sim.state()["media"] if m.get("marker")] == [published["id"]]
+
+    for item in newer[:10]:  # ten fewer newer media: ours is now on the pages the lookup reads
+        requests.post(f"{sim.base_url}/_sim/delete", json={"id": item["id"]}, timeout=5).raise_for_status()
+    wait_until(lambda: _status(db, post) == "published", 40)
+    recorded = db.posts.find_one({"_id": post["_id"]})
+    assert recorded["platformPostIds"]["instagram"] == published["id"]
+    assert [m["id"] for m in sim.state()["media"] if m.get("marker")] == [published["id"]]
