@@ -146,7 +146,10 @@ def main(argv: list[str] | None = None) -> None:
             s.stop(proc)
 
         # --- naive baseline -------------------------------------------------------------------
-        db[COLLECTION].create_index([("status", 1), ("scheduleTime", 1)])  # as a careful user would
+        # The seed's Post indexes (a naive worker shares the frontend's posts collection) and the
+        # due-time index a careful user would add.
+        for keys in (["clientId"], ["campaignId"], ["status", "scheduleTime"]):
+            db[COLLECTION].create_index([(k, 1) for k in keys])
         naive = [start_naive(s, naive_env, i, args.concurrency) for i in range(args.workers)]
         time.sleep(6)
         warm_docs = post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm")
