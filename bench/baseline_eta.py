@@ -26,13 +26,14 @@ import redis
 
 from bench.common import (
     Lateness,
+    Offered,
     Stack,
     add_common_args,
     add_worker_args,
     git_rev,
     insert_docs,
     load_avg,
-    our_lateness,
+    offer,
     post_docs,
     rss_mib,
     seed_client,
@@ -119,15 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         wait_settled(db, warm, timeout=120)  # first tasks import and connect: not measured
         s.sim.reset()
         for rate in rates:
-            count = int(rate * args.seconds)
-            load = load_avg()
-            ids = insert_docs(
-                db.posts, post_docs(client, datetime.now(UTC) + timedelta(seconds=4), count, args.seconds)
-            )
-            wait_settled(db, ids, timeout=args.seconds * 10 + 180)
-            late_rows.append(row("ours", rate, our_lateness(db, ids), s.sim.state()["duplicates"], load))
+            late_rows.append(f"{'ours':<10} {offer(s, client, rate, args.seconds)[0].row()}")
             print(late_rows[-1], flush=True)
-            s.sim.reset()
         total = 0
         for n in steps:
             load = load_avg()
@@ -165,10 +159,11 @@ def main(argv: list[str] | None = None) -> None:
             )
             insert_docs(db[COLLECTION], docs)
             send_eta(docs)
-            wait_settled(db, [d["_id"] for d in docs], timeout=args.seconds * 10 + 180, collection=COLLECTION)
-            late_rows.append(
-                row("naive ETA", rate, naive_lateness(db, docs), s.sim.state()["duplicates"], load)
+            settled = wait_settled(
+                db, [d["_id"] for d in docs], timeout=args.seconds * 10 + 180, collection=COLLECTION
             )
+            naive_run = Offered(rate, naive_lateness(db, docs), s.sim.state()["duplicates"], settled, load)
+            late_rows.append(f"{'naive ETA':<10} {naive_run.row()}")
             print(late_rows[-1], flush=True)
             s.sim.reset()
         total = 0
@@ -200,10 +195,6 @@ def main(argv: list[str] | None = None) -> None:
 
 LATE_HEADER = f"{'design':<10} {'offered/s':>9} {'posts':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'max s':>7} {'achieved/s':>10} {'dups':>5} {'lost':>5}  load"
 MEM_HEADER = f"{'design':<10} {'future':>7} {'workers RSS MiB':>16} {'dispatcher MiB':>15} {'redis MiB':>10} {'enqueue s':>10}  load"
-
-
-def row(design: str, rate: float, result: Lateness, dups: int, load: str) -> str:
-    return f"{design:<10} {rate:>9.0f} {result.count:>6} {result.cells()} {dups:>5} {result.lost:>5}  {load}"
 
 
 def mem_row(

@@ -33,7 +33,15 @@ sys.path.insert(0, str(ROOT))
 
 from models.db import EMBEDDED_SWITCH_INTERVAL, with_database  # noqa: E402
 from tests.chaos.harness import PrivateRedis  # noqa: E402
-from tests.services import Proc, SimClient, find_in, spawn, start_secantus, start_simulator  # noqa: E402
+from tests.services import (  # noqa: E402
+    Proc,
+    SimClient,
+    find_in,
+    spawn,
+    start_secantus,
+    start_simulator,
+    still_scheduled,
+)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -343,7 +351,7 @@ def wait_settled(db: Any, ids: list[ObjectId], timeout: float, collection: str =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if coll.find_one({"_id": last, "status": "scheduled"}, {"_id": 1}) is None:
-            pending = [d["_id"] for d in find_in(coll, "_id", pending, {"status": "scheduled"}, {"_id": 1})]
+            pending = still_scheduled(coll, pending)
             if not pending:
                 return True
         time.sleep(0.5)

@@ -58,8 +58,8 @@ class LookupIncompleteError(AmbiguousError):
     """A reconciliation lookup read all the pages it may without reaching the start of its window.
 
     "Not found" would then be a guess, and publishing on a guess is how duplicates happen: the
-    delivery stays uncertain and looks again later; after its last attempt it fails for a person
-    to check, never re-posts blindly.
+    delivery stays uncertain and looks again with backoff (an uncertain delivery never gives up
+    into re-posting), its ``lastError`` saying why.
     """
 
     def __init__(self, platform: str, scanned: int, since: datetime) -> None:
@@ -68,7 +68,6 @@ class LookupIncompleteError(AmbiguousError):
             f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, when the earlier attempt began; "
             "not publishing again while that attempt's post may exist"
         )
-        self.scanned = scanned
 
 
 class RateLimitedError(ConnectorError):

@@ -64,6 +64,11 @@ def find_in(
     return found
 
 
+def still_scheduled(collection: Any, ids: list[Any]) -> list[Any]:
+    """Which of these posts are still ``scheduled`` (in chunks: linear on SecantusDB)."""
+    return [d["_id"] for d in find_in(collection, "_id", ids, {"status": "scheduled"}, {"_id": 1})]
+
+
 @dataclass
 class Proc:
     """A child process whose output goes to a log file we can read back in assertions."""

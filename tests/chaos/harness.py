@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from bson import ObjectId
 
-from tests.services import Proc, find_in, free_port, wait_until
+from tests.services import Proc, find_in, free_port, still_scheduled, wait_until
 
 FAULTS = [
     {"kind": "http_500", "rate": 0.10},
@@ -164,10 +164,7 @@ def run_chaos(
         if restarts == 0 and elapsed >= redis_at:
             private_redis.restart()
             restarts += 1
-        # only the posts still scheduled at the last look, in chunks: linear, not n², on SecantusDB
-        pending_ids = [
-            p["_id"] for p in find_in(db.posts, "_id", pending_ids, {"status": "scheduled"}, {"_id": 1})
-        ]
+        pending_ids = still_scheduled(db.posts, pending_ids)  # only those pending at the last look
         pending = len(pending_ids)
         if pending == 0 and done_kills >= kills and restarts:
             break
