@@ -8,12 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY config ./config
-COPY models ./models
-COPY connectors ./connectors
-COPY worker ./worker
-COPY api ./api
-COPY simulators ./simulators
+COPY mcmp ./mcmp
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/mcmp --create-home mcmp
 

@@ -43,7 +43,7 @@ from bench.common import (
 from bench.naive_app import COLLECTION, QUEUE
 from bench.naive_app import app as naive_app
 from bench.naive_app import publish as naive_publish
-from tests.services import Proc, find_in
+from mcmp.devstack import Proc, find_in
 
 NAIVE_REDIS_DB = 1
 DAY = 86400.0

@@ -29,7 +29,7 @@ from bench.common import (
     stack,
     wait_settled,
 )
-from tests.services import find_in
+from mcmp.devstack import find_in
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,9 +31,9 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.db import EMBEDDED_SWITCH_INTERVAL, with_database  # noqa: E402
-from tests.chaos.harness import PrivateRedis  # noqa: E402
-from tests.services import (  # noqa: E402
+from mcmp.devstack import (  # noqa: E402
+    EMBEDDED_SWITCH_INTERVAL,
+    PrivateRedis,
     Proc,
     SimClient,
     find_in,
@@ -42,6 +42,7 @@ from tests.services import (  # noqa: E402
     start_simulator,
     still_scheduled,
 )
+from mcmp.models.db import with_database  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -176,7 +177,9 @@ class Stack:
         return self.redis.proc.pid
 
     def start(self, name: str, *args: str) -> Proc:
-        proc = spawn(name, [sys.executable, "-m", "worker.cli", *args], self.env, self.workdir / "logs")
+        proc = spawn(
+            name, [sys.executable, "-m", "mcmp.cli", *args], self.env, self.workdir / "logs", cwd=ROOT
+        )
         self.procs.append(proc)
         return proc
 
@@ -193,7 +196,7 @@ class Stack:
         return started, dispatcher
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = spawn(name, argv, env or self.env, self.workdir / "logs")
+        proc = spawn(name, argv, env or self.env, self.workdir / "logs", cwd=ROOT)
         self.procs.append(proc)
         return proc
 
@@ -256,7 +259,7 @@ def stack(
         mongo_proc.popen.pid if mongo_proc else None,
         sim_proc.popen.pid,
     )
-    from models.db import connect, ensure_schema
+    from mcmp.models.db import connect, ensure_schema
 
     ensure_schema(connect(uri))
     try:

@@ -63,7 +63,7 @@ def maintenance_costs(dispatcher: Any) -> str:
 
     The full non-date scheduleTime sweep runs only every ``unschedulable_sweep_seconds``: timed apart.
     """
-    from worker import delivery_states
+    from mcmp.worker.publishing import delivery_states
 
     steps = {
         "reap": delivery_states.reap_expired_leases,
@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
         for key, value in s.env.items():  # the in-process dispatcher reads the same settings
             if key.startswith("MCMP_"):
                 os.environ[key] = value
-        from config.settings import get_settings
-        from worker.dispatcher import EPOCH, Dispatcher, unschedulable_query
-        from worker.post_status import EXPANDED_MARKER
+        from mcmp.config.settings import get_settings
+        from mcmp.worker.publishing.post_status import EXPANDED_MARKER
+        from mcmp.worker.scheduling.dispatcher import EPOCH, Dispatcher, unschedulable_query
 
         get_settings.cache_clear()
         settings = get_settings()

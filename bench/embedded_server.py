@@ -6,7 +6,7 @@
 Each variant gets fresh servers (SecantusDB, Redis, simulator, 2 workers, 1 dispatcher), an
 unmeasured warm-up, then one window of posts at ``--rate``. The variants differ only in how
 SecantusDB is started (replica-set member or standalone; CPython's GIL switch interval) and in
-threads per worker: what ``models.db.embedded_server_command`` and ``WORKER_THREADS`` chose.
+threads per worker: what ``mcmp.devstack.embedded_server_command`` and ``WORKER_THREADS`` chose.
 SecantusDB only: there is nothing to vary on an external ``mongod``.
 """
 

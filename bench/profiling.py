@@ -115,7 +115,7 @@ class Profile:
                 (
                     f
                     for f in reversed(frames)
-                    if CATEGORIES.get(_package(f)) == "ours" and "worker/cli.py" not in f
+                    if CATEGORIES.get(_package(f)) == "ours" and "mcmp/cli/main.py" not in f
                 ),
                 None,
             )

@@ -37,7 +37,7 @@ from bench.common import (
     wait_settled,
 )
 from bench.profiling import PySpy, py_spy_path
-from tests.services import Proc
+from mcmp.devstack import Proc
 
 
 @dataclass

@@ -16,7 +16,8 @@ import redis
 from bson import ObjectId
 from cryptography.fernet import Fernet
 
-from tests.services import Proc, SimClient, spawn, start_secantus, start_simulator, wait_until
+from mcmp.devstack import Proc, SimClient, spawn, start_secantus, start_simulator, wait_until
+from tests import ROOT
 
 REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Tests run with encryption on, as production does (one key per test session).
@@ -55,9 +56,9 @@ def redis_url() -> str:
 @pytest.fixture
 def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A fresh database and an empty Redis DB per test; MCMP_* settings pointing at them."""
-    from config import reset_settings
-    from connectors import registry
-    from models.db import connect, ensure_schema, with_database
+    from mcmp.config import reset_settings
+    from mcmp.connectors import registry
+    from mcmp.models.db import connect, ensure_schema, with_database
 
     db_name = f"mcmp_test_{uuid.uuid4().hex[:10]}"
     uri = with_database(mongo_base_uri, db_name)
@@ -98,7 +99,7 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def db(env: dict[str, str]) -> Any:
-    from models import Post
+    from mcmp.models import Post
 
     return Post._get_collection().database
 
@@ -109,7 +110,7 @@ def procs(run_dir: Path) -> Iterator[Callable[..., Proc]]:
     started: list[Proc] = []
 
     def start(name: str, args: list[str], env: dict[str, str]) -> Proc:
-        proc = spawn(name, args, env, run_dir / "logs")
+        proc = spawn(name, args, env, run_dir / "logs", cwd=ROOT)
         started.append(proc)
         return proc
 
@@ -118,7 +119,7 @@ def procs(run_dir: Path) -> Iterator[Callable[..., Proc]]:
         proc.stop()
 
 
-MCMP = [sys.executable, "-m", "worker.cli"]
+MCMP = [sys.executable, "-m", "mcmp.cli"]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.services import Proc, SimClient, start_simulator
+from mcmp.devstack import Proc, SimClient, start_simulator
 
 ACCOUNT_SPECS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "website": lambda url, client: {

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.services import ROOT
+from tests import ROOT
 
 
 def test_compose_file_is_valid() -> None:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from tests.services import wait_until
+from mcmp.devstack import wait_until
 
 
 def test_mcmp_dev_publishes_demo_posts_and_stops_on_ctrl_c(tmp_path, redis_url):
@@ -19,7 +19,7 @@ def test_mcmp_dev_publishes_demo_posts_and_stops_on_ctrl_c(tmp_path, redis_url):
             [
                 sys.executable,
                 "-m",
-                "worker.cli",
+                "mcmp.cli",
                 "dev",
                 "--data-dir",
                 str(data),
@@ -56,7 +56,7 @@ def test_mcmp_dev_stops_with_the_reason_when_a_process_dies(tmp_path, redis_url)
         [
             sys.executable,
             "-m",
-            "worker.cli",
+            "mcmp.cli",
             "dev",
             "--data-dir",
             str(tmp_path / "dev"),

@@ -19,7 +19,7 @@ with warnings.catch_warnings():
 
 @pytest.fixture
 def app(env: dict[str, str]) -> Any:
-    from api.app import create_app
+    from mcmp.api.app import create_app
 
     return create_app()
 
@@ -33,7 +33,7 @@ def api(app: Any) -> Iterator[TestClient]:
 
 @pytest.fixture
 def make_key(env: dict[str, str]) -> Callable[..., str]:
-    from api.keys import create_key
+    from mcmp.api.keys import create_key
 
     def make(
         *client_ids: str, all_tenants: bool = False, name: str = "test", user_id: str | None = None
@@ -68,11 +68,11 @@ def make_tenant(
     make_post: Callable[..., dict[str, Any]],
 ) -> Callable[[], Tenant]:
     """A client with one failed post (failed delivery), an account with tokens, a campaign, a backfill job."""
-    from worker import delivery_states
-    from worker.delivery_states import NewDelivery
+    from mcmp.worker.publishing import delivery_states
+    from mcmp.worker.publishing.delivery_states import NewDelivery
 
     def make() -> Tenant:
-        from models import DeliveryState, ErrorClass
+        from mcmp.models import DeliveryState, ErrorClass
 
         client = make_client()
         cid = str(client["_id"])

@@ -43,7 +43,7 @@ def test_put_token_connects_and_keeps_the_refresh_token(api, db, make_key, make_
     stored = db.integrationaccounts.find_one({"_id": tenant.account["_id"]})
     assert stored["refreshToken"] == tenant.account["refreshToken"]  # not dropped
     assert stored["expiresAt"] == expires and stored["status"] == "connected"
-    from worker import secrets
+    from mcmp.worker.accounts import secrets
 
     assert stored["accessToken"].startswith("mcmpenc:v1:")  # encrypted at rest, never plaintext
     assert secrets.reveal(stored["accessToken"]) == "new-access"

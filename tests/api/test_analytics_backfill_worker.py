@@ -8,8 +8,8 @@ import pytest
 import requests
 from bson import ObjectId
 
+from mcmp.devstack import wait_until
 from tests.api.conftest import headers
-from tests.services import wait_until
 
 pytestmark = pytest.mark.platforms("facebook")
 

@@ -15,7 +15,7 @@ def test_missing_and_revoked_keys_get_401_problems(api, make_key, make_client):
     body = r.json()
     assert body["type"] == "urn:mcmp:problem:unauthorized" and body["status"] == 401
     assert body["instance"] == "/v1/posts" and body["title"] == "Unauthorized"
-    from api.keys import revoke_key
+    from mcmp.api.keys import revoke_key
 
     key = make_key(str(client["_id"]), name="temp")
     assert api.get("/v1/posts", headers=headers(key)).status_code == 200
@@ -88,8 +88,8 @@ def test_liveness_readiness_and_openapi(api):
 
 
 def test_readiness_fails_with_a_problem_when_redis_or_mongo_is_down(api, monkeypatch):
-    from config import reset_settings
-    from tests.services import free_port
+    from mcmp.config import reset_settings
+    from mcmp.devstack import free_port
 
     monkeypatch.setenv("MCMP_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()

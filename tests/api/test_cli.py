@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests import ROOT
 from tests.api.conftest import headers
-from tests.services import ROOT
 
-MCMP = [sys.executable, "-m", "worker.cli"]
+MCMP = [sys.executable, "-m", "mcmp.cli"]
 
 
 def _run(env, *args):

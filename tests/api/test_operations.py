@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 
-from models import DeliveryState, ErrorClass
+from mcmp.models import DeliveryState, ErrorClass
+from mcmp.worker.publishing import delivery_states
+from mcmp.worker.publishing.delivery_states import NewDelivery
+from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from tests.api.conftest import headers
-from worker import delivery_states
-from worker.delivery_states import NewDelivery
-from worker.post_status import EXPANDED_MARKER
 
 
 def _deliveries(db, post):

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
+from mcmp.devstack import free_port, wait_until
 from tests.api.conftest import headers
-from tests.services import free_port, wait_until
 
-MCMP = [sys.executable, "-m", "worker.cli"]
+MCMP = [sys.executable, "-m", "mcmp.cli"]
 
 
 def _published(db, post_ids):
@@ -50,7 +50,7 @@ def test_retrying_a_published_post_publishes_nothing_new(
         r = api.post(f"/v1/posts/{post['_id']}/retry", json=body, headers=headers(key))
         assert r.status_code == 409 and r.json()["type"] == "urn:mcmp:problem:nothing-to-retry"
 
-    from worker.app import app as celery_app
+    from mcmp.worker.app import app as celery_app
 
     delivery = db.deliveries.find_one({"postId": str(post["_id"])})
     celery_app.send_task("mcmp.publish_delivery", args=[str(delivery["_id"])])

@@ -6,75 +6,22 @@ stores. Used by the webhook chaos test and by the per-platform chaos tests.
 from __future__ import annotations
 
 import random
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import redis
 from bson import ObjectId
 
-from tests.services import Proc, find_in, free_port, still_scheduled, wait_until
+from mcmp.devstack import PrivateRedis, Proc, find_in, still_scheduled
 
 FAULTS = [
     {"kind": "http_500", "rate": 0.10},
     {"kind": "commit_then_timeout", "rate": 0.05 / 0.90},  # ≈5% of all requests after the 500s
     {"kind": "rate_limit", "rate": 0.05 / 0.85, "retry_after": 1},
 ]
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, so it can be restarted without disturbing others."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._ping, 20, 0.1, "private redis-server did not start")
-
-    def _ping(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def restart(self, down_seconds: float = 2.0) -> None:
-        self.stop()
-        time.sleep(down_seconds)
-        self.start()
 
 
 @dataclass

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from connectors.markers import marker_for
-from tests.chaos.harness import FAULTS, ChaosReport, PrivateRedis, audit, insert_posts, run_chaos
+from mcmp.connectors.markers import marker_for
+from mcmp.devstack import PrivateRedis
+from tests.chaos.harness import FAULTS, ChaosReport, audit, insert_posts, run_chaos
 from tests.worker import test_assets
 from tests.worker.test_assets import JPEG
 

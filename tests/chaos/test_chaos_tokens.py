@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.chaos.harness import FAULTS, PrivateRedis, insert_posts, run_chaos
+from mcmp.devstack import PrivateRedis
+from mcmp.worker.accounts.crypto import PREFIX
+from tests.chaos.harness import FAULTS, insert_posts, run_chaos
 from tests.conftest import MCMP
-from worker.crypto import PREFIX
 
 POSTS = 300
 PLATFORMS = ("website", "linkedin", "google-business")
@@ -150,7 +151,7 @@ def test_chaos_run_leaks_no_token(
 
     stored = list(db.integrationaccounts.find({"_id": {"$in": [a["_id"] for a in accounts.values()]}}))
     ciphertexts = {d[f] for d in stored for f in ("accessToken", "refreshToken") if d.get(f)}
-    from worker import secrets
+    from mcmp.worker.accounts import secrets
 
     plaintexts.update(secrets.reveal(c) for c in ciphertexts)
     plaintexts.update(platform_lab.sims["linkedin"].state()["issued_tokens"])
@@ -198,8 +199,8 @@ def _use_the_api(
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from api.keys import create_key
+    from mcmp.api.app import create_app
+    from mcmp.api.keys import create_key
 
     key = create_key("leak-check", [str(client["_id"])]).key
     headers = {"X-API-Key": key}

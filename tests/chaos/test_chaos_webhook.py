@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import FAULTS, ChaosReport, PrivateRedis, audit, insert_posts, run_chaos
-from tests.services import SimClient, start_simulator
+from mcmp.devstack import PrivateRedis, SimClient, start_simulator
+from tests.chaos.harness import FAULTS, ChaosReport, audit, insert_posts, run_chaos
 
 POSTS = 500
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import LookupIncompleteError
-from connectors.types import PublishRequest
+from mcmp.connectors.errors import LookupIncompleteError
+from mcmp.connectors.types import PublishRequest
 
 
 def check_lookup_budget(

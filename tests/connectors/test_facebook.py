@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from config import Settings
-from config.settings import FacebookSettings
-from connectors import usage
-from connectors.errors import (
+from mcmp.config import Settings
+from mcmp.config.settings import FacebookSettings
+from mcmp.connectors import usage
+from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
@@ -22,12 +22,12 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.facebook import FacebookConnector
-from connectors.facebook import connector as fb_connector
-from connectors.markers import marker_for
-from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from simulators.core import start_in_thread
-from simulators.facebook import FacebookSimulator
+from mcmp.connectors.facebook import FacebookConnector
+from mcmp.connectors.facebook import connector as fb_connector
+from mcmp.connectors.markers import marker_for
+from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.facebook import FacebookSimulator
 from tests.connectors.lookup_budget import check_lookup_budget
 
 PAGE = "1000001"

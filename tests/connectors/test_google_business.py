@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from config import Settings
-from config.settings import GoogleBusinessSettings
-from connectors import usage
-from connectors.errors import (
+from mcmp.config import Settings
+from mcmp.config.settings import GoogleBusinessSettings
+from mcmp.connectors import usage
+from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
@@ -20,12 +20,12 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.google_business import GoogleBusinessConnector
-from connectors.google_business import connector as gbp_connector
-from connectors.markers import marker_for
-from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from simulators.core import start_in_thread
-from simulators.google_business import GoogleBusinessSimulator
+from mcmp.connectors.google_business import GoogleBusinessConnector
+from mcmp.connectors.google_business import connector as gbp_connector
+from mcmp.connectors.markers import marker_for
+from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.google_business import GoogleBusinessSimulator
 from tests.connectors.lookup_budget import check_lookup_budget
 
 LOCATION = "accounts/111/locations/222"

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from config import Settings
-from config.settings import InstagramSettings
-from connectors import usage
-from connectors.errors import (
+from mcmp.config import Settings
+from mcmp.config.settings import InstagramSettings
+from mcmp.connectors import usage
+from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
@@ -21,12 +21,12 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.instagram import InstagramConnector
-from connectors.instagram import connector as ig_connector
-from connectors.markers import marker_for
-from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from simulators.core import start_in_thread
-from simulators.instagram import InstagramSimulator
+from mcmp.connectors.instagram import InstagramConnector
+from mcmp.connectors.instagram import connector as ig_connector
+from mcmp.connectors.markers import marker_for
+from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.instagram import InstagramSimulator
 from tests.connectors.lookup_budget import check_lookup_budget
 
 USER = "17841400000001"

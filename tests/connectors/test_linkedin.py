@@ -12,10 +12,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from config import Settings
-from config.settings import LinkedInSettings
-from connectors import usage
-from connectors.errors import (
+from mcmp.config import Settings
+from mcmp.config.settings import LinkedInSettings
+from mcmp.connectors import usage
+from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
@@ -23,12 +23,12 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.linkedin import LinkedInConnector
-from connectors.linkedin import connector as li_connector
-from connectors.markers import marker_for
-from connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from simulators.core import start_in_thread
-from simulators.linkedin import LinkedInSimulator
+from mcmp.connectors.linkedin import LinkedInConnector
+from mcmp.connectors.linkedin import connector as li_connector
+from mcmp.connectors.markers import marker_for
+from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.linkedin import LinkedInSimulator
 from tests.connectors.lookup_budget import check_lookup_budget
 
 VERSION = datetime.now(UTC).strftime("%Y%m")

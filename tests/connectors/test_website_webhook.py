@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from config import Settings
-from connectors.errors import (
+from mcmp.config import Settings
+from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
@@ -15,11 +15,11 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.types import Credentials, PostContent, PublishRequest
-from connectors.website import WebsiteConnector
-from connectors.website.signing import sign, verify
-from simulators.core import start_in_thread
-from simulators.website import WebhookSimulator
+from mcmp.connectors.types import Credentials, PostContent, PublishRequest
+from mcmp.connectors.website import WebsiteConnector
+from mcmp.connectors.website.signing import sign, verify
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.website import WebhookSimulator
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The WordPress variant of the website connector, against the simulator (fast) and a real WordPress.
 
-The same behaviours run twice: once against ``simulators.wordpress`` (milliseconds, with fault
+The same behaviours run twice: once against ``mcmp.simulators.wordpress`` (milliseconds, with fault
 injection) and once, marked ``wordpress``, against Debian's WordPress started by
 ``shared/tools/wordpress-up`` — the simulator is only trusted because the real tests agree.
 """
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from config.settings import Settings
-from connectors.errors import (
+from mcmp.config.settings import Settings
+from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
@@ -24,11 +24,11 @@ from connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from connectors.types import Credentials, MediaItem, PostContent, PublishRequest
-from connectors.website import WebsiteConnector
-from connectors.website.wordpress import classify, slug_for
-from simulators.core import start_in_thread
-from simulators.wordpress import DEFAULT_APP_PASSWORD, DEFAULT_USER, WordPressSimulator
+from mcmp.connectors.types import Credentials, MediaItem, PostContent, PublishRequest
+from mcmp.connectors.website import WebsiteConnector
+from mcmp.connectors.website.wordpress import classify, slug_for
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.wordpress import DEFAULT_APP_PASSWORD, DEFAULT_USER, WordPressSimulator
 from tests.connectors import wordpress_fixture
 from tests.connectors.wordpress_fixture import ImageHost, LossyProxy, WordPressSite
 

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.services import ROOT, free_port
+from mcmp.devstack import free_port
+from tests import ROOT
 
 WORDPRESS_UP = Path(os.environ.get("MCMP_WORDPRESS_UP", ROOT.parent / "shared" / "tools" / "wordpress-up"))
 

@@ -10,7 +10,7 @@ import pytest
 from mongoengine import EmbeddedDocumentField, EmbeddedDocumentListField, NotUniqueError
 from pymongo.errors import WriteError
 
-from models import AnalyticsRecord, Asset, Campaign, Client, IntegrationAccount, Post, User
+from mcmp.models import AnalyticsRecord, Asset, Campaign, Client, IntegrationAccount, Post, User
 
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "schemas.md"
 DOCUMENTS = {
@@ -134,8 +134,8 @@ def test_mongoose_written_documents_load_and_update(db, make_client, make_post):
 
 def test_startup_drops_indexes_of_earlier_versions(db):
     """Every index costs each state change a rewrite: obsolete ones must not linger."""
-    from models import delivery, post
-    from models.db import ensure_schema
+    from mcmp.models import delivery, post
+    from mcmp.models.db import ensure_schema
 
     db.deliveries.create_index([("state", 1), ("leaseUntil", 1)])
     db.deliveries.create_index([("clientId", 1), ("state", 1)])

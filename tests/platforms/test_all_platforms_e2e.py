@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from mcmp.devstack import wait_until
 from tests.platform_lab import ACCOUNT_SPECS
-from tests.services import wait_until
 from tests.worker import test_assets
 from tests.worker.test_assets import JPEG
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.services import wait_until
+from mcmp.devstack import wait_until
 from tests.worker import test_assets
 from tests.worker.test_assets import JPEG, MB, _asset
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import requests
 
-from simulators.core import start_in_thread
-from simulators.engagement import effective_age
-from simulators.facebook import FacebookSimulator
-from simulators.google_business import GoogleBusinessSimulator
-from simulators.linkedin import LinkedInSimulator
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.engagement import effective_age
+from mcmp.simulators.facebook import FacebookSimulator
+from mcmp.simulators.google_business import GoogleBusinessSimulator
+from mcmp.simulators.linkedin import LinkedInSimulator
 
 T = {"access_token": "EAAB-test"}
 

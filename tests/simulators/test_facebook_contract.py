@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from simulators import simulator_class
-from simulators.core import start_in_thread
-from simulators.facebook import FacebookSimulator
+from mcmp.simulators import simulator_class
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.facebook import FacebookSimulator
 
 V = "v21.0"
 PAGE = "1000001"

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from simulators.core import start_in_thread
-from simulators.google_business import GoogleBusinessSimulator
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.google_business import GoogleBusinessSimulator
 
 LOC = "accounts/1/locations/2"
 H = {"Authorization": "Bearer gbp-test-doc"}

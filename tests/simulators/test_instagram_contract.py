@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from simulators import simulator_class
-from simulators.core import start_in_thread
-from simulators.instagram import InstagramSimulator
+from mcmp.simulators import simulator_class
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.instagram import InstagramSimulator
 
 V = "v21.0"
 USER = "17841405822304914"  # the ig-user id of Meta's examples

@@ -10,8 +10,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from simulators.core import start_in_thread
-from simulators.linkedin import LinkedInSimulator
+from mcmp.simulators.core import start_in_thread
+from mcmp.simulators.linkedin import LinkedInSimulator
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
 ORG = "urn:li:organization:2414183"

@@ -20,7 +20,8 @@ import pytest
 import requests
 from bson import ObjectId
 
-from tests.services import ROOT, wait_until
+from mcmp.devstack import wait_until
+from tests import ROOT
 
 pytestmark = pytest.mark.platforms("facebook", "instagram", "linkedin", "google-business")
 
@@ -98,7 +99,7 @@ def _seed(db: Any, lab: Any, client: dict[str, Any]) -> int:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "analytics", "backfill", *args],
+        [sys.executable, "-m", "mcmp.cli", "analytics", "backfill", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

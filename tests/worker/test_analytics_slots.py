@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from config.settings import Settings
-from worker.analytics_slots import due_index, next_due, parse_duration, parse_slots
+from mcmp.config.settings import Settings
+from mcmp.worker.analytics.slots import due_index, next_due, parse_duration, parse_slots
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 DEFAULT = parse_slots(["1h", "6h", "24h", "3d", "7d", "30d"])

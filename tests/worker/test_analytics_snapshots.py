@@ -14,8 +14,8 @@ import pytest
 import requests
 from bson import ObjectId
 
-from models.delivery import ANALYTICS_PAUSED
-from tests.services import wait_until
+from mcmp.devstack import wait_until
+from mcmp.models.delivery import ANALYTICS_PAUSED
 
 SLOTS = ["2s", "4s", "6s"]
 pytestmark = pytest.mark.platforms("facebook")
@@ -23,21 +23,21 @@ pytestmark = pytest.mark.platforms("facebook")
 
 @pytest.fixture
 def fast_slots(platform_lab: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from config import reset_settings
+    from mcmp.config import reset_settings
 
     monkeypatch.setenv("MCMP_ANALYTICS_SLOTS", ",".join(SLOTS))
     platform_lab.env["MCMP_ANALYTICS_SLOTS"] = ",".join(SLOTS)
     monkeypatch.setenv("MCMP_FACEBOOK__BASE_URL", platform_lab.env["MCMP_FACEBOOK__BASE_URL"])
     reset_settings()
-    from worker.rate_limit import install
+    from mcmp.worker.rate_limit import install
 
     install()
     return platform_lab
 
 
 def _send_snapshot(client_id: str, platform: str, ids: list[str]) -> None:
-    from worker.analytics import SNAPSHOT_TASK
-    from worker.app import app
+    from mcmp.worker.analytics.snapshots import SNAPSHOT_TASK
+    from mcmp.worker.app import app
 
     app.send_task(SNAPSHOT_TASK, args=[client_id, platform, ids])
 
@@ -49,7 +49,7 @@ def _records(db: Any, post_id: str) -> list[dict[str, Any]]:
 def test_published_posts_get_one_record_per_slot_even_with_duplicated_tasks(
     env, db, fast_slots, make_client, make_account, make_post, start_worker, start_dispatcher
 ):
-    from worker.analytics import plan_due
+    from mcmp.worker.analytics.snapshots import plan_due
 
     lab = fast_slots
     client = make_client()
@@ -113,7 +113,7 @@ def test_published_posts_get_one_record_per_slot_even_with_duplicated_tasks(
 def test_an_expired_account_pauses_snapshots_until_it_is_connected_again(
     env, db, fast_slots, make_client, make_account
 ):
-    from worker.analytics import plan_due, snapshot_batch
+    from mcmp.worker.analytics.snapshots import plan_due, snapshot_batch
 
     lab = fast_slots
     client = make_client()

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from connectors.errors import ValidationError
-from connectors.types import MediaItem
-from tests.services import wait_until
-from worker import media_checks
-from worker.content import build_content, media_for
-from worker.media_checks import MB, MediaLimits, check_media, media_problems
+from mcmp.connectors.errors import ValidationError
+from mcmp.connectors.media import MB, MediaLimits, check_media, media_problems
+from mcmp.connectors.types import MediaItem
+from mcmp.devstack import wait_until
+from mcmp.worker.publishing import media_checks
+from mcmp.worker.publishing.content import build_content, media_for
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 2048 + b"\xff\xd9"
 

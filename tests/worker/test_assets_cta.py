@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from connectors.errors import ValidationError
-from tests.services import wait_until
-from worker.content import build_content
+from mcmp.connectors.errors import ValidationError
+from mcmp.devstack import wait_until
+from mcmp.worker.publishing.content import build_content
 
 TEMPLATES = [
     {"_id": ObjectId(), "label": "Book", "text": "Book your table tonight."},

@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from tests.services import wait_until
+from mcmp.devstack import wait_until
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from tests.services import wait_until
-from worker import campaign_bounds
+from mcmp.devstack import wait_until
+from mcmp.worker.publishing import campaign_bounds
 
 
 def _campaign(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bson import ObjectId
 
-from tests.services import wait_until
+from mcmp.devstack import wait_until
 
 
 def post_of(db, post):
@@ -120,7 +120,7 @@ def test_resending_the_task_of_a_published_delivery_publishes_nothing(
     wait_until(lambda: post_of(db, post)["status"] == "published", 30)
     delivery = db.deliveries.find_one({"postId": str(post["_id"])})
 
-    from worker.app import create_app
+    from mcmp.worker.app import create_app
 
     celery = create_app()  # a fresh app bound to this test's broker, as Flower would be
     # Flower re-sends the original message: with the dispatcher's claim hint, and without it.
@@ -210,17 +210,15 @@ def test_processes_wait_for_mongodb_and_redis_then_work(
     procs,
     tmp_path,
 ):
-    from models.db import embedded_uri
-    from tests.chaos.harness import PrivateRedis
-    from tests.services import free_port, start_secantus
+    from mcmp.devstack import PrivateRedis, embedded_uri, free_port, start_secantus
 
     mongo_port = free_port()
     private = PrivateRedis(tmp_path / "redis")
     late_env = dict(env, MCMP_MONGODB_URI=embedded_uri(mongo_port, "late"), MCMP_REDIS_URL=private.url)
     import sys
 
-    worker = procs("late-worker", [sys.executable, "-m", "worker.cli", "worker", "-c", "1"], late_env)
-    dispatcher = procs("late-dispatcher", [sys.executable, "-m", "worker.cli", "dispatcher"], late_env)
+    worker = procs("late-worker", [sys.executable, "-m", "mcmp.cli", "worker", "-c", "1"], late_env)
+    dispatcher = procs("late-dispatcher", [sys.executable, "-m", "mcmp.cli", "dispatcher"], late_env)
     wait_until(
         lambda: "waiting for MongoDB" in worker.log_text() and "waiting for MongoDB" in dispatcher.log_text(),
         30,

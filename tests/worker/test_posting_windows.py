@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.posting_windows import (
+from mcmp.worker.scheduling.posting_windows import (
     PostingWindowError,
     Slot,
     Window,

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.services import ROOT, wait_until
-from worker.posting_windows import (
+from mcmp.devstack import wait_until
+from mcmp.worker.scheduling.posting_windows import (
     PostingWindowError,
     PostNotQueueable,
     queue_flagged_posts,
     queue_post,
     release_slots,
 )
+from tests import ROOT
 
 PARIS_TUESDAY = [{"_id": "w1", "dayOfWeek": 2, "start": "09:00", "end": "17:00"}]
 MONDAY = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)  # the Tuesday after is 2026-03-31 (CEST)
@@ -31,7 +32,7 @@ def approved(make_post: Callable[..., dict[str, Any]]) -> Callable[..., dict[str
     def make(client: dict[str, Any], platforms: list[str], **fields: Any) -> dict[str, Any]:
         fields = {"status": "approved", "statusHistory": [], **fields}
         post = make_post(client, platforms, **fields)
-        from models import Post
+        from mcmp.models import Post
 
         Post._get_collection().update_one({"_id": post["_id"]}, {"$unset": {"scheduleTime": ""}})
         return post
@@ -120,8 +121,8 @@ def test_release_slots_frees_the_minute(db, make_client, approved) -> None:
 _WORKER = """
 import json, sys
 from datetime import datetime
-from models.db import connect
-from worker.posting_windows import queue_post
+from mcmp.models.db import connect
+from mcmp.worker.scheduling.posting_windows import queue_post
 connect(sys.argv[1])
 now = datetime.fromisoformat(sys.argv[2])
 print(json.dumps([queue_post(p, now=now).isoformat() for p in json.loads(sys.argv[3])]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.services import wait_until
+from mcmp.devstack import wait_until
 
 
 def _post(db, post_id):

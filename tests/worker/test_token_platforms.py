@@ -1,4 +1,4 @@
-"""Refresh per platform through ``worker.tokens`` and the real simulators (over HTTP): what ends
+"""Refresh per platform through ``mcmp.worker.accounts.tokens`` and the real simulators (over HTTP): what ends
 up stored is what a user relies on — a new sealed token, the right expiry, the refresh token kept."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ pytestmark = pytest.mark.platforms("facebook", "instagram", "google-business", "
 
 @pytest.fixture
 def lab_env(platform_lab: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from config import reset_settings
-    from connectors import registry
+    from mcmp.config import reset_settings
+    from mcmp.connectors import registry
 
     gbp = platform_lab.env["MCMP_GOOGLE_BUSINESS__BASE_URL"]
     values = {
@@ -36,13 +36,13 @@ def lab_env(platform_lab: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _doc(account: dict[str, Any]) -> Any:
-    from models import IntegrationAccount
+    from mcmp.models import IntegrationAccount
 
     return IntegrationAccount.objects(pk=account["_id"]).first()
 
 
 def _open(value: str) -> str:
-    from worker import secrets
+    from mcmp.worker.accounts import secrets
 
     assert value.startswith("mcmpenc:v1:")
     return secrets.reveal(value)
@@ -60,7 +60,7 @@ def _register(lab: Any, platform: str, token: str, expires_in: float | None) -> 
 def test_graph_long_lived_exchange_and_page_tokens_that_never_expire(
     lab_env, db, make_client, make_account, platform
 ):
-    from worker import tokens
+    from mcmp.worker.accounts import tokens
 
     client = make_client()
     _register(lab_env, platform, "EAAB-user-short", 120)
@@ -89,7 +89,7 @@ def test_graph_long_lived_exchange_and_page_tokens_that_never_expire(
 
 
 def test_graph_190_on_exchange_expires_the_account(lab_env, db, make_client, make_account):
-    from worker import tokens
+    from mcmp.worker.accounts import tokens
 
     requests.post(
         f"{lab_env.sims['facebook'].base_url}/_sim/tokens",
@@ -107,7 +107,7 @@ def test_graph_190_on_exchange_expires_the_account(lab_env, db, make_client, mak
 
 
 def test_google_oauth_refresh_keeps_the_refresh_token(lab_env, db, make_client, make_account):
-    from worker import tokens
+    from mcmp.worker.accounts import tokens
 
     account = make_account(
         make_client(),
@@ -130,7 +130,7 @@ def test_google_oauth_refresh_keeps_the_refresh_token(lab_env, db, make_client, 
 
 
 def test_website_secrets_do_not_expire(lab_env, db, make_client, make_account):
-    from worker import tokens
+    from mcmp.worker.accounts import tokens
 
     client = make_client()
     account = make_account(client, "website", **lab_env.account_fields("website", client))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.services import wait_until
+from mcmp.devstack import wait_until
 
 pytestmark = pytest.mark.platforms("linkedin")
 ORG = "urn:li:organization:2414183"
@@ -29,8 +29,8 @@ def _now() -> datetime:
 @pytest.fixture
 def li_env(platform_lab: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment of the workers, also applied to this process (for in-process checks)."""
-    from config import reset_settings
-    from connectors import registry
+    from mcmp.config import reset_settings
+    from mcmp.connectors import registry
 
     base = platform_lab.env["MCMP_LINKEDIN__BASE_URL"]
     env = dict(
@@ -70,7 +70,7 @@ def _all_published(db: Any, post_ids: list[Any]) -> bool:
 
 
 def _open(stored: str) -> str:
-    from worker import secrets
+    from mcmp.worker.accounts import secrets
 
     return secrets.reveal(stored)
 
@@ -219,8 +219,8 @@ def test_transient_refresh_failures_never_expire_the_account(
 def test_a_reconnect_during_a_refresh_is_never_overwritten(
     li_env, db, platform_lab, make_client, make_account
 ):
-    from models import IntegrationAccount
-    from worker import tokens
+    from mcmp.models import IntegrationAccount
+    from mcmp.worker.accounts import tokens
 
     sim = _sim(platform_lab)
     sim.faults([], latency_ms=1500)  # the token endpoint answers slowly
@@ -302,7 +302,7 @@ def test_admin_refresh_action_is_carried_out_by_a_worker(
     li_env, db, platform_lab, make_client, make_account, start_worker
 ):
     """The admin API's refresh action (same enqueue code) refreshes a token that is not yet due."""
-    from api.tasks import TOKEN_REFRESH_TASK, enqueue
+    from mcmp.api.tasks import TOKEN_REFRESH_TASK, enqueue
 
     client = make_client()
     account = _account(make_account, client, expiresAt=_now() + timedelta(days=30))

@@ -13,11 +13,12 @@ from typing import Any
 from bson import ObjectId
 from cryptography.fernet import Fernet, InvalidToken
 
-from tests.services import ROOT, spawn, wait_until
-from worker.crypto import PREFIX
+from mcmp.devstack import spawn, wait_until
+from mcmp.worker.accounts.crypto import PREFIX
+from tests import ROOT
 
 ACCOUNTS = 1000
-MCMP = [sys.executable, "-m", "worker.cli"]
+MCMP = [sys.executable, "-m", "mcmp.cli"]
 
 
 def _seal(fernet: Fernet, plain: str) -> str:
@@ -131,8 +132,8 @@ def test_a_wrong_key_is_a_clear_error_and_never_overwrites(env, db, make_client,
     assert f"account {account['_id']}" in result.stderr and "li-test-foreign" not in result.stderr
     assert db.integrationaccounts.find_one({"_id": account["_id"]})["accessToken"] == sealed
 
-    from models import IntegrationAccount
-    from worker import tokens
+    from mcmp.models import IntegrationAccount
+    from mcmp.worker.accounts import tokens
 
     fresh = tokens.ensure_fresh(IntegrationAccount.objects(pk=account["_id"]).first())
     assert fresh.outcome is tokens.Outcome.KEY_ERROR and fresh.credentials is None

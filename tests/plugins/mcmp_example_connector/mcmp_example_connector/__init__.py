@@ -1,7 +1,7 @@
 """A third-party connector: posts to any HTTP endpoint that speaks the MCMP signed webhook.
 
 It lives outside the core packages and is found only through its entry point; it uses just the
-public connector contracts (``connectors.errors``, ``connectors.types``). ``metadata.reject``
+public connector contracts (``mcmp.connectors.errors``, ``mcmp.connectors.types``). ``metadata.reject``
 makes it refuse posts permanently, which tests use to produce a partial failure.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import requests
 
-from connectors.errors import AmbiguousError, AuthError, PermanentError, RetryableError, ValidationError
-from connectors.types import (
+from mcmp.connectors.errors import AmbiguousError, AuthError, PermanentError, RetryableError, ValidationError
+from mcmp.connectors.types import (
     Credentials,
     MetricsRef,
     MetricsSnapshot,
@@ -24,7 +24,7 @@ from connectors.types import (
     PublishResult,
     TokenGrant,
 )
-from connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
 
 
 class EchoConnector:

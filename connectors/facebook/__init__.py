@@ -1,8 +1,0 @@
-"""The ``facebook`` platform: Page posts (text, link, photos) through the Graph API via facebook-sdk."""
-
-from __future__ import annotations
-
-from connectors.facebook.classify import classify
-from connectors.facebook.connector import FacebookConnector
-
-__all__ = ["FacebookConnector", "classify"]

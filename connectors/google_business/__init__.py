@@ -1,8 +1,0 @@
-"""The ``google-business`` platform (module ``google_business``): Business Profile local posts."""
-
-from __future__ import annotations
-
-from connectors.google_business.classify import classify
-from connectors.google_business.connector import GoogleBusinessConnector
-
-__all__ = ["GoogleBusinessConnector", "classify"]

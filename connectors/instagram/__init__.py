@@ -1,8 +1,0 @@
-"""The ``instagram`` platform: feed images, reels and carousels via the Graph API container flow."""
-
-from __future__ import annotations
-
-from connectors.instagram.classify import classify, container_error
-from connectors.instagram.connector import InstagramConnector
-
-__all__ = ["InstagramConnector", "classify", "container_error"]

@@ -1,8 +1,0 @@
-"""The ``linkedin`` platform: organic posts via LinkedIn's versioned REST API."""
-
-from __future__ import annotations
-
-from connectors.linkedin.classify import classify
-from connectors.linkedin.connector import LinkedInConnector
-
-__all__ = ["LinkedInConnector", "classify"]

@@ -1,0 +1,60 @@
+"""The admin API application: versioned routes under ``/v1``, OpenAPI at ``/openapi.json``.
+
+``create_app()`` does not connect to anything: the caller (``mcmp api`` via
+:func:`mcmp.worker.runtime.bootstrap`, or a test fixture) has connected mongoengine already.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from mcmp.api import problems
+from mcmp.api.routes import accounts, analytics, health, posts, stats
+
+API_VERSION = "1.0.0"
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="MCMP Publisher admin API",
+        version=API_VERSION,
+        description=(
+            "Operate the publisher: posts and their per-platform deliveries (retry, cancel, "
+            "reschedule), integration accounts (tokens never shown), analytics, queue stats. "
+            "Authenticate with `X-API-Key` (`mcmp apikey create`); a key sees only its tenants. "
+            "Errors are RFC 9457 `application/problem+json`."
+        ),
+    )
+    problems.install(app)
+    for module in (health, posts, accounts, analytics, stats):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with every 4xx/5xx documented as ``application/problem+json``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                if status[0] in "45":
+                    response["content"] = {problems.MEDIA_TYPE: {"schema": problem_ref}}
+            operation.get("responses", {}).setdefault(
+                "500",
+                {
+                    "description": "Internal Server Error",
+                    "content": {problems.MEDIA_TYPE: {"schema": problem_ref}},
+                },
+            )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    app.openapi_schema = schema
+    return schema

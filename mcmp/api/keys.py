@@ -1,0 +1,60 @@
+"""Creating, revoking and checking admin-API keys (the plaintext exists only when created)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from mcmp.models import ApiKey
+from mcmp.models.base import utcnow
+
+KEY_PREFIX = "mcmp_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: str  # shown once
+    api_key: ApiKey
+
+
+def create_key(
+    name: str, client_ids: list[str] | None = None, all_tenants: bool = False, user_id: str | None = None
+) -> CreatedKey:
+    """A new key scoped to ``client_ids`` (or every tenant); refuses a key that could see nothing."""
+    client_ids = [c for c in dict.fromkeys(client_ids or []) if c]
+    if not all_tenants and not client_ids:
+        raise ValueError("give at least one --client, or --all-tenants")
+    if all_tenants and client_ids:
+        raise ValueError("--all-tenants and --client are exclusive")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    doc = ApiKey(
+        name=name,
+        prefix=key[:12],
+        key_hash=hash_key(key),
+        client_ids=client_ids,
+        all_tenants=all_tenants,
+        user_id=user_id,
+    ).save()
+    return CreatedKey(key, doc)
+
+
+def revoke_key(name_or_prefix: str) -> int:
+    """Revoke every active key with this name or prefix; returns how many."""
+    now = utcnow()
+    query = {"$or": [{"name": name_or_prefix}, {"prefix": name_or_prefix}], "revokedAt": None}
+    return (
+        ApiKey._get_collection()
+        .update_many(query, {"$set": {"revokedAt": now, "updatedAt": now}})
+        .modified_count
+    )
+
+
+def find_active(key: str) -> ApiKey | None:
+    if not key.startswith(KEY_PREFIX):
+        return None
+    return ApiKey.objects(key_hash=hash_key(key), revoked_at=None).first()

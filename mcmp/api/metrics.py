@@ -1,0 +1,67 @@
+"""``/metrics``: this process's metrics (or every process's, in multiprocess mode) + backlog gauges.
+
+* With ``PROMETHEUS_MULTIPROC_DIR`` set, the counters of every process writing to that directory
+  (Celery prefork children of a worker on the same host/volume, the API itself) are aggregated
+  by prometheus_client's ``MultiProcessCollector``. The directory is read at scrape time, so it
+  works whatever the environment was when prometheus_client was imported.
+* Without it, the API's own default registry is served.
+* Backlog gauges are computed at scrape time from MongoDB (all tenants): they describe shared
+  state, not a process, so they must not come from any one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+
+class BacklogCollector(Collector):
+    """Delivery queue gauges from MongoDB, computed when Prometheus scrapes."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from mcmp.api.routes.stats import queue_stats
+
+        try:
+            stats = queue_stats({})
+        except Exception as exc:  # a scrape during a MongoDB outage still returns process metrics
+            log.warning("backlog gauges unavailable: %s", type(exc).__name__)
+            return
+        backlog = GaugeMetricFamily(
+            "mcmp_delivery_backlog", "Deliveries by queue position", labels=["position"]
+        )
+        for position, value in (
+            ("due", stats.dueBacklog),
+            ("queued", stats.queued),
+            ("in_flight", stats.inFlight),
+            ("retry_waiting", stats.retryWaiting),
+            ("waiting_auth", stats.waitingAuth),
+        ):
+            backlog.add_metric([position], value)
+        yield backlog
+        yield GaugeMetricFamily(
+            "mcmp_delivery_oldest_due_age_seconds",
+            "Age of the oldest due pending delivery (0 when none)",
+            value=stats.oldestDueAgeSeconds or 0.0,
+        )
+
+
+def render() -> bytes:
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and os.path.isdir(path):
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes, path=path)
+        base = generate_latest(processes)
+    else:
+        base = generate_latest(REGISTRY)
+    backlog = CollectorRegistry()
+    backlog.register(BacklogCollector())
+    return base + generate_latest(backlog)

@@ -1,0 +1,124 @@
+"""Integration accounts: listed without their tokens, refreshed by a task, given a new token.
+
+Tokens never leave the database through the API, not even a prefix: the response model has no
+field for them, only ``hasAccessToken`` / ``hasRefreshToken``. The refresh action enqueues the
+token task with the account id (the API never calls a platform).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from mcmp.api.deps import TenantScopeDep, object_id
+from mcmp.api.pagination import CursorParam, LimitParam, page
+from mcmp.api.problems import not_found, responses
+from mcmp.api.schemas import AccountOut, AccountPage, TaskOut, TokenIn, utc
+from mcmp.api.tasks import TOKEN_REFRESH_TASK, enqueue
+from mcmp.models import IntegrationAccount
+from mcmp.worker import services as operations
+
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=responses(401, 404, 422))
+
+
+def _account(doc: dict[str, Any], has_access: bool, has_refresh: bool) -> AccountOut:
+    auth_error = (doc.get("metadata") or {}).get("authError")
+    return AccountOut(
+        id=str(doc["_id"]),
+        clientId=str(doc.get("clientId")),
+        platform=str(doc.get("platform")),
+        accountName=None if doc.get("accountName") is None else str(doc.get("accountName")),
+        externalAccountId=None if doc.get("externalAccountId") is None else str(doc.get("externalAccountId")),
+        status=None if doc.get("status") is None else str(doc.get("status")),
+        expiresAt=utc(doc.get("expiresAt")),
+        hasAccessToken=has_access,
+        hasRefreshToken=has_refresh,
+        authError=None if auth_error is None else str(auth_error),
+    )
+
+
+def _token_flags(ids: list[Any]) -> dict[Any, tuple[bool, bool]]:
+    """Which accounts have tokens, without reading the tokens (an ``$exists`` count per kind)."""
+    coll = IntegrationAccount._get_collection()
+    access = {
+        d["_id"] for d in coll.find({"_id": {"$in": ids}, "accessToken": {"$nin": [None, ""]}}, {"_id": 1})
+    }
+    refresh = {
+        d["_id"] for d in coll.find({"_id": {"$in": ids}, "refreshToken": {"$nin": [None, ""]}}, {"_id": 1})
+    }
+    return {i: (i in access, i in refresh) for i in ids}
+
+
+# Everything but the secrets: tokens are not even read into the API process.
+_FIELDS = {
+    k: 1
+    for k in (
+        "clientId",
+        "platform",
+        "accountName",
+        "externalAccountId",
+        "status",
+        "expiresAt",
+        "metadata.authError",
+    )
+}
+
+
+@router.get("", response_model=AccountPage, summary="List integration accounts (tokens never shown)")
+def list_accounts(
+    scope: TenantScopeDep,
+    client_id: Annotated[str | None, Query(alias="clientId", max_length=64)] = None,
+    platform: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = 50,
+) -> AccountPage:
+    query = scope.query(client_id)
+    if platform is not None:
+        query["platform"] = platform
+    docs, next_cursor = page(IntegrationAccount._get_collection(), query, cursor, limit, _FIELDS)
+    flags = _token_flags([d["_id"] for d in docs])
+    return AccountPage(items=[_account(d, *flags[d["_id"]]) for d in docs], nextCursor=next_cursor)
+
+
+def _load(account_id: str, scope: TenantScopeDep) -> dict[str, Any]:
+    doc = IntegrationAccount._get_collection().find_one(
+        {"_id": object_id(account_id, "account"), **scope.query()}, _FIELDS
+    )
+    if doc is None:
+        raise not_found("account")
+    return doc
+
+
+@router.get(
+    "/{account_id}", response_model=AccountOut, summary="One integration account (tokens never shown)"
+)
+def get_account(account_id: str, scope: TenantScopeDep) -> AccountOut:
+    doc = _load(account_id, scope)
+    return _account(doc, *_token_flags([doc["_id"]])[doc["_id"]])
+
+
+@router.post(
+    "/{account_id}/refresh",
+    response_model=TaskOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(503),
+    summary="Enqueue a token refresh for this account",
+)
+def refresh_account(account_id: str, scope: TenantScopeDep) -> TaskOut:
+    doc = _load(account_id, scope)
+    return enqueue(TOKEN_REFRESH_TASK, str(doc["_id"]))
+
+
+@router.put(
+    "/{account_id}/token", response_model=AccountOut, summary="Store a new token (account becomes connected)"
+)
+def put_token(account_id: str, body: TokenIn, scope: TenantScopeDep) -> AccountOut:
+    doc = operations.store_token(
+        account_id,
+        scope.query(),
+        body.accessToken,
+        refresh_token=body.refreshToken,
+        expires_at=body.expiresAt,
+    )
+    return _account(doc, bool(doc.get("accessToken")), bool(doc.get("refreshToken")))

@@ -1,0 +1,119 @@
+"""Campaign analytics totals and the analytics backfill (start + progress).
+
+Totals use each (post, platform)'s **latest** snapshot: records are snapshots over time
+(+1 h, +6 h, …), so summing all of them would count a post several times. They are read with
+ONE aggregation over ``posts`` (the campaign's posts carry ``campaignId``; records do not):
+``$lookup`` of each post's records by its id string, newest first, ``$first`` per
+(post, platform), then per-platform sums — works on SecantusDB and ``mongod`` alike and costs
+O(records of the campaign's posts), served by the ``postId`` index of ``analyticsrecords``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from mcmp.api.backfill import service
+from mcmp.api.deps import TenantScopeDep, object_id
+from mcmp.api.problems import not_found, responses
+from mcmp.api.schemas import BackfillIn, BackfillOut, CampaignAnalyticsOut, MetricTotals, utc
+from mcmp.models import Campaign, Post
+
+router = APIRouter(prefix="/v1", tags=["analytics"], responses=responses(401, 404, 422))
+
+METRICS = tuple(MetricTotals.model_fields)
+
+
+@router.get(
+    "/campaigns/{campaign_id}/analytics",
+    response_model=CampaignAnalyticsOut,
+    summary="Campaign totals from the latest snapshot of each post and platform",
+)
+def campaign_analytics(campaign_id: str, scope: TenantScopeDep) -> CampaignAnalyticsOut:
+    campaign = Campaign._get_collection().find_one(
+        {"_id": object_id(campaign_id, "campaign"), **scope.query()}, {"clientId": 1}
+    )
+    if campaign is None:
+        raise not_found("campaign")
+    client_id = str(campaign["clientId"])
+    per_platform = list(Post._get_collection().aggregate(campaign_totals_pipeline(client_id, campaign_id)))
+    totals = dict.fromkeys(METRICS, 0)
+    by_platform: dict[str, dict[str, int]] = {}
+    posts: set[str] = set()
+    for row in per_platform:
+        bucket = by_platform.setdefault(str(row["_id"]), dict.fromkeys(METRICS, 0))
+        posts.update(row.get("postIds") or [])
+        for m in METRICS:
+            value = _int(row.get(m))
+            totals[m] += value
+            bucket[m] += value
+    return CampaignAnalyticsOut(
+        campaignId=campaign_id,
+        clientId=client_id,
+        posts=len(posts),
+        totals=MetricTotals(**totals),
+        byPlatform={p: MetricTotals(**v) for p, v in sorted(by_platform.items())},
+    )
+
+
+def campaign_totals_pipeline(client_id: str, campaign_id: str) -> list[dict[str, Any]]:
+    """Per platform: sums of the latest snapshot of each (post, platform) of the campaign."""
+    first = {m: {"$first": {"$ifNull": [f"$r.metrics.{m}", 0]}} for m in METRICS}
+    return [
+        {"$match": {"clientId": client_id, "campaignId": campaign_id}},
+        {"$project": {"pid": {"$toString": "$_id"}}},
+        {"$lookup": {"from": "analyticsrecords", "localField": "pid", "foreignField": "postId", "as": "r"}},
+        {"$unwind": "$r"},
+        {"$match": {"r.clientId": client_id}},
+        {"$sort": {"r.fetchedAt": -1}},
+        {"$group": {"_id": {"post": "$pid", "platform": "$r.platform"}, **first}},
+        {
+            "$group": {
+                "_id": "$_id.platform",
+                "postIds": {"$addToSet": "$_id.post"},
+                **{m: {"$sum": f"${m}"} for m in METRICS},
+            }
+        },
+    ]
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _job(job: Any) -> BackfillOut:
+    return BackfillOut(
+        id=str(job.get("id") or job.get("_id")),
+        clientId=str(job.get("clientId")),
+        platform=job.get("platform"),
+        since=utc(job.get("since")),
+        status=str(job.get("status")),
+        done=_int(job.get("done")),
+        total=job.get("total") if isinstance(job.get("total"), int) else None,
+        detail={
+            k: v for k, v in (job.get("detail") or {}).items() if isinstance(v, str | int | float | bool)
+        },
+    )
+
+
+@router.post(
+    "/analytics/backfills",
+    response_model=BackfillOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(503),
+    summary="Start an analytics backfill for a client (optionally one platform)",
+)
+def start_backfill(body: BackfillIn, scope: TenantScopeDep) -> BackfillOut:
+    scope.query(body.clientId)  # 404 outside the key's tenants
+    return _job(service().start(body.clientId, body.since, body.platform))
+
+
+@router.get(
+    "/analytics/backfills/{backfill_id}", response_model=BackfillOut, summary="Progress of a backfill"
+)
+def get_backfill(backfill_id: str, scope: TenantScopeDep) -> BackfillOut:
+    job = service().get(backfill_id, scope.query())
+    if job is None:
+        raise not_found("backfill")
+    return _job(job)

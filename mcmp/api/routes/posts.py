@@ -1,0 +1,168 @@
+"""Posts with their per-platform deliveries, and the operator actions on them.
+
+Actions call :mod:`mcmp.worker.services` (the only path to delivery transitions). Retrying a post
+with nothing failed or cancelled answers **409** ``urn:mcmp:problem:nothing-to-retry`` rather
+than 200: the caller asked for a re-publication that will not happen, and says which state
+each platform is in — a published delivery is never published again.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from mcmp.api.deps import ApiKeyDep, TenantScopeDep, object_id
+from mcmp.api.pagination import CursorParam, LimitParam, page
+from mcmp.api.problems import not_found, responses
+from mcmp.api.schemas import (
+    DeliveryOut,
+    OperationOut,
+    PlatformIn,
+    PostOut,
+    PostPage,
+    RescheduleIn,
+    StatusChangeOut,
+    utc,
+)
+from mcmp.models import Post, PostStatus
+from mcmp.worker import services as operations
+from mcmp.worker.publishing import delivery_states
+
+router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=responses(401, 404, 422))
+
+_PROJECTION = {
+    "clientId": 1,
+    "campaignId": 1,
+    "title": 1,
+    "status": 1,
+    "platforms": 1,
+    "scheduleTime": 1,
+    "lastError": 1,
+    "platformPostIds": 1,
+    "statusHistory": 1,
+}
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _delivery(d: dict[str, Any]) -> DeliveryOut:
+    return DeliveryOut(
+        platform=str(d.get("platform")),
+        state=str(d.get("state")),
+        attempt=int(d.get("attempt") or 0),
+        lastError=_str(d.get("lastError")),
+        errorClass=_str(d.get("errorClass")),
+        platformPostId=_str(d.get("platformPostId")),
+        dueAt=utc(d.get("dueAt")),
+        publishedAt=utc(d.get("publishedAt")),
+    )
+
+
+def _post(doc: dict[str, Any], deliveries: list[dict[str, Any]]) -> PostOut:
+    ids = doc.get("platformPostIds") or {}
+    history = [h for h in doc.get("statusHistory") or [] if isinstance(h, dict)]
+    return PostOut(
+        id=str(doc["_id"]),
+        clientId=str(doc.get("clientId")),
+        campaignId=_str(doc.get("campaignId")),
+        title=_str(doc.get("title")),
+        status=_str(doc.get("status")),
+        platforms=[str(p) for p in doc.get("platforms") or []],
+        scheduleTime=utc(doc.get("scheduleTime")),
+        lastError=_str(doc.get("lastError")),
+        platformPostIds={k: str(v) for k, v in ids.items() if k != "_id" and v is not None}
+        if isinstance(ids, dict)
+        else {},
+        statusHistory=[
+            StatusChangeOut(
+                at=utc(h.get("at")),
+                fromStatus=_str(h.get("fromStatus")),
+                toStatus=_str(h.get("toStatus")),
+                byUserId=_str(h.get("byUserId")),
+                note=_str(h.get("note")),
+            )
+            for h in history
+        ],
+        deliveries=[_delivery(d) for d in sorted(deliveries, key=lambda d: str(d.get("platform")))],
+    )
+
+
+def _deliveries_of(post_ids: list[str], scope_query: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {p: [] for p in post_ids}
+    for d in delivery_states.deliveries().find({"postId": {"$in": post_ids}, **scope_query}):
+        out.setdefault(d["postId"], []).append(d)
+    return out
+
+
+@router.get("", response_model=PostPage, summary="List posts (newest first) with their deliveries")
+def list_posts(
+    scope: TenantScopeDep,
+    client_id: Annotated[str | None, Query(alias="clientId", max_length=64)] = None,
+    status: Annotated[PostStatus | None, Query()] = None,
+    campaign_id: Annotated[str | None, Query(alias="campaignId", max_length=64)] = None,
+    cursor: CursorParam = None,
+    limit: LimitParam = 50,
+) -> PostPage:
+    query = scope.query(client_id)
+    if status is not None:
+        query["status"] = status.value
+    if campaign_id is not None:
+        query["campaignId"] = campaign_id
+    docs, next_cursor = page(Post._get_collection(), query, cursor, limit, _PROJECTION)
+    deliveries = _deliveries_of([str(d["_id"]) for d in docs], scope.query())
+    return PostPage(items=[_post(d, deliveries[str(d["_id"])]) for d in docs], nextCursor=next_cursor)
+
+
+@router.get("/{post_id}", response_model=PostOut, summary="One post with its per-platform delivery state")
+def get_post(post_id: str, scope: TenantScopeDep) -> PostOut:
+    doc = Post._get_collection().find_one({"_id": object_id(post_id, "post"), **scope.query()}, _PROJECTION)
+    if doc is None:
+        raise not_found("post")
+    return _post(doc, _deliveries_of([post_id], scope.query())[post_id])
+
+
+def _out(result: operations.OperationResult) -> OperationOut:
+    return OperationOut(
+        postId=result.post_id, status=result.status, platforms=result.platforms, note=result.note
+    )
+
+
+@router.post(
+    "/{post_id}/retry",
+    response_model=OperationOut,
+    responses=responses(409),
+    summary="Retry the failed/cancelled platforms of a post (or one platform) now",
+)
+def retry_post(
+    post_id: str, caller: ApiKeyDep, scope: TenantScopeDep, body: Annotated[PlatformIn | None, Body()] = None
+) -> OperationOut:
+    platform = body.platform if body else None
+    return _out(operations.retry(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
+
+
+@router.post(
+    "/{post_id}/cancel",
+    response_model=OperationOut,
+    responses=responses(409),
+    summary="Cancel a scheduled post (back to approved) or one of its platforms",
+)
+def cancel_post(
+    post_id: str, caller: ApiKeyDep, scope: TenantScopeDep, body: Annotated[PlatformIn | None, Body()] = None
+) -> OperationOut:
+    platform = body.platform if body else None
+    return _out(operations.cancel(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
+
+
+@router.post(
+    "/{post_id}/reschedule",
+    response_model=OperationOut,
+    responses=responses(409),
+    summary="Move a scheduled, approved or failed post to a future time",
+)
+def reschedule_post(
+    post_id: str, body: RescheduleIn, caller: ApiKeyDep, scope: TenantScopeDep
+) -> OperationOut:
+    return _out(operations.reschedule(post_id, scope.query(), body.scheduleTime, by_user_id=caller.actor))

@@ -1,0 +1,165 @@
+"""Response and request models of the admin API, separate from the documents.
+
+Field names are the seed's camelCase (what the frontend already reads). An account's tokens
+have no field here at all, so no route can leak them by accident; only whether one is stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from mcmp.models.base import as_utc
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- health ---------------------------------------------------------------------------------
+class Liveness(Model):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(Model):
+    status: Literal["ready"]
+    mongodb: Literal["ok"]
+    redis: Literal["ok"]
+    workers: int = Field(description="Celery workers that answered a ping (informational)")
+
+
+# --- posts ----------------------------------------------------------------------------------
+class DeliveryOut(Model):
+    platform: str
+    state: str
+    attempt: int
+    lastError: str | None = None
+    errorClass: str | None = None
+    platformPostId: str | None = None
+    dueAt: datetime | None = None
+    publishedAt: datetime | None = None
+
+
+class StatusChangeOut(Model):
+    at: datetime | None = None
+    fromStatus: str | None = None
+    toStatus: str | None = None
+    byUserId: str | None = None
+    note: str | None = None
+
+
+class PostOut(Model):
+    id: str
+    clientId: str
+    campaignId: str | None = None
+    title: str | None = None
+    status: str | None = None
+    platforms: list[str]
+    scheduleTime: datetime | None = None
+    lastError: str | None = None
+    platformPostIds: dict[str, str]
+    statusHistory: list[StatusChangeOut]
+    deliveries: list[DeliveryOut]
+
+
+class PostPage(Model):
+    items: list[PostOut]
+    nextCursor: str | None = Field(None, description="Pass as `cursor` for the next page; null at the end")
+
+
+class PlatformIn(Model):
+    platform: str | None = Field(None, description="Only this platform of the post (default: all)")
+
+
+class RescheduleIn(Model):
+    scheduleTime: AwareDatetime = Field(description="New time, with an offset, in the future")
+
+
+class OperationOut(Model):
+    postId: str
+    status: str
+    platforms: list[str]
+    note: str
+
+
+# --- accounts -------------------------------------------------------------------------------
+class AccountOut(Model):
+    id: str
+    clientId: str
+    platform: str
+    accountName: str | None = None
+    externalAccountId: str | None = None
+    status: str | None = None
+    expiresAt: datetime | None = None
+    hasAccessToken: bool
+    hasRefreshToken: bool
+    authError: str | None = None
+
+
+class AccountPage(Model):
+    items: list[AccountOut]
+    nextCursor: str | None = None
+
+
+class TokenIn(Model):
+    accessToken: str = Field(min_length=1, max_length=8192)
+    refreshToken: str | None = Field(None, min_length=1, max_length=8192)
+    expiresAt: AwareDatetime | None = None
+
+
+class TaskOut(Model):
+    taskId: str
+    task: str
+    args: list[str]
+
+
+# --- analytics ------------------------------------------------------------------------------
+class MetricTotals(Model):
+    impressions: int = 0
+    reach: int = 0
+    clicks: int = 0
+    likes: int = 0
+    comments: int = 0
+    shares: int = 0
+    saves: int = 0
+
+
+class CampaignAnalyticsOut(Model):
+    campaignId: str
+    clientId: str
+    posts: int = Field(description="Posts of the campaign with at least one snapshot")
+    totals: MetricTotals
+    byPlatform: dict[str, MetricTotals]
+
+
+class BackfillIn(Model):
+    clientId: str = Field(min_length=1, max_length=64)
+    since: AwareDatetime
+    platform: str | None = Field(None, min_length=1, max_length=64)
+
+
+class BackfillOut(Model):
+    id: str
+    clientId: str
+    platform: str | None = None
+    since: datetime | None = None
+    status: str
+    done: int = 0
+    total: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- stats ----------------------------------------------------------------------------------
+class QueueStats(Model):
+    dueBacklog: int = Field(description="pending deliveries whose dueAt has passed")
+    queued: int = Field(description="claimed, publish task on the broker")
+    inFlight: int
+    retryWaiting: int = Field(description="pending deliveries waiting for a retry/deferral time")
+    waitingAuth: int
+    oldestDueAgeSeconds: float | None = Field(description="age of the oldest due pending delivery")
+
+
+def utc(value: Any) -> datetime | None:
+    return as_utc(value) if isinstance(value, datetime) else None

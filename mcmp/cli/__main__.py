@@ -1,0 +1,3 @@
+from mcmp.cli.main import main
+
+main()

@@ -1,0 +1,278 @@
+"""The ``mcmp`` command: run the worker, dispatcher, beat, simulators and the dev stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="MCMP Publisher: exactly-once scheduled publishing.", no_args_is_help=True)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker processes/threads")] = 2,
+    pool: Annotated[str, typer.Option(help="prefork | threads | solo")] = "prefork",
+    queues: Annotated[str, typer.Option("--queues", "-Q")] = "publish,analytics,maintenance",
+    hostname: Annotated[str | None, typer.Option("--hostname", "-n")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics of all pool processes on this port")
+    ] = None,
+) -> None:
+    """Run a Celery worker (waits for MongoDB and Redis first)."""
+    if metrics_port is not None:
+        _serve_multiprocess_metrics(metrics_port)
+    from mcmp.worker.runtime import bootstrap
+
+    settings = bootstrap(wait=True)
+    from mcmp.worker.app import app as celery_app
+
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "--loglevel",
+        settings.log_level,
+        "-E",
+    ]
+    if hostname:
+        argv += ["-n", hostname]
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def dispatcher() -> None:
+    """Run a dispatcher loop (any number may run; claims are atomic)."""
+    from mcmp.worker.runtime import bootstrap
+    from mcmp.worker.scheduling.dispatcher import Dispatcher
+
+    bootstrap(wait=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Dispatcher().run_forever(stop)
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat for the periodic maintenance, token and analytics tasks."""
+    from mcmp.worker.runtime import bootstrap
+
+    settings = bootstrap(wait=True)
+    from mcmp.worker.app import app as celery_app
+
+    schedule = os.path.join(os.environ.get("MCMP_STATE_DIR", "."), "celerybeat-schedule")
+    celery_app.start(["beat", "--loglevel", settings.log_level, "-s", schedule])
+
+
+@app.command()
+def simulate(
+    platform: Annotated[str, typer.Argument(help="Platform name, e.g. website, google-business")],
+    port: int = 0,
+    latency_ms: float = 0.0,
+) -> None:
+    """Serve one platform simulator on a local port (prints its URL)."""
+    from mcmp.simulators import serve_forever, simulator_class
+
+    serve_forever(simulator_class(platform)(latency_ms=latency_ms), "127.0.0.1", port)
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[str, typer.Option(help="Where the embedded MongoDB keeps its data")] = ".mcmp",
+    demo_posts: Annotated[int, typer.Option(help="Demo posts to schedule in the next minute")] = 6,
+    api: Annotated[bool, typer.Option(help="Also start the admin API")] = True,
+) -> None:
+    """Start everything locally: embedded MongoDB, Redis, simulators, worker, dispatcher, API."""
+    from mcmp.cli.dev import run_dev
+
+    run_dev(data_dir=data_dir, demo_posts=demo_posts, with_api=api)
+
+
+def _serve_multiprocess_metrics(port: int) -> None:
+    """Prefork children count in their own processes: aggregate them through PROMETHEUS_MULTIPROC_DIR.
+
+    Must run before prometheus_client is imported (it picks its value store at import time).
+    Without the variable, a fresh private directory is used.
+    """
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="mcmp-metrics-")
+    os.makedirs(path, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    start_http_server(port, registry=registry)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Default: MCMP_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: MCMP_API_PORT")] = None,
+) -> None:
+    """Run the admin API (uvicorn; waits for MongoDB and Redis first)."""
+    import uvicorn
+
+    from mcmp.api.app import create_app
+    from mcmp.worker.runtime import bootstrap
+
+    settings = bootstrap(wait=True)
+    uvicorn.run(
+        create_app(),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=None,  # keep the structured JSON logging installed by bootstrap
+        proxy_headers=True,
+    )
+
+
+apikey_app = typer.Typer(
+    help="Admin API keys (stored hashed; the key is printed once).", no_args_is_help=True
+)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="A name to recognise the key by")],
+    client: Annotated[
+        list[str] | None, typer.Option("--client", help="Tenant (clientId); repeatable")
+    ] = None,
+    all_tenants: Annotated[bool, typer.Option("--all-tenants", help="Every tenant (operators)")] = False,
+    user_id: Annotated[str | None, typer.Option(help="Recorded as byUserId on status changes")] = None,
+) -> None:
+    """Create a key scoped to some tenants (or all) and print it once."""
+    from mcmp.api.keys import create_key
+    from mcmp.worker.runtime import bootstrap
+
+    bootstrap(wait=False)
+    try:
+        created = create_key(name, client or [], all_tenants=all_tenants, user_id=user_id)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(created.key)
+    scope = "all tenants" if all_tenants else ", ".join(client or [])
+    typer.echo(f"key {created.api_key.prefix}… for {scope}; store it now, it is not shown again", err=True)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name_or_prefix: Annotated[str, typer.Argument(help="Key name or prefix")]) -> None:
+    """Revoke active keys with this name or prefix."""
+    from mcmp.api.keys import revoke_key
+    from mcmp.worker.runtime import bootstrap
+
+    bootstrap(wait=False)
+    count = revoke_key(name_or_prefix)
+    typer.echo(f"revoked {count} key(s)")
+    if not count:
+        raise typer.Exit(1)
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Flower web port")] = 5555,
+    address: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+) -> None:
+    """Run Flower against the same broker as the workers (basic auth: MCMP_FLOWER_BASIC_AUTH=user:pass)."""
+    from mcmp.worker.app import app as celery_app
+
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if os.environ.get("MCMP_FLOWER_BASIC_AUTH"):  # an empty value would lock everyone out
+        argv.append(f"--basic-auth={os.environ['MCMP_FLOWER_BASIC_AUTH']}")
+    celery_app.start(argv)
+
+
+analytics_app = typer.Typer(help="Analytics snapshots and backfills.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
+
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
+@analytics_app.command("backfill")
+def analytics_backfill(
+    client: Annotated[str, typer.Option("--client", help="Client slug (or id)")],
+    since: Annotated[
+        datetime | None, typer.Option(formats=_DATE_FORMATS, help="Published on/after (UTC)")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(formats=_DATE_FORMATS, help="Published on/before (UTC)")
+    ] = None,
+    platform: Annotated[str | None, typer.Option(help="Only this platform")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the work, make no request")] = False,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel requests (default from settings)")] = None,
+) -> None:
+    """Snapshot every published post of a client (latest slot reached); resumable, rate-limited.
+
+    Interrupt it at any time (Ctrl-C, kill): the same command continues where it stopped.
+    """
+    from mcmp.cli.analytics import backfill_command
+
+    backfill_command(client, since, until, platform, dry_run, concurrency)
+
+
+tokens_app = typer.Typer(help="Tokens at rest: Fernet keys and re-encryption.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("genkey")
+def tokens_genkey() -> None:
+    """Print a new Fernet key (prepend it to MCMP_TOKEN_KEYS, then run `mcmp tokens rotate`)."""
+    from mcmp.worker.accounts.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+@tokens_app.command("rotate")
+def tokens_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, help="Accounts read per batch")] = 200,
+) -> None:
+    """Re-encrypt every account's tokens with the newest key; safe to interrupt and run again."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from mcmp.worker.accounts.crypto import TokenKeyError
+    from mcmp.worker.accounts.rotation import RotationReport, rotate_all
+    from mcmp.worker.runtime import bootstrap
+
+    bootstrap(wait=False)
+    console = Console()
+    with Progress(console=console, disable=not console.is_terminal) as progress:
+        bar = progress.add_task("re-encrypting tokens", total=None)
+
+        def on_batch(report: RotationReport) -> None:
+            done = report.rotated + report.current + len(report.unreadable) + len(report.busy)
+            progress.update(bar, total=report.total, completed=done)
+            if not console.is_terminal:  # logs and pipes get one line per batch
+                typer.echo(f"progress {done}/{report.total} {report.line()}", err=True)
+
+        try:
+            report = rotate_all(batch_size, on_batch)
+        except TokenKeyError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"done: {report.line()}")
+    for account_id in report.unreadable:
+        typer.echo(f"unreadable with the configured keys (left untouched): account {account_id}", err=True)
+    if report.busy:
+        typer.echo(f"{len(report.busy)} accounts changed during the run; run it again", err=True)
+    if report.unreadable or report.busy:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""One typed settings object, read from ``MCMP_*`` environment variables.
+
+Every process (worker, dispatcher, beat, API, CLI) reads its configuration through
+:func:`get_settings`, so tests can swap it with :func:`reset_settings` after changing the
+environment. A bad or missing value stops startup with *one* message that lists every problem,
+instead of failing on the first and hiding the rest.
+
+Nested values use ``__`` as delimiter, e.g. ``MCMP_FACEBOOK__BASE_URL=http://127.0.0.1:9001``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """Raised at startup when the configuration is invalid; the message lists every problem."""
+
+
+class PlatformSettings(BaseModel):
+    """Where and how one platform is reached. ``base_url`` is overridden to reach a simulator."""
+
+    base_url: str = ""
+    api_version: str = ""
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    app_id: str = ""
+    app_secret: SecretStr = SecretStr("")
+    token_url: str = ""
+    # Refresh a token when it expires within this many seconds.
+    refresh_margin_seconds: int = Field(default=3600, ge=0)
+    # Analytics request budget (mcmp/worker/analytics/pacing.py), in platform calls (a Graph batch
+    # counts each sub-request). Kept below the platform's own limits so publishing keeps headroom.
+    analytics_app_calls_per_second: float = Field(default=5.0, gt=0)
+    analytics_account_calls_per_second: float = Field(default=1.0, gt=0)
+    analytics_burst: int = Field(default=50, gt=0)
+
+
+class WebsiteSettings(PlatformSettings):
+    base_url: str = ""  # each account carries its own site / webhook URL
+    refresh_margin_seconds: int = 0
+
+
+class FacebookSettings(PlatformSettings):
+    base_url: str = "https://graph.facebook.com"
+    api_version: str = "v21.0"
+    refresh_margin_seconds: int = 7 * 86400
+
+
+class InstagramSettings(PlatformSettings):
+    base_url: str = "https://graph.facebook.com"
+    api_version: str = "v21.0"
+    refresh_margin_seconds: int = 7 * 86400
+    container_poll_seconds: float = Field(default=2.0, gt=0)
+    # Below the in-flight lease, so a slow container never lets the reaper hand the delivery on.
+    container_poll_timeout_seconds: float = Field(default=60.0, gt=0)
+    # When the publishing quota is used up, check again after this long (the window is rolling).
+    quota_recheck_seconds: float = Field(default=900.0, gt=0)
+
+
+class LinkedInSettings(PlatformSettings):
+    base_url: str = "https://api.linkedin.com"
+    # LinkedIn supports each monthly version for about a year; 202510 is sunset by late 2026.
+    api_version: str = "202607"
+    token_url: str = "https://www.linkedin.com/oauth/v2/accessToken"
+    refresh_margin_seconds: int = 7 * 86400
+    # Daily budgets (reset at midnight UTC): ≈86k app and ≈8.6k member calls a day at most.
+    analytics_app_calls_per_second: float = 1.0
+    analytics_account_calls_per_second: float = 0.1
+    analytics_burst: int = 20
+
+
+class GoogleBusinessSettings(PlatformSettings):
+    base_url: str = "https://mybusiness.googleapis.com"
+    api_version: str = "v4"
+    token_url: str = "https://oauth2.googleapis.com/token"
+    refresh_margin_seconds: int = 600
+    # Per-minute project quota (300/min by default): analytics takes at most 240/min.
+    analytics_app_calls_per_second: float = 4.0
+    analytics_account_calls_per_second: float = 4.0
+    analytics_burst: int = 10
+
+
+class Settings(BaseSettings):
+    """All knobs of the publisher. Defaults reach the real platforms and a local MongoDB/Redis."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MCMP_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    env: str = Field(default="dev", description="dev | test | prod; prod refuses placeholder secrets")
+
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/mcmp"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = Field(default="", description="Celery broker; empty means redis_url. amqp:// works too")
+
+    # Dispatcher / delivery lifecycle
+    dispatch_interval_seconds: float = Field(default=0.25, gt=0)
+    lookahead_seconds: float = Field(default=2.0, ge=0)
+    dispatch_batch_size: int = Field(default=200, gt=0)
+    queued_lease_seconds: int = Field(default=300, gt=0)
+    inflight_lease_seconds: int = Field(default=90, gt=0)
+    reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # A post still "scheduled" this long after expansion is re-derived from its deliveries
+    # (recovers a worker killed between recording a delivery and updating its post).
+    settle_after_seconds: float = Field(default=30.0, gt=0)
+    # How often the dispatcher reads every scheduled post for a non-date scheduleTime (a string
+    # written by a buggy client); missing/null times are caught through the index every pass.
+    unschedulable_sweep_seconds: float = Field(default=60.0, gt=0)
+    # 5 s doubling to 15 min: 12 attempts ride out about an hour of platform outage.
+    max_attempts: int = Field(default=12, gt=0)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=900.0, gt=0)
+    reauth_deadline_hours: float = Field(default=72.0, gt=0)
+    # Beat looks for tokens due for refresh (within each platform's refresh_margin_seconds) this often.
+    token_refresh_interval_seconds: float = Field(default=60.0, gt=0)
+    # A worker re-uses an account that was connected and not due for refresh for this long
+    # instead of re-reading it for every delivery (mcmp/worker/accounts/cache.py); 0 turns it off.
+    account_cache_seconds: float = Field(default=1.0, ge=0)
+    task_time_limit_seconds: int = Field(default=300, gt=0)
+    worker_prefetch_multiplier: int = Field(default=4, gt=0)
+
+    # Secrets. Without keys (dev/test only) tokens stay as written; prod refuses to start.
+    token_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Fernet keys, newest first; comma-separated or JSON list"
+    )
+
+    # Platforms
+    website: WebsiteSettings = Field(default_factory=WebsiteSettings)
+    facebook: FacebookSettings = Field(default_factory=FacebookSettings)
+    instagram: InstagramSettings = Field(default_factory=InstagramSettings)
+    linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)
+    google_business: GoogleBusinessSettings = Field(default_factory=GoogleBusinessSettings)
+
+    # Analytics
+    analytics_slots: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["1h", "6h", "24h", "3d", "7d", "30d"]
+    )
+    analytics_plan_interval_seconds: float = Field(default=30.0, gt=0)
+    analytics_batch_size: int = Field(default=50, gt=0, le=500)  # posts per fetch_metrics call
+    analytics_plan_limit: int = Field(default=5000, gt=0)  # due deliveries planned per tick
+    analytics_backfill_concurrency: int = Field(default=4, gt=0, le=64)
+    # An analytics task waits at most this long for the request budget, else it is re-planned.
+    analytics_max_wait_seconds: float = Field(default=20.0, ge=0)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, gt=0, lt=65536)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("token_keys", "analytics_slots", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("analytics_slots")
+    @classmethod
+    def _slots(cls, value: list[str]) -> list[str]:
+        from mcmp.config.durations import parse_slots
+
+        parse_slots(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("token_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        """A malformed key stops startup here instead of at the first token (the key is not echoed)."""
+        from cryptography.fernet import Fernet
+
+        for index, key in enumerate(value, start=1):
+            try:
+                Fernet(key.get_secret_value())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"entry {index} is not a Fernet key (32 url-safe base64 bytes; `mcmp tokens genkey`)"
+                ) from None
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if value and not value.startswith(
+            ("redis://", "rediss://", "redis+socket://", "amqp://", "amqps://", "pyamqp://")
+        ):
+            raise ValueError("must be a redis:// or amqp:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    def platform(self, name: str) -> PlatformSettings | None:
+        """Settings of a built-in platform by its seed name (``google-business`` → ``google_business``)."""
+        value = getattr(self, name.replace("-", "_"), None)
+        return value if isinstance(value, PlatformSettings) else None
+
+    def check_production(self) -> None:
+        """Refuse to run in prod without real encryption keys (a placeholder would leak every token)."""
+        if self.env == "prod" and not self.token_keys:
+            raise SettingsError("Invalid MCMP settings:\n  - token_keys: required when MCMP_ENV=prod")
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, turning every validation problem into one message."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  - MCMP_{field.upper().replace('.', '__')}: {err['msg']}")
+        raise SettingsError("Invalid MCMP settings:\n" + "\n".join(lines)) from None
+    settings.check_production()
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next :func:`get_settings` re-reads the environment."""
+    get_settings.cache_clear()

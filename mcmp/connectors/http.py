@@ -1,0 +1,101 @@
+"""The narrow HTTP seam every connector shares.
+
+* ``send`` performs one request with a timeout and maps transport failures to the error tree:
+  a failure *before* the request left (DNS, refused connection, connect timeout) is retried by
+  tenacity right here, because it cannot have taken effect; a failure *after* sending (read
+  timeout, reset mid-response) is an ``AmbiguousError`` for a write and a ``RetryableError``
+  for a read, and is never retried in-process (the worker reconciles first).
+* ``BaseUrlSession`` rewrites a platform's public base URL to a configured one, so SDKs that
+  hard-code ``https://graph.facebook.com`` reach a simulator without patching the SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from mcmp.connectors.errors import AmbiguousError, RetryableError
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ResponseHook = Callable[[requests.Response], None]
+
+
+def _not_sent(exc: BaseException) -> bool:
+    """True when the request certainly never reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = repr(exc)
+        return any(s in text for s in ("NewConnectionError", "NameResolutionError", "Connection refused"))
+    return False
+
+
+class BaseUrlSession(requests.Session):
+    """A session that sends requests for ``public_base`` to ``base_url`` instead."""
+
+    def __init__(self, public_base: str = "", base_url: str = "", pool_size: int = 32) -> None:
+        super().__init__()
+        self.public_base = public_base.rstrip("/")
+        self.base_url = base_url.rstrip("/")
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        url = url.decode() if isinstance(url, bytes) else url
+        if self.public_base and self.base_url and url.startswith(self.public_base):
+            url = self.base_url + url[len(self.public_base) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (delta form), or None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def describe_transport_error(exc: requests.RequestException) -> str:
+    """A short, secret-free description (URLs can carry tokens in query strings)."""
+    return type(exc).__name__
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    connect_retries: int = 3,
+    **kwargs: Any,
+) -> requests.Response:
+    """One HTTP request with transport errors mapped to the error tree (see module docstring)."""
+    method = method.upper()
+
+    @retry(
+        retry=retry_if_exception(_not_sent),
+        stop=stop_after_attempt(max(1, connect_retries)),
+        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        reraise=True,
+    )
+    def _once() -> requests.Response:
+        return session.request(method, url, timeout=timeout, **kwargs)
+
+    try:
+        return _once()
+    except requests.RequestException as exc:
+        what = describe_transport_error(exc)
+        if _not_sent(exc) or method in SAFE_METHODS:
+            raise RetryableError(f"network error before the platform answered ({what})") from None
+        raise AmbiguousError(f"no answer after the request was sent ({what})") from None

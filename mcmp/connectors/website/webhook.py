@@ -1,0 +1,149 @@
+"""Signed-webhook publishing to a client's website.
+
+Contract with the receiving site (documented in the README):
+* ``POST <metadata.webhookUrl>`` with the post as JSON, headers ``Idempotency-Key`` (stable per
+  delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see ``signing``); the secret is the
+  account's ``accessToken``. A 2xx answer carries ``{"id": ..., "url": ...}``.
+* ``GET <metadata.webhookUrl>?idempotency_key=<key>`` (signed over an empty body) returns the
+  post created with that key (200) or 404 — used to reconcile after an ambiguous outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from mcmp.connectors.errors import (
+    AmbiguousError,
+    AuthError,
+    ConnectorError,
+    PermanentError,
+    RateLimitedError,
+    RetryableError,
+    ValidationError,
+)
+from mcmp.connectors.http import retry_after_seconds, send
+from mcmp.connectors.types import Credentials, PostContent, PublishRequest, PublishResult
+from mcmp.connectors.usage import UsageReport, report
+from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
+
+MAX_BODY_CHARS = 1_000_000
+
+
+def webhook_url(credentials: Credentials) -> str:
+    url = credentials.metadata.get("webhookUrl") or credentials.metadata.get("webhook_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValidationError("account.metadata.webhookUrl", "must be an http(s) URL of the site's webhook")
+    return url
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(data, dict):
+        message = data.get("message") or data.get("error") or data.get("detail")
+        if isinstance(message, dict):
+            message = message.get("message")
+        if message:
+            return f"HTTP {response.status_code}: {str(message)[:300]}"
+    return f"HTTP {response.status_code}"
+
+
+def classify(response: requests.Response, *, write: bool, account_id: str | None) -> ConnectorError:
+    """The one place where a webhook HTTP answer becomes an error class."""
+    status = response.status_code
+    reason = _reason(response)
+    if status in (401, 403):
+        return AuthError(f"website rejected the webhook credentials ({reason})", platform_code=status)
+    if status == 429:
+        retry_after = retry_after_seconds(response)
+        report(UsageReport("website", "account", account_id, retry_after=retry_after))
+        return RateLimitedError(
+            f"website throttled ({reason})", retry_after=retry_after, platform_code=status
+        )
+    if status in (408, 425) or status >= 500:
+        retry_after = retry_after_seconds(response)
+        if write and status != 503:
+            return AmbiguousError(
+                f"website failed after receiving the post ({reason})", retry_after=retry_after
+            )
+        return RetryableError(
+            f"website unavailable ({reason})", retry_after=retry_after, platform_code=status
+        )
+    return PermanentError(f"website refused the post ({reason})", platform_code=status)
+
+
+class WebhookPublisher:
+    """Publishes through the signed webhook; used by the website connector for mode ``webhook``."""
+
+    def __init__(self, session: requests.Session, timeout: float) -> None:
+        self.session = session
+        self.timeout = timeout
+
+    def validate(self, content: PostContent, credentials: Credentials) -> None:
+        webhook_url(credentials)
+        if len(content.body) > MAX_BODY_CHARS:
+            raise ValidationError("body", f"longer than {MAX_BODY_CHARS} characters")
+
+    def _payload(self, request: PublishRequest) -> bytes:
+        content = request.content
+        doc: dict[str, Any] = {
+            "idempotencyKey": request.idempotency_key,
+            "postId": content.post_id,
+            "clientId": content.client_id,
+            "title": content.title,
+            "body": content.body,
+            "link": content.link,
+            "media": [
+                {"url": m.url, "type": m.kind, "altText": m.alt_text, "mimeType": m.mime_type}
+                for m in content.media
+            ],
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def _result(self, response: requests.Response) -> PublishResult:
+        try:
+            data = response.json()
+        except ValueError:
+            raise AmbiguousError("website answered 2xx without a JSON body") from None
+        post_id = data.get("id") if isinstance(data, dict) else None
+        if post_id is None:
+            raise AmbiguousError("website answered 2xx without an id")
+        return PublishResult(str(post_id), data.get("url"), datetime.now(UTC))
+
+    def publish(self, request: PublishRequest) -> PublishResult:
+        creds = request.credentials
+        body = self._payload(request)
+        headers = {
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: request.idempotency_key,
+            **signed_headers(creds.access_token, body),
+        }
+        response = send(
+            self.session, "POST", webhook_url(creds), data=body, headers=headers, timeout=self.timeout
+        )
+        if 200 <= response.status_code < 300:
+            return self._result(response)
+        raise classify(response, write=True, account_id=creds.account_id)
+
+    def find_published(self, request: PublishRequest) -> PublishResult | None:
+        creds = request.credentials
+        headers = signed_headers(creds.access_token, b"")
+        response = send(
+            self.session,
+            "GET",
+            webhook_url(creds),
+            params={"idempotency_key": request.idempotency_key},
+            headers=headers,
+            timeout=self.timeout,
+        )
+        if response.status_code == 404:
+            return None
+        if 200 <= response.status_code < 300:
+            return self._result(response)
+        raise classify(response, write=False, account_id=creds.account_id)

@@ -1,0 +1,37 @@
+"""Starters for the real services ``mcmp dev``, the tests and the benchmarks run on.
+
+One place for the embedded SecantusDB launcher, private Redis servers, platform simulators in
+their own processes, child processes with readable logs and free loopback ports, so the dev
+stack, the test suite and the benchmarks start things exactly the same way. Nothing here is
+used by a production process.
+"""
+
+from mcmp.devstack.mongo import (
+    EMBEDDED_SWITCH_INTERVAL,
+    EMBEDDED_URI_OPTIONS,
+    embedded_server_command,
+    embedded_uri,
+    start_secantus,
+)
+from mcmp.devstack.processes import Proc, free_port, spawn, wait_until
+from mcmp.devstack.queries import IN_CHUNK, find_in, still_scheduled
+from mcmp.devstack.redis import PrivateRedis
+from mcmp.devstack.simulators import SimClient, start_simulator
+
+__all__ = [
+    "EMBEDDED_SWITCH_INTERVAL",
+    "EMBEDDED_URI_OPTIONS",
+    "IN_CHUNK",
+    "PrivateRedis",
+    "Proc",
+    "SimClient",
+    "embedded_server_command",
+    "embedded_uri",
+    "find_in",
+    "free_port",
+    "spawn",
+    "start_secantus",
+    "start_simulator",
+    "still_scheduled",
+    "wait_until",
+]

@@ -1,0 +1,61 @@
+"""Platform simulators in processes of their own (``python -m mcmp.simulators``) and their control API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from mcmp.devstack.processes import Proc, spawn, wait_until
+
+
+def start_simulator(
+    platform: str, env: dict[str, str], log_dir: Path, latency_ms: float = 0
+) -> tuple[Proc, str]:
+    proc = spawn(
+        f"sim-{platform}",
+        [sys.executable, "-m", "mcmp.simulators", platform, "--latency-ms", str(latency_ms)],
+        env,
+        log_dir,
+    )
+
+    def url() -> str | None:
+        for line in proc.log_text().splitlines():
+            if line.startswith("{") and '"url"' in line:
+                return json.loads(line)["url"]
+        if not proc.alive():
+            raise RuntimeError(f"simulator {platform} exited: {proc.log_text()[-2000:]}")
+        return None
+
+    base = wait_until(url, 30, 0.1, f"simulator {platform} did not start")
+    return proc, base
+
+
+class SimClient:
+    """Talks to a simulator's control endpoints over HTTP."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def faults(
+        self, rules: list[dict[str, Any]], latency_ms: float | None = None, seed: int | None = 1
+    ) -> None:
+        body: dict[str, Any] = {"rules": rules, "seed": seed}
+        if latency_ms is not None:
+            body["latency_ms"] = latency_ms
+        requests.post(f"{self.base_url}/_sim/faults", json=body, timeout=5).raise_for_status()
+
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.base_url}/_sim/faults", timeout=5).raise_for_status()
+
+    def state(self) -> dict[str, Any]:
+        return requests.get(f"{self.base_url}/_sim/state", timeout=10).json()
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.base_url}/_sim/requests", timeout=10).json()
+
+    def reset(self) -> None:
+        requests.post(f"{self.base_url}/_sim/reset", timeout=5).raise_for_status()

@@ -1,0 +1,18 @@
+"""Groups posts of one client (seed §4, collection ``campaigns``)."""
+
+from __future__ import annotations
+
+from mongoengine import DateTimeField, ListField, StringField
+
+from mcmp.models.base import TimestampedDocument
+
+
+class Campaign(TimestampedDocument):
+    meta = {"collection": "campaigns", "strict": False, "indexes": ["client_id"]}
+
+    client_id = StringField(db_field="clientId", required=True)
+    name = StringField(required=True)
+    description = StringField()
+    start_date = DateTimeField(db_field="startDate")
+    end_date = DateTimeField(db_field="endDate")
+    tags = ListField(StringField(), default=list)

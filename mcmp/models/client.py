@@ -1,0 +1,50 @@
+"""A brand / tenant (seed §2, collection ``clients``): the tenancy boundary of all other data."""
+
+from __future__ import annotations
+
+from mongoengine import (
+    EmbeddedDocument,
+    EmbeddedDocumentField,
+    EmbeddedDocumentListField,
+    IntField,
+    ListField,
+    StringField,
+)
+
+from mcmp.models.base import TimestampedDocument
+
+
+class BrandSettings(EmbeddedDocument):
+    meta = {"strict": False}
+    logo_url = StringField(db_field="logoUrl")
+    primary_color = StringField(db_field="primaryColor")
+    secondary_color = StringField(db_field="secondaryColor")
+    fonts = ListField(StringField(), default=list)
+
+
+class CtaTemplate(EmbeddedDocument):
+    meta = {"strict": False}
+    label = StringField()
+    text = StringField()
+
+
+class PostingWindow(EmbeddedDocument):
+    meta = {"strict": False}
+    day_of_week = IntField(db_field="dayOfWeek", min_value=0, max_value=6)  # 0-6, Sun-Sat
+    start = StringField()  # "09:00"
+    end = StringField()  # "17:00"
+
+
+class Client(TimestampedDocument):
+    meta = {"collection": "clients", "strict": False, "indexes": [{"fields": ["slug"], "unique": True}]}
+
+    name = StringField(required=True)
+    slug = StringField()
+    timezone = StringField(default="UTC")
+    brand_settings = EmbeddedDocumentField(BrandSettings, db_field="brandSettings", default=BrandSettings)
+    brand_guidelines = StringField(db_field="brandGuidelines")
+    hashtag_bank = ListField(StringField(), db_field="hashtagBank", default=list)
+    cta_templates = EmbeddedDocumentListField(CtaTemplate, db_field="ctaTemplates", default=list)
+    default_posting_windows = EmbeddedDocumentListField(
+        PostingWindow, db_field="defaultPostingWindows", default=list
+    )

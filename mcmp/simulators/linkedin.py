@@ -1,0 +1,626 @@
+"""Twin of LinkedIn's versioned REST API (Posts, Images, statistics) and OAuth refresh endpoint.
+
+Tokens (for end-to-end tests and ``mcmp dev``):
+
+* Any access token starting with ``li-test-`` is valid (member ``urn:li:person:sim``, admin of
+  every organisation) unless revoked; any refresh token starting with ``li-test-refresh-`` is
+  valid unless revoked. Construct with ``strict_tokens=True`` to accept registered tokens only.
+* ``POST /_sim/tokens`` registers or revokes tokens::
+
+      {"action": "register", "token": "abc", "member": "urn:li:person:42",
+       "authors": ["urn:li:organization:7"]}          # authors omitted → any author
+      {"action": "register", "refresh_token": "r1"}
+      {"action": "revoke", "token": "abc"} / {"action": "revoke", "refresh_token": "r1"}
+
+Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Version`` (missing →
+400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
+active for 12 months after its month, override with ``active_versions``) and
+``X-Restli-Protocol-Version: 2.0.0``; a post is created with an empty 201 and its URN in
+``x-restli-id``, read with ``GET /rest/posts/{encoded urn}`` (404 ``NOT_FOUND`` once deleted) and
+deleted with ``DELETE /rest/posts/{encoded urn}`` (204, idempotent); a deleted post is left out
+of share statistics and answers 404 to memberCreatorPostAnalytics; errors are ``{"status","serviceErrorCode","code","message"}``; throttling is a
+daily per-application and per-member budget per resource that resets at midnight UTC (429, no
+``Retry-After``). Share statistics grow with the post's age (``metrics_per_second``).
+``state()`` shows posts, images, refresh-call counts, the access tokens the refresh endpoint
+issued (``issued_tokens``), the token each post was created with (``post_tokens``), budgets and
+``over_limit_refused`` (calls answered 429 for exceeding a daily budget). Control:
+``POST /_sim/budget {"app_daily_limit", "member_daily_limit"}`` and
+``POST /_sim/seed {"posts": [{"id": "urn:li:share:…", "owner": "urn:li:organization:…",
+"age_seconds": …}]}`` (published posts for backfills).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
+from mcmp.simulators.engagement import effective_age
+
+TEST_TOKEN_PREFIX = "li-test-"
+TEST_REFRESH_PREFIX = "li-test-refresh-"
+DEFAULT_MEMBER = "urn:li:person:sim"
+ACCESS_TTL = 60 * 86400
+REFRESH_TTL = 365 * 86400
+MAX_COMMENTARY = 3000
+REQUIRED_POST_FIELDS = ("author", "commentary", "visibility", "distribution", "lifecycleState")
+MEMBER_QUERY_TYPES = {"IMPRESSION", "MEMBERS_REACHED", "RESHARE", "REACTION", "COMMENT"}
+MEMBER_QUERY_TYPES_202603 = {"POST_SAVE", "LINK_CLICKS"}
+_VERSION = re.compile(r"^(\d{4})(\d{2})(?:\.\d{2})?$")
+_CODES = {
+    400: "ILLEGAL_ARGUMENT",
+    401: "INVALID_ACCESS_TOKEN",
+    403: "ACCESS_DENIED",
+    404: "NOT_FOUND",
+    422: "UNPROCESSABLE_ENTITY",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_SERVER_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _months_since(version: str, now: datetime) -> int | None:
+    match = _VERSION.match(version)
+    if not match:
+        return None
+    year, month = int(match.group(1)), int(match.group(2))
+    if not 1 <= month <= 12:
+        return None
+    return (now.year - year) * 12 + (now.month - month)
+
+
+class LinkedInSimulator(Simulator):
+    platform = "linkedin"
+
+    def __init__(
+        self,
+        latency_ms: float = 0.0,
+        seed: int | None = None,
+        *,
+        strict_tokens: bool = False,
+        active_versions: set[str] | None = None,
+        support_months: int = 12,
+        app_daily_limit: int = 100_000,
+        member_daily_limit: int = 10_000,
+        metrics_per_second: float = 1.0,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+    ) -> None:
+        self.strict_tokens = strict_tokens
+        self.active_versions = active_versions
+        self.support_months = support_months
+        self.app_daily_limit = app_daily_limit
+        self.member_daily_limit = member_daily_limit
+        self.metrics_per_second = metrics_per_second
+        self.client_id = client_id
+        self.client_secret = client_secret
+        super().__init__(latency_ms=latency_ms, seed=seed)
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.posts: dict[str, dict[str, Any]] = {}
+            self.images: dict[str, dict[str, Any]] = {}
+            self.tokens: dict[str, dict[str, Any]] = {}
+            self.refresh_tokens: dict[str, float] = {}  # token → issued at (TTL is not extended)
+            self.revoked: set[str] = set()
+            self.revoked_refresh: set[str] = set()
+            self.refresh_calls = 0
+            self.issued_tokens: list[str] = []  # access tokens handed out by the refresh endpoint
+            self.post_tokens: dict[str, str] = {}  # post urn → access token it was created with
+            self.usage: Counter[tuple[str, str, str]] = Counter()  # (day, scope key, resource)
+            self.over_limit_refused = 0
+            self._ids = itertools.count(7_000_000_000_000_000_001)
+
+    def state(self) -> dict[str, Any]:
+        texts = Counter((p["author"], p["commentary"]) for p in self.posts.values())
+        return {
+            "posts": list(self.posts.values()),
+            "count": len(self.posts),
+            "duplicates": sum(n - 1 for n in texts.values() if n > 1),
+            "images": {k: {kk: vv for kk, vv in v.items() if kk != "bytes"} for k, v in self.images.items()},
+            "refresh_calls": self.refresh_calls,
+            "issued_tokens": list(self.issued_tokens),
+            "post_tokens": dict(self.post_tokens),
+            "usage": {"|".join(k): v for k, v in self.usage.items()},
+            "over_limit_refused": self.over_limit_refused,
+        }
+
+    # --- platform error formats ----------------------------------------------------------------
+    def error_response(
+        self, status: int, message: str, service_code: int | None = None, code: str | None = None
+    ) -> SimResponse:
+        body = {
+            "status": status,
+            "serviceErrorCode": service_code if service_code is not None else (100 if status == 403 else 0),
+            "code": code or _CODES.get(status, "ERROR"),
+            "message": message,
+        }
+        return SimResponse(status, body, {"x-restli-protocol-version": "2.0.0"})
+
+    def rate_limit_response(self, retry_after: float | None) -> SimResponse:
+        resp = self.error_response(
+            429, "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.", 101
+        )
+        if retry_after is not None:  # only when a fault rule asks; LinkedIn documents no Retry-After
+            resp.headers["Retry-After"] = str(int(retry_after) if retry_after >= 1 else retry_after)
+        return resp
+
+    def token_revoked_response(self) -> SimResponse:
+        return self.error_response(
+            401, "The token used in the request has been revoked by the user", 65601, "REVOKED_ACCESS_TOKEN"
+        )
+
+    # --- control ---------------------------------------------------------------------------------
+    def control(self, req: SimRequest) -> SimResponse:
+        # The core answers /_sim/* itself; token registration is ours.
+        if req.path == "/_sim/tokens" and req.method == "POST":
+            return self._control_tokens(req.json() or {})
+        if req.path == "/_sim/budget" and req.method == "POST":
+            data = req.json() or {}
+            with self.lock:
+                self.app_daily_limit = int(data.get("app_daily_limit", self.app_daily_limit))
+                self.member_daily_limit = int(data.get("member_daily_limit", self.member_daily_limit))
+                self.usage.clear()
+            return SimResponse(200, {"ok": True})
+        if req.path == "/_sim/seed" and req.method == "POST":
+            posts = (req.json() or {}).get("posts") or []
+            now = _now_ms()
+            with self.lock:
+                for item in posts:
+                    created = now - int(float(item.get("age_seconds", 0)) * 1000)
+                    self.posts[str(item["id"])] = {
+                        "id": str(item["id"]),
+                        "author": str(item["owner"]),
+                        "commentary": "",
+                        "visibility": "PUBLIC",
+                        "distribution": {"feedDistribution": "MAIN_FEED"},
+                        "lifecycleState": "PUBLISHED",
+                        "isReshareDisabledByAuthor": False,
+                        "content": None,
+                        "createdAt": created,
+                        "lastModifiedAt": created,
+                        "publishedAt": created,
+                    }
+            return SimResponse(200, {"ok": True, "seeded": len(posts)})
+        return super().control(req)
+
+    def _control_tokens(self, data: dict[str, Any]) -> SimResponse:
+        action = data.get("action", "register")
+        with self.lock:
+            if action == "register":
+                if data.get("token"):
+                    authors = data.get("authors")
+                    self.tokens[str(data["token"])] = {
+                        "member": data.get("member", DEFAULT_MEMBER),
+                        "authors": set(authors) if authors is not None else None,
+                        "expires_at": time.time() + float(data.get("expires_in", ACCESS_TTL)),
+                    }
+                    self.revoked.discard(str(data["token"]))
+                if data.get("refresh_token"):
+                    self.refresh_tokens[str(data["refresh_token"])] = time.time()
+                    self.revoked_refresh.discard(str(data["refresh_token"]))
+            elif action == "revoke":
+                if data.get("token"):
+                    self.revoked.add(str(data["token"]))
+                if data.get("refresh_token"):
+                    self.revoked_refresh.add(str(data["refresh_token"]))
+            else:
+                return SimResponse(400, {"error": "action must be register or revoke"})
+        return SimResponse(200, {"ok": True})
+
+    # --- checks shared by /rest endpoints -------------------------------------------------------
+    def _version_ok(self, req: SimRequest) -> SimResponse | None:
+        version = req.header("linkedin-version")
+        if not version:
+            return self.error_response(
+                400,
+                "A version must be present. Please specify a version by adding the LinkedIn-Version header.",
+                code="VERSION_MISSING",
+            )
+        if self.active_versions is not None:
+            active = version in self.active_versions
+        else:
+            age = _months_since(version, datetime.now(UTC))
+            active = age is not None and 0 <= age <= self.support_months
+        if not active:
+            return self.error_response(
+                426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
+            )
+        return None
+
+    def _auth(self, req: SimRequest) -> tuple[dict[str, Any] | None, SimResponse | None]:
+        header = req.header("authorization")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            return None, self.error_response(401, "Empty oauth2_access_token", 401, "EMPTY_ACCESS_TOKEN")
+        with self.lock:
+            if token in self.revoked:
+                return None, self.token_revoked_response()
+            info = self.tokens.get(token)
+        if info is None and not self.strict_tokens and token.startswith(TEST_TOKEN_PREFIX):
+            info = {"member": DEFAULT_MEMBER, "authors": None, "expires_at": None}
+        if info is None:
+            return None, self.error_response(401, "Invalid access token", 65600, "INVALID_ACCESS_TOKEN")
+        if info.get("expires_at") is not None and info["expires_at"] < time.time():
+            return None, self.error_response(
+                401, "The token used in the request has expired", 65602, "EXPIRED_ACCESS_TOKEN"
+            )
+        return info, None
+
+    def _budget(self, member: str, resource: str) -> SimResponse | None:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        with self.lock:
+            app_key, member_key = (day, "app", resource), (day, member, resource)
+            if self.usage[app_key] >= self.app_daily_limit:
+                self.over_limit_refused += 1
+                return self.error_response(
+                    429,
+                    "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+                    101,
+                )
+            if self.usage[member_key] >= self.member_daily_limit:
+                self.over_limit_refused += 1
+                return self.error_response(
+                    429,
+                    "Resource level throttle MEMBER DAY limit for calls to this resource is reached.",
+                    101,
+                )
+            self.usage[app_key] += 1
+            self.usage[member_key] += 1
+        return None
+
+    def _rest(self, req: SimRequest, resource: str) -> tuple[dict[str, Any] | None, SimResponse | None]:
+        problem = self._version_ok(req)
+        if problem:
+            return None, problem
+        if req.header("x-restli-protocol-version") != "2.0.0":
+            return None, self.error_response(
+                400, "X-Restli-Protocol-Version: 2.0.0 is required", code="ILLEGAL_ARGUMENT"
+            )
+        info, denied = self._auth(req)
+        if denied:
+            return None, denied
+        assert info is not None
+        throttled = self._budget(str(info["member"]), resource)
+        return (None, throttled) if throttled else (info, None)
+
+    # --- posts -----------------------------------------------------------------------------------
+    @route("POST", "/rest/posts")
+    def create_post(self, req: SimRequest) -> SimResponse:
+        info, problem = self._rest(req, "posts")
+        if problem:
+            return problem
+        assert info is not None
+        try:
+            body = req.json()
+        except ValueError:
+            return self.error_response(
+                400, "Request body could not be converted to data map", code="ILLEGAL_ARGUMENT"
+            )
+        if not isinstance(body, dict):
+            return self.error_response(
+                400, "Request body could not be converted to data map", code="ILLEGAL_ARGUMENT"
+            )
+        missing = [f for f in REQUIRED_POST_FIELDS if f not in body]
+        if missing:
+            lines = "".join(
+                f"ERROR :: /{f} :: field is required but not found and has no default value\n"
+                for f in missing
+            )
+            return SimResponse(422, {"message": lines, "status": 422})
+        author = str(body["author"])
+        if not author.startswith(("urn:li:organization:", "urn:li:person:")):
+            return self.error_response(422, f"ERROR :: /author :: invalid urn {author}", 0)
+        if info["authors"] is not None and author not in info["authors"] and author != info["member"]:
+            return self.error_response(
+                403,
+                f"Not enough permissions to access: partnerApiPostsExternal.CREATE.{req.header('linkedin-version')}",
+                100,
+            )
+        commentary = str(body["commentary"])
+        if len(commentary) > MAX_COMMENTARY:
+            return self.error_response(
+                422, f"ERROR :: /commentary :: length {len(commentary)} exceeds {MAX_COMMENTARY}", 0
+            )
+        if body["visibility"] not in ("PUBLIC", "CONNECTIONS", "LOGGED_IN", "CONTAINER"):
+            return self.error_response(422, "ERROR :: /visibility :: invalid enum value", 0)
+        if body["lifecycleState"] not in ("PUBLISHED", "DRAFT"):
+            return self.error_response(422, "ERROR :: /lifecycleState :: invalid enum value", 0)
+        media_id = ((body.get("content") or {}).get("media") or {}).get("id")
+        if media_id is not None:
+            with self.lock:
+                image = self.images.get(str(media_id))
+            if image is None:
+                return self.error_response(400, f"Media {media_id} not found", 0)
+            if not image["uploaded"]:
+                return self.error_response(400, f"Media {media_id} is not AVAILABLE (WAITING_UPLOAD)", 0)
+        now = _now_ms()
+        with self.lock:
+            urn = f"urn:li:share:{next(self._ids)}"
+            self.posts[urn] = {
+                "id": urn,
+                "author": author,
+                "commentary": commentary,
+                "visibility": body["visibility"],
+                "distribution": body["distribution"],
+                "lifecycleState": body["lifecycleState"],
+                "isReshareDisabledByAuthor": bool(body.get("isReshareDisabledByAuthor", False)),
+                "content": body.get("content"),
+                "createdAt": now,
+                "lastModifiedAt": now,
+                "publishedAt": now,
+            }
+            self.post_tokens[urn] = req.header("authorization")[7:].strip()
+        return SimResponse(201, None, {"x-restli-id": urn, "x-linkedin-id": urn})
+
+    @route("GET", "/rest/posts")
+    def find_posts(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "posts")
+        if problem:
+            return problem
+        if req.query.get("q") != "author" or not req.query.get("author"):
+            return self.error_response(400, "q=author and author are required for this finder")
+        author = req.query["author"]
+        count = min(int(req.query.get("count", 10)), 100)
+        start = int(req.query.get("start", 0))
+        sort_key = "createdAt" if req.query.get("sortBy") == "CREATED" else "lastModifiedAt"
+        with self.lock:
+            mine = sorted(
+                (p for p in self.posts.values() if p["author"] == author),
+                key=lambda p: p[sort_key],
+                reverse=True,
+            )
+        page = mine[start : start + count]
+        return SimResponse(
+            200,
+            {"paging": {"start": start, "count": count, "links": [], "total": len(mine)}, "elements": page},
+        )
+
+    @route("GET", "/rest/posts/{urn}")
+    def get_post(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "posts")
+        if problem:
+            return problem
+        with self.lock:
+            post = self.posts.get(unquote(req.params["urn"]))
+        return SimResponse(200, post) if post else self.error_response(404, "Not Found", 0)
+
+    @route("DELETE", "/rest/posts/{urn}")
+    def delete_post(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "posts")
+        if problem:
+            return problem
+        with self.lock:
+            self.posts.pop(unquote(req.params["urn"]), None)
+        return SimResponse(204, None)
+
+    # --- images ----------------------------------------------------------------------------------
+    @route("POST", "/rest/images")
+    def initialize_upload(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "images")
+        if problem:
+            return problem
+        if req.query.get("action") != "initializeUpload":
+            return self.error_response(400, "action=initializeUpload is required")
+        owner = ((req.json() or {}).get("initializeUploadRequest") or {}).get("owner")
+        if not owner:
+            return self.error_response(
+                422,
+                "ERROR :: /initializeUploadRequest/owner :: field is required but not found and has no default value",
+            )
+        host = req.header("host", "127.0.0.1")
+        with self.lock:
+            upload_id = secrets.token_hex(8)
+            urn = f"urn:li:image:D4E10AQ{upload_id}"
+            expires = _now_ms() + 86_400_000
+            self.images[urn] = {
+                "owner": owner,
+                "uploaded": False,
+                "upload_id": upload_id,
+                "size": 0,
+                "bytes": b"",
+            }
+        return SimResponse(
+            200,
+            {
+                "value": {
+                    "uploadUrlExpiresAt": expires,
+                    "uploadUrl": f"http://{host}/dms-uploads/{upload_id}",
+                    "image": urn,
+                }
+            },
+        )
+
+    @route("PUT", "/dms-uploads/{upload_id}")
+    def upload(self, req: SimRequest) -> SimResponse:
+        _, denied = self._auth(req)
+        if denied:
+            return denied
+        with self.lock:
+            for image in self.images.values():
+                if image["upload_id"] == req.params["upload_id"]:
+                    image.update(uploaded=True, size=len(req.body), bytes=req.body)
+                    return SimResponse(201, None)
+        return self.error_response(404, "upload URL not found or expired")
+
+    @route("GET", "/rest/images/{urn}")
+    def get_image(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "images")
+        if problem:
+            return problem
+        urn = unquote(req.params["urn"])
+        with self.lock:
+            image = self.images.get(urn)
+        if image is None:
+            return self.error_response(404, "Not Found")
+        return SimResponse(
+            200,
+            {
+                "id": urn,
+                "owner": image["owner"],
+                "status": "AVAILABLE" if image["uploaded"] else "WAITING_UPLOAD",
+            },
+        )
+
+    # --- OAuth -----------------------------------------------------------------------------------
+    @route("POST", "/oauth/v2/accessToken")
+    def access_token(self, req: SimRequest) -> SimResponse:
+        form = req.form()
+        with self.lock:
+            self.refresh_calls += 1
+        if form.get("grant_type") != "refresh_token":
+            return SimResponse(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant_type must be refresh_token here",
+                },
+            )
+        if (
+            not form.get("client_id")
+            or not form.get("client_secret")
+            or (
+                self.client_id is not None
+                and (form["client_id"], form["client_secret"]) != (self.client_id, self.client_secret)
+            )
+        ):
+            return SimResponse(
+                401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+            )
+        token = form.get("refresh_token", "")
+        with self.lock:
+            issued = self.refresh_tokens.get(token)
+            if (
+                issued is None
+                and not self.strict_tokens
+                and token.startswith(TEST_REFRESH_PREFIX)
+                and token not in self.revoked_refresh
+            ):
+                issued = self.refresh_tokens.setdefault(token, time.time())
+            valid = (
+                issued is not None
+                and token not in self.revoked_refresh
+                and issued + REFRESH_TTL > time.time()
+            )
+            if not valid:
+                return SimResponse(
+                    400,
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "The provided authorization grant or refresh token is invalid, expired or revoked.",
+                    },
+                )
+            access = f"{TEST_TOKEN_PREFIX}{secrets.token_hex(12)}"
+            self.tokens[access] = {
+                "member": DEFAULT_MEMBER,
+                "authors": None,
+                "expires_at": time.time() + ACCESS_TTL,
+            }
+            remaining = int(issued + REFRESH_TTL - time.time())
+            self.issued_tokens.append(access)
+        # Refreshing does not extend the refresh token's TTL: the same token, with what is left.
+        return SimResponse(
+            200,
+            {
+                "access_token": access,
+                "expires_in": ACCESS_TTL,
+                "refresh_token": token,
+                "refresh_token_expires_in": remaining,
+            },
+        )
+
+    # --- statistics --------------------------------------------------------------------------------
+    def _grown(self, post: dict[str, Any]) -> dict[str, int]:
+        t = effective_age(post["id"], (_now_ms() - post["createdAt"]) / 1000.0 * self.metrics_per_second)
+        return {
+            "impressionCount": int(t * 10),
+            "uniqueImpressionsCount": int(t * 7),
+            "clickCount": int(t),
+            "likeCount": int(t / 2),
+            "commentCount": int(t / 5),
+            "shareCount": int(t / 10),
+        }
+
+    @staticmethod
+    def _list_param(raw: str) -> list[str]:
+        raw = raw.strip()
+        if raw.startswith("List(") and raw.endswith(")"):
+            raw = raw[5:-1]
+        return [unquote(p) for p in raw.split(",") if p]
+
+    @route("GET", "/rest/organizationalEntityShareStatistics")
+    def share_statistics(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "organizationalEntityShareStatistics")
+        if problem:
+            return problem
+        org = req.query.get("organizationalEntity", "")
+        if req.query.get("q") != "organizationalEntity" or not org.startswith("urn:li:organization:"):
+            return self.error_response(400, "q=organizationalEntity and an organization URN are required")
+        wanted = [("share", u) for u in self._list_param(req.query.get("shares", ""))]
+        wanted += [("ugcPost", u) for u in self._list_param(req.query.get("ugcPosts", ""))]
+        elements = []
+        with self.lock:
+            for key, urn in wanted:
+                post = self.posts.get(urn)
+                if post is None or post["author"] != org:
+                    continue
+                stats = self._grown(post)
+                stats["engagement"] = round(
+                    (stats["clickCount"] + stats["likeCount"] + stats["commentCount"] + stats["shareCount"])
+                    / max(1, stats["impressionCount"]),
+                    4,
+                )
+                elements.append({"organizationalEntity": org, key: urn, "totalShareStatistics": stats})
+        return SimResponse(200, {"paging": {"start": 0, "count": 10, "links": []}, "elements": elements})
+
+    @route("GET", "/rest/memberCreatorPostAnalytics")
+    def member_analytics(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "memberCreatorPostAnalytics")
+        if problem:
+            return problem
+        query_type = req.query.get("queryType", "")
+        allowed = set(MEMBER_QUERY_TYPES)
+        if req.header("linkedin-version")[:6] >= "202603":
+            allowed |= MEMBER_QUERY_TYPES_202603
+        if req.query.get("q") != "entity" or query_type not in allowed:
+            return self.error_response(
+                400, f"Invalid queryType {query_type!r} or finder", code="ILLEGAL_ARGUMENT"
+            )
+        match = re.match(r"^\((share|ugc):(.+)\)$", req.query.get("entity", ""))
+        if not match:
+            return self.error_response(400, "entity must be (share:<urn>) or (ugc:<urn>)")
+        with self.lock:
+            post = self.posts.get(unquote(match.group(2)))
+        if post is None:
+            return self.error_response(404, "Not Found")
+        g = self._grown(post)
+        counts = {
+            "IMPRESSION": g["impressionCount"],
+            "MEMBERS_REACHED": g["uniqueImpressionsCount"],
+            "RESHARE": g["shareCount"],
+            "REACTION": g["likeCount"],
+            "COMMENT": g["commentCount"],
+            "POST_SAVE": g["shareCount"] // 2,
+            "LINK_CLICKS": g["clickCount"],
+        }
+        element = {
+            "count": counts[query_type],
+            "metricType": {
+                "com.linkedin.adsexternalapi.memberanalytics.v1.CreatorPostAnalyticsMetricTypeV1": query_type
+            },
+            "targetEntity": {match.group(1): post["id"]},
+        }
+        return SimResponse(
+            200, {"paging": {"start": 0, "count": 10, "links": [], "total": 1}, "elements": [element]}
+        )

@@ -1,0 +1,79 @@
+"""The Celery application: Redis broker by default (RabbitMQ via ``MCMP_BROKER_URL``).
+
+Reliability settings (design §5): late acknowledgement and rejection on worker loss so a killed
+worker's task is redelivered; a small prefetch; explicit queues so analytics never delay
+publishing; time limits per task; JSON only (tasks carry ids, never secrets).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+from mcmp.config import get_settings
+
+QUEUES = ("publish", "analytics", "maintenance")
+
+
+def create_app() -> Celery:
+    settings = get_settings()
+    app = Celery("mcmp", broker=settings.celery_broker_url, include=["mcmp.worker.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=settings.worker_prefetch_multiplier,
+        task_default_queue="publish",
+        task_routes={
+            "mcmp.publish_delivery": {"queue": "publish"},
+            "mcmp.analytics.*": {"queue": "analytics"},
+            "mcmp.maintenance.*": {"queue": "maintenance"},
+            "mcmp.tokens.*": {"queue": "maintenance"},
+        },
+        task_time_limit=settings.task_time_limit_seconds,
+        task_soft_time_limit=max(1, settings.task_time_limit_seconds - 30),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        enable_utc=True,
+        timezone="UTC",
+        beat_schedule={
+            "mcmp.maintenance.reap": {
+                "task": "mcmp.maintenance.reap",
+                "schedule": settings.reap_interval_seconds,
+            },
+            "mcmp.maintenance.queue_posts": {"task": "mcmp.maintenance.queue_posts", "schedule": 30.0},
+            "mcmp.analytics.plan": {
+                "task": "mcmp.analytics.plan",
+                "schedule": settings.analytics_plan_interval_seconds,
+            },
+            "mcmp.tokens.refresh_due": {
+                "task": "mcmp.tokens.refresh_due",
+                "schedule": settings.token_refresh_interval_seconds,
+            },
+        },
+    )
+    return app
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def _init_child(**_: object) -> None:
+    """Each prefork child connects after the fork (pymongo clients are not fork-safe)."""
+    from mcmp.worker.runtime import bootstrap
+
+    bootstrap(wait=True, schema=False)
+
+
+@worker_ready.connect
+def _ready(**_: object) -> None:
+    import logging
+
+    logging.getLogger(__name__).info("worker ready")

@@ -1,0 +1,56 @@
+"""Structured JSON logs with delivery context and secret redaction, for every process."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from mcmp.worker.redaction import RedactingFilter
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "mcmp_log_context", default=None
+)
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Attach ids (post, delivery, platform, attempt) to every log record inside the block."""
+    token = _context.set({**(_context.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_context.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def configure(level: str = "INFO", json_output: bool = True) -> None:
+    """Install one handler on the root logger; idempotent."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_mcmp", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.__stderr__)  # Celery swaps sys.stderr for a logging proxy
+    handler._mcmp = True  # type: ignore[attr-defined]
+    if json_output:
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
+    handler.addFilter(RedactingFilter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("urllib3", "pymongo", "kombu", "amqp", "googleapiclient.discovery_cache"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

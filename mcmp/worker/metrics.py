@@ -1,0 +1,86 @@
+"""Prometheus metrics of the worker (exposed by ``mcmp worker --metrics-port`` and the API).
+
+Celery's prefork children each count in their own process, so when ``PROMETHEUS_MULTIPROC_DIR``
+is set the standard multiprocess collector aggregates them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from mcmp.models.base import as_utc
+
+DELIVERIES = Counter(
+    "mcmp_deliveries_total", "Delivery attempts by platform and outcome", ["platform", "outcome"]
+)
+LATENESS = Histogram(
+    "mcmp_publish_lateness_seconds",
+    "Publish call start minus scheduleTime",
+    ["platform"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60, 300, 3600),
+)
+
+
+def delivery_outcome(platform: str, outcome: str) -> None:
+    DELIVERIES.labels(platform=platform, outcome=str(outcome)).inc()
+
+
+def observe_lateness(platform: str, scheduled_for: datetime | None, started: datetime) -> None:
+    scheduled = as_utc(scheduled_for)
+    if scheduled is not None:
+        LATENESS.labels(platform=platform).observe(max(0.0, (started - scheduled).total_seconds()))
+
+
+# --- platform calls and token refreshes (admin issue 5) ------------------------------------
+PLATFORM_REQUEST_SECONDS = Histogram(
+    "mcmp_platform_request_seconds",
+    "Platform HTTP request latency by platform, method and status code",
+    ["platform", "method", "status"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+TOKEN_REFRESHES = Counter(
+    "mcmp_token_refresh_total", "Token refresh attempts by platform and outcome", ["platform", "outcome"]
+)
+
+
+def observe_platform_response(platform: str, response: Any) -> None:
+    """Record one platform HTTP response (``requests.Response``): latency and status code."""
+    method = getattr(getattr(response, "request", None), "method", None) or "?"
+    elapsed = getattr(response, "elapsed", None)
+    seconds = elapsed.total_seconds() if elapsed is not None else 0.0
+    PLATFORM_REQUEST_SECONDS.labels(
+        platform=platform, method=method, status=str(response.status_code)
+    ).observe(seconds)
+
+
+def instrument_session(session: Any, platform: str) -> Any:
+    """Install a response hook on a ``requests.Session`` of a connector; returns the session."""
+
+    def _hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+        observe_platform_response(platform, response)
+        return response
+
+    session.hooks["response"].append(_hook)
+    return session
+
+
+def instrument_connector(platform: str, connector: Any) -> None:
+    """Hook every ``requests.Session`` a connector holds (directly or one object deep)."""
+    import requests
+
+    candidates = list(vars(connector).values()) if hasattr(connector, "__dict__") else []
+    for value in list(candidates):
+        if not isinstance(value, requests.Session) and hasattr(value, "__dict__"):
+            candidates.extend(vars(value).values())
+    for value in candidates:
+        if isinstance(value, requests.Session) and not getattr(value, "_mcmp_instrumented", False):
+            instrument_session(value, platform)
+            value._mcmp_instrumented = True  # type: ignore[attr-defined]
+
+
+def token_refresh(platform: str, outcome: str) -> None:
+    """Count one token refresh (outcome: refreshed, failed_auth, failed_retryable, skipped, …)."""
+    TOKEN_REFRESHES.labels(platform=platform, outcome=str(outcome)).inc()

@@ -1,0 +1,134 @@
+"""Builds the platform-neutral ``PostContent`` a connector receives from a stored post.
+
+* **Media**: each ``assetUrls`` entry matching an Asset of the same client takes that Asset's
+  ``type`` (which media flow the connector uses) and ``altText``; every http(s) URL is probed
+  (one short ``HEAD``, cached briefly) for its MIME type and size, and a URL with no Asset takes
+  its kind from that probe (or its extension). Media the platform would refuse (wrong kind or
+  type, too large, too many) fails *this platform only*, before any platform call: limits come
+  from the connector's ``media_limits`` or, failing that, ``worker.media_checks.REFERENCE_LIMITS``.
+* **Call to action** (convention for the frontend): a post field
+  ``cta: {"template": "<ctaTemplates label>", "actionType": "LEARN_MORE", "url": "https://…",
+  "appendText": true}``. The named template of the post's client supplies the CTA copy, appended
+  to the body on every platform unless ``appendText`` is false or the body already has it; on
+  google-business the post also gets ``options["callToAction"] = {actionType, url}`` (action
+  defaults to LEARN_MORE; without ``url`` the connector falls back to the post's ``link``).
+  ``publishOptions["google-business"].callToAction`` set explicitly wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from mcmp.connectors.errors import ValidationError
+from mcmp.connectors.media import REFERENCE_LIMITS, MediaLimits, check_media, kind_from_mime
+from mcmp.connectors.registry import get_connector
+from mcmp.connectors.types import MediaItem, PostContent
+from mcmp.models import Asset, Client
+from mcmp.worker.publishing.media_checks import probe
+
+CTA_PLATFORM = "google-business"
+DEFAULT_CTA_ACTION = "LEARN_MORE"
+
+_EXTENSION_KINDS = {
+    "image": (".jpg", ".jpeg", ".png", ".gif", ".webp"),
+    "video": (".mp4", ".mov", ".m4v", ".webm"),
+}
+
+
+def _guess_kind(url: str) -> str | None:
+    path = url.split("?", 1)[0].lower()
+    for kind, extensions in _EXTENSION_KINDS.items():
+        if path.endswith(extensions):
+            return kind
+    return None
+
+
+def media_for(client_id: str, urls: list[str], probe_urls: bool = True) -> tuple[MediaItem, ...]:
+    """Media items for a post's ``assetUrls``, enriched from the client's Asset library and a probe."""
+    if not urls:
+        return ()
+    assets = {a.url: a for a in Asset.objects(client_id=client_id, url__in=urls)}
+    items = []
+    for url in urls:
+        found = probe(url) if probe_urls else None
+        mime = found.mime_type if found else None
+        size = found.size_bytes if found else None
+        asset = assets.get(url)
+        if asset is not None:
+            items.append(MediaItem(url, asset.type, asset.alt_text, mime, size))
+            continue
+        kind = kind_from_mime(mime)
+        if kind in (None, "file"):  # generic types such as application/octet-stream
+            kind = _guess_kind(url) or kind
+        items.append(MediaItem(url, kind, None, mime, size))
+    return tuple(items)
+
+
+def limits_for(platform: str) -> MediaLimits | None:
+    """The connector's own ``media_limits`` if it declares them, else the reference table."""
+    try:
+        own = getattr(get_connector(platform), "media_limits", None)
+    except Exception:  # unknown or broken connector: the pipeline reports that itself
+        own = None
+    return own if isinstance(own, MediaLimits) else REFERENCE_LIMITS.get(platform)
+
+
+def _cta_template(client_id: str, label: object) -> dict[str, Any] | None:
+    if label is None:
+        return None
+    client = (
+        Client._get_collection().find_one({"_id": ObjectId(client_id)}, {"ctaTemplates": 1})
+        if ObjectId.is_valid(client_id)
+        else None
+    )
+    templates = [t for t in (client or {}).get("ctaTemplates") or [] if isinstance(t, dict)]
+    for template in templates:
+        if template.get("label") == label:
+            return template
+    known = ", ".join(repr(t.get("label")) for t in templates) or "none"
+    raise ValidationError("cta.template", f"the client has no CTA template {label!r} (known: {known})")
+
+
+def _apply_cta(
+    post: dict[str, Any], platform: str, body: str, options: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    cta = post.get("cta")
+    if cta is None:
+        return body, options
+    if not isinstance(cta, dict):
+        raise ValidationError("cta", "must be an object {template, actionType, url}")
+    template = _cta_template(str(post["clientId"]), cta.get("template"))
+    text = str((template or {}).get("text") or "").strip()
+    if text and cta.get("appendText", True) and text not in body:
+        body = f"{body.rstrip()}\n\n{text}"
+    if platform == CTA_PLATFORM and "callToAction" not in options:
+        button: dict[str, Any] = {"actionType": str(cta.get("actionType") or DEFAULT_CTA_ACTION).upper()}
+        if cta.get("url"):
+            button["url"] = cta["url"]
+        options = {**options, "callToAction": button}
+    return body, options
+
+
+def build_content(post: dict[str, Any], platform: str) -> PostContent:
+    """The content for ``platform``; raises ``ValidationError`` for media or a CTA it cannot take."""
+    options = post.get("publishOptions") or {}
+    platform_options = options.get(platform, {}) if isinstance(options, dict) else {}
+    if not isinstance(platform_options, dict):
+        platform_options = {}
+    client_id = str(post["clientId"])
+    media = media_for(client_id, [u for u in post.get("assetUrls") or [] if isinstance(u, str)])
+    limits = limits_for(platform)
+    if limits is not None:
+        check_media(media, limits, platform)
+    body, platform_options = _apply_cta(post, platform, str(post.get("body") or ""), platform_options)
+    return PostContent(
+        post_id=str(post["_id"]),
+        client_id=client_id,
+        title=str(post.get("title") or ""),
+        body=body,
+        media=media,
+        link=post.get("link") if isinstance(post.get("link"), str) else None,
+        options=platform_options,
+    )

@@ -1,0 +1,71 @@
+"""What a media URL really is, learned before publishing (the rules live in mcmp.connectors.media).
+
+:func:`probe` is one ``HEAD`` with a short timeout, so a URL with no Asset still gets a kind, a
+MIME type and a size before publishing. Unknown facts (a probe that failed, a size the server
+did not send) never refuse a post: the platform decides then. Messages never show a URL's query
+string (signed storage URLs carry credentials there).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+from mcmp.connectors.errors import ValidationError
+from mcmp.connectors.media import display_url
+
+PROBE_TIMEOUT = (1.0, 2.0)  # (connect, read) seconds: a probe must not make posts late
+PROBE_CACHE_SECONDS = 60.0  # one probe per URL for all platforms of a post, per process
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a ``HEAD`` said about a URL; ``None`` fields were not learned."""
+
+    status: int | None = None
+    mime_type: str | None = None
+    size_bytes: int | None = None
+
+
+_cache: dict[str, tuple[float, Probe]] = {}
+_cache_lock = threading.Lock()
+
+
+def probe(url: str, timeout: tuple[float, float] = PROBE_TIMEOUT) -> Probe:
+    """``HEAD`` the URL (redirects followed). Raises ``ValidationError`` only for 404/410."""
+    with _cache_lock:
+        hit = _cache.get(url)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    if urlsplit(url).scheme not in ("http", "https"):
+        return Probe()
+    try:
+        response = requests.head(url, timeout=timeout, allow_redirects=True)
+    except requests.RequestException:
+        result = Probe()  # unreachable from here is not proof the platform cannot fetch it
+    else:
+        if response.status_code in (404, 410):
+            raise ValidationError(
+                "assetUrls", f"{display_url(url)} answered {response.status_code} (media not found)"
+            )
+        mime = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower() or None
+        length = response.headers.get("Content-Length", "")
+        size = int(length) if length.isdigit() else None
+        result = Probe(response.status_code, mime, size) if response.ok else Probe(response.status_code)
+    with _cache_lock:
+        if len(_cache) > 1024:
+            _cache.clear()
+        _cache[url] = (time.monotonic() + PROBE_CACHE_SECONDS, result)
+    return result
+
+
+def clear_probe_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+__all__ = ["Probe", "clear_probe_cache", "probe"]

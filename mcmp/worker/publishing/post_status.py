@@ -1,0 +1,172 @@
+"""Derives ``Post.status`` from its deliveries and records per-platform results on the post.
+
+The only writer of ``Post.status``, ``statusHistory``, ``platformPostIds``, ``publishedAt`` and
+``lastError`` in the worker. Writes are conditional on the status we read, so a concurrent
+change (another platform finishing, the frontend editing) is re-read, never overwritten.
+Rule (design §3): ``published`` when every platform is; ``failed`` when at least one failed
+permanently and none is still pending; otherwise the post stays ``scheduled``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bson import ObjectId
+from pymongo.collection import Collection
+
+from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
+from mcmp.models.base import utcnow
+from mcmp.worker.publishing import delivery_states
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 5
+EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
+
+
+def posts() -> Collection:
+    return Post._get_collection()
+
+
+def history_entry(
+    from_status: str | None, to_status: str, note: str, by_user_id: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "_id": ObjectId(),
+        "at": utcnow(),
+        "fromStatus": from_status,
+        "toStatus": to_status,
+        "note": note,
+    }
+    if by_user_id:
+        entry["byUserId"] = by_user_id
+    return entry
+
+
+def derive(post_platforms: list[str], deliveries: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """(new status or None for "still scheduled", lastError) from the deliveries of a post."""
+    by_platform = {d["platform"]: d for d in deliveries}
+    states = [by_platform[p]["state"] if p in by_platform else None for p in post_platforms]
+    if not post_platforms or any(s is None for s in states):
+        return None, None
+    failed = [by_platform[p] for p in post_platforms if by_platform[p]["state"] == DeliveryState.FAILED.value]
+    active = [s for s in states if s in {a.value for a in ACTIVE_STATES}]
+    errors = "; ".join(f"{d['platform']}: {d.get('lastError') or 'failed'}" for d in failed) or None
+    if failed and not active:
+        return PostStatus.FAILED.value, errors
+    if not active and not failed and DeliveryState.PUBLISHED.value in states:
+        # Every platform is published, or published and deliberately cancelled by an operator.
+        return PostStatus.PUBLISHED.value, None
+    return None, errors
+
+
+def _published_fields(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``platformPostIds.<p>`` / ``publishedAt.<p>`` for every published delivery (idempotent)."""
+    fields: dict[str, Any] = {}
+    for d in deliveries:
+        if d["state"] == DeliveryState.PUBLISHED.value and d.get("platformPostId"):
+            fields[f"platformPostIds.{d['platform']}"] = d["platformPostId"]
+            fields[f"publishedAt.{d['platform']}"] = d.get("publishedAt") or utcnow()
+    return fields
+
+
+def needs_sync(post: dict[str, Any], deliveries: list[dict[str, Any]]) -> bool:
+    """Would ``sync`` change this post (``status``, ``platforms`` and ``platformPostIds`` read)?
+
+    True when its deliveries settle it (published / failed) or a published platform's id is
+    not on the post yet; lets a sweep over many posts write only the ones that lag.
+    """
+    if post.get("status") != PostStatus.SCHEDULED.value:
+        return False
+    platforms = list(dict.fromkeys(post.get("platforms") or []))
+    if derive(platforms, deliveries)[0] is not None:
+        return True
+    recorded = post.get("platformPostIds") or {}
+    return any(
+        d["state"] == DeliveryState.PUBLISHED.value
+        and d.get("platformPostId")
+        and recorded.get(d["platform"]) != d["platformPostId"]
+        for d in deliveries
+    )
+
+
+def record_error(post_id: str, message: str) -> None:
+    """Show the latest problem on the post while it is still being retried."""
+    posts().update_one({"_id": ObjectId(post_id)}, {"$set": {"lastError": message, "updatedAt": utcnow()}})
+
+
+def sync(
+    post_id: str, post: dict[str, Any] | None = None, settled: dict[str, Any] | None = None
+) -> str | None:
+    """Recompute the post's status from its deliveries; returns the new status if it changed.
+
+    ``post`` (with ``status`` and ``platforms``) and ``settled`` (the delivery just finished, as
+    written) save round trips on the hot path: a single-platform post needs no delivery query.
+    The write is conditional on the status read, so stale inputs only cost a retry.
+    """
+    for _ in range(MAX_CONFLICT_RETRIES):
+        if post is None:
+            post = posts().find_one({"_id": ObjectId(post_id)}, {"status": 1, "platforms": 1})
+        if post is None:
+            return None
+        if post.get("status") != PostStatus.SCHEDULED.value:
+            return None
+        platforms = list(dict.fromkeys(post.get("platforms") or []))
+        if settled is not None and platforms == [settled["platform"]]:
+            deliveries = [settled]
+        else:
+            deliveries = delivery_states.for_post(post_id)
+        new_status, last_error = derive(platforms, deliveries)
+        published = _published_fields(deliveries)
+        if new_status is None:
+            changes = dict(published)
+            if last_error:
+                changes["lastError"] = last_error
+            if changes:
+                changes["updatedAt"] = utcnow()
+                posts().update_one({"_id": post["_id"]}, {"$set": changes})
+            return None
+        note = _note(new_status, deliveries)
+        update: dict[str, Any] = {
+            "$set": {**published, "status": new_status, "updatedAt": utcnow()},
+            "$push": {"statusHistory": history_entry(post["status"], new_status, note)},
+            "$unset": {EXPANDED_MARKER: ""},
+        }
+        if new_status == PostStatus.PUBLISHED.value:
+            update["$unset"]["lastError"] = ""
+        else:
+            update["$set"]["lastError"] = last_error
+        result = posts().update_one({"_id": post["_id"], "status": post["status"]}, update)
+        if result.modified_count == 1:
+            log.info(
+                "post %s is now %s", post_id, new_status, extra={"post_id": post_id, "status": new_status}
+            )
+            return new_status
+        post = settled = None  # changed under us: the retry reads both afresh
+    log.warning("post %s: status kept changing under us; the next sync will settle it", post_id)
+    return None
+
+
+def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
+    if new_status == PostStatus.PUBLISHED.value:
+        parts = []
+        for d in sorted(deliveries, key=lambda d: d["platform"]):
+            attempts = d.get("attempt", 1)
+            parts.append(d["platform"] + (f" (after {attempts} attempts)" if attempts > 1 else ""))
+        return "published on " + ", ".join(parts)
+    failed = sorted(d["platform"] for d in deliveries if d["state"] == DeliveryState.FAILED.value)
+    return "failed on " + ", ".join(failed)
+
+
+def fail_post(post_id: str, expected_status: str, reason: str) -> bool:
+    """Fail a post that cannot be expanded at all (e.g. its scheduleTime is not a date)."""
+    result = posts().update_one(
+        {"_id": ObjectId(post_id), "status": expected_status},
+        {
+            "$set": {"status": PostStatus.FAILED.value, "lastError": reason, "updatedAt": utcnow()},
+            "$push": {"statusHistory": history_entry(expected_status, PostStatus.FAILED.value, reason)},
+            "$unset": {EXPANDED_MARKER: ""},
+        },
+    )
+    return result.modified_count == 1

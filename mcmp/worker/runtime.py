@@ -1,0 +1,51 @@
+"""Process bootstrap shared by every entry point: settings, logging, MongoDB, Redis, limiter.
+
+A process started before MongoDB or Redis is reachable waits and says so in its log, then
+starts working when they come up — it never sits idle while looking healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from mcmp.config import Settings, get_settings
+from mcmp.connectors import registry
+from mcmp.models.db import connect, ensure_schema, wait_for_mongo
+from mcmp.worker import logs, metrics, rate_limit
+
+log = logging.getLogger(__name__)
+
+
+def wait_for_redis(url: str, timeout: float | None = None, interval: float = 1.0) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    warned = False
+    while True:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+            if warned:
+                log.info("Redis is reachable")
+            return
+        except redis.RedisError as exc:
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+            log.warning("waiting for Redis at %s: %s", url.split("@")[-1], type(exc).__name__)
+            warned = True
+            time.sleep(interval)
+
+
+def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bool = True) -> Settings:
+    """Configure logging, wait for the services, connect mongoengine and install the limiter."""
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, settings.log_json)
+    if wait:
+        wait_for_mongo(settings.mongodb_uri)
+        wait_for_redis(settings.redis_url)
+    db = connect(settings.mongodb_uri)
+    if schema:
+        ensure_schema(db)
+    rate_limit.install()
+    registry.set_observer(metrics.instrument_connector)
+    return settings

@@ -1,0 +1,355 @@
+"""Turns due posts into deliveries and hands due deliveries to Celery — never earlier.
+
+Any number of dispatchers may run (two by mistake, or one per machine): every step is a
+conditional write, so a delivery is claimed by exactly one of them. Work is handed over only
+within a short look-ahead (``MCMP_LOOKAHEAD_SECONDS``) with a Celery ETA of its due time, so
+far-future posts never sit in worker memory and the cost of a tick grows with the due count,
+not with the total (indexes: posts (status, marker, scheduleTime), deliveries (state, dueAt)).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from mcmp.config import Settings, get_settings
+from mcmp.connectors.registry import available_platforms
+from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount, PostStatus
+from mcmp.models.base import as_utc, utcnow
+from mcmp.models.db import BY_ID
+from mcmp.worker.publishing import delivery_states, post_status
+from mcmp.worker.publishing.post_status import EXPANDED_MARKER
+from mcmp.worker.publishing.post_validation import describe_schedule_time, post_problems
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TASK = "mcmp.publish_delivery"
+
+
+@dataclass
+class TickStats:
+    expanded_posts: int = 0
+    created: int = 0
+    reopened: int = 0
+    claimed: int = 0
+    sent: int = 0
+
+
+def unschedulable_query(full: bool) -> dict[str, Any]:
+    """Scheduled posts whose ``scheduleTime`` is missing/null, or (``full``) of any non-date type.
+
+    A post without a date was never expanded (no marker), so the cheap pass is an equality
+    prefix of the (status, marker, scheduleTime) index; the full sweep reads them all.
+    """
+    if full:
+        return {"status": PostStatus.SCHEDULED.value, "scheduleTime": {"$not": {"$type": "date"}}}
+    return {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": None}
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings | None = None, send_task: Any = None) -> None:
+        self.settings = settings or get_settings()
+        if send_task is None:
+            from mcmp.worker.app import app
+
+            send_task = app.send_task
+        self._send_task = send_task
+        self._last_type_sweep = 0.0
+
+    # --- expansion ---------------------------------------------------------------------------
+    def expand_due_posts(self, horizon: datetime) -> tuple[int, int, int, int]:
+        """Create the deliveries of posts due by ``horizon`` and send them: (posts, created, reopened, sent).
+
+        ``horizon`` is within the look-ahead, so new deliveries are created already claimed and
+        handed to Celery at once (one insert instead of insert + claim; design §4.1 still holds:
+        the unique (post, platform) index lets exactly one dispatcher create each delivery).
+        """
+        posts = post_status.posts()
+        page = list(
+            posts.find(
+                {
+                    "status": PostStatus.SCHEDULED.value,
+                    EXPANDED_MARKER: None,  # missing; equality keeps the index bounds tight
+                    "scheduleTime": {"$lte": horizon},
+                },
+                {"clientId": 1, "platforms": 1, "scheduleTime": 1, "title": 1, "body": 1, "assetUrls": 1},
+            )
+            .sort("scheduleTime", 1)
+            .limit(self.settings.dispatch_batch_size)
+        )
+        if not page:
+            return 0, 0, 0, 0
+        known = set(available_platforms())
+        new: list[delivery_states.NewDelivery] = []
+        rejected_posts: list[str] = []
+        for post in page:
+            post_id = str(post["_id"])
+            client_id = str(post.get("clientId") or "")
+            due = as_utc(post["scheduleTime"])
+            assert due is not None
+            problems = post_problems(post)
+            platforms = [p for p in dict.fromkeys(post.get("platforms") or []) if isinstance(p, str)]
+            if problems and not platforms:
+                post_status.fail_post(post_id, PostStatus.SCHEDULED.value, "; ".join(problems))
+                rejected_posts.append(post_id)
+                continue
+            for platform in platforms:
+                reason = "; ".join(problems)
+                if not reason and platform not in known:
+                    reason = f"platforms: no connector for platform {platform!r} (known: {', '.join(sorted(known))})"
+                new.append(
+                    delivery_states.NewDelivery(
+                        post_id,
+                        client_id,
+                        platform,
+                        due,
+                        state=DeliveryState.FAILED if reason else DeliveryState.PENDING,
+                        last_error=reason or None,
+                        error_class=ErrorClass.PERMANENT if reason else None,
+                    )
+                )
+        ensured = delivery_states.ensure(new, claim_lease_seconds=self.settings.queued_lease_seconds)
+        sent = self._send(ensured.claimed)
+        posts.update_many(
+            {"_id": {"$in": [p["_id"] for p in page]}, "status": PostStatus.SCHEDULED.value},
+            {"$set": {EXPANDED_MARKER: utcnow()}},
+            hint=BY_ID,
+        )
+        for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
+            post_status.sync(post_id)
+        return len(page), ensured.created, ensured.reopened, sent
+
+    # --- claiming ----------------------------------------------------------------------------
+    def claim_and_send(self, now: datetime) -> tuple[int, int]:
+        horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
+        claimed = delivery_states.claim_due(
+            horizon, self.settings.dispatch_batch_size, self.settings.queued_lease_seconds
+        )
+        return len(claimed), self._send(claimed)
+
+    def _send(self, claimed: list[dict[str, Any]]) -> int:
+        """Hand claimed deliveries to Celery (ETA = due time); give back what the broker refused."""
+        sent = 0
+        unsent: list[ObjectId] = []
+        for i, delivery in enumerate(claimed):
+            due = as_utc(delivery["dueAt"])
+            eta = due if due is not None and due > utcnow() else None
+            hint = delivery_states.claim_hint(delivery)
+            try:
+                self._send_task(
+                    PUBLISH_TASK,
+                    args=[str(delivery["_id"])],
+                    kwargs={"claim": hint} if hint else None,
+                    eta=eta,
+                    queue="publish",
+                )
+                sent += 1
+            except Exception as exc:  # broker down: give the rest back now rather than after the lease
+                log.warning(
+                    "broker unavailable (%s); releasing %d claimed deliveries",
+                    type(exc).__name__,
+                    len(claimed) - i,
+                )
+                unsent = [d["_id"] for d in claimed[i:]]
+                break
+        if unsent:
+            delivery_states.unclaim(unsent)
+        return sent
+
+    # --- maintenance -------------------------------------------------------------------------
+    def fail_unschedulable_posts(self, full: bool | None = None) -> int:
+        """Scheduled posts whose scheduleTime is not a date would wait forever: fail them visibly.
+
+        A missing or null time is found through the index on every pass. Any other non-date
+        type (a string, a number…) can only be found by reading every scheduled post, so that
+        sweep runs every ``unschedulable_sweep_seconds`` (``full`` forces or skips it).
+        """
+        if full is None:
+            full = time.monotonic() - self._last_type_sweep >= self.settings.unschedulable_sweep_seconds
+        if full:
+            self._last_type_sweep = time.monotonic()
+        page = (
+            post_status.posts()
+            .find(unschedulable_query(full), {"scheduleTime": 1})
+            .limit(self.settings.dispatch_batch_size)
+        )
+        failed = 0
+        for post in page:
+            reason = describe_schedule_time(post.get("scheduleTime"))
+            if post_status.fail_post(str(post["_id"]), PostStatus.SCHEDULED.value, reason):
+                log.warning("post %s failed: %s", post["_id"], reason, extra={"post_id": str(post["_id"])})
+                failed += 1
+        return failed
+
+    def resume_reconnected_accounts(self) -> int:
+        """Deliveries waiting for re-authorisation resume once their account is connected again."""
+        coll = delivery_states.deliveries()
+        waiting = list(
+            coll.aggregate(
+                [
+                    {"$match": {"state": DeliveryState.WAITING_AUTH.value}},
+                    {
+                        "$group": {
+                            "_id": {"clientId": "$clientId", "platform": "$platform"},
+                            "since": {"$min": "$waitingSince"},
+                        }
+                    },
+                ]
+            )
+        )
+        resumed = 0
+        deadline = utcnow() - timedelta(hours=self.settings.reauth_deadline_hours)
+        for group in waiting:
+            client_id, platform = group["_id"]["clientId"], group["_id"]["platform"]
+            account = (
+                IntegrationAccount.objects(client_id=client_id, platform=platform)
+                .order_by("-updated_at")
+                .first()
+            )
+            since = as_utc(group.get("since"))
+            if (
+                account is not None
+                and account.status == "connected"
+                and (since is None or (as_utc(account.updated_at) or since) >= since)
+            ):
+                resumed += delivery_states.resume_waiting(platform=platform, client_id=client_id)
+                continue
+            for d in coll.find(
+                {
+                    "state": DeliveryState.WAITING_AUTH.value,
+                    "clientId": client_id,
+                    "platform": platform,
+                    "scheduledFor": {"$lt": deadline},
+                },
+                {"_id": 1, "postId": 1, "lastError": 1},
+            ):
+                reason = f"account was not reconnected within {self.settings.reauth_deadline_hours:g} h: {d.get('lastError') or 'authorisation expired'}"
+                if delivery_states.fail_waiting(d["_id"], reason):
+                    post_status.sync(d["postId"])
+        return resumed
+
+    def settle_stale_posts(self) -> int:
+        """Re-derive posts still ``scheduled`` long after expansion; rotate the rest to the back.
+
+        A worker killed between recording a delivery and updating its post leaves the post
+        behind. One page of such posts costs three queries whatever its size: the page, all
+        their deliveries, and one update rotating those whose deliveries are still at work (a
+        backlog of thousands queued in Celery must not cost two writes per post every pass);
+        only the posts that actually lag are written one by one.
+        """
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.settle_after_seconds)
+        posts = post_status.posts()
+        page = list(
+            # The lower bound keeps the range tight on servers that would otherwise walk every
+            # unexpanded (marker-less) post of the index.
+            posts.find(
+                {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: {"$gte": EPOCH, "$lt": cutoff}},
+                {"status": 1, "platforms": 1, "platformPostIds": 1},
+            )
+            .sort(EXPANDED_MARKER, 1)
+            .limit(self.settings.dispatch_batch_size)
+        )
+        if not page:
+            return 0
+        deliveries = delivery_states.for_posts([str(p["_id"]) for p in page])
+        settled, waiting = 0, []
+        for post in page:
+            post_id = str(post["_id"])
+            if post_status.needs_sync(post, deliveries[post_id]) and post_status.sync(post_id, post):
+                settled += 1
+            else:
+                waiting.append(post["_id"])
+        if waiting:
+            posts.update_many(
+                {
+                    "_id": {"$in": waiting},
+                    "status": PostStatus.SCHEDULED.value,
+                    EXPANDED_MARKER: {"$exists": True},
+                },
+                {"$set": {EXPANDED_MARKER: now}},
+                hint=BY_ID,
+            )
+        if settled:
+            log.warning("settled %d posts whose status lagged behind their deliveries", settled)
+        return settled
+
+    def maintenance(self) -> dict[str, int]:
+        queued, in_flight = delivery_states.reap_expired_leases()
+        if queued or in_flight:
+            log.warning("reaped expired leases: %d queued, %d in flight (will reconcile)", queued, in_flight)
+        return {
+            "reaped_queued": queued,
+            "reaped_in_flight": in_flight,
+            "failed_invalid": self.fail_unschedulable_posts(),
+            "resumed_auth": self.resume_reconnected_accounts(),
+            "settled_posts": self.settle_stale_posts(),
+        }
+
+    # --- loop --------------------------------------------------------------------------------
+    def tick(self, now: datetime | None = None) -> TickStats:
+        now = now or utcnow()
+        stats = TickStats()
+        horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
+        while True:  # drain a burst of due posts before claiming
+            n, created, reopened, sent = self.expand_due_posts(horizon)
+            stats.expanded_posts += n
+            stats.created += created
+            stats.reopened += reopened
+            stats.claimed += created
+            stats.sent += sent
+            if n < self.settings.dispatch_batch_size:
+                break
+        while True:
+            claimed, sent = self.claim_and_send(now)
+            stats.claimed += claimed
+            stats.sent += sent
+            if claimed < self.settings.dispatch_batch_size or sent < claimed:
+                break
+        return stats
+
+    def run_maintenance(self, stop: threading.Event) -> None:
+        """The maintenance loop, on its own thread so a slow sweep never delays a due post."""
+        while not stop.is_set():
+            try:
+                self.maintenance()
+            except Exception:  # transient DB errors: logged, retried next interval
+                log.exception("maintenance pass failed; retrying")
+            stop.wait(self.settings.reap_interval_seconds)
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        log.info(
+            "dispatcher started (tick %.2fs, look-ahead %.1fs)",
+            self.settings.dispatch_interval_seconds,
+            self.settings.lookahead_seconds,
+        )
+        maintenance = threading.Thread(
+            target=self.run_maintenance, args=(stop,), name="dispatcher-maintenance", daemon=True
+        )
+        maintenance.start()
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                stats = self.tick()
+                if stats.claimed or stats.expanded_posts:
+                    log.info(
+                        "dispatch tick: %d posts expanded, %d deliveries claimed, %d sent",
+                        stats.expanded_posts,
+                        stats.claimed,
+                        stats.sent,
+                    )
+            except Exception:  # keep dispatching through transient DB/broker errors; they are logged
+                log.exception("dispatch tick failed; retrying")
+                stop.wait(1.0)
+            stop.wait(max(0.0, self.settings.dispatch_interval_seconds - (time.monotonic() - started)))
+        maintenance.join(timeout=10)
+        log.info("dispatcher stopped")

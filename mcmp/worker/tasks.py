@@ -1,0 +1,92 @@
+"""Celery tasks: thin wrappers (ids in, one call to a plain function, nothing secret out).
+
+Every task is idempotent, so re-sending one from Flower or the admin API is always safe.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from mcmp.worker.app import app
+
+
+@app.task(name="mcmp.publish_delivery", acks_late=True, reject_on_worker_lost=True)
+def publish_delivery(delivery_id: str, claim: dict[str, str] | None = None) -> str:
+    """Publish one (post, platform) delivery; a no-op if it is already done or in flight.
+
+    ``claim`` (claim token, post id, platform, due time — no secrets) lets a first attempt start
+    with one write; a stale or re-sent hint is ignored safely.
+    """
+    from mcmp.worker.publishing.pipeline import publish_delivery as run
+
+    return str(run(delivery_id, claim))
+
+
+@functools.cache
+def _maintainer() -> Any:
+    """One Dispatcher per worker process, so its slow full sweep keeps its own interval."""
+    from mcmp.worker.scheduling.dispatcher import Dispatcher
+
+    return Dispatcher()
+
+
+@app.task(name="mcmp.maintenance.reap")
+def reap() -> dict[str, int]:
+    """Recover expired leases, fail unschedulable posts, resume reconnected accounts."""
+    return _maintainer().maintenance()
+
+
+@app.task(name="mcmp.maintenance.queue_posts")
+def queue_posts() -> int:
+    """Give approved posts flagged ``queue: true`` their client's next free posting-window slot."""
+    from mcmp.worker.scheduling.posting_windows import queue_flagged_posts
+
+    return queue_flagged_posts()
+
+
+@app.task(name="mcmp.tokens.refresh_account", acks_late=True)
+def refresh_account(account_id: str, force: bool = True) -> str:
+    """Refresh one account's token now (single-flight); returns the outcome, never a token.
+
+    Sent by the admin API (``force``: even when not due) and by ``refresh_due`` (only if due).
+    """
+    from mcmp.worker.accounts.tokens import refresh_account as run
+
+    return run(account_id, force=force)
+
+
+@app.task(name="mcmp.tokens.refresh_due")
+def refresh_due() -> int:
+    """Queue a refresh for every connected account inside its platform's refresh margin."""
+    from mcmp.worker.accounts.tokens import enqueue_due
+
+    return enqueue_due(
+        lambda account_id: refresh_account.apply_async(args=[account_id], kwargs={"force": False})
+    )
+
+
+@app.task(name="mcmp.analytics.plan")
+def analytics_plan() -> int:
+    """Send a snapshot task per account for every delivery whose analytics slot is due."""
+    from mcmp.worker.analytics.snapshots import plan_due
+
+    return plan_due(
+        lambda client_id, platform, ids: snapshot_batch.apply_async(args=[client_id, platform, ids])
+    )
+
+
+@app.task(name="mcmp.analytics.snapshot_batch", acks_late=True, reject_on_worker_lost=True)
+def snapshot_batch(client_id: str, platform: str, delivery_ids: list[str]) -> dict[str, int]:
+    """Snapshot one account's due deliveries (one record per slot, however often it runs)."""
+    from mcmp.worker.analytics.snapshots import snapshot_batch as run
+
+    return run(client_id, platform, delivery_ids)
+
+
+@app.task(name="mcmp.analytics.backfill", acks_late=True, reject_on_worker_lost=True)
+def analytics_backfill(job_id: str) -> dict[str, object]:
+    """Run (or continue) a backfill job started by the admin API; same code as the CLI."""
+    from mcmp.worker.analytics.backfill import run_job
+
+    return run_job(job_id).as_dict()
