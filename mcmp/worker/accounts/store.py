@@ -69,3 +69,16 @@ def mark_expired(account: IntegrationAccount, reason: str) -> bool:
         or doc.get("status") != AccountStatus.CONNECTED.value
         or doc.get("accessToken") == account.access_token
     )
+
+
+def credentials_without_secrets(account: IntegrationAccount) -> Credentials:
+    """The account's ids and metadata for validation only: no token is decrypted or carried."""
+    return Credentials(
+        account_id=str(account.pk),
+        platform=account.platform,
+        access_token="",
+        expires_at=as_utc(account.expires_at),
+        external_account_id=account.external_account_id,
+        account_name=account.account_name,
+        metadata=dict(account.metadata or {}),
+    )
