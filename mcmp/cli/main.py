@@ -69,6 +69,9 @@ def beat() -> None:
     settings = bootstrap(wait=True)
     from mcmp.worker.app import app as celery_app
 
+    # Beat sends only periodic maintenance, whose tasks send no events either: a "sent" event
+    # for each would fill Flower's task list with entries that never complete.
+    celery_app.conf.task_send_sent_event = False
     schedule = os.path.join(os.environ.get("MCMP_STATE_DIR", "."), "celerybeat-schedule")
     celery_app.start(["beat", "--loglevel", settings.log_level, "-s", schedule])
 
