@@ -60,10 +60,11 @@ def backfill_command(
     dry: bool,
     concurrency: int | None,
 ) -> None:
-    from mcmp.worker.runtime import bootstrap
+    from mcmp.cli.common import connect
+    from mcmp.cli.common import console as make_console
 
-    bootstrap(wait=False)
-    console = Console(stderr=False)
+    connect(redis_needed=True)
+    console = make_console()
     client_id = _client_id(client)
     since, until = _utc(since), _utc(until)
     if dry:
