@@ -5,6 +5,7 @@ fails (website publishes). In a real ``mcmp flower`` (basic auth on):
 
 * the task list filtered by FAILURE holds exactly the failed delivery's ``mcmp.publish_delivery``,
   with post id and platform in its kwargs and the reason in its exception;
+* re-sending that task for the failed delivery ends FAILURE again with its ``lastError``;
 * ``mcmp.retry_post`` applied through Flower's API is refused while the post would fail again
   (FAILURE naming the field; nothing re-opened), and once the text is fixed re-publishes only
   LinkedIn (the website simulator still holds one post), noted "retried from Flower";
@@ -77,6 +78,14 @@ def test_failed_delivery_is_found_and_retried_from_flower(
     assert task["args"] == f"['{delivery['_id']}']"
     succeeded = flower.tasks(state="SUCCESS", taskname="mcmp.publish_delivery")
     assert any("'platform': 'website'" in t["kwargs"] for t in succeeded.values())
+
+    # Re-sending the task of a failed delivery (from Flower) fails again with its lastError.
+    resent = flower.apply("mcmp.publish_delivery", str(delivery["_id"]), post_id=pid, platform="linkedin")
+    again = wait_until(
+        lambda: (flower.task(resent) or {}).get("state") == "FAILURE" and flower.task(resent), 30, 0.5
+    )
+    assert "LinkedIn allows 3000 characters" in again["exception"]
+    assert db.deliveries.find_one({"_id": delivery["_id"]})["attempt"] == delivery["attempt"]
 
     # Screenshot of the Failed list in headless Chromium (basic auth in the URL).
     page = f"http://{flower.auth[0]}:{flower.auth[1]}@127.0.0.1:{flower.url.rsplit(':', 1)[1]}/tasks?state=FAILURE"
