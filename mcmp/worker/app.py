@@ -3,6 +3,9 @@
 Reliability settings (design §5): late acknowledgement and rejection on worker loss so a killed
 worker's task is redelivered; a small prefetch; explicit queues so analytics never delay
 publishing; time limits per task; JSON only (tasks carry ids, never secrets).
+
+Task events are on (Flower is the operator's UI). Beat's periodic tasks send none (see
+:mod:`mcmp.worker.tasks` and ``mcmp beat``), so the task list shows the work, not the clockwork.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def create_app() -> Celery:
         task_default_queue="publish",
         task_routes={
             "mcmp.publish_delivery": {"queue": "publish"},
+            "mcmp.retry_post": {"queue": "maintenance"},
             "mcmp.analytics.*": {"queue": "analytics"},
             "mcmp.maintenance.*": {"queue": "maintenance"},
             "mcmp.tokens.*": {"queue": "maintenance"},

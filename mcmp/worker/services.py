@@ -1,6 +1,9 @@
-"""Operator actions on posts and accounts: retry, cancel, reschedule, store a new token.
+"""The worker's public surface for the admin API and Flower: operator actions and the reads behind them.
 
-Used by the admin API (and later a CLI). Delivery states move only through the transition
+Actions on posts and accounts (retry, cancel, reschedule, store a new token) are used by the
+admin API and by the ``mcmp.retry_post`` task an operator applies from Flower; the API also reads
+deliveries, queue statistics and backfill jobs and sends tasks only through this module, so it
+never depends on how the worker stores or runs them. Delivery states move only through the transition
 functions of :mod:`mcmp.worker.publishing.delivery_states`; post status changes are conditional updates on the
 status just read, with one ``statusHistory`` entry each (:func:`mcmp.worker.publishing.post_status.history_entry`).
 
@@ -24,11 +27,14 @@ from typing import Any
 
 from bson import ObjectId
 
+from mcmp.connectors.errors import PermanentError
 from mcmp.models import DeliveryState, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.worker.accounts import secrets as token_secrets
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.publishing import delivery_states, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
+from mcmp.worker.publishing.validation import PostInvalid, validate_for_platform
 from mcmp.worker.scheduling import posting_windows
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,7 @@ log = logging.getLogger(__name__)
 S = DeliveryState
 P = PostStatus
 RETRY_NOTE = "retry requested via admin API"
+FLOWER_RETRY_NOTE = "retried from Flower"
 CANCEL_NOTE = "cancelled via admin API"
 RESCHEDULE_NOTE = "rescheduled via admin API"
 RESCHEDULABLE = frozenset({P.SCHEDULED.value, P.APPROVED.value, P.FAILED.value})
@@ -66,6 +73,20 @@ class NothingToRetry(Conflict):
 
 class InvalidRequest(OperationError):
     """The request itself is wrong (unknown platform, time in the past): HTTP 422."""
+
+
+class PostNotPublishable(OperationError):
+    """The post would fail again as it stands (empty body, text too long, bad media): HTTP 422.
+
+    Raised before anything is re-opened. ``problems`` lists ``(field, reason)`` of the post,
+    e.g. ``("body", "must not be empty")``; ``platform`` is the first platform refused.
+    """
+
+    def __init__(self, post_id: str, platform: str, problems: list[tuple[str, str]]) -> None:
+        described = "; ".join(f"{field}: {reason}" for field, reason in problems)
+        super().__init__(f"post {post_id} cannot be published on {platform}: {described}", problems[0][0])
+        self.platform = platform
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -146,11 +167,39 @@ def _keep_scheduled(post_id: str, scope: Mapping[str, Any], note: str, by_user_i
         _move_post(post, scope, P.SCHEDULED.value, note, by_user_id, expanded=True)
 
 
+def _problems(exc: PermanentError) -> list[tuple[str, str]]:
+    if isinstance(exc, PostInvalid):
+        return [(field, reason) for field, _, reason in (p.partition(": ") for p in exc.problems)]
+    field = getattr(exc, "field", None)
+    reason = getattr(exc, "reason", None)
+    return [(str(field), str(reason))] if field and reason else [("post", exc.message)]
+
+
+def check_publishable(post_id: str, scope: Mapping[str, Any], platforms: Sequence[str]) -> None:
+    """Refuse (:class:`PostNotPublishable`) a post that would fail again on one of ``platforms``.
+
+    The same checks as every worker attempt (``validate_for_platform``), with the account's ids
+    and metadata but no decrypted token: a retry or reschedule must not re-open a post that can
+    only fail, nor let an empty body reach a platform.
+    """
+    post = post_status.posts().find_one({"_id": ObjectId(post_id), **scope})
+    if post is None:
+        raise NotFound(f"post {post_id} not found")
+    for platform in platforms:
+        account = account_store.find_account(str(post.get("clientId")), platform)
+        credentials = account_store.credentials_without_secrets(account) if account else None
+        try:
+            validate_for_platform(post, platform, credentials)
+        except PermanentError as exc:
+            raise PostNotPublishable(post_id, platform, _problems(exc)) from None
+
+
 def retry(
     post_id: str,
     scope: Mapping[str, Any],
     platform: str | None = None,
     by_user_id: str | None = None,
+    note: str = RETRY_NOTE,
 ) -> OperationResult:
     """Failed/cancelled deliveries (all, or one platform) → pending now; the post → ``scheduled``.
 
@@ -173,15 +222,16 @@ def retry(
         missing = [p for p in selected if p not in states] if status != P.SCHEDULED.value else []
         if not retryable and not missing:
             raise NothingToRetry(f"nothing to retry ({_describe(states, selected)})")
+        check_publishable(post_id, scope, retryable + missing)
         if status != P.SCHEDULED.value and not _move_post(
-            post, scope, P.SCHEDULED.value, RETRY_NOTE, by_user_id, expanded=not missing
+            post, scope, P.SCHEDULED.value, note, by_user_id, expanded=not missing
         ):
             continue  # the post changed under us: read it again
         reopened = delivery_states.reopen(post_id, utcnow(), retryable) if retryable else 0
-        _keep_scheduled(post_id, scope, RETRY_NOTE, by_user_id)
+        _keep_scheduled(post_id, scope, note, by_user_id)
         post_status.sync(post_id)
         log.info("retry of post %s: reopened %d deliveries", post_id, reopened, extra={"post_id": post_id})
-        return OperationResult(post_id, _status(post_id), retryable + missing, RETRY_NOTE)
+        return OperationResult(post_id, _status(post_id), retryable + missing, note)
     raise Conflict("the post kept changing while the retry was applied; try again")
 
 
@@ -251,6 +301,8 @@ def reschedule(
             raise Conflict(f"post is {status}: only a scheduled, approved or failed post can be rescheduled")
         states = _by_platform(post_id)
         complete = bool(_platforms(post)) and all(p in states for p in _platforms(post))
+        unfinished = [p for p in _platforms(post) if states.get(p, {}).get("state") != S.PUBLISHED.value]
+        check_publishable(post_id, scope, unfinished)
         if not _move_post(
             post,
             scope,
@@ -313,3 +365,99 @@ def store_token(
         raise NotFound(f"account {account_id} not found")
     delivery_states.resume_waiting(platform=account["platform"], client_id=account["clientId"])
     return account
+
+
+# --- reads and task sends for the admin API ------------------------------------------------------
+
+
+def deliveries_of(post_ids: Sequence[str], scope: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The deliveries of these posts inside ``scope``, by post id (every id present, maybe empty)."""
+    found: dict[str, list[dict[str, Any]]] = {post_id: [] for post_id in post_ids}
+    for d in delivery_states.deliveries().find({"postId": {"$in": list(post_ids)}, **scope}):
+        found.setdefault(d["postId"], []).append(d)
+    return found
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Where the active deliveries are; every count names an active state (the (state, dueAt) index)."""
+
+    due_backlog: int
+    queued: int
+    in_flight: int
+    retry_waiting: int
+    waiting_auth: int
+    oldest_due_age_seconds: float | None
+
+
+def queue_counts(scope: Mapping[str, Any], now: datetime | None = None) -> QueueCounts:
+    """Counts per queue position, for one tenant or all (``scope`` = ``{}``), never the history."""
+    now = now or utcnow()
+    coll = delivery_states.deliveries()
+
+    def count(**query: Any) -> int:
+        return int(coll.count_documents({**scope, **query}))
+
+    oldest = list(
+        coll.find({**scope, "state": S.PENDING.value, "dueAt": {"$lte": now}}, {"dueAt": 1})
+        .sort("dueAt", 1)
+        .limit(1)
+    )
+    oldest_due = as_utc(oldest[0]["dueAt"]) if oldest else None
+    return QueueCounts(
+        due_backlog=count(state=S.PENDING.value, dueAt={"$lte": now}),
+        queued=count(state=S.QUEUED.value),
+        in_flight=count(state=S.IN_FLIGHT.value),
+        retry_waiting=count(state=S.PENDING.value, dueAt={"$gt": now}, attempt={"$gt": 0})
+        + count(state=S.PENDING.value, dueAt={"$gt": now}, attempt=0, errorClass={"$ne": None}),
+        waiting_auth=count(state=S.WAITING_AUTH.value),
+        oldest_due_age_seconds=None if oldest_due is None else max(0.0, (now - oldest_due).total_seconds()),
+    )
+
+
+def send_task(name: str, *args: str) -> str:
+    """Send a task by name (ids only in its arguments); returns the task id. Broker errors propagate."""
+    from mcmp.worker.app import app
+
+    result = app.send_task(
+        name,
+        args=list(args),
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+    )
+    return str(result.id)
+
+
+def answering_workers(timeout: float) -> int:
+    """How many Celery workers answer a ping within ``timeout`` seconds (0 if the broker is down)."""
+    from mcmp.worker.app import app
+
+    try:
+        return len(app.control.ping(timeout=timeout) or [])
+    except Exception:
+        return 0
+
+
+BACKFILL_TASK = "mcmp.analytics.backfill"
+
+
+def start_backfill(client_id: str, since: datetime | None, platform: str | None) -> dict[str, Any]:
+    """Record an analytics backfill job and send ``mcmp.analytics.backfill(job_id)``.
+
+    A job whose task could not be sent is marked ``enqueue_failed`` and the error propagates.
+    """
+    from mcmp.worker.analytics import backfill
+
+    return backfill.start_backfill(
+        client_id, since, platform, send=lambda job_id: send_task(BACKFILL_TASK, job_id)
+    )
+
+
+def backfill_job(job_id: str, scope: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The backfill job if it exists inside ``scope`` (a tenant filter on ``clientId``)."""
+    from mcmp.worker.analytics import backfill
+
+    if not ObjectId.is_valid(job_id):
+        return None
+    found: dict[str, Any] | None = backfill.jobs().find_one({"_id": ObjectId(job_id), **scope})
+    return found

@@ -1,26 +1,98 @@
 """Celery tasks: thin wrappers (ids in, one call to a plain function, nothing secret out).
 
 Every task is idempotent, so re-sending one from Flower or the admin API is always safe.
+
+Flower is the operator's view of these tasks, so a task's state says what happened to the work,
+not merely that the code ran: ``mcmp.publish_delivery`` ends **FAILURE** (with the reason) when
+its delivery is failed, **RETRY** when the attempt will be retried later (the retry itself is a
+due time in MongoDB, sent again by the dispatcher — Celery does not re-send it), and **SUCCESS**
+otherwise. Its kwargs carry ``post_id`` and ``platform`` so the task list can be searched by
+them. Periodic maintenance sends no task events (it would bury the publish tasks); its work and
+failures are in the worker's log.
 """
 
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import Any
+
+from celery.exceptions import Retry
 
 from mcmp.worker.app import app
 
 
-@app.task(name="mcmp.publish_delivery", acks_late=True, reject_on_worker_lost=True)
-def publish_delivery(delivery_id: str, claim: dict[str, str] | None = None) -> str:
+class DeliveryFailed(Exception):
+    """The delivery is failed for good; the message names post, platform and the reason."""
+
+
+class DeliveryRetrying(Exception):
+    """The attempt failed and the delivery will be tried again at its next due time."""
+
+
+class RetryRefused(Exception):
+    """``mcmp.retry_post`` changed nothing; the message says why (nothing failed, post invalid…)."""
+
+
+@app.task(
+    name="mcmp.publish_delivery",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    throws=(DeliveryFailed,),  # an expected outcome: logged as one line, without a traceback
+)
+def publish_delivery(
+    delivery_id: str,
+    claim: dict[str, str] | None = None,
+    post_id: str | None = None,
+    platform: str | None = None,
+) -> str:
     """Publish one (post, platform) delivery; a no-op if it is already done or in flight.
 
     ``claim`` (claim token, post id, platform, due time — no secrets) lets a first attempt start
-    with one write; a stale or re-sent hint is ignored safely.
+    with one write; a stale or re-sent hint is ignored safely. ``post_id`` and ``platform`` only
+    label the task for operators (the delivery id decides what is published).
     """
+    from mcmp.worker.publishing.delivery_states import deliveries
+    from mcmp.worker.publishing.pipeline import Outcome
     from mcmp.worker.publishing.pipeline import publish_delivery as run
 
-    return str(run(delivery_id, claim))
+    outcome = run(delivery_id, claim)
+    if outcome not in (Outcome.FAILED, Outcome.RETRY, Outcome.NOT_AVAILABLE):
+        return str(outcome)
+    from bson import ObjectId
+
+    doc = deliveries().find_one(
+        {"_id": ObjectId(delivery_id)},
+        {"state": 1, "postId": 1, "platform": 1, "lastError": 1, "attempt": 1, "dueAt": 1},
+    )
+    if doc is None:
+        return str(outcome)
+    what = f"{doc.get('platform')} post {doc.get('postId')}"
+    if doc.get("state") == "failed":
+        raise DeliveryFailed(f"{what} failed: {doc.get('lastError') or 'no reason recorded'}")
+    if outcome is Outcome.RETRY and doc.get("state") == "pending":
+        due = doc.get("dueAt")
+        message = f"{what}: attempt {doc.get('attempt')} failed, retrying: {doc.get('lastError')}"
+        raise Retry(message, DeliveryRetrying(message), when=due if isinstance(due, datetime) else None)
+    return str(outcome)
+
+
+@app.task(name="mcmp.retry_post", throws=(RetryRefused,))
+def retry_post(post_id: str, platform: str | None = None) -> dict[str, Any]:
+    """Retry a post's failed platforms (or one): exactly what the admin API's retry does.
+
+    The post is checked first as every attempt checks it (a post that would fail again is
+    refused and nothing is re-opened); then its failed/cancelled deliveries are due now and the
+    post is ``scheduled`` again, with a ``statusHistory`` entry noted "retried from Flower".
+    Published platforms are never re-published. Ends FAILURE with the reason when refused.
+    """
+    from mcmp.worker import services
+
+    try:
+        result = services.retry(post_id, {}, platform=platform, note=services.FLOWER_RETRY_NOTE)
+    except services.OperationError as exc:
+        raise RetryRefused(exc.message) from None
+    return {"postId": result.post_id, "status": result.status, "platforms": result.platforms}
 
 
 @functools.cache
@@ -31,13 +103,13 @@ def _maintainer() -> Any:
     return Dispatcher()
 
 
-@app.task(name="mcmp.maintenance.reap")
+@app.task(name="mcmp.maintenance.reap", send_events=False)
 def reap() -> dict[str, int]:
     """Recover expired leases, fail unschedulable posts, resume reconnected accounts."""
     return _maintainer().maintenance()
 
 
-@app.task(name="mcmp.maintenance.queue_posts")
+@app.task(name="mcmp.maintenance.queue_posts", send_events=False)
 def queue_posts() -> int:
     """Give approved posts flagged ``queue: true`` their client's next free posting-window slot."""
     from mcmp.worker.scheduling.posting_windows import queue_flagged_posts
@@ -56,7 +128,7 @@ def refresh_account(account_id: str, force: bool = True) -> str:
     return run(account_id, force=force)
 
 
-@app.task(name="mcmp.tokens.refresh_due")
+@app.task(name="mcmp.tokens.refresh_due", send_events=False)
 def refresh_due() -> int:
     """Queue a refresh for every connected account inside its platform's refresh margin."""
     from mcmp.worker.accounts.tokens import enqueue_due
@@ -66,7 +138,7 @@ def refresh_due() -> int:
     )
 
 
-@app.task(name="mcmp.analytics.plan")
+@app.task(name="mcmp.analytics.plan", send_events=False)
 def analytics_plan() -> int:
     """Send a snapshot task per account for every delivery whose analytics slot is due."""
     from mcmp.worker.analytics.snapshots import plan_due

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from mcmp.api.backfill import service
+from mcmp.api import backfill
 from mcmp.api.deps import TenantScopeDep, object_id
 from mcmp.api.problems import not_found, responses
 from mcmp.api.schemas import BackfillIn, BackfillOut, CampaignAnalyticsOut, MetricTotals, utc
@@ -106,14 +106,14 @@ def _job(job: Any) -> BackfillOut:
 )
 def start_backfill(body: BackfillIn, scope: TenantScopeDep) -> BackfillOut:
     scope.query(body.clientId)  # 404 outside the key's tenants
-    return _job(service().start(body.clientId, body.since, body.platform))
+    return _job(backfill.start(body.clientId, body.since, body.platform))
 
 
 @router.get(
     "/analytics/backfills/{backfill_id}", response_model=BackfillOut, summary="Progress of a backfill"
 )
 def get_backfill(backfill_id: str, scope: TenantScopeDep) -> BackfillOut:
-    job = service().get(backfill_id, scope.query())
+    job = backfill.get(backfill_id, scope.query())
     if job is None:
         raise not_found("backfill")
     return _job(job)

@@ -18,6 +18,7 @@ from mcmp.api.metrics import render
 from mcmp.api.problems import ApiProblem, responses
 from mcmp.api.schemas import Liveness, Readiness
 from mcmp.config import get_settings
+from mcmp.worker import services
 
 router = APIRouter(tags=["health"])
 
@@ -33,15 +34,6 @@ def _mongo_probe(uri: str) -> Any:
     from pymongo import MongoClient
 
     return MongoClient(uri, serverSelectionTimeoutMS=1500, connectTimeoutMS=1500, socketTimeoutMS=1500)
-
-
-def _worker_count(timeout: float) -> int:
-    from mcmp.worker.app import app
-
-    try:
-        return len(app.control.ping(timeout=timeout) or [])
-    except Exception:
-        return 0
 
 
 @router.get(
@@ -67,7 +59,7 @@ def ready(
         problems.append(f"redis: {type(exc).__name__}")
     if problems:
         raise ApiProblem(503, "not-ready", "; ".join(problems))
-    workers = _worker_count(worker_timeout) if worker_timeout > 0 else 0
+    workers = services.answering_workers(worker_timeout) if worker_timeout > 0 else 0
     return Readiness(status="ready", mongodb="ok", redis="ok", workers=workers)
 
 

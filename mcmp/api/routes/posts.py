@@ -1,6 +1,8 @@
 """Posts with their per-platform deliveries, and the operator actions on them.
 
-Actions call :mod:`mcmp.worker.services` (the only path to delivery transitions). Retrying a post
+Actions call :mod:`mcmp.worker.services` (the only path to delivery transitions). Retry and
+reschedule first run the worker's own checks on the post for every platform they would re-open
+(422 ``post-invalid`` naming the post's field and the reason; nothing re-opened). Retrying a post
 with nothing failed or cancelled answers **409** ``urn:mcmp:problem:nothing-to-retry`` rather
 than 200: the caller asked for a re-publication that will not happen, and says which state
 each platform is in — a published delivery is never published again.
@@ -27,7 +29,6 @@ from mcmp.api.schemas import (
 )
 from mcmp.models import Post, PostStatus
 from mcmp.worker import services as operations
-from mcmp.worker.publishing import delivery_states
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=responses(401, 404, 422))
 
@@ -90,13 +91,6 @@ def _post(doc: dict[str, Any], deliveries: list[dict[str, Any]]) -> PostOut:
     )
 
 
-def _deliveries_of(post_ids: list[str], scope_query: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {p: [] for p in post_ids}
-    for d in delivery_states.deliveries().find({"postId": {"$in": post_ids}, **scope_query}):
-        out.setdefault(d["postId"], []).append(d)
-    return out
-
-
 @router.get("", response_model=PostPage, summary="List posts (newest first) with their deliveries")
 def list_posts(
     scope: TenantScopeDep,
@@ -112,7 +106,7 @@ def list_posts(
     if campaign_id is not None:
         query["campaignId"] = campaign_id
     docs, next_cursor = page(Post._get_collection(), query, cursor, limit, _PROJECTION)
-    deliveries = _deliveries_of([str(d["_id"]) for d in docs], scope.query())
+    deliveries = operations.deliveries_of([str(d["_id"]) for d in docs], scope.query())
     return PostPage(items=[_post(d, deliveries[str(d["_id"])]) for d in docs], nextCursor=next_cursor)
 
 
@@ -121,7 +115,7 @@ def get_post(post_id: str, scope: TenantScopeDep) -> PostOut:
     doc = Post._get_collection().find_one({"_id": object_id(post_id, "post"), **scope.query()}, _PROJECTION)
     if doc is None:
         raise not_found("post")
-    return _post(doc, _deliveries_of([post_id], scope.query())[post_id])
+    return _post(doc, operations.deliveries_of([post_id], scope.query())[post_id])
 
 
 def _out(result: operations.OperationResult) -> OperationOut:

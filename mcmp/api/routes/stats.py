@@ -1,7 +1,7 @@
-"""Queue statistics from the ``deliveries`` collection.
+"""Queue statistics: where the active deliveries are, for one tenant or all.
 
-Every count names an active state, so it rides the (state, dueAt) index and reads only work in
-progress, never the published history, for one tenant or all.
+Counted by :func:`mcmp.worker.services.queue_counts`, which reads only active states (never the
+published history).
 """
 
 from __future__ import annotations
@@ -14,36 +14,21 @@ from fastapi import APIRouter, Query
 from mcmp.api.deps import TenantScopeDep
 from mcmp.api.problems import responses
 from mcmp.api.schemas import QueueStats
-from mcmp.models import DeliveryState
-from mcmp.models.base import as_utc, utcnow
-from mcmp.worker.publishing import delivery_states
+from mcmp.worker import services
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=responses(401, 404, 422))
-S = DeliveryState
 
 
 def queue_stats(scope_query: dict[str, Any], now: datetime | None = None) -> QueueStats:
     """Counts per queue position; also used by the ``/metrics`` backlog gauges (all tenants)."""
-    now = now or utcnow()
-    coll = delivery_states.deliveries()
-
-    def count(**query: Any) -> int:
-        return coll.count_documents({**scope_query, **query})
-
-    oldest = list(
-        coll.find({**scope_query, "state": S.PENDING.value, "dueAt": {"$lte": now}}, {"dueAt": 1})
-        .sort("dueAt", 1)
-        .limit(1)
-    )
-    oldest_due = as_utc(oldest[0]["dueAt"]) if oldest else None
+    counts = services.queue_counts(scope_query, now)
     return QueueStats(
-        dueBacklog=count(state=S.PENDING.value, dueAt={"$lte": now}),
-        queued=count(state=S.QUEUED.value),
-        inFlight=count(state=S.IN_FLIGHT.value),
-        retryWaiting=count(state=S.PENDING.value, dueAt={"$gt": now}, attempt={"$gt": 0})
-        + count(state=S.PENDING.value, dueAt={"$gt": now}, attempt=0, errorClass={"$ne": None}),
-        waitingAuth=count(state=S.WAITING_AUTH.value),
-        oldestDueAgeSeconds=None if oldest_due is None else max(0.0, (now - oldest_due).total_seconds()),
+        dueBacklog=counts.due_backlog,
+        queued=counts.queued,
+        inFlight=counts.in_flight,
+        retryWaiting=counts.retry_waiting,
+        waitingAuth=counts.waiting_auth,
+        oldestDueAgeSeconds=counts.oldest_due_age_seconds,
     )
 
 

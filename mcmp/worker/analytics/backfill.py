@@ -55,6 +55,9 @@ COLLECTION = "analyticsbackfills"
 TASK = "mcmp.analytics.backfill"
 POST_STATUSES = ("published", "failed", "scheduled")  # statuses a post with platform ids can have
 MAX_UNIT_ATTEMPTS = 6
+# The job document's progress is written at least this often while rows come in, and at once
+# when a run ends, so a run killed with SIGKILL leaves a count at most this stale.
+SAVE_EVERY_SECONDS = 2.0
 Progress = Callable[["Summary"], None]
 
 
@@ -81,7 +84,16 @@ class Summary:
 
     @property
     def rate(self) -> float:
+        """Rows per second over the whole run so far (rows arrive in jumps: a Graph batch is 25)."""
         return (self.recorded + self.duplicates + self.deleted) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Time left at the whole run's rate; None until a row has come in."""
+        left = max(0, self.total - self.done - self.skipped)
+        if left == 0:
+            return 0.0
+        return left / self.rate if self.rate > 0 else None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -227,7 +239,13 @@ def plan(job: dict[str, Any], now: datetime | None = None, settings: Settings | 
 
 # --- running -----------------------------------------------------------------------------------------
 class _Run:
-    """Shared state of one run: counters under a lock, throttled job-document updates."""
+    """Shared state of one run: counters under a lock, the job document saved on a timer.
+
+    Rows arrive in jumps and a run may wait minutes for a rate budget between two jumps, so
+    progress is not written "on the next row" (a run killed while waiting would leave the rows
+    it recorded uncounted) but every ``SAVE_EVERY_SECONDS`` by a ticker thread, which also calls
+    ``progress`` so a display keeps showing the falling rate and growing ETA while nothing comes.
+    """
 
     def __init__(self, job: dict[str, Any], summary: Summary, progress: Progress | None) -> None:
         self.job = job
@@ -235,7 +253,9 @@ class _Run:
         self.progress = progress
         self.lock = threading.Lock()
         self.started = time.monotonic()
-        self.last_save = 0.0
+        self.saved: tuple[str, int, int] | None = None
+        self._ticker_stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def add(self, **counts: int) -> None:
         with self.lock:
@@ -244,15 +264,36 @@ class _Run:
             self.summary.seconds = time.monotonic() - self.started
         if self.progress:
             self.progress(self.summary)
-        if time.monotonic() - self.last_save > 1.0:
-            self.save()
 
-    def save(self, status: str | None = None) -> None:
+    def start_ticker(self) -> None:
+        self._ticker = threading.Thread(target=self._tick, name="backfill-progress", daemon=True)
+        self._ticker.start()
+
+    def stop_ticker(self) -> None:
+        self._ticker_stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=10)
+
+    def _tick(self) -> None:
+        while not self._ticker_stop.wait(SAVE_EVERY_SECONDS):
+            with self.lock:
+                self.summary.seconds = time.monotonic() - self.started
+            try:
+                self.save(only_if_changed=True)
+            except Exception as exc:  # a MongoDB hiccup must not end the run; the next tick retries
+                log.warning("backfill progress not saved: %s", type(exc).__name__)
+            if self.progress:
+                self.progress(self.summary)
+
+    def save(self, status: str | None = None, only_if_changed: bool = False) -> None:
         with self.lock:
-            self.last_save = time.monotonic()
             if status:
                 self.summary.status = status
             s = self.summary
+            mark = (s.status, s.done, s.skipped)
+            if only_if_changed and mark == self.saved:
+                return
+            self.saved = mark
             update = {
                 "status": s.status,
                 "done": s.done,
@@ -384,6 +425,7 @@ def run_job(
     units = _units(work.todo, settings, run)
     stop = threading.Event()
     workers = concurrency or settings.analytics_backfill_concurrency
+    run.start_ticker()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
             futures = [pool.submit(_run_unit, unit, settings, run, stop) for unit in units]
@@ -396,9 +438,12 @@ def run_job(
                     future.cancel()
                 raise
     except KeyboardInterrupt:
+        run.stop_ticker()
         summary.seconds = time.monotonic() - run.started
         run.save("interrupted")
         raise
+    finally:
+        run.stop_ticker()
     summary.seconds = time.monotonic() - run.started
     complete = summary.done >= summary.total and summary.skipped == 0
     run.save("done" if complete else "incomplete")

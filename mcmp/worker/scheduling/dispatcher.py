@@ -147,7 +147,12 @@ class Dispatcher:
                 self._send_task(
                     PUBLISH_TASK,
                     args=[str(delivery["_id"])],
-                    kwargs={"claim": hint} if hint else None,
+                    # post_id and platform label the task in Flower (search, Failed list).
+                    kwargs={
+                        "post_id": str(delivery["postId"]),
+                        "platform": str(delivery["platform"]),
+                        **({"claim": hint} if hint else {}),
+                    },
                     eta=eta,
                     queue="publish",
                 )

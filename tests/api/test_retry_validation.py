@@ -1,0 +1,100 @@
+"""Retry and reschedule refuse a post that would fail again: 422 naming the post's field, nothing re-opened.
+
+A worker and a dispatcher run beside the API, so anything re-opened would really be published:
+the simulator proves nothing reached it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from mcmp.models import DeliveryState, ErrorClass
+from mcmp.worker.publishing import delivery_states
+from mcmp.worker.publishing.delivery_states import NewDelivery
+from tests.api.conftest import headers
+
+
+def _failed_post(db, make_post, client, platforms, **fields):
+    post = make_post(
+        client, platforms, when=datetime.now(UTC) - timedelta(minutes=1), status="failed", **fields
+    )
+    delivery_states.ensure(
+        [
+            NewDelivery(
+                str(post["_id"]),
+                post["clientId"],
+                platform,
+                post["scheduleTime"],
+                state=DeliveryState.FAILED,
+                last_error="refused",
+                error_class=ErrorClass.PERMANENT,
+            )
+            for platform in platforms
+        ]
+    )
+    return post
+
+
+def test_retrying_a_post_with_an_empty_body_is_refused_and_nothing_is_published(
+    api,
+    env,
+    db,
+    make_key,
+    make_client,
+    make_webhook_account,
+    make_post,
+    webhook_sim,
+    start_worker,
+    start_dispatcher,
+):
+    client = make_client()
+    make_webhook_account(client)
+    start_worker(env, concurrency=1)
+    start_dispatcher(env)
+    post = _failed_post(db, make_post, client, ["website"], body="")
+    before = db.posts.find_one({"_id": post["_id"]})
+    key = make_key(str(client["_id"]))
+
+    r = api.post(f"/v1/posts/{post['_id']}/retry", headers=headers(key))
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["type"] == "urn:mcmp:problem:post-invalid"
+    assert problem["errors"] == [{"field": "post.body", "message": "must not be empty"}]
+    assert "website" in problem["detail"]
+
+    when = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    r = api.post(f"/v1/posts/{post['_id']}/reschedule", json={"scheduleTime": when}, headers=headers(key))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "post.body"
+
+    time.sleep(4)  # the dispatcher and worker would have published a re-opened delivery by now
+    after = db.posts.find_one({"_id": post["_id"]})
+    assert after["status"] == "failed" and after["statusHistory"] == before["statusHistory"]
+    assert after["scheduleTime"] == before["scheduleTime"]
+    delivery = db.deliveries.find_one({"postId": str(post["_id"])})
+    assert delivery["state"] == "failed" and delivery["attempt"] == 0
+    assert webhook_sim.requests_log() == []
+
+
+def test_retry_runs_the_platforms_own_check_with_the_account_but_no_token(
+    api, db, make_key, make_client, make_account, make_post
+):
+    client = make_client()
+    make_account(
+        client, "linkedin", accessToken="not-readable-here", externalAccountId="urn:li:organization:1"
+    )
+    post = _failed_post(db, make_post, client, ["linkedin"], body="x" * 3500)
+    r = api.post(
+        f"/v1/posts/{post['_id']}/retry",
+        json={"platform": "linkedin"},
+        headers=headers(make_key(post["clientId"])),
+    )
+    assert r.status_code == 422, r.text
+    error = r.json()["errors"][0]
+    assert error["field"] == "post.body" and "LinkedIn allows 3000 characters" in error["message"]
+    assert db.deliveries.find_one({"postId": str(post["_id"])})["state"] == "failed"
+    assert db.posts.find_one({"_id": post["_id"]})["status"] == "failed"
+    # fixed by the frontend, the same retry goes through
+    db.posts.update_one({"_id": post["_id"]}, {"$set": {"body": "short enough"}})
+    r = api.post(f"/v1/posts/{post['_id']}/retry", headers=headers(make_key(post["clientId"])))
+    assert r.status_code == 200 and r.json()["platforms"] == ["linkedin"]
