@@ -17,7 +17,7 @@ from mcmp.connectors.errors import (
 )
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest
 from mcmp.connectors.website import WebsiteConnector
-from mcmp.connectors.website.signing import sign, verify
+from mcmp.connectors.signing import sign, verify
 from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.website import WebhookSimulator
 

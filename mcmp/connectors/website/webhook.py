@@ -28,7 +28,7 @@ from mcmp.connectors.errors import (
 from mcmp.connectors.http import retry_after_seconds, send
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
-from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
 
 MAX_BODY_CHARS = 1_000_000
 

@@ -24,7 +24,7 @@ from mcmp.connectors.types import (
     PublishResult,
     TokenGrant,
 )
-from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors import IDEMPOTENCY_HEADER, signed_headers
 
 
 class EchoConnector:
