@@ -5,7 +5,7 @@ from __future__ import annotations
 from mcmp.api.problems import ApiProblem
 from mcmp.api.schemas import TaskOut
 
-# Owned by the token engineer (mcmp/worker/accounts/tokens.py); sent by name, so the API needs no import of it.
+# Defined in mcmp/worker/accounts/tokens.py; sent by name, so the API needs no import of it.
 TOKEN_REFRESH_TASK = "mcmp.tokens.refresh_account"
 ANALYTICS_BACKFILL_TASK = "mcmp.analytics.backfill"
 

@@ -1,4 +1,4 @@
-"""A client's connection to one platform (seed §3, collection ``integrationaccounts``).
+"""A client's connection to one platform (frontend contract, collection ``integrationaccounts``: docs/frontend-contract.md).
 
 ``accessToken``/``refreshToken`` are stored encrypted (Fernet) by the worker; a frontend may
 write plaintext, which the worker encrypts on first touch (see mcmp.worker.accounts.tokens / README).

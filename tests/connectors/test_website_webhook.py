@@ -15,9 +15,9 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
+from mcmp.connectors.signing import sign, verify
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest
 from mcmp.connectors.website import WebsiteConnector
-from mcmp.connectors.signing import sign, verify
 from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.website import WebhookSimulator
 

@@ -26,9 +26,9 @@ from mcmp.connectors.errors import (
     ValidationError,
 )
 from mcmp.connectors.http import retry_after_seconds, send
+from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
-from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
 
 MAX_BODY_CHARS = 1_000_000
 

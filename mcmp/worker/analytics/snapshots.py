@@ -1,4 +1,4 @@
-"""Scheduled metrics snapshots of published deliveries (design §6).
+"""Scheduled metrics snapshots of published deliveries (docs/analytics.md).
 
 Flow::
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from mcmp.connectors import IDEMPOTENCY_HEADER, signed_headers
 from mcmp.connectors.errors import AmbiguousError, AuthError, PermanentError, RetryableError, ValidationError
 from mcmp.connectors.types import (
     Credentials,
@@ -24,7 +25,6 @@ from mcmp.connectors.types import (
     PublishResult,
     TokenGrant,
 )
-from mcmp.connectors import IDEMPOTENCY_HEADER, signed_headers
 
 
 class EchoConnector:
