@@ -78,7 +78,7 @@ def rotate_all(
     report = RotationReport(total=coll.count_documents({}))
     last_id = None
     while True:
-        query = {} if last_id is None else {"_id": {"$gt": last_id}}
+        query: dict[str, Any] = {} if last_id is None else {"_id": {"$gt": last_id}}
         batch = list(coll.find(query, {name: 1 for name in FIELDS}).sort("_id", 1).limit(batch_size))
         if not batch:
             break

@@ -323,7 +323,9 @@ def _run_unit(
                 )
             return
         except AuthError as exc:
-            accounts.mark_expired(accounts.find_account(run.job["clientId"], connector.platform), exc.message)
+            account = accounts.find_account(run.job["clientId"], connector.platform)
+            if account is not None:
+                accounts.mark_expired(account, exc.message)
             run.summary.problems.append(f"{connector.platform}: account must be reconnected ({exc.message})")
             break
         except (RateLimitedError, RetryableError, AmbiguousError, BudgetUnavailable) as exc:
