@@ -1,6 +1,6 @@
 """Signed-webhook publishing to a client's website.
 
-Contract with the receiving site (documented in the README):
+Contract with the receiving site (documented in docs/connectors.md):
 * ``POST <metadata.webhookUrl>`` with the post as JSON, headers ``Idempotency-Key`` (stable per
   delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see ``signing``); the secret is the
   account's ``accessToken``. A 2xx answer carries ``{"id": ..., "url": ...}``.
