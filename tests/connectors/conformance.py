@@ -68,6 +68,35 @@ def serve(simulator: S, hold_seconds: float = 1.5) -> Iterator[tuple[S, str]]:
     server.server_close()
 
 
+def simulator_fixtures(
+    make: Callable[[], S], *, hold_seconds: float = 1.5, prepare: Callable[[S], None] | None = None
+) -> tuple[Any, Any, Any]:
+    """The fixtures ``served`` (module-wide server), ``sim`` (emptied per test) and ``base`` (URL).
+
+    ``served, sim, base = simulator_fixtures(FacebookSimulator)`` at a module's top level; ``prepare``
+    restores the simulator's tunables (budgets, quotas) that a test may have changed.
+    """
+
+    @pytest.fixture(scope="module")
+    def served() -> Iterator[tuple[S, str]]:
+        yield from serve(make(), hold_seconds)
+
+    @pytest.fixture
+    def sim(served: tuple[S, str]) -> S:
+        simulator = served[0]
+        simulator.reset()
+        simulator.set_faults({"rules": []})
+        if prepare is not None:
+            prepare(simulator)
+        return simulator
+
+    @pytest.fixture
+    def base(served: tuple[S, str]) -> str:
+        return served[1]
+
+    return served, sim, base
+
+
 def check_lookup_budget(
     monkeypatch: pytest.MonkeyPatch,
     module: ModuleType,

@@ -3,7 +3,6 @@ conformance suite as the built-in ones, against the website simulator's signed w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 import pytest
@@ -13,24 +12,9 @@ from mcmp.config import Settings
 from mcmp.connectors import Credentials, PostContent, ValidationError
 from mcmp.connectors.registry import get_connector
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
-from tests.connectors.conformance import ConnectorConformance, serve
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[WebhookSimulator, str]]:
-    yield from serve(WebhookSimulator())
-
-
-@pytest.fixture
-def sim(served: tuple[WebhookSimulator, str]) -> WebhookSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[WebhookSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(WebhookSimulator)
 
 
 @pytest.fixture

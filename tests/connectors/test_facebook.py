@@ -5,7 +5,6 @@ long-lived token exchange, insights that Meta deprecates)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,29 +30,22 @@ from mcmp.connectors import (
 from mcmp.connectors.facebook import FacebookConnector
 from mcmp.connectors.facebook import connector as fb_connector
 from mcmp.simulators.facebook import FacebookSimulator
-from tests.connectors.conformance import ConnectorConformance, serve
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 PAGE = "1000001"
 TOKEN = "EAAB-test-page"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[FacebookSimulator, str]]:
-    yield from serve(FacebookSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50), 1.0)
+def _tune(sim: FacebookSimulator) -> None:
+    sim.valid_metrics = {"post_media_view", "post_total_media_view_unique", "post_clicks"}
+    sim.app_call_limit, sim.owner_call_limit = 200_000, 48_000
 
 
-@pytest.fixture
-def sim(served: tuple[FacebookSimulator, str]) -> FacebookSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    served[0].valid_metrics = {"post_media_view", "post_total_media_view_unique", "post_clicks"}
-    served[0].app_call_limit, served[0].owner_call_limit = 200_000, 48_000
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[FacebookSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(
+    lambda: FacebookSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50),
+    hold_seconds=1.0,
+    prepare=_tune,
+)
 
 
 def make_connector(base: str) -> FacebookConnector:

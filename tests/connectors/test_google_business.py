@@ -4,7 +4,6 @@ a lookup across pages, insights that may be retired, deleted posts)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,29 +29,18 @@ from mcmp.connectors import (
 from mcmp.connectors.google_business import GoogleBusinessConnector
 from mcmp.connectors.google_business import connector as gbp_connector
 from mcmp.simulators.google_business import GoogleBusinessSimulator
-from tests.connectors.conformance import ConnectorConformance, serve
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 LOCATION = "accounts/111/locations/222"
 PHOTO = "https://cdn.example.com/shop.jpg"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[GoogleBusinessSimulator, str]]:
-    yield from serve(GoogleBusinessSimulator())
+def _tune(sim: GoogleBusinessSimulator) -> None:
+    sim.insights_available = True
+    sim.quota_per_minute = 300
 
 
-@pytest.fixture
-def sim(served: tuple[GoogleBusinessSimulator, str]) -> GoogleBusinessSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    served[0].insights_available = True
-    served[0].quota_per_minute = 300
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[GoogleBusinessSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(GoogleBusinessSimulator, prepare=_tune)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ errors, a lookup behind many newer media, insights that Meta deprecates)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -30,7 +29,7 @@ from mcmp.connectors import (
 from mcmp.connectors.instagram import InstagramConnector
 from mcmp.connectors.instagram import connector as ig_connector
 from mcmp.simulators.instagram import InstagramSimulator
-from tests.connectors.conformance import ConnectorConformance, serve
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 USER = "17841400000001"
 TOKEN = "EAAB-test-ig"
@@ -39,25 +38,17 @@ IMAGE2 = MediaItem("https://cdn.example/b.jpg", "image")
 VIDEO = MediaItem("https://cdn.example/v.mp4", "video")
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[InstagramSimulator, str]]:
-    yield from serve(InstagramSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50), 1.0)
-
-
-@pytest.fixture
-def sim(served: tuple[InstagramSimulator, str]) -> InstagramSimulator:
-    sim = served[0]
-    sim.reset()
-    sim.set_faults({"rules": []})
+def _tune(sim: InstagramSimulator) -> None:
     sim.quota_total, sim.container_polls, sim.container_ttl_seconds = 50, 1, 86_400.0
     sim.valid_metrics = {"views", "reach", "likes", "comments", "shares", "saved", "total_interactions"}
     sim.owner_call_limit = 48_000
-    return sim
 
 
-@pytest.fixture
-def base(served: tuple[InstagramSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(
+    lambda: InstagramSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50),
+    hold_seconds=1.0,
+    prepare=_tune,
+)
 
 
 def make_connector(base: str, **overrides: object) -> InstagramConnector:

@@ -33,7 +33,7 @@ from mcmp.connectors import (
 from mcmp.connectors.linkedin import LinkedInConnector
 from mcmp.connectors.linkedin import connector as li_connector
 from mcmp.simulators.linkedin import LinkedInSimulator
-from tests.connectors.conformance import ConnectorConformance, serve
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
 ORG = "urn:li:organization:2414183"
@@ -61,21 +61,7 @@ def image_url() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[LinkedInSimulator, str]]:
-    yield from serve(LinkedInSimulator())
-
-
-@pytest.fixture
-def sim(served: tuple[LinkedInSimulator, str]) -> LinkedInSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[LinkedInSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(LinkedInSimulator)
 
 
 def make_connector(base: str, version: str = VERSION) -> LinkedInConnector:

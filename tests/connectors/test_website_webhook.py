@@ -3,8 +3,6 @@ peculiar to the webhook (the signature, a wrong secret, a 503 that says the site
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from mcmp.config import Settings
@@ -20,24 +18,9 @@ from mcmp.connectors import (
 )
 from mcmp.connectors.website import WebsiteConnector
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
-from tests.connectors.conformance import ConnectorConformance, serve
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[WebhookSimulator, str]]:
-    yield from serve(WebhookSimulator())
-
-
-@pytest.fixture
-def sim(served: tuple[WebhookSimulator, str]) -> WebhookSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[WebhookSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(WebhookSimulator)
 
 
 @pytest.fixture
