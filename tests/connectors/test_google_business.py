@@ -140,30 +140,22 @@ def test_rate_limited_quota_reports_usage(
     assert reports[-1].platform == "google-business"
 
 
-def test_auth_missing_scope_asks_for_reauthorisation(
-    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
-) -> None:
-    base = connector.base.rsplit("/", 1)[0]
-    requests.post(
-        f"{base}/_sim/tokens",
-        json={"action": "register", "token": "noscope", "scopes": ["openid"]},
-        timeout=2,
-    )
+def register_token(base: str, token: str, **grant: object) -> Credentials:
+    """A token the simulator knows with only the given scopes or locations."""
+    requests.post(f"{base}/_sim/tokens", json={"action": "register", "token": token, **grant}, timeout=2)
+    return creds(token=token)
+
+
+def test_auth_missing_scope_asks_for_reauthorisation(connector: GoogleBusinessConnector, base: str) -> None:
+    noscope = register_token(base, "noscope", scopes=["openid"])
     with pytest.raises(AuthError, match="re-authorised"):
-        connector.publish(request(c=creds(token="noscope")))
+        connector.publish(request(c=noscope))
 
 
-def test_permanent_location_not_managed(
-    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
-) -> None:
-    base = connector.base.rsplit("/", 1)[0]
-    requests.post(
-        f"{base}/_sim/tokens",
-        json={"action": "register", "token": "other", "locations": ["accounts/1/locations/2"]},
-        timeout=2,
-    )
+def test_permanent_location_not_managed(connector: GoogleBusinessConnector, base: str) -> None:
+    other = register_token(base, "other", locations=["accounts/1/locations/2"])
     with pytest.raises(PermanentError, match="PERMISSION_DENIED"):
-        connector.publish(request(c=creds(token="other")))
+        connector.publish(request(c=other))
 
 
 def test_ambiguous_commit_then_timeout_is_reconciled_across_pages(
