@@ -209,7 +209,7 @@ def fetch_and_record(
 
 
 # --- the schedule --------------------------------------------------------------------------------------
-def _planned_key(delivery_id: Any, due: datetime) -> str:
+def _planned_key(delivery_id: object, due: datetime) -> str:
     return f"mcmp:an:planned:{delivery_id}:{int(due.timestamp() * 1000)}"
 
 
