@@ -1,4 +1,4 @@
-"""Fixtures on real services (see tests/services.py). Factories write documents the way the
+"""Fixtures on real services (started by mcmp.devstack). Factories write documents the way the
 NestJS/Mongoose frontend does (``__v``, ``_id`` in nested objects, BSON dates)."""
 
 from __future__ import annotations
