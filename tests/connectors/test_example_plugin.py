@@ -34,7 +34,7 @@ class TestExamplePluginConformance(ConnectorConformance):
     def content(self, key: str, body: str | None = None) -> PostContent:
         return PostContent("p1", "c1", "Echo", f"Echo {key}" if body is None else body)
 
-    def refused_content(self) -> PostContent:
+    def refused_content(self, base: str) -> PostContent:
         return PostContent("p1", "c1", "", "the webhook requires a title")
 
 

@@ -75,7 +75,7 @@ class TestFacebookConformance(ConnectorConformance):
     def content(self, key: str, body: str | None = None) -> PostContent:
         return PostContent("post-1", "client-1", "Title", f"Hello from MCMP {key}" if body is None else body)
 
-    def refused_content(self) -> PostContent:
+    def refused_content(self, base: str) -> PostContent:
         return PostContent(
             "post-1", "client-1", "Title", "Read this", link="https://example.com/sim-scrape-fail"
         )

@@ -79,7 +79,7 @@ class TestGoogleBusinessConformance(ConnectorConformance):
     def content(self, key: str, body: str | None = None) -> PostContent:
         return content(f"Fresh bread every morning {key}" if body is None else body)
 
-    def refused_content(self) -> PostContent:
+    def refused_content(self, base: str) -> PostContent:
         return content(media=(MediaItem("ftp://bad/x.jpg", "image"),))  # Google fetches http(s) only
 
     def revoked_grant(self, base: str) -> Credentials:

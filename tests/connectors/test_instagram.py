@@ -89,7 +89,7 @@ class TestInstagramConformance(ConnectorConformance):
             "post-1", "client-1", "Title", f"Hello #summer {key}" if body is None else body, (IMAGE,)
         )
 
-    def refused_content(self) -> PostContent:
+    def refused_content(self, base: str) -> PostContent:
         return PostContent("post-1", "client-1", "Title", "Buy now SIM-SPAM", (IMAGE,))
 
     def revoked_grant(self, base: str) -> Credentials:

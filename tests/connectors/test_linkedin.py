@@ -102,7 +102,7 @@ class TestLinkedInConformance(ConnectorConformance):
     def content(self, key: str, body: str | None = None) -> PostContent:
         return PostContent("p1", "c1", "Title", f"Hello {key}" if body is None else body)
 
-    def refused_content(self) -> PostContent:
+    def refused_content(self, base: str) -> PostContent:
         return PostContent("p1", "c1", "Title", "x" * 3_000)  # over the limit once the marker is added
 
     def revoked_grant(self, base: str) -> Credentials:

@@ -40,7 +40,7 @@ class TestWebhookConformance(ConnectorConformance):
     def content(self, key: str, body: str | None = None) -> PostContent:
         return PostContent("p1", "c1", "Title", f"Hello {key}" if body is None else body)
 
-    def refused_content(self) -> PostContent:
+    def refused_content(self, base: str) -> PostContent:
         return PostContent("p1", "c1", "", "a post without the title the site requires")
 
 
