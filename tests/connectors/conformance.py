@@ -3,8 +3,8 @@
 In the spirit of singer-sdk's standard tap tests: a connector's test module subclasses
 :class:`ConnectorConformance` (its name starting with ``Test`` so pytest collects it), fills in
 the hooks below and provides the fixtures ``sim`` (its simulator, emptied for each test),
-``base`` (the simulator's URL) and ``connector`` (built against ``base``). Every test then runs
-against that connector over real HTTP:
+``base`` (the simulator's URL; ``simulator_fixtures`` makes both) and ``connector`` (built
+against ``base``). Every test then runs against that connector over real HTTP:
 
 * publish: the post exists once on the platform, and reconciling a published delivery finds it;
 * each error class, as the platform would answer: a 5xx on the write that creates the post is
