@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY mcmp ./mcmp
-RUN pip install . \
+RUN pip install '.[ops]' \
     && useradd --system --uid 10001 --home-dir /var/lib/mcmp --create-home mcmp
 
 USER mcmp

@@ -451,10 +451,6 @@ def our_lateness(db: Any, ids: list[ObjectId]) -> Lateness:
 LATENESS_FIELDS = {"state": 1, "callStartedAt": 1, "scheduledFor": 1}
 
 
-def redis_flush(url: str) -> None:
-    redis.Redis.from_url(url).flushdb()
-
-
 def git_rev() -> str:
     """HEAD, marked ``+dirty`` when the code the processes import has uncommitted changes."""
     try:
@@ -462,7 +458,7 @@ def git_rev() -> str:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "worker", "connectors", "models", "config", "simulators"],
+            ["git", "status", "--porcelain", "--", "mcmp"],
             cwd=ROOT,
             capture_output=True,
             text=True,

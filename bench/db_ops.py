@@ -7,7 +7,7 @@ Posts are spread evenly over the window (as in ``bench.lateness``); the MongoDB 
 is read before and after, so every operation of the workers, the dispatcher and its
 maintenance is counted, with the server's wall time per operation (on SecantusDB that includes
 waiting for its global lock). For an embedded SecantusDB the server process's CPU per delivery
-is read from ``/proc``: the figure the profiling fixes in the README were measured with.
+is read from ``/proc``: the figure the profiling fixes in docs/performance.md were measured with.
 """
 
 from __future__ import annotations

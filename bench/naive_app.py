@@ -24,7 +24,7 @@ from bson import ObjectId
 from celery import Celery
 from pymongo import MongoClient
 
-from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
 
 COLLECTION = "naive_posts"
 QUEUE = "naive"

@@ -1,6 +1,6 @@
 """Run every benchmark in turn (each in its own process, with its own servers) and print the tables.
 
-    .venv/bin/python -m bench.run_all                 # full sizes (the README figures), ~25 min here
+    .venv/bin/python -m bench.run_all                 # full sizes (the docs/performance.md figures), ~25 min here
     .venv/bin/python -m bench.run_all --quick         # small sizes, a few minutes: a CI smoke step
     .venv/bin/python -m bench.run_all --only lateness,bulk --mongodb-uri mongodb://host:27017/
 

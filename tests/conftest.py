@@ -1,8 +1,9 @@
-"""Fixtures on real services (see tests/services.py). Factories write documents the way the
+"""Fixtures on real services (started by mcmp.devstack). Factories write documents the way the
 NestJS/Mongoose frontend does (``__v``, ``_id`` in nested objects, BSON dates)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import uuid
@@ -20,6 +21,44 @@ from mcmp.devstack import Proc, SimClient, spawn, start_secantus, start_simulato
 from tests import ROOT
 
 REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# --- tiers -------------------------------------------------------------------------------------
+# Fixtures that start processes (workers, dispatchers, beat, simulators as processes, a real
+# WordPress). A test using one, or written in a module that starts child processes itself (the
+# CLI, ``mcmp dev``, docker-compose, Python under another TZ), or a chaos run, is marked ``e2e``;
+# ``pytest -m "not e2e"`` is the fast tier: direct calls on the real SecantusDB and Redis, with
+# simulators on in-process threads.
+PROCESS_FIXTURES = frozenset(
+    {
+        "procs",
+        "start_worker",
+        "start_dispatcher",
+        "webhook_sim",
+        "make_webhook_account",
+        "platform_lab",
+        "wordpress",
+    }
+)
+PROCESS_STARTERS = ("Popen(", "subprocess.run(", "spawn(", "start_simulator(", "PrivateRedis(")
+
+
+@functools.cache
+def _module_starts_processes(path: str) -> bool:
+    source = Path(path).read_text()
+    return any(starter in source for starter in PROCESS_STARTERS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if (
+            PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or item.get_closest_marker("chaos") is not None
+            or (module is not None and _module_starts_processes(module.__file__))
+        ):
+            item.add_marker(pytest.mark.e2e)
+
+
 # Tests run with encryption on, as production does (one key per test session).
 TOKEN_KEY = Fernet.generate_key().decode()
 

@@ -1,16 +1,33 @@
-"""Pluggable platform connectors: a Protocol, one error tree, plain value types, a registry."""
+"""Pluggable platform connectors: a Protocol, one error tree, plain value types, shared helpers.
+
+This package's names (``__all__``, pinned by ``tests/connectors/test_public_surface.py``) are
+everything a connector needs, built-in or third-party: a plugin imports ``mcmp.connectors`` and
+nothing else of ours. Submodules are the built-in connectors' own business and may change.
+"""
 
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     ConnectorError,
+    LookupIncompleteError,
     PermanentError,
     PublisherError,
     RateLimitedError,
     RetryableError,
     ValidationError,
 )
+from mcmp.connectors.http import BaseUrlSession, retry_after_seconds, send
+from mcmp.connectors.markers import marker_for, strip_markers
 from mcmp.connectors.protocol import Connector
+from mcmp.connectors.signing import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TOLERANCE_SECONDS,
+    sign,
+    signed_headers,
+    verify,
+)
 from mcmp.connectors.types import (
     Credentials,
     MediaItem,
@@ -21,13 +38,21 @@ from mcmp.connectors.types import (
     PublishResult,
     TokenGrant,
 )
+from mcmp.connectors.usage import UsageReport
+from mcmp.connectors.usage import report as report_usage
 
 __all__ = [
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "TOLERANCE_SECONDS",
     "AmbiguousError",
     "AuthError",
+    "BaseUrlSession",
     "Connector",
     "ConnectorError",
     "Credentials",
+    "LookupIncompleteError",
     "MediaItem",
     "MetricsRef",
     "MetricsSnapshot",
@@ -39,5 +64,14 @@ __all__ = [
     "RateLimitedError",
     "RetryableError",
     "TokenGrant",
+    "UsageReport",
     "ValidationError",
+    "marker_for",
+    "report_usage",
+    "retry_after_seconds",
+    "send",
+    "sign",
+    "signed_headers",
+    "strip_markers",
+    "verify",
 ]

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -24,7 +23,6 @@ from mcmp.connectors.errors import AmbiguousError, RetryableError
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ResponseHook = Callable[[requests.Response], None]
 
 
 def _not_sent(exc: BaseException) -> bool:

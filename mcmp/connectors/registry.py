@@ -41,8 +41,12 @@ def get_connector(platform: str, settings: Settings | None = None) -> Connector:
             raise UnknownPlatformError(
                 f"platforms: unknown platform {platform!r} (known: {', '.join(available_platforms())})"
             )
-        factory = matches[0].load()
-        connector = factory(settings or get_settings())
+        built = matches[0].load()(settings or get_settings())
+        if not isinstance(built, Connector):
+            raise TypeError(
+                f"the {platform!r} entry point does not build a connector (see mcmp.connectors.Connector)"
+            )
+        connector = built
         if _observer is not None:
             _observer(platform, connector)
         _instances[platform] = connector

@@ -41,7 +41,7 @@ def embedded_server_command(
     A 1 ms GIL switch interval (CPython's default is 5 ms): SecantusDB serves each connection
     on a thread of one Python process, and a request that gives the GIL up for a socket or
     storage call can otherwise wait a whole interval behind a CPU-bound neighbour to get it
-    back. Both measured side by side by ``python -m bench.embedded_server`` (README, Performance).
+    back. Both measured side by side by ``python -m bench.embedded_server`` (docs/performance.md).
     """
     return [
         sys.executable,

@@ -1,4 +1,4 @@
-"""One metrics snapshot of one post on one platform (seed §6, collection ``analyticsrecords``).
+"""One metrics snapshot of one post on one platform (frontend contract, collection ``analyticsrecords``: docs/frontend-contract.md).
 
 The worker adds ``slot`` (the schedule slot the snapshot belongs to, e.g. ``"6h"``): the partial
 unique index on (postId, platform, slot) is what makes a retried or duplicated snapshot task

@@ -1,4 +1,4 @@
-"""A client's media library entry (seed §7, collection ``assets``)."""
+"""A client's media library entry (frontend contract, collection ``assets``: docs/frontend-contract.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ without error) and keeps ``createdAt``/``updatedAt`` like Mongoose's ``timestamp
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from mongoengine import DateTimeField, Document
 
@@ -18,6 +18,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """BSON dates come back naive but are UTC instants; make them aware so comparisons are exact."""
     if value is None:

@@ -1,4 +1,4 @@
-"""Groups posts of one client (seed §4, collection ``campaigns``)."""
+"""Groups posts of one client (frontend contract, collection ``campaigns``: docs/frontend-contract.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A brand / tenant (seed §2, collection ``clients``): the tenancy boundary of all other data."""
+"""A brand / tenant (frontend contract, collection ``clients``: docs/frontend-contract.md): the tenancy boundary of all other data."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import mongoengine
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -80,7 +81,7 @@ def _redact_uri(uri: str) -> str:
     return uri
 
 
-def _mark_paused_analytics(deliveries: Any) -> None:
+def _mark_paused_analytics(deliveries: Collection[dict[str, Any]]) -> None:
     """Snapshots paused by an earlier version (``analyticsPaused`` set, no due time) become
     findable the current way (``analyticsDueAt`` = ``ANALYTICS_PAUSED``) before their index goes."""
     result = deliveries.update_many(

@@ -1,4 +1,4 @@
-"""The seed's enums (``../shared/seeds/schemas.md``) and the worker's own delivery states."""
+"""The frontend's enums (docs/frontend-contract.md) and the worker's own delivery states."""
 
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ class UserRole(StrEnum):
     CREATOR = "creator"
     CLIENT_OWNER = "clientOwner"
     CLIENT_VIEWER = "clientViewer"
-
-
-class OAuthProvider(StrEnum):
-    GOOGLE = "google"
-    MICROSOFT = "microsoft"
-    FACEBOOK = "facebook"
 
 
 class IntegrationPlatform(StrEnum):

@@ -1,7 +1,7 @@
-"""A client's connection to one platform (seed §3, collection ``integrationaccounts``).
+"""A client's connection to one platform (frontend contract, collection ``integrationaccounts``: docs/frontend-contract.md).
 
 ``accessToken``/``refreshToken`` are stored encrypted (Fernet) by the worker; a frontend may
-write plaintext, which the worker encrypts on first touch (see mcmp.worker.accounts.tokens / README).
+write plaintext, which the worker encrypts on first touch (see mcmp.worker.accounts.tokens and docs/tokens.md).
 ``platform`` is an open set: the seed's five plus any registered third-party connector.
 """
 

@@ -1,4 +1,4 @@
-"""One piece of content for one or more platforms (seed §5, collection ``posts``).
+"""One piece of content for one or more platforms (frontend contract, collection ``posts``: docs/frontend-contract.md).
 
 The worker never ``save()``s a Post loaded from the frontend: it writes with conditional atomic
 updates (mcmp.worker.publishing.post_status) so a concurrent frontend edit is never overwritten.

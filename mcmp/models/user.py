@@ -1,4 +1,4 @@
-"""Agency staff and client users (seed §1, collection ``users``)."""
+"""Agency staff and client users (frontend contract, collection ``users``: docs/frontend-contract.md)."""
 
 from __future__ import annotations
 

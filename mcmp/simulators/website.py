@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from mcmp.connectors import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
 
 DEFAULT_SECRET = "dev-webhook-secret"

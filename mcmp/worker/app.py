@@ -1,6 +1,6 @@
 """The Celery application: Redis broker by default (RabbitMQ via ``MCMP_BROKER_URL``).
 
-Reliability settings (design §5): late acknowledgement and rejection on worker loss so a killed
+Reliability settings (README, invariants 1 and 2): late acknowledgement and rejection on worker loss so a killed
 worker's task is redelivered; a small prefetch; explicit queues so analytics never delay
 publishing; time limits per task; JSON only (tasks carry ids, never secrets).
 
@@ -14,8 +14,6 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
 from mcmp.config import get_settings
-
-QUEUES = ("publish", "analytics", "maintenance")
 
 
 def create_app() -> Celery:

@@ -36,14 +36,17 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class _Handler(logging.StreamHandler):
+    """Ours, so that configuring again replaces it instead of adding a second one."""
+
+
 def configure(level: str = "INFO", json_output: bool = True) -> None:
     """Install one handler on the root logger; idempotent."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_mcmp", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.__stderr__)  # Celery swaps sys.stderr for a logging proxy
-    handler._mcmp = True  # type: ignore[attr-defined]
+    for installed in list(root.handlers):
+        if isinstance(installed, _Handler):
+            root.removeHandler(installed)
+    handler = _Handler(sys.__stderr__)  # Celery swaps sys.stderr for a logging proxy
     if json_output:
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False))
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import requests
 from prometheus_client import Counter, Histogram
 
 from mcmp.models.base import as_utc
@@ -46,20 +47,19 @@ TOKEN_REFRESHES = Counter(
 )
 
 
-def observe_platform_response(platform: str, response: Any) -> None:
+def observe_platform_response(platform: str, response: requests.Response) -> None:
     """Record one platform HTTP response (``requests.Response``): latency and status code."""
-    method = getattr(getattr(response, "request", None), "method", None) or "?"
-    elapsed = getattr(response, "elapsed", None)
-    seconds = elapsed.total_seconds() if elapsed is not None else 0.0
+    method = response.request.method if response.request is not None else None
+    seconds = response.elapsed.total_seconds()
     PLATFORM_REQUEST_SECONDS.labels(
-        platform=platform, method=method, status=str(response.status_code)
+        platform=platform, method=method or "?", status=str(response.status_code)
     ).observe(seconds)
 
 
-def instrument_session(session: Any, platform: str) -> Any:
+def instrument_session(session: requests.Session, platform: str) -> requests.Session:
     """Install a response hook on a ``requests.Session`` of a connector; returns the session."""
 
-    def _hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+    def _hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
         observe_platform_response(platform, response)
         return response
 
@@ -67,10 +67,8 @@ def instrument_session(session: Any, platform: str) -> Any:
     return session
 
 
-def instrument_connector(platform: str, connector: Any) -> None:
+def instrument_connector(platform: str, connector: object) -> None:
     """Hook every ``requests.Session`` a connector holds (directly or one object deep)."""
-    import requests
-
     candidates = list(vars(connector).values()) if hasattr(connector, "__dict__") else []
     for value in list(candidates):
         if not isinstance(value, requests.Session) and hasattr(value, "__dict__"):

@@ -1,4 +1,4 @@
-"""Issue [2/6]: the chaos run of [1/6] with the facebook and instagram connectors."""
+"""The webhook chaos run (test_chaos_webhook.py) with the facebook and instagram connectors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue [3/6]: a chaos run with token refreshes, then a search for every token value in what
+"""A chaos run with token refreshes, then a search for every token value in what
 the system emitted: worker and dispatcher logs, every Redis command (Celery messages, events,
 locks — recorded with MONITOR on the run's private Redis) and admin API responses.
 

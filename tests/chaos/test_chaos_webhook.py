@@ -1,4 +1,4 @@
-"""Issue [1/6] chaos run: ≥500 posts through the signed webhook while everything breaks."""
+"""The webhook chaos run: ≥500 posts through the signed webhook while everything breaks."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""Facebook connector against the Facebook simulator over real HTTP: text/link/photo posts, one
-test per error class, reconciliation after commit-then-timeout, token exchange, metrics mapping."""
+"""Facebook connector against the Facebook simulator over real HTTP: the conformance suite, plus
+what is peculiar to Facebook (markers, link and photo posts, Graph codes and budgets, the
+long-lived token exchange, insights that Meta deprecates)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,48 +13,39 @@ import requests
 
 from mcmp.config import Settings
 from mcmp.config.settings import FacebookSettings
-from mcmp.connectors import usage
-from mcmp.connectors.errors import (
+from mcmp.connectors import (
     AmbiguousError,
     AuthError,
-    PermanentError,
+    Credentials,
+    MediaItem,
+    MetricsRef,
+    PostContent,
+    PublishRequest,
     RateLimitedError,
     RetryableError,
+    UsageReport,
     ValidationError,
+    marker_for,
 )
 from mcmp.connectors.facebook import FacebookConnector
 from mcmp.connectors.facebook import connector as fb_connector
-from mcmp.connectors.markers import marker_for
-from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.facebook import FacebookSimulator
-from tests.connectors.lookup_budget import check_lookup_budget
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 PAGE = "1000001"
 TOKEN = "EAAB-test-page"
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[FacebookSimulator, str]]:
-    sim = FacebookSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50)
-    sim.hold_seconds = 1.0
-    server, url = start_in_thread(sim)
-    yield sim, url
-    server.shutdown()
+def _tune(sim: FacebookSimulator) -> None:
+    sim.valid_metrics = {"post_media_view", "post_total_media_view_unique", "post_clicks"}
+    sim.app_call_limit, sim.owner_call_limit = 200_000, 48_000
 
 
-@pytest.fixture
-def sim(served: tuple[FacebookSimulator, str]) -> FacebookSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    served[0].valid_metrics = {"post_media_view", "post_total_media_view_unique", "post_clicks"}
-    served[0].app_call_limit, served[0].owner_call_limit = 200_000, 48_000
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[FacebookSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(
+    lambda: FacebookSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50),
+    hold_seconds=1.0,
+    prepare=_tune,
+)
 
 
 def make_connector(base: str) -> FacebookConnector:
@@ -67,16 +58,34 @@ def connector(sim: FacebookSimulator, base: str) -> FacebookConnector:
     return make_connector(base)
 
 
-@pytest.fixture
-def reports() -> Iterator[list[usage.UsageReport]]:
-    seen: list[usage.UsageReport] = []
-    usage.set_sink(seen.append)
-    yield seen
-    usage.set_sink(None)
-
-
 def creds(token: str = TOKEN, page: str = PAGE) -> Credentials:
     return Credentials("acct-1", "facebook", token, external_account_id=page)
+
+
+class TestFacebookConformance(ConnectorConformance):
+    write_path = "/feed"
+    token_path = "/oauth"
+    body_limit = 63_206 - 25  # the delivery marker takes 25
+    metric_names = frozenset({"impressions", "reach", "clicks", "likes", "comments", "shares"})
+    lookup_budget = (fb_connector, "RECONCILE_PAGE_SIZE")
+
+    def credentials(self, base: str, token: str | None = None) -> Credentials:
+        return creds(token or TOKEN)
+
+    def content(self, key: str, body: str | None = None) -> PostContent:
+        return PostContent("post-1", "client-1", "Title", f"Hello from MCMP {key}" if body is None else body)
+
+    def refused_content(self, base: str) -> PostContent:
+        return PostContent(
+            "post-1", "client-1", "Title", "Read this", link="https://example.com/sim-scrape-fail"
+        )
+
+    def revoked_grant(self, base: str) -> Credentials:
+        requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
+        return creds("EAAB-gone")
+
+    def age(self, sim: FacebookSimulator, platform_post_id: str) -> None:
+        sim.posts[platform_post_id]["created_time"] -= 10
 
 
 def request(
@@ -132,8 +141,6 @@ def test_several_photos_are_uploaded_unpublished_then_attached(
 
 
 def test_validation_before_any_call(connector: FacebookConnector, sim: FacebookSimulator) -> None:
-    with pytest.raises(ValidationError, match="63,206"):
-        connector.validate(request(body="x" * 63_200).content, creds())
     with pytest.raises(ValidationError, match="photos only"):
         connector.validate(request(media=(MediaItem("https://cdn.example/v.mp4", "video"),)).content, creds())
     with pytest.raises(ValidationError, match="needs text, a link or a photo"):
@@ -144,18 +151,6 @@ def test_validation_before_any_call(connector: FacebookConnector, sim: FacebookS
 
 
 # --- error classes -----------------------------------------------------------------------------------
-def test_retryable_on_a_read_and_ambiguous_on_a_write(
-    connector: FacebookConnector, sim: FacebookSimulator
-) -> None:
-    sim.set_faults({"rules": [{"kind": "http_503", "count": 1, "methods": ["GET"]}]})
-    with pytest.raises(RetryableError) as err:
-        connector.find_published(request())
-    assert not isinstance(err.value, AmbiguousError) and err.value.platform_code == 2
-    sim.set_faults({"rules": [{"kind": "http_500", "count": 1}]})
-    with pytest.raises(AmbiguousError):  # Graph code 1 on a write: reconcile before retrying
-        connector.publish(request())
-
-
 class _Front(BaseHTTPRequestHandler):
     """A front end answering 502 with HTML, or 500 with an empty body."""
 
@@ -187,7 +182,7 @@ def test_html_5xx_is_retryable_and_an_empty_5xx_on_a_write_is_ambiguous() -> Non
 
 
 def test_rate_limited_page_budget_uses_the_buc_estimate_and_reports_usage(
-    connector: FacebookConnector, sim: FacebookSimulator, base: str, reports: list[usage.UsageReport]
+    connector: FacebookConnector, sim: FacebookSimulator, base: str, reports: list[UsageReport]
 ) -> None:
     requests.post(f"{base}/_sim/budget", json={"owner_call_limit": 1, "window_seconds": 600}, timeout=2)
     connector.publish(request())
@@ -220,51 +215,12 @@ def test_auth_error_for_revoked_expired_or_unknown_tokens(
     assert posts(sim) == []
 
 
-def test_permanent_error_for_a_link_that_cannot_be_scraped(connector: FacebookConnector) -> None:
-    with pytest.raises(PermanentError) as err:
-        connector.publish(request(link="https://example.com/sim-scrape-fail"))
-    assert not isinstance(err.value, ValidationError) and err.value.platform_code == 1609005
-
-
-def test_commit_then_timeout_is_ambiguous_and_reconciled_without_reposting(
-    connector: FacebookConnector, sim: FacebookSimulator
-) -> None:
-    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "/feed"}]})
-    req = request(body="Launch day")
-    with pytest.raises(AmbiguousError):
-        connector.publish(req)
-    found = connector.find_published(req)
-    [post] = posts(sim)
-    assert found is not None and found.platform_post_id == post["id"]
-    assert found.url and found.published_at is not None
-
-
 def test_duplicate_506_is_ambiguous_then_found(connector: FacebookConnector, sim: FacebookSimulator) -> None:
     connector.publish(request())
     with pytest.raises(AmbiguousError) as err:
         connector.publish(request())  # the same delivery again: same text and marker
     assert err.value.platform_code == 506
     assert connector.find_published(request()) is not None and len(posts(sim)) == 1
-
-
-def test_find_published_ignores_other_deliveries(
-    connector: FacebookConnector, sim: FacebookSimulator
-) -> None:
-    connector.publish(request(key="other-delivery"))
-    assert connector.find_published(request(key="delivery-1")) is None
-
-
-def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
-    connector: FacebookConnector, sim: FacebookSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    check_lookup_budget(
-        monkeypatch,
-        fb_connector,
-        "RECONCILE_PAGE_SIZE",
-        connector,
-        lambda key: request(key=key),
-        lambda i: connector.publish(request(key=f"other-{i}", body=f"Other {i}")),
-    )
 
 
 # --- tokens ------------------------------------------------------------------------------------------------
@@ -280,33 +236,15 @@ def test_refresh_token_exchange(connector: FacebookConnector, sim: FacebookSimul
     assert sim.state()["refresh_calls"] == 2
 
 
-def test_refresh_token_revoked_is_auth_but_5xx_is_retryable(
-    connector: FacebookConnector, sim: FacebookSimulator, base: str
-) -> None:
-    requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
-    with pytest.raises(AuthError):
-        connector.refresh_token(creds(token="EAAB-gone"))
-    sim.set_faults({"rules": [{"kind": "http_500", "count": 1, "methods": ["GET"], "path": "/oauth"}]})
-    with pytest.raises(RetryableError) as err:
-        connector.refresh_token(creds())
-    assert not isinstance(err.value, AmbiguousError)
+def test_a_throttled_refresh_is_rate_limited(connector: FacebookConnector, sim: FacebookSimulator) -> None:
     sim.set_faults({"rules": [{"kind": "rate_limit", "count": 1, "methods": ["GET"], "retry_after": 30}]})
     with pytest.raises(RateLimitedError) as limited:
         connector.refresh_token(creds())
     assert limited.value.retry_after >= 30
-    assert sim.state()["refresh_calls"] == 1  # the fault-injected calls never reached the endpoint
+    assert sim.state()["refresh_calls"] == 0  # the throttled call never reached the endpoint
 
 
 # --- metrics -------------------------------------------------------------------------------------------------
-def test_fetch_metrics_maps_to_seed_names(connector: FacebookConnector, sim: FacebookSimulator) -> None:
-    result = connector.publish(request())
-    sim.posts[result.platform_post_id]["created_time"] -= 10  # ten seconds old
-    [snap] = connector.fetch_metrics(creds(), [MetricsRef("post-1", result.platform_post_id)])
-    assert set(snap.metrics) == {"impressions", "reach", "clicks", "likes", "comments", "shares"}
-    assert snap.metrics["impressions"] > snap.metrics["reach"] > snap.metrics["clicks"] > 0
-    assert not snap.deleted
-
-
 def test_a_rejected_metric_does_not_fail_the_snapshot(
     connector: FacebookConnector, sim: FacebookSimulator
 ) -> None:
@@ -325,15 +263,3 @@ def test_a_deleted_post_gives_a_deleted_snapshot(connector: FacebookConnector, b
         creds(), [MetricsRef("p", kept.platform_post_id), MetricsRef("p", gone.platform_post_id)]
     )
     assert [s.deleted for s in snaps] == [False, True] and snaps[1].metrics == {}
-
-
-def test_one_connector_shared_by_threads(connector: FacebookConnector, sim: FacebookSimulator) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    keys = [f"delivery-{i}" for i in range(16)]
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda k: connector.publish(request(body=f"Post {k}", key=k)), keys))
-    by_id = {p["id"]: p for p in posts(sim)}
-    assert len(by_id) == 16
-    for key, result in zip(keys, results, strict=True):
-        assert by_id[result.platform_post_id]["marker"] == marker_for(key)

@@ -1,10 +1,10 @@
-"""Instagram connector against the Instagram simulator over real HTTP: image/carousel/reel, the
-publishing quota, one test per error class, reconciliation, token exchange, metrics mapping."""
+"""Instagram connector against the Instagram simulator over real HTTP: the conformance suite, plus
+what is peculiar to Instagram (containers, carousels and reels, the publishing quota, container
+errors, a lookup behind many newer media, insights that Meta deprecates)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,22 +12,24 @@ import requests
 
 from mcmp.config import Settings
 from mcmp.config.settings import InstagramSettings
-from mcmp.connectors import usage
-from mcmp.connectors.errors import (
+from mcmp.connectors import (
     AmbiguousError,
-    AuthError,
+    Credentials,
+    MediaItem,
+    MetricsRef,
     PermanentError,
+    PostContent,
+    PublishRequest,
     RateLimitedError,
     RetryableError,
+    UsageReport,
     ValidationError,
+    marker_for,
 )
 from mcmp.connectors.instagram import InstagramConnector
 from mcmp.connectors.instagram import connector as ig_connector
-from mcmp.connectors.markers import marker_for
-from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.instagram import InstagramSimulator
-from tests.connectors.lookup_budget import check_lookup_budget
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 USER = "17841400000001"
 TOKEN = "EAAB-test-ig"
@@ -36,29 +38,17 @@ IMAGE2 = MediaItem("https://cdn.example/b.jpg", "image")
 VIDEO = MediaItem("https://cdn.example/v.mp4", "video")
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[InstagramSimulator, str]]:
-    sim = InstagramSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50)
-    sim.hold_seconds = 1.0
-    server, url = start_in_thread(sim)
-    yield sim, url
-    server.shutdown()
-
-
-@pytest.fixture
-def sim(served: tuple[InstagramSimulator, str]) -> InstagramSimulator:
-    sim = served[0]
-    sim.reset()
-    sim.set_faults({"rules": []})
+def _tune(sim: InstagramSimulator) -> None:
     sim.quota_total, sim.container_polls, sim.container_ttl_seconds = 50, 1, 86_400.0
     sim.valid_metrics = {"views", "reach", "likes", "comments", "shares", "saved", "total_interactions"}
     sim.owner_call_limit = 48_000
-    return sim
 
 
-@pytest.fixture
-def base(served: tuple[InstagramSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(
+    lambda: InstagramSimulator(app_id="app-1", app_secret="s3cret", metrics_per_second=50),
+    hold_seconds=1.0,
+    prepare=_tune,
+)
 
 
 def make_connector(base: str, **overrides: object) -> InstagramConnector:
@@ -80,16 +70,34 @@ def connector(sim: InstagramSimulator, base: str) -> InstagramConnector:
     return make_connector(base)
 
 
-@pytest.fixture
-def reports() -> Iterator[list[usage.UsageReport]]:
-    seen: list[usage.UsageReport] = []
-    usage.set_sink(seen.append)
-    yield seen
-    usage.set_sink(None)
-
-
 def creds(token: str = TOKEN) -> Credentials:
     return Credentials("acct-1", "instagram", token, external_account_id=USER)
+
+
+class TestInstagramConformance(ConnectorConformance):
+    write_path = "/media_publish"
+    token_path = "/oauth"
+    body_limit = 2_200 - 25  # the delivery marker takes 25
+    metric_names = frozenset({"impressions", "reach", "likes", "comments", "shares", "saves"})
+    lookup_budget = (ig_connector, "RECONCILE_PAGE_SIZE")
+
+    def credentials(self, base: str, token: str | None = None) -> Credentials:
+        return creds(token or TOKEN)
+
+    def content(self, key: str, body: str | None = None) -> PostContent:
+        return PostContent(
+            "post-1", "client-1", "Title", f"Hello #summer {key}" if body is None else body, (IMAGE,)
+        )
+
+    def refused_content(self, base: str) -> PostContent:
+        return PostContent("post-1", "client-1", "Title", "Buy now SIM-SPAM", (IMAGE,))
+
+    def revoked_grant(self, base: str) -> Credentials:
+        requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
+        return creds("EAAB-gone")
+
+    def age(self, sim: InstagramSimulator, platform_post_id: str) -> None:
+        sim.media[platform_post_id]["created_at"] -= 10
 
 
 def request(
@@ -139,7 +147,6 @@ def test_validation_before_any_call(connector: InstagramConnector, sim: Instagra
     cases = [
         (request(media=()), "at least one image or video"),
         (request(media=(IMAGE,) * 11), "2 to 10"),
-        (request(body="x" * 2190), "2,200"),
         (request(body=" ".join(f"#t{i}" for i in range(31))), "31 hashtags"),
         (request(body=" ".join(f"@u{i}" for i in range(21))), "21 @mentions"),
         (request(media=(MediaItem("https://cdn.example/doc.pdf", "file"),)), "images and videos"),
@@ -152,7 +159,7 @@ def test_validation_before_any_call(connector: InstagramConnector, sim: Instagra
 
 # --- quota -----------------------------------------------------------------------------------------------
 def test_quota_used_up_defers_before_any_container(
-    connector: InstagramConnector, sim: InstagramSimulator, base: str, reports: list[usage.UsageReport]
+    connector: InstagramConnector, sim: InstagramSimulator, base: str, reports: list[UsageReport]
 ) -> None:
     requests.post(f"{base}/_sim/quota", json={"quota_total": 2, "user": USER, "used": 2}, timeout=2)
     with pytest.raises(RateLimitedError) as err:
@@ -203,38 +210,13 @@ def test_container_never_finishing_or_expired_is_retryable(sim: InstagramSimulat
 
 
 def test_rate_limited_account_budget_reports_usage(
-    connector: InstagramConnector, sim: InstagramSimulator, reports: list[usage.UsageReport]
+    connector: InstagramConnector, sim: InstagramSimulator, reports: list[UsageReport]
 ) -> None:
     sim.owner_call_limit = 2
     with pytest.raises(RateLimitedError) as err:
         connector.publish(request())
     assert err.value.scope == "account" and err.value.platform_code == 80002 and err.value.retry_after >= 60
     assert any(r.scope == "account" and r.account_id == "acct-1" and r.used_pct == 100 for r in reports)
-
-
-def test_auth_error_for_a_revoked_token(connector: InstagramConnector, base: str) -> None:
-    requests.post(f"{base}/_sim/tokens", json={"revoke": ["EAAB-gone"]}, timeout=2)
-    with pytest.raises(AuthError) as err:
-        connector.publish(request(c=creds("EAAB-gone")))
-    assert err.value.platform_code == "190/460" and "EAAB-gone" not in str(err.value)
-
-
-def test_spam_block_is_permanent(connector: InstagramConnector, sim: InstagramSimulator) -> None:
-    with pytest.raises(PermanentError, match="spam") as err:
-        connector.publish(request(body="Buy now SIM-SPAM"))
-    assert err.value.platform_code == "4/2207051" and media(sim) == []
-
-
-def test_commit_then_timeout_on_publish_is_ambiguous_and_reconciled(
-    connector: InstagramConnector, sim: InstagramSimulator
-) -> None:
-    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "/media_publish"}]})
-    with pytest.raises(AmbiguousError):
-        connector.publish(request())
-    found = connector.find_published(request())
-    [stored] = media(sim)
-    assert found is not None and found.platform_post_id == stored["id"] and found.url == stored["permalink"]
-    assert connector.find_published(request(key="another-delivery")) is None
 
 
 def test_reconcile_finds_a_post_behind_250_newer_media(
@@ -250,35 +232,6 @@ def test_reconcile_finds_a_post_behind_250_newer_media(
     found = connector.find_published(request())
     [ours] = [m for m in media(sim) if marker_for("delivery-1") in m["caption"]]
     assert found is not None and found.platform_post_id == ours["id"] and len(media(sim)) == 251
-
-
-def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
-    connector: InstagramConnector, sim: InstagramSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    check_lookup_budget(
-        monkeypatch,
-        ig_connector,
-        "RECONCILE_PAGE_SIZE",
-        connector,
-        lambda key: request(key=key),
-        lambda i: connector.publish(request(key=f"other-{i}", body=f"Other {i}")),
-    )
-
-
-# --- tokens --------------------------------------------------------------------------------------------------
-def test_refresh_token_ok_revoked_and_5xx(
-    connector: InstagramConnector, sim: InstagramSimulator, base: str
-) -> None:
-    grant = connector.refresh_token(creds())
-    assert grant.expires_at is not None and grant.access_token.startswith("EAAB")
-    requests.post(f"{base}/_sim/tokens", json={"action": "revoke", "token": "EAAB-gone"}, timeout=2)
-    with pytest.raises(AuthError):
-        connector.refresh_token(creds("EAAB-gone"))
-    sim.set_faults({"rules": [{"kind": "http_503", "count": 1, "methods": ["GET"], "path": "/oauth"}]})
-    with pytest.raises(RetryableError) as err:
-        connector.refresh_token(creds())
-    assert not isinstance(err.value, AuthError | AmbiguousError)
-    assert sim.state()["refresh_calls"] == 2
 
 
 # --- metrics ---------------------------------------------------------------------------------------------------

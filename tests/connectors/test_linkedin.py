@@ -1,5 +1,6 @@
-"""LinkedIn connector against the LinkedIn simulator over real HTTP: one test per error class,
-publish text/image, reconciliation after commit-then-timeout, refresh, metrics mapping."""
+"""LinkedIn connector against the LinkedIn simulator over real HTTP: the conformance suite, plus
+what is peculiar to LinkedIn (little-format escapes, image uploads, versions, app and member
+budgets, missing roles, organisation and member statistics, deleted posts)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,25 @@ import requests
 
 from mcmp.config import Settings
 from mcmp.config.settings import LinkedInSettings
-from mcmp.connectors import usage
-from mcmp.connectors.errors import (
+from mcmp.connectors import (
     AmbiguousError,
     AuthError,
+    Credentials,
+    MediaItem,
+    MetricsRef,
     PermanentError,
+    PostContent,
+    PublishRequest,
     RateLimitedError,
     RetryableError,
+    UsageReport,
     ValidationError,
+    marker_for,
 )
 from mcmp.connectors.linkedin import LinkedInConnector
 from mcmp.connectors.linkedin import connector as li_connector
-from mcmp.connectors.markers import marker_for
-from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
-from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.linkedin import LinkedInSimulator
-from tests.connectors.lookup_budget import check_lookup_budget
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
 ORG = "urn:li:organization:2414183"
@@ -57,25 +61,7 @@ def image_url() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[LinkedInSimulator, str]]:
-    sim = LinkedInSimulator()
-    sim.hold_seconds = 1.5
-    server, url = start_in_thread(sim)
-    yield sim, url
-    server.shutdown()
-
-
-@pytest.fixture
-def sim(served: tuple[LinkedInSimulator, str]) -> LinkedInSimulator:
-    served[0].reset()
-    served[0].set_faults({"rules": []})
-    return served[0]
-
-
-@pytest.fixture
-def base(served: tuple[LinkedInSimulator, str]) -> str:
-    return served[1]
+served, sim, base = simulator_fixtures(LinkedInSimulator)
 
 
 def make_connector(base: str, version: str = VERSION) -> LinkedInConnector:
@@ -95,20 +81,38 @@ def connector(sim: LinkedInSimulator, base: str) -> LinkedInConnector:
     return make_connector(base)
 
 
-@pytest.fixture
-def reports() -> Iterator[list[usage.UsageReport]]:
-    seen: list[usage.UsageReport] = []
-    usage.set_sink(seen.append)
-    yield seen
-    usage.set_sink(None)
-
-
 def creds(
     token: str = "li-test-abc", author: str = ORG, refresh: str | None = "li-test-refresh-1", **meta: object
 ) -> Credentials:
     return Credentials(
         "acct-1", "linkedin", token, refresh_token=refresh, external_account_id=author, metadata=meta
     )
+
+
+class TestLinkedInConformance(ConnectorConformance):
+    write_path = "/rest/posts"
+    token_path = "/oauth"
+    body_limit = 3_000 - 25  # the delivery marker takes 25 (plain text needs no escapes)
+    metric_names = frozenset({"impressions", "reach", "clicks", "likes", "comments", "shares"})
+    lookup_budget = (li_connector, "RECONCILE_PAGE_SIZE")
+
+    def credentials(self, base: str, token: str | None = None) -> Credentials:
+        return creds(token or "li-test-abc")
+
+    def content(self, key: str, body: str | None = None) -> PostContent:
+        return PostContent("p1", "c1", "Title", f"Hello {key}" if body is None else body)
+
+    def refused_content(self, base: str) -> PostContent:
+        return PostContent("p1", "c1", "Title", "x" * 3_000)  # over the limit once the marker is added
+
+    def revoked_grant(self, base: str) -> Credentials:
+        requests.post(
+            f"{base}/_sim/tokens", json={"action": "revoke", "refresh_token": "li-test-refresh-x"}, timeout=2
+        )
+        return creds(refresh="li-test-refresh-x")
+
+    def age(self, sim: LinkedInSimulator, platform_post_id: str) -> None:
+        sim.posts[platform_post_id]["createdAt"] -= 100_000  # 100 s old
 
 
 def request(
@@ -151,21 +155,12 @@ def test_publish_image_uploads_then_references_it(
 
 
 def test_validate_rejects_what_linkedin_would(connector: LinkedInConnector) -> None:
-    with pytest.raises(ValidationError, match="3000"):
-        connector.validate(PostContent("p", "c", "", "x" * 2990), creds())
     with pytest.raises(ValidationError, match="video"):
         connector.validate(PostContent("p", "c", "", "hi", (MediaItem("https://x/v.mp4", "video"),)), creds())
     with pytest.raises(ValidationError, match="externalAccountId"):
         connector.validate(PostContent("p", "c", "", "hi"), creds(author=""))
     connector.validate(PostContent("p", "c", "", "hi"), creds(author="12345"))  # bare org id
     connector.validate(PostContent("p", "c", "", "hi"), creds(author="abC_9", authorType="person"))
-
-
-def test_retryable_read_failure(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
-    sim.set_faults({"rules": [{"kind": "http_500", "methods": ["GET"], "path": "/rest/posts"}]})
-    with pytest.raises(RetryableError) as info:
-        connector.find_published(request())
-    assert not isinstance(info.value, AmbiguousError)
 
 
 def test_image_upload_failure_is_retryable_not_ambiguous(
@@ -179,7 +174,7 @@ def test_image_upload_failure_is_retryable_not_ambiguous(
 
 
 def test_rate_limited_app_budget_defers_to_midnight_and_reports(
-    connector: LinkedInConnector, sim: LinkedInSimulator, reports: list
+    connector: LinkedInConnector, sim: LinkedInSimulator, reports: list[UsageReport]
 ) -> None:
     sim.set_faults({"rules": [{"kind": "rate_limit", "path": "/rest/posts"}]})
     with pytest.raises(RateLimitedError) as info:
@@ -191,7 +186,7 @@ def test_rate_limited_app_budget_defers_to_midnight_and_reports(
 
 
 def test_rate_limited_honours_retry_after_and_member_scope(
-    sim: LinkedInSimulator, base: str, reports: list
+    sim: LinkedInSimulator, base: str, reports: list[UsageReport]
 ) -> None:
     connector = make_connector(base)
     sim.set_faults({"rules": [{"kind": "rate_limit", "retry_after": 7, "count": 1}]})
@@ -206,14 +201,6 @@ def test_rate_limited_honours_retry_after_and_member_scope(
     finally:
         sim.member_daily_limit = 10_000
     assert info.value.scope == "account" and reports[-1].account_id == "acct-1"
-
-
-def test_auth_revoked_token(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
-    requests.post(
-        f"{connector.base}/_sim/tokens", json={"action": "revoke", "token": "li-test-gone"}, timeout=2
-    )
-    with pytest.raises(AuthError):
-        connector.publish(request(c=creds(token="li-test-gone")))
 
 
 def test_auth_missing_role_asks_for_reauthorisation(
@@ -233,61 +220,12 @@ def test_permanent_sunset_version(sim: LinkedInSimulator, base: str) -> None:
         make_connector(base, version="202401").publish(request())
 
 
-def test_ambiguous_commit_then_timeout_is_reconciled_not_reposted(
-    connector: LinkedInConnector, sim: LinkedInSimulator
-) -> None:
-    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "path": "/rest/posts", "count": 1}]})
-    req = request()
-    with pytest.raises(AmbiguousError):
-        connector.publish(req)
-    found = connector.find_published(req)
-    assert found is not None and found.platform_post_id == sim.state()["posts"][0]["id"]
-    assert sim.state()["count"] == 1
-    assert connector.find_published(request(key="another-delivery")) is None
-
-
-def test_reconcile_that_cannot_reach_the_window_start_does_not_say_not_found(
-    connector: LinkedInConnector, sim: LinkedInSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    check_lookup_budget(
-        monkeypatch,
-        li_connector,
-        "RECONCILE_PAGE_SIZE",
-        connector,
-        lambda key: request(key=key),
-        lambda i: connector.publish(request(key=f"other-{i}", body=f"Other {i}")),
-    )
-
-
-def test_write_5xx_is_ambiguous(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
-    sim.set_faults({"rules": [{"kind": "http_503", "path": "/rest/posts", "count": 1}]})
-    with pytest.raises(AmbiguousError):
-        connector.publish(request())
-
-
 def test_refresh_ok_keeps_refresh_token(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
     grant = connector.refresh_token(creds())
     assert grant.access_token.startswith("li-test-") and grant.refresh_token is None
     assert grant.expires_at is not None and grant.expires_at > datetime.now(UTC) + timedelta(days=59)
     assert sim.state()["refresh_calls"] == 1
     connector.publish(request(c=creds(token=grant.access_token)))
-
-
-def test_refresh_revoked_is_auth(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
-    requests.post(
-        f"{connector.base}/_sim/tokens",
-        json={"action": "revoke", "refresh_token": "li-test-refresh-x"},
-        timeout=2,
-    )
-    with pytest.raises(AuthError):
-        connector.refresh_token(creds(refresh="li-test-refresh-x"))
-
-
-def test_refresh_5xx_is_retryable_not_auth(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:
-    sim.set_faults({"rules": [{"kind": "http_503", "path": "/oauth"}]})
-    with pytest.raises(RetryableError) as info:
-        connector.refresh_token(creds())
-    assert not isinstance(info.value, AuthError | AmbiguousError)
 
 
 def test_metrics_org_mapping(connector: LinkedInConnector, sim: LinkedInSimulator) -> None:

@@ -1,50 +1,53 @@
-"""The signed-webhook website connector against its simulator: every error class."""
+"""The signed-webhook website connector against its simulator: the conformance suite, plus what is
+peculiar to the webhook (the signature, a wrong secret, a 503 that says the site took nothing)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import pytest
 
 from mcmp.config import Settings
-from mcmp.connectors.errors import (
+from mcmp.connectors import (
     AmbiguousError,
     AuthError,
-    PermanentError,
-    RateLimitedError,
+    Credentials,
+    PostContent,
     RetryableError,
     ValidationError,
+    sign,
+    verify,
 )
-from mcmp.connectors.types import Credentials, PostContent, PublishRequest
 from mcmp.connectors.website import WebsiteConnector
-from mcmp.connectors.website.signing import sign, verify
-from mcmp.simulators.core import start_in_thread
-from mcmp.simulators.website import WebhookSimulator
+from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
+from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+
+served, sim, base = simulator_fixtures(WebhookSimulator)
 
 
 @pytest.fixture
-def sim():
-    simulator = WebhookSimulator()
-    simulator.hold_seconds = 1.5
-    server, url = start_in_thread(simulator)
-    simulator.url = url
-    yield simulator
-    server.shutdown()
+def connector(sim: WebhookSimulator) -> WebsiteConnector:
+    return WebsiteConnector(Settings(website={"timeout_seconds": 0.8}))
 
 
-@pytest.fixture
-def connector():
-    settings = Settings()
-    settings.website.timeout_seconds = 0.8
-    return WebsiteConnector(settings)
+class TestWebhookConformance(ConnectorConformance):
+    write_path = "/hooks/"
+    body_limit = 1_000_000
+
+    def credentials(self, base: str, token: str | None = None) -> Credentials:
+        return Credentials(
+            "acct", "website", token or DEFAULT_SECRET, metadata={"webhookUrl": f"{base}/hooks/acme"}
+        )
+
+    def content(self, key: str, body: str | None = None) -> PostContent:
+        return PostContent("p1", "c1", "Title", f"Hello {key}" if body is None else body)
+
+    def refused_content(self, base: str) -> PostContent:
+        return PostContent("p1", "c1", "", "a post without the title the site requires")
 
 
-def request(sim, key="d1", secret="dev-webhook-secret", body="Hello", title="T"):
-    creds = Credentials("acct", "website", secret, metadata={"webhookUrl": f"{sim.url}/hooks/acme"})
-    return PublishRequest(key, key, "a1", datetime.now(UTC), PostContent("p1", "c1", title, body), creds)
+site = TestWebhookConformance()
 
 
-def test_signature_is_hmac_over_timestamp_and_body():
+def test_signature_is_hmac_over_timestamp_and_body() -> None:
     assert sign("s", "1700000000", b"{}") == sign("s", "1700000000", b"{}")
     assert verify("s", "1700000000", b"{}", sign("s", "1700000000", b"{}"), now=1700000010) is None
     assert (
@@ -57,50 +60,29 @@ def test_signature_is_hmac_over_timestamp_and_body():
     )
 
 
-def test_published_with_idempotency_key(connector, sim):
-    result = connector.publish(request(sim))
+def test_posts_carry_the_delivery_idempotency_key(
+    connector: WebsiteConnector, sim: WebhookSimulator, base: str
+) -> None:
+    result = connector.publish(site.request(base, "d1"))
     [stored] = sim.state()["posts"]
     assert stored["idempotencyKey"] == "d1" and stored["id"] == result.platform_post_id
 
 
-def test_retryable_5xx_on_a_read_and_ambiguous_on_a_write(connector, sim):
+def test_503_on_a_write_says_the_site_took_nothing(
+    connector: WebsiteConnector, sim: WebhookSimulator, base: str
+) -> None:
     sim.set_faults({"rules": [{"kind": "http_503", "count": 1}]})
     with pytest.raises(RetryableError) as info:
-        connector.publish(request(sim))
-    assert not isinstance(info.value, AmbiguousError)  # 503: the site says it did not take it
-    sim.set_faults({"rules": [{"kind": "http_500", "count": 1}]})
-    with pytest.raises(AmbiguousError):
-        connector.publish(request(sim))
-    sim.set_faults({"rules": [{"kind": "http_500", "count": 1, "methods": ["GET"]}]})
-    with pytest.raises(RetryableError):
-        connector.find_published(request(sim))
+        connector.publish(site.request(base))
+    assert not isinstance(info.value, AmbiguousError)
 
 
-def test_rate_limited_honours_retry_after(connector, sim):
-    sim.set_faults({"rules": [{"kind": "rate_limit", "count": 1, "retry_after": 7}]})
-    with pytest.raises(RateLimitedError) as info:
-        connector.publish(request(sim))
-    assert info.value.retry_after == 7
-
-
-def test_auth_on_bad_secret(connector, sim):
+def test_auth_on_a_wrong_secret(connector: WebsiteConnector, sim: WebhookSimulator, base: str) -> None:
     with pytest.raises(AuthError):
-        connector.publish(request(sim, secret="wrong"))
+        connector.publish(site.request(base, credentials=site.credentials(base, "wrong")))
 
 
-def test_permanent_on_refused_post_and_validation(connector, sim):
-    with pytest.raises(PermanentError, match="422"):
-        connector.publish(request(sim, title=""))
+def test_an_account_without_webhook_url_fails_validation(connector: WebsiteConnector) -> None:
     bad = Credentials("acct", "website", "s", metadata={})
     with pytest.raises(ValidationError, match="webhookUrl"):
         connector.validate(PostContent("p", "c", "t", "b"), bad)
-
-
-def test_ambiguous_commit_then_timeout_is_reconciled_not_reposted(connector, sim):
-    sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1}]})
-    req = request(sim, key="lost")
-    with pytest.raises(AmbiguousError):
-        connector.publish(req)
-    found = connector.find_published(req)
-    assert found is not None and sim.state()["count"] == 1
-    assert connector.find_published(request(sim, key="never-sent")) is None

@@ -1,4 +1,5 @@
-"""The WordPress variant of the website connector, against the simulator (fast) and a real WordPress.
+"""The WordPress variant of the website connector, against the simulator (fast: the conformance
+suite plus what is peculiar to WordPress) and a real WordPress.
 
 The same behaviours run twice: once against ``mcmp.simulators.wordpress`` (milliseconds, with fault
 injection) and once, marked ``wordpress``, against Debian's WordPress started by
@@ -20,7 +21,6 @@ from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     PermanentError,
-    RateLimitedError,
     RetryableError,
     ValidationError,
 )
@@ -30,6 +30,7 @@ from mcmp.connectors.website.wordpress import classify, slug_for
 from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.wordpress import DEFAULT_APP_PASSWORD, DEFAULT_USER, WordPressSimulator
 from tests.connectors import wordpress_fixture
+from tests.connectors.conformance import ConnectorConformance
 from tests.connectors.wordpress_fixture import ImageHost, LossyProxy, WordPressSite
 
 # Session fixtures shared with other WordPress tests (kept out of conftest.py on purpose).
@@ -117,6 +118,40 @@ def sim_creds(url: str, password: str = DEFAULT_APP_PASSWORD, user: str = DEFAUL
     return creds(url, user, password)
 
 
+class TestWordPressConformance(ConnectorConformance):
+    """The website connector in ``wordpress`` mode against the WordPress simulator."""
+
+    write_path = "/wp/v2/posts"
+    body_limit = None
+
+    @pytest.fixture
+    def sim(self, sim_server: tuple[WordPressSimulator, str]) -> WordPressSimulator:
+        simulator = sim_server[0]
+        simulator.reset()
+        simulator.set_faults({"rules": []})
+        simulator.bad_auth_is_anonymous = False
+        return simulator
+
+    @pytest.fixture
+    def base(self, sim_server: tuple[WordPressSimulator, str]) -> str:
+        return sim_server[1]
+
+    @pytest.fixture
+    def connector(self, sim: WordPressSimulator) -> WebsiteConnector:
+        return make_connector(timeout=0.8)
+
+    def credentials(self, base: str, token: str | None = None) -> Credentials:
+        return sim_creds(base, password=token or DEFAULT_APP_PASSWORD)
+
+    def content(self, key: str, body: str | None = None) -> PostContent:
+        return PostContent(f"post-{key}", "client-1", f"Spring menu {key}", body or "<p>Asparagus.</p>")
+
+    def refused_content(self, base: str) -> PostContent:
+        # A featured image its host refuses (404): nothing can be posted, and trying again won't help.
+        missing = MediaItem(url=f"{base}/no-such-image.png", kind="image", mime_type="image/png")
+        return PostContent("post-refused", "client-1", "Refused", "<p>x</p>", (missing,))
+
+
 def test_sim_publishes_post_with_featured_image(
     sim: tuple[WordPressSimulator, str], image_host: ImageHost
 ) -> None:
@@ -136,33 +171,6 @@ def test_sim_publishes_post_with_featured_image(
     assert media["alt_text"] == "A plate of asparagus"
     assert media["size"] == len(image_host.png)
     assert result.url == post["link"] and result.published_at is not None
-
-
-def test_sim_lost_response_is_found_instead_of_posting_again(sim: tuple[WordPressSimulator, str]) -> None:
-    simulator, url = sim
-    connector = make_connector()
-    request = make_request(sim_creds(url))
-    assert connector.find_published(request) is None
-
-    first = connector.publish(request)  # the answer is "lost": only the lookup tells the worker
-    found = connector.find_published(request)
-
-    assert found is not None and found.platform_post_id == first.platform_post_id
-    assert simulator.state()["count"] == 1
-
-
-def test_sim_commit_then_timeout_is_ambiguous_and_reconciled(sim: tuple[WordPressSimulator, str]) -> None:
-    simulator, url = sim
-    simulator.set_faults({"rules": [{"kind": "commit_then_timeout", "path": "/wp/v2/posts", "count": 1}]})
-    connector = make_connector(timeout=0.5)
-    request = make_request(sim_creds(url))
-
-    with pytest.raises(AmbiguousError):
-        connector.publish(request)
-    found = connector.find_published(request)
-
-    assert found is not None
-    assert [p["id"] for p in simulator.state()["posts"]] == [int(found.platform_post_id)]
 
 
 def test_sim_duplicate_slug_is_renamed_and_still_found(sim: tuple[WordPressSimulator, str]) -> None:
@@ -221,26 +229,6 @@ def test_sim_media_upload_failures_are_never_ambiguous(
 
     simulator.set_faults({"rules": []})
     assert connector.publish(request).platform_post_id
-
-
-def test_sim_server_errors_and_throttling(sim: tuple[WordPressSimulator, str]) -> None:
-    simulator, url = sim
-    connector = make_connector()
-    request = make_request(sim_creds(url))
-
-    simulator.set_faults({"rules": [{"kind": "http_500", "path": "/wp/v2/posts", "count": 1}]})
-    with pytest.raises(AmbiguousError):
-        connector.publish(request)
-    simulator.set_faults(
-        {"rules": [{"kind": "http_503", "path": "/wp/v2/posts", "methods": ["GET"], "count": 1}]}
-    )
-    with pytest.raises(RetryableError) as lookup:
-        connector.find_published(request)
-    assert not isinstance(lookup.value, AmbiguousError)
-    simulator.set_faults({"rules": [{"kind": "rate_limit", "retry_after": 7, "count": 1}]})
-    with pytest.raises(RateLimitedError) as throttled:
-        connector.publish(request)
-    assert throttled.value.retry_after == 7
 
 
 def test_sim_bad_request_is_permanent_with_wordpress_message(sim: tuple[WordPressSimulator, str]) -> None:

@@ -1,4 +1,4 @@
-"""Issue [2/6] end to end: every connector through the real pipeline and its simulator."""
+"""End to end: every connector through the real pipeline and its simulator."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue [1/6] behaviours a user notices, through real dispatcher and worker processes."""
+"""Pipeline behaviours a user notices, through real dispatcher and worker processes."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
 """The pure slot computation (no database): properties over random windows, zones and dates,
-a table of DST and half-hour cases, and independence from the process ``TZ``."""
+and a table of DST and half-hour cases (independence from the process ``TZ``:
+test_posting_windows_tz.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -360,35 +357,3 @@ def test_no_free_slot_within_the_horizon_is_an_error() -> None:
         zone, now = load_zone("UTC"), datetime(2026, 3, 1, tzinfo=UTC)
         taken = {next_slot(windows, zone, now).at, next_slot(windows, zone, now + timedelta(days=7)).at}
         next_slot(windows, zone, now, taken, horizon_days=14)
-
-
-# --- independence from the process TZ ------------------------------------------------------
-
-_SUBPROCESS = """
-import json, sys
-from tests.worker.test_posting_windows import _queue
-print(json.dumps([[s.at.isoformat() for s in _queue(c)] for c in json.load(sys.stdin)]))
-"""
-
-
-def _queue_in_process_with_tz(cases: list[dict], tz: str) -> list[list[str]]:
-    env = {**os.environ, "TZ": tz}
-    done = subprocess.run(
-        [sys.executable, "-c", _SUBPROCESS],
-        input=json.dumps(cases),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(done.stdout)
-
-
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(case_st(), min_size=25, max_size=25))
-def test_slots_do_not_depend_on_the_process_tz(cases: list[dict]) -> None:
-    here = [[s.at.isoformat() for s in _queue(c)] for c in cases]
-    assert _queue_in_process_with_tz(cases, "America/New_York") == here
-    assert _queue_in_process_with_tz(cases, "Asia/Kolkata") == here

@@ -1,4 +1,4 @@
-"""Issue [3/6]: token refresh end to end — real workers, dispatcher, Redis and the LinkedIn twin.
+"""Token refresh end to end — real workers, dispatcher, Redis and the LinkedIn twin.
 
 What a user sees: posts go out with a freshly refreshed token (one refresh for many publishes),
 a revoked grant parks deliveries without failing them until the account is reconnected, a

@@ -268,11 +268,11 @@ class FacebookConnector:
         urls: list[str] = []
         slots: list[tuple[int | None, int]] = []  # per ref: (insights item, engagement item)
         for ref in refs:
-            insights = self.insights.relative_url(ref.platform_post_id)
+            insights_url = self.insights.relative_url(ref.platform_post_id)
             first = None
-            if insights:
+            if insights_url:
                 first = len(urls)
-                urls.append(insights)
+                urls.append(insights_url)
             urls.append(f"{ref.platform_post_id}?fields={ENGAGEMENT_QUERY}")
             slots.append((first, len(urls) - 1))
         items = batch_get(self.client, creds.access_token, urls, account_id=creds.account_id)

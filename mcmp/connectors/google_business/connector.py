@@ -93,7 +93,7 @@ class _TimeoutRequest(google.auth.transport.requests.Request):
         timeout: Any = None,
         **kwargs: Any,
     ) -> Any:
-        return super().__call__(
+        return super().__call__(  # type: ignore[no-untyped-call]  # google-auth leaves it unannotated
             url, method=method, body=body, headers=headers, timeout=self._timeout, **kwargs
         )
 

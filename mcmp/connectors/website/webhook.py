@@ -1,6 +1,6 @@
 """Signed-webhook publishing to a client's website.
 
-Contract with the receiving site (documented in the README):
+Contract with the receiving site (documented in docs/connectors.md):
 * ``POST <metadata.webhookUrl>`` with the post as JSON, headers ``Idempotency-Key`` (stable per
   delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see ``signing``); the secret is the
   account's ``accessToken``. A 2xx answer carries ``{"id": ..., "url": ...}``.
@@ -26,9 +26,9 @@ from mcmp.connectors.errors import (
     ValidationError,
 )
 from mcmp.connectors.http import retry_after_seconds, send
+from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
-from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
 
 MAX_BODY_CHARS = 1_000_000
 

@@ -296,9 +296,10 @@ class WordPressPublisher:
             "media", "POST", f"{site}/wp-json/wp/v2/media", creds, data=data, headers=headers, params=params
         )
         media = self._json(response, "media")
-        if not isinstance(media, dict) or not isinstance(media.get("id"), int):
+        media_id = media.get("id") if isinstance(media, dict) else None
+        if not isinstance(media_id, int):
             raise RetryableError("WordPress answered the media upload without an id")
-        return media["id"]
+        return media_id
 
     # --- the Protocol ---------------------------------------------------------------------------
     def _body(self, content: PostContent) -> str:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo.collection import Collection
+
 from mcmp.models import IntegrationAccount
 from mcmp.worker.accounts import crypto
 
@@ -51,7 +53,7 @@ def _resealed(doc: dict[str, Any]) -> dict[str, str]:
     return changes
 
 
-def rotate_one(coll: Any, doc: dict[str, Any]) -> str:
+def rotate_one(coll: Collection[dict[str, Any]], doc: dict[str, Any]) -> str:
     """``rotated`` | ``current`` | ``unreadable`` | ``busy`` for one account."""
     for _ in range(_CONFLICT_RETRIES):
         try:
@@ -63,9 +65,10 @@ def rotate_one(coll: Any, doc: dict[str, Any]) -> str:
         expected = {name: doc.get(name) for name in FIELDS}
         if coll.update_one({"_id": doc["_id"], **expected}, {"$set": changes}).modified_count == 1:
             return "rotated"
-        doc = coll.find_one({"_id": doc["_id"]}, {name: 1 for name in FIELDS})  # changed meanwhile
-        if doc is None:
+        reread = coll.find_one({"_id": doc["_id"]}, {name: 1 for name in FIELDS})  # changed meanwhile
+        if reread is None:
             return "current"
+        doc = reread
     return "busy"  # kept changing under us: left for the next run
 
 
@@ -78,7 +81,7 @@ def rotate_all(
     report = RotationReport(total=coll.count_documents({}))
     last_id = None
     while True:
-        query = {} if last_id is None else {"_id": {"$gt": last_id}}
+        query: dict[str, Any] = {} if last_id is None else {"_id": {"$gt": last_id}}
         batch = list(coll.find(query, {name: 1 for name in FIELDS}).sort("_id", 1).limit(batch_size))
         if not batch:
             break

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +27,7 @@ from typing import Any
 
 import redis
 from bson import ObjectId
+from pymongo.collection import Collection
 from redis.exceptions import LockError
 from tenacity import (
     RetryError,
@@ -38,6 +40,7 @@ from tenacity import (
 
 from mcmp.config import PlatformSettings, Settings, get_settings
 from mcmp.connectors.errors import AuthError, RateLimitedError, RetryableError
+from mcmp.connectors.protocol import Connector
 from mcmp.connectors.registry import UnknownPlatformError, available_platforms, get_connector
 from mcmp.connectors.types import Credentials, TokenGrant
 from mcmp.models import AccountStatus, IntegrationAccount
@@ -124,11 +127,11 @@ def _r(settings: Settings) -> redis.Redis:
     return _redis(settings.redis_url)
 
 
-def _collection() -> Any:
+def _collection() -> Collection[dict[str, Any]]:
     return IntegrationAccount._get_collection()
 
 
-def _reload(account_id: Any) -> IntegrationAccount | None:
+def _reload(account_id: ObjectId | str) -> IntegrationAccount | None:
     return IntegrationAccount.objects(pk=account_id).first()
 
 
@@ -255,7 +258,7 @@ def _refresh_locked(account: IntegrationAccount, settings: Settings, budget: flo
     return _save(account, grant)
 
 
-def _call_with_retries(connector: Any, credentials: Credentials, budget: float) -> TokenGrant:
+def _call_with_retries(connector: Connector, credentials: Credentials, budget: float) -> TokenGrant:
     """The refresh call, retried on transient errors only (repeating a refresh is harmless)."""
     try:
         for attempt in Retrying(
@@ -377,7 +380,7 @@ def refresh_account(account_id: str, *, force: bool = True) -> str:
             pass
 
 
-def enqueue_due(send: Any, settings: Settings | None = None, limit: int = 500) -> int:
+def enqueue_due(send: Callable[[str], object], settings: Settings | None = None, limit: int = 500) -> int:
     """Send ``mcmp.tokens.refresh_account`` for connected accounts inside their refresh margin.
 
     A Redis marker per account (cleared when the task ran, else expiring) keeps a slow or

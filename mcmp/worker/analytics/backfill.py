@@ -33,7 +33,9 @@ from pymongo.collection import Collection
 
 from mcmp.config import Settings, get_settings
 from mcmp.connectors.errors import AmbiguousError, AuthError, ConnectorError, RateLimitedError, RetryableError
+from mcmp.connectors.protocol import Connector
 from mcmp.connectors.registry import UnknownPlatformError, get_connector
+from mcmp.connectors.types import Credentials
 from mcmp.models import AccountStatus, Post
 from mcmp.models.base import as_utc, utcnow
 from mcmp.worker.accounts import store as accounts
@@ -238,6 +240,9 @@ def plan(job: dict[str, Any], now: datetime | None = None, settings: Settings | 
 
 
 # --- running -----------------------------------------------------------------------------------------
+Unit = tuple[Connector, Credentials, list[Target]]  # one metrics request: who, with what, for which posts
+
+
 class _Run:
     """Shared state of one run: counters under a lock, the job document saved on a timer.
 
@@ -313,7 +318,7 @@ class _Run:
         jobs().update_one({"_id": self.job["_id"]}, {"$set": update})
 
 
-def _units(targets: Sequence[Target], settings: Settings, run: _Run) -> list[tuple[Any, Any, list[Target]]]:
+def _units(targets: Sequence[Target], settings: Settings, run: _Run) -> list[Unit]:
     """(connector, credentials, chunk) per request; pairs without a usable account are skipped."""
     from mcmp.worker.analytics.pacing import budget
     from mcmp.worker.analytics.snapshots import chunk_size
@@ -321,7 +326,7 @@ def _units(targets: Sequence[Target], settings: Settings, run: _Run) -> list[tup
     by_platform: dict[str, list[Target]] = defaultdict(list)
     for t in targets:
         by_platform[t.platform].append(t)
-    per_platform: list[list[tuple[Any, Any, list[Target]]]] = []
+    per_platform: list[list[Unit]] = []
     for platform, items in sorted(by_platform.items()):
         account = accounts.find_account(run.job["clientId"], platform)
         if account is None or account.status != AccountStatus.CONNECTED.value:
@@ -344,9 +349,7 @@ def _units(targets: Sequence[Target], settings: Settings, run: _Run) -> list[tup
     return [unit for group in itertools.zip_longest(*per_platform) for unit in group if unit is not None]
 
 
-def _run_unit(
-    unit: tuple[Any, Any, list[Target]], settings: Settings, run: _Run, stop: threading.Event
-) -> None:
+def _run_unit(unit: Unit, settings: Settings, run: _Run, stop: threading.Event) -> None:
     connector, credentials, chunk_targets = unit
     for attempt in range(1, MAX_UNIT_ATTEMPTS + 1):
         if stop.is_set():
@@ -364,7 +367,9 @@ def _run_unit(
                 )
             return
         except AuthError as exc:
-            accounts.mark_expired(accounts.find_account(run.job["clientId"], connector.platform), exc.message)
+            account = accounts.find_account(run.job["clientId"], connector.platform)
+            if account is not None:
+                accounts.mark_expired(account, exc.message)
             run.summary.problems.append(f"{connector.platform}: account must be reconnected ({exc.message})")
             break
         except (RateLimitedError, RetryableError, AmbiguousError, BudgetUnavailable) as exc:

@@ -1,4 +1,4 @@
-"""Scheduled metrics snapshots of published deliveries (design §6).
+"""Scheduled metrics snapshots of published deliveries (docs/analytics.md).
 
 Flow::
 
@@ -209,7 +209,7 @@ def fetch_and_record(
 
 
 # --- the schedule --------------------------------------------------------------------------------------
-def _planned_key(delivery_id: Any, due: datetime) -> str:
+def _planned_key(delivery_id: object, due: datetime) -> str:
     return f"mcmp:an:planned:{delivery_id}:{int(due.timestamp() * 1000)}"
 
 

@@ -5,7 +5,7 @@
   (one short ``HEAD``, cached briefly) for its MIME type and size, and a URL with no Asset takes
   its kind from that probe (or its extension). Media the platform would refuse (wrong kind or
   type, too large, too many) fails *this platform only*, before any platform call: limits come
-  from the connector's ``media_limits`` or, failing that, ``worker.media_checks.REFERENCE_LIMITS``.
+  from the connector's ``media_limits`` or, failing that, ``mcmp.connectors.media.REFERENCE_LIMITS``.
 * **Call to action** (convention for the frontend): a post field
   ``cta: {"template": "<ctaTemplates label>", "actionType": "LEARN_MORE", "url": "https://…",
   "appendText": true}``. The named template of the post's client supplies the CTA copy, appended

@@ -1,6 +1,6 @@
 """The publish pipeline for one delivery: claim → preflight → (reconcile) → publish → record.
 
-Exactly-once rests on four explicit steps (design §4.1):
+Exactly-once rests on four explicit steps (README, invariant 1):
 1. ``start_attempt`` claims the delivery atomically and records a new attempt id and
    ``needsReconcile=True`` *before* any platform call;
 2. if the previous attempt may have reached the platform (ambiguous answer, crash, expired

@@ -3,7 +3,7 @@
 The only writer of ``Post.status``, ``statusHistory``, ``platformPostIds``, ``publishedAt`` and
 ``lastError`` in the worker. Writes are conditional on the status we read, so a concurrent
 change (another platform finishing, the frontend editing) is re-read, never overwritten.
-Rule (design §3): ``published`` when every platform is; ``failed`` when at least one failed
+Rule (README, invariant 6): ``published`` when every platform is; ``failed`` when at least one failed
 permanently and none is still pending; otherwise the post stays ``scheduled``.
 """
 

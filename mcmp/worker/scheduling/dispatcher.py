@@ -69,7 +69,7 @@ class Dispatcher:
         """Create the deliveries of posts due by ``horizon`` and send them: (posts, created, reopened, sent).
 
         ``horizon`` is within the look-ahead, so new deliveries are created already claimed and
-        handed to Celery at once (one insert instead of insert + claim; design §4.1 still holds:
+        handed to Celery at once (one insert instead of insert + claim; invariant 1 still holds:
         the unique (post, platform) index lets exactly one dispatcher create each delivery).
         """
         posts = post_status.posts()

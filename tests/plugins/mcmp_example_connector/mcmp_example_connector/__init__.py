@@ -1,8 +1,9 @@
 """A third-party connector: posts to any HTTP endpoint that speaks the MCMP signed webhook.
 
-It lives outside the core packages and is found only through its entry point; it uses just the
-public connector contracts (``mcmp.connectors.errors``, ``mcmp.connectors.types``). ``metadata.reject``
-makes it refuse posts permanently, which tests use to produce a partial failure.
+It lives outside the core packages, is found only through its entry point and imports nothing of
+MCMP Publisher but ``mcmp.connectors`` (the public surface a plugin is promised). It passes the
+same conformance suite as the built-in connectors. ``metadata.reject`` makes it refuse posts
+permanently, which tests use to produce a partial failure.
 """
 
 from __future__ import annotations
@@ -10,80 +11,97 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import requests
 
-from mcmp.connectors.errors import AmbiguousError, AuthError, PermanentError, RetryableError, ValidationError
-from mcmp.connectors.types import (
+from mcmp.connectors import (
+    IDEMPOTENCY_HEADER,
+    AmbiguousError,
+    AuthError,
+    ConnectorError,
     Credentials,
     MetricsRef,
     MetricsSnapshot,
+    PermanentError,
     PostContent,
     PublishRequest,
     PublishResult,
+    RateLimitedError,
+    RetryableError,
     TokenGrant,
+    UsageReport,
+    ValidationError,
+    report_usage,
+    retry_after_seconds,
+    send,
+    signed_headers,
 )
-from mcmp.connectors.website.signing import IDEMPOTENCY_HEADER, signed_headers
+
+MAX_BODY_CHARS = 280
 
 
 class EchoConnector:
     platform = "example-echo"
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: object, timeout: float = 5.0) -> None:
         self.session = requests.Session()
+        self.timeout = timeout
 
     def validate(self, content: PostContent, credentials: Credentials) -> None:
         if credentials.metadata.get("reject"):
             raise ValidationError("account.metadata.reject", "this echo account refuses posts")
-        if len(content.body) > 280:
-            raise ValidationError("body", "longer than 280 characters")
+        if len(content.body) > MAX_BODY_CHARS:
+            raise ValidationError("body", f"longer than {MAX_BODY_CHARS} characters")
 
     def _url(self, credentials: Credentials) -> str:
         return str(credentials.metadata["webhookUrl"])
 
+    def _classify(self, response: requests.Response, *, write: bool, account_id: str) -> ConnectorError:
+        """The one place where an echo endpoint's answer becomes an error class."""
+        status = response.status_code
+        if status in (401, 403):
+            return AuthError(f"echo endpoint rejected the signature ({status})", platform_code=status)
+        if status == 429:
+            wait = retry_after_seconds(response)
+            report_usage(UsageReport(self.platform, "account", account_id, retry_after=wait))
+            return RateLimitedError("echo endpoint throttled", retry_after=wait, platform_code=status)
+        if status >= 500:
+            if write:
+                return AmbiguousError(f"echo endpoint failed with {status} after receiving the post")
+            return RetryableError(f"echo endpoint failed with {status}", platform_code=status)
+        return PermanentError(f"echo endpoint refused the post ({status})", platform_code=status)
+
     def publish(self, request: PublishRequest) -> PublishResult:
-        body = json.dumps(
-            {"title": request.content.title, "body": request.content.body, "postId": request.content.post_id}
-        ).encode()
+        content = request.content
+        body = json.dumps({"title": content.title, "body": content.body, "postId": content.post_id}).encode()
         headers = {
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: request.idempotency_key,
             **signed_headers(request.credentials.access_token, body),
         }
-        try:
-            response = self.session.post(
-                self._url(request.credentials), data=body, headers=headers, timeout=5
-            )
-        except requests.RequestException:
-            raise AmbiguousError("no answer from the echo endpoint") from None
-        if response.status_code in (401, 403):
-            raise AuthError("echo endpoint rejected the signature")
-        if response.status_code >= 500:
-            raise AmbiguousError(f"echo endpoint failed with {response.status_code}")
-        if response.status_code >= 400:
-            raise PermanentError(f"echo endpoint refused the post ({response.status_code})")
+        url = self._url(request.credentials)
+        response = send(self.session, "POST", url, timeout=self.timeout, data=body, headers=headers)
+        if response.status_code >= 300:
+            raise self._classify(response, write=True, account_id=request.credentials.account_id)
         return PublishResult(str(response.json()["id"]), None, datetime.now(UTC))
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
-        headers = signed_headers(request.credentials.access_token, b"")
-        try:
-            response = self.session.get(
-                self._url(request.credentials),
-                headers=headers,
-                params={"idempotency_key": request.idempotency_key},
-                timeout=5,
-            )
-        except requests.RequestException:
-            raise RetryableError("echo lookup failed") from None
+        response = send(
+            self.session,
+            "GET",
+            self._url(request.credentials),
+            timeout=self.timeout,
+            headers=signed_headers(request.credentials.access_token, b""),
+            params={"idempotency_key": request.idempotency_key},
+        )
         if response.status_code == 404:
             return None
-        if response.status_code >= 400:
-            raise RetryableError(f"echo lookup failed with {response.status_code}")
+        if response.status_code >= 300:
+            raise self._classify(response, write=False, account_id=request.credentials.account_id)
         return PublishResult(str(response.json()["id"]), None, None)
 
     def refresh_token(self, credentials: Credentials) -> TokenGrant:
-        return TokenGrant(credentials.access_token)
+        return TokenGrant(credentials.access_token)  # a signing secret does not expire
 
     def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
         return [MetricsSnapshot(r.platform_post_id, {}) for r in refs]

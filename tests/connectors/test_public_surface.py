@@ -1,0 +1,75 @@
+"""What a third-party connector may import: ``mcmp.connectors`` and nothing else of ours.
+
+The names are pinned: removing or renaming one breaks every plugin built on it, so a change here
+is a deliberate change of the plugin contract.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import mcmp.connectors
+from tests import ROOT
+
+PUBLIC = {
+    # the Protocol and its values
+    "Connector",
+    "Credentials",
+    "MediaItem",
+    "MetricsRef",
+    "MetricsSnapshot",
+    "PostContent",
+    "PublishRequest",
+    "PublishResult",
+    "TokenGrant",
+    # the error tree
+    "PublisherError",
+    "ConnectorError",
+    "RetryableError",
+    "AmbiguousError",
+    "LookupIncompleteError",
+    "RateLimitedError",
+    "AuthError",
+    "PermanentError",
+    "ValidationError",
+    # HTTP seam, usage reports for the shared rate limiter, delivery markers
+    "BaseUrlSession",
+    "send",
+    "retry_after_seconds",
+    "UsageReport",
+    "report_usage",
+    "marker_for",
+    "strip_markers",
+    # the signed webhook
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "TOLERANCE_SECONDS",
+    "sign",
+    "signed_headers",
+    "verify",
+}
+PLUGIN = ROOT / "tests" / "plugins" / "mcmp_example_connector" / "mcmp_example_connector"
+
+
+def test_the_public_names_are_pinned_and_all_importable() -> None:
+    assert set(mcmp.connectors.__all__) == PUBLIC
+    assert len(mcmp.connectors.__all__) == len(PUBLIC), "a name is listed twice"
+    for name in PUBLIC:
+        assert getattr(mcmp.connectors, name) is not None
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_the_example_plugin_imports_only_mcmp_connectors() -> None:
+    ours = {m for path in PLUGIN.glob("*.py") for m in imported_modules(path) if m.split(".")[0] == "mcmp"}
+    assert ours == {"mcmp.connectors"}
