@@ -22,6 +22,7 @@ from tests import ROOT
 REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Tests run with encryption on, as production does (one key per test session).
 TOKEN_KEY = Fernet.generate_key().decode()
+LOOPBACK = "127.0.0.0/8"
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +80,8 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
         "MCMP_MAX_ATTEMPTS": "8",
         "MCMP_WEBSITE__TIMEOUT_SECONDS": "2",
         "MCMP_TOKEN_KEYS": TOKEN_KEY,
+        # Simulators and media servers listen on loopback; production refuses it.
+        "MCMP_FETCH_ALLOWED_NETWORKS": LOOPBACK,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -272,6 +272,8 @@ def _start_stack(
         MCMP_LOG_JSON="false",
     )
     env.setdefault("MCMP_STATE_DIR", str(base))
+    # The simulators (webhook and WordPress sites, media) listen on loopback: tenant URLs may reach it here.
+    env.setdefault("MCMP_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8")
     if not env.get("MCMP_TOKEN_KEYS"):
         env["MCMP_TOKEN_KEYS"] = _dev_token_key(base)
     for platform, url in sims.items():

@@ -29,6 +29,7 @@ from mcmp.connectors.markers import marker_for
 from mcmp.connectors.types import Credentials, MediaItem, MetricsRef, PostContent, PublishRequest
 from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.linkedin import LinkedInSimulator
+from tests.conftest import LOOPBACK
 from tests.connectors.lookup_budget import check_lookup_budget
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
@@ -87,7 +88,7 @@ def make_connector(base: str, version: str = VERSION) -> LinkedInConnector:
         app_id="cid",
         app_secret="csecret",
     )
-    return LinkedInConnector(Settings(linkedin=cfg))
+    return LinkedInConnector(Settings(linkedin=cfg, fetch_allowed_networks=[LOOPBACK]))
 
 
 @pytest.fixture

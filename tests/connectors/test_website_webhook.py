@@ -20,6 +20,7 @@ from mcmp.connectors.website import WebsiteConnector
 from mcmp.connectors.website.signing import sign, verify
 from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.website import WebhookSimulator
+from tests.conftest import LOOPBACK
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def sim():
 
 @pytest.fixture
 def connector():
-    settings = Settings()
+    settings = Settings(fetch_allowed_networks=[LOOPBACK])
     settings.website.timeout_seconds = 0.8
     return WebsiteConnector(settings)
 
