@@ -9,6 +9,7 @@ URL was never connected to and that a capped download stopped reading.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class HostileServer:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     sent: int = 0
     host: str = "127.0.0.1"
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self) -> None:
         server = self
@@ -56,6 +58,10 @@ class HostileServer:
                 self._answer(with_body=False)
 
             def do_GET(self) -> None:  # noqa: N802 - stdlib hook
+                self._answer(with_body=True)
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib hook
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self._answer(with_body=True)
 
             def _answer(self, with_body: bool) -> None:
@@ -133,6 +139,8 @@ class HostileServer:
                 return conn
 
         self.httpd = Server((self.host, 0), Handler)
+        if self.tls is not None:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = int(self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -591,7 +591,7 @@ class MediaStream:
 
 
 def _size(count: int) -> str:
-    return f"{count / MB:.1f} MB" if count >= MB else f"{count} bytes"
+    return f"{count / MB:.1f} MB" if count >= MB else f"{count:,} bytes"
 
 
 # --- the fetcher --------------------------------------------------------------------------------
@@ -848,11 +848,10 @@ class TenantFetcher:
             self._raise_for_status(response, what, url)
             media = MediaStream(self, response, deadline, what, url, cap)
             if media.declared_size is not None and media.declared_size > cap:
-                raise _refused(
-                    what,
-                    f"{show(url)} declares {_size(media.declared_size)}, more than {_size(cap)}",
-                    Rule.TOO_LARGE,
-                )
+                declared, limit = _size(media.declared_size), _size(cap)
+                if declared == limit:
+                    declared, limit = f"{media.declared_size:,} bytes", f"{cap:,} bytes"
+                raise _refused(what, f"{show(url)} declares {declared}, more than {limit}", Rule.TOO_LARGE)
             media._check_type(accept)
         except _TRANSPORT as exc:
             opened.close()
