@@ -175,3 +175,26 @@ def test_endless_bodies_stop_at_the_cap_with_the_worker_memory_bounded(
     assert media.sent < 64 * 1024 * 1024  # the worker stopped reading; the server could not push more
     assert len(platform_lab.sims["linkedin"].state()["posts"]) == 1  # only the warm-up post
     print(f"worker peak RSS growth {growth_mb:.1f} MB; media server sent {media.sent / 1024 / 1024:.1f} MB")
+
+
+def test_production_with_loopback_allowed_warns_at_start_and_bad_entries_stop_it(env) -> None:
+    import subprocess
+
+    def start(**values: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*MCMP, "apikey", "revoke", "nobody"],
+            env=dict(env, **values),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    prod = start(MCMP_ENV="prod", MCMP_FETCH_ALLOWED_NETWORKS="127.0.0.0/8,10.1.2.0/24:8443")
+    output = prod.stdout + prod.stderr
+    assert "MCMP_FETCH_ALLOWED_NETWORKS: 127.0.0.0/8 overlaps loopback" in output
+    assert "10.1.2.0/24" not in output  # a private range an operator chose is not a hazard
+    quiet = start(MCMP_ENV="test", MCMP_FETCH_ALLOWED_NETWORKS="127.0.0.0/8")
+    assert "overlaps" not in quiet.stdout + quiet.stderr
+    broken = start(MCMP_FETCH_ALLOWED_NETWORKS="10.0.0.0/8,intranet")
+    assert broken.returncode != 0
+    assert "MCMP_FETCH_ALLOWED_NETWORKS" in broken.stderr and "'intranet' is not a network" in broken.stderr
