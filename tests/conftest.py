@@ -101,6 +101,27 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
+def no_token_keys(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process without MCMP_TOKEN_KEYS (and without permission to store plaintext)."""
+    from mcmp.config import reset_settings
+    from mcmp.worker.accounts import crypto
+
+    monkeypatch.setenv("MCMP_TOKEN_KEYS", "")
+    monkeypatch.delenv("MCMP_ALLOW_PLAINTEXT_TOKENS", raising=False)
+    reset_settings()
+    assert not crypto.has_keys()
+    return dict(env, MCMP_TOKEN_KEYS="")
+
+
+def allow_plaintext_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Say explicitly that tokens may be stored unencrypted (this process)."""
+    from mcmp.config import reset_settings
+
+    monkeypatch.setenv("MCMP_ALLOW_PLAINTEXT_TOKENS", "true")
+    reset_settings()
+
+
+@pytest.fixture
 def db(env: dict[str, str]) -> Any:
     from mcmp.models import Post
 

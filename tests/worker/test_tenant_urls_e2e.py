@@ -19,7 +19,7 @@ import requests
 
 from mcmp.devstack import free_port, wait_until
 from tests.conftest import MCMP
-from tests.hostile_media import JPEG, HostileServer, Route
+from tests.hostile_media import HTML, JPEG, HostileServer, Route
 
 
 @pytest.fixture
@@ -143,13 +143,15 @@ def _peak_rss_kb(pid: int) -> int:
 def test_endless_bodies_stop_at_the_cap_with_the_worker_memory_bounded(
     env, db, platform_lab, make_client, make_account, make_post, servers, start_worker, start_dispatcher
 ) -> None:
-    """A body with no length and one whose Content-Length lies (chunked, endless) stop at 4 MB."""
+    """A body with no length and one whose Content-Length lies (chunked, endless) stop at 4 MB;
+    an HTML page served as ``image/jpeg`` is refused by its signature. None reaches LinkedIn."""
     client = make_client()
     make_account(client, "linkedin", **platform_lab.account_fields("linkedin", client))
     media = _start(servers)
     good = media.add("/ok.jpg", Route("serve", "image/jpeg", JPEG))
     endless = media.add("/endless.jpg", Route("endless", "image/jpeg"))
     lie = media.add("/lie.jpg", Route("lie", "image/jpeg"))
+    page = media.add("/photo.jpg", Route("serve", "image/jpeg", HTML))
     lab_env = dict(
         platform_lab.env,
         MCMP_FETCH_ALLOWED_NETWORKS=f"127.0.0.1/32:{media.port}",
@@ -164,11 +166,18 @@ def test_endless_bodies_stop_at_the_cap_with_the_worker_memory_bounded(
     soon = datetime.now(UTC) + timedelta(seconds=1)
     posts = {url: make_post(client, ["linkedin"], when=soon, assetUrls=[url]) for url in (endless, lie)}
 
+    html = make_post(client, ["linkedin"], when=soon, assetUrls=[page])
+
     for url, post in posts.items():
         assert _settled(db, post)["status"] == "failed"
         delivery = _delivery(db, post, "linkedin")
         assert delivery["attempt"] == 1 and delivery["errorClass"] == "permanent"
         assert delivery["lastError"] == f"assetUrls[0]: {url} is larger than 4.0 MB"
+    assert _settled(db, html)["status"] == "failed"
+    assert _delivery(db, html, "linkedin")["lastError"] == (
+        f"assetUrls[0]: {page} is served as image/jpeg but its bytes are not an image or video "
+        "(they look like HTML or text)"
+    )
     growth_mb = (_peak_rss_kb(worker.popen.pid) - before) / 1024
     # Unbounded, each endless body would fill memory at loopback speed for the whole 60 s.
     assert growth_mb < 40, f"worker peak RSS grew by {growth_mb:.1f} MB"
