@@ -1,8 +1,8 @@
 """What the API checks before it reads a request body: the caller's key, then the body's size.
 
 Routes take their body before their dependencies run, so without this an anonymous caller could
-make the API read (and hold) any amount of data: four concurrent 100 MB bodies took the process
-to 1.3 GB. This ASGI middleware sits in front of the routes and, for a request that carries a
+make the API read (and hold) any amount of data: a few concurrent 100 MB bodies cost it
+gigabytes. This ASGI middleware sits in front of the routes and, for a request that carries a
 body to a route that needs a key:
 
 1. checks ``X-API-Key`` first (401 problem, body unread; the caller found is handed to the
