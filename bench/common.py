@@ -243,6 +243,7 @@ def stack(
         MCMP_REDIS_URL=private.url,
         MCMP_LOG_LEVEL="WARNING",
         MCMP_WEBSITE__TIMEOUT_SECONDS="10",
+        MCMP_FETCH_ALLOWED_NETWORKS="127.0.0.0/8",  # the webhook simulator listens on loopback
     )
     env.pop("MCMP_BROKER_URL", None)
     env.update(extra_env or {})

@@ -61,6 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Tests run with encryption on, as production does (one key per test session).
 TOKEN_KEY = Fernet.generate_key().decode()
+LOOPBACK = "127.0.0.0/8"
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +119,8 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
         "MCMP_MAX_ATTEMPTS": "8",
         "MCMP_WEBSITE__TIMEOUT_SECONDS": "2",
         "MCMP_TOKEN_KEYS": TOKEN_KEY,
+        # Simulators and media servers listen on loopback; production refuses it.
+        "MCMP_FETCH_ALLOWED_NETWORKS": LOOPBACK,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -134,6 +137,27 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
         db.client.drop_database(db_name)
     except Exception:
         pass
+
+
+@pytest.fixture
+def no_token_keys(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process without MCMP_TOKEN_KEYS (and without permission to store plaintext)."""
+    from mcmp.config import reset_settings
+    from mcmp.worker.accounts import crypto
+
+    monkeypatch.setenv("MCMP_TOKEN_KEYS", "")
+    monkeypatch.delenv("MCMP_ALLOW_PLAINTEXT_TOKENS", raising=False)
+    reset_settings()
+    assert not crypto.has_keys()
+    return dict(env, MCMP_TOKEN_KEYS="")
+
+
+def allow_plaintext_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Say explicitly that tokens may be stored unencrypted (this process)."""
+    from mcmp.config import reset_settings
+
+    monkeypatch.setenv("MCMP_ALLOW_PLAINTEXT_TOKENS", "true")
+    reset_settings()
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
-from mcmp.api import problems
+from mcmp.api import admission, problems
 from mcmp.api.routes import accounts, analytics, health, posts, stats
+from mcmp.config import get_settings
 
 API_VERSION = "1.0.0"
 
@@ -32,10 +33,13 @@ def create_app() -> FastAPI:
             "Operate the publisher: posts and their per-platform deliveries (retry, cancel, "
             "reschedule), integration accounts (tokens never shown), analytics, queue stats. "
             "Authenticate with `X-API-Key` (`mcmp apikey create`); a key sees only its tenants. "
-            "Errors are RFC 9457 `application/problem+json`."
+            "A request with a body is refused before the body is read when its key is missing or "
+            "wrong (401) or its body is larger than `MCMP_API_MAX_BODY_BYTES`, 1 MB by default (413). "
+            "Ids are 24 hex digits in any case; errors are RFC 9457 `application/problem+json`."
         ),
     )
     problems.install(app)
+    admission.install(app, get_settings().api_max_body_bytes)
     for module in (health, posts, accounts, analytics, stats):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -6,6 +6,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from bson import ObjectId
+
 from mcmp.models import ApiKey
 from mcmp.models.base import utcnow
 
@@ -25,8 +27,15 @@ class CreatedKey:
 def create_key(
     name: str, client_ids: list[str] | None = None, all_tenants: bool = False, user_id: str | None = None
 ) -> CreatedKey:
-    """A new key scoped to ``client_ids`` (or every tenant); refuses a key that could see nothing."""
-    client_ids = [c for c in dict.fromkeys(client_ids or []) if c]
+    """A new key scoped to ``client_ids`` (or every tenant); refuses a key that could see nothing.
+
+    Client ids are stored in their one spelling (24 lowercase hex digits), as every request's ids
+    are compared in it; a value that is not an id is refused.
+    """
+    wrong = [c for c in client_ids or [] if not ObjectId.is_valid(c)]
+    if wrong:
+        raise ValueError(f"--client takes client ids (24 hex digits), not {', '.join(map(repr, wrong))}")
+    client_ids = list(dict.fromkeys(str(ObjectId(c)) for c in client_ids or []))
     if not all_tenants and not client_ids:
         raise ValueError("give at least one --client, or --all-tenants")
     if all_tenants and client_ids:

@@ -108,9 +108,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
-            exc.status_code, "http-error"
-        )
+        slug = {
+            404: "not-found",
+            405: "method-not-allowed",
+            401: "unauthorized",
+            413: "payload-too-large",
+        }.get(exc.status_code, "http-error")
         return problem_response(request, exc.status_code, slug, str(exc.detail) if exc.detail else None)
 
     @app.exception_handler(operations.OperationError)
@@ -131,6 +134,8 @@ def install(app: FastAPI) -> None:
                 f"invalid request: {field}",
                 [FieldError(field=field, message=exc.message)],
             )
+        if isinstance(exc, operations.Unavailable):
+            return problem_response(request, 503, "unavailable", exc.message)
         return problem_response(request, 409, "conflict", exc.message)
 
     @app.exception_handler(Exception)

@@ -17,6 +17,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mcmp.config.networks import AllowedNetwork, hazards, parse_allowed
+
 
 class SettingsError(RuntimeError):
     """Raised at startup when the configuration is invalid; the message lists every problem."""
@@ -124,10 +126,28 @@ class Settings(BaseSettings):
     task_time_limit_seconds: int = Field(default=300, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 
-    # Secrets. Without keys (dev/test only) tokens stay as written; prod refuses to start.
+    # Secrets. Without keys no process writes a token (prod refuses to start), unless
+    # allow_plaintext_tokens says to store them unencrypted.
     token_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Fernet keys, newest first; comma-separated or JSON list"
     )
+    allow_plaintext_tokens: bool = Field(
+        default=False,
+        description="Store tokens unencrypted when MCMP_TOKEN_KEYS is unset (never in prod)",
+    )
+
+    # Tenant URLs (assetUrls, assets.url, webhookUrl, siteUrl) are fetched by
+    # mcmp.connectors.tenant_fetch: never inside these networks unless listed here.
+    fetch_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Non-public networks tenant URLs may reach, e.g. 127.0.0.0/8 or 10.0.0.7/32:8443",
+    )
+    fetch_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    fetch_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Whole fetch, redirects and body included: a server dripping bytes is cut off here.
+    fetch_total_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Media downloads for which the platform states no smaller limit.
+    fetch_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
 
     # Platforms
     website: WebsiteSettings = Field(default_factory=WebsiteSettings)
@@ -150,11 +170,13 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, gt=0, lt=65536)
+    # Larger request bodies are refused with 413 before they are read.
+    api_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("token_keys", "analytics_slots", mode="before")
+    @field_validator("token_keys", "analytics_slots", "fetch_allowed_networks", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -170,6 +192,30 @@ class Settings(BaseSettings):
 
         parse_slots(value)  # ValueError names the bad entry
         return value
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_allowed(entry)  # ValueError names the bad entry
+        return value
+
+    @property
+    def fetch_allowed(self) -> tuple[AllowedNetwork, ...]:
+        """``fetch_allowed_networks`` parsed (validated at startup)."""
+        return tuple(parse_allowed(entry) for entry in self.fetch_allowed_networks)
+
+    def startup_warnings(self) -> list[str]:
+        """Settings that are legal but dangerous where they are used; logged by every process at start."""
+        warnings = []
+        if self.env == "prod":
+            warnings += [
+                f"MCMP_FETCH_ALLOWED_NETWORKS: {hazard}: tenant URLs can reach this host"
+                for hazard in hazards(self.fetch_allowed)
+            ]
+        if not self.token_keys and self.allow_plaintext_tokens:
+            warnings.append("MCMP_ALLOW_PLAINTEXT_TOKENS is set: tokens are stored unencrypted")
+        return warnings
 
     @field_validator("token_keys")
     @classmethod

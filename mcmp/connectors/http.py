@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -53,7 +54,14 @@ class BaseUrlSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
+class HasHeaders(Protocol):
+    """Any HTTP answer: a ``requests.Response`` or a tenant fetch's ``FetchResponse``."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def retry_after_seconds(response: HasHeaders) -> float | None:
     """The ``Retry-After`` header in seconds (delta form), or None when absent or unreadable."""
     value = response.headers.get("Retry-After")
     if value is None:

@@ -68,17 +68,41 @@ def instrument_session(session: requests.Session, platform: str) -> requests.Ses
 
 
 def instrument_connector(platform: str, connector: object) -> None:
-    """Hook every ``requests.Session`` a connector holds (directly or one object deep)."""
+    """Hook every ``requests.Session`` and tenant fetcher a connector holds (directly or one object deep)."""
+    from mcmp.connectors.tenant_fetch import TenantFetcher
+
     candidates = list(vars(connector).values()) if hasattr(connector, "__dict__") else []
     for value in list(candidates):
-        if not isinstance(value, requests.Session) and hasattr(value, "__dict__"):
+        if not isinstance(value, requests.Session | TenantFetcher) and hasattr(value, "__dict__"):
             candidates.extend(vars(value).values())
     for value in candidates:
-        if isinstance(value, requests.Session) and not getattr(value, "_mcmp_instrumented", False):
+        if getattr(value, "_mcmp_instrumented", False):
+            continue
+        if isinstance(value, requests.Session):
             instrument_session(value, platform)
+            value._mcmp_instrumented = True  # type: ignore[attr-defined]
+        elif isinstance(value, TenantFetcher):
+            value.response_hooks.append(
+                lambda method, status, seconds: PLATFORM_REQUEST_SECONDS.labels(
+                    platform=platform, method=method, status=str(status)
+                ).observe(seconds)
+            )
             value._mcmp_instrumented = True  # type: ignore[attr-defined]
 
 
 def token_refresh(platform: str, outcome: str) -> None:
     """Count one token refresh (outcome: refreshed, failed_auth, failed_retryable, skipped, …)."""
     TOKEN_REFRESHES.labels(platform=platform, outcome=str(outcome)).inc()
+
+
+# --- tenant URLs (mcmp.connectors.tenant_fetch) ---------------------------------------------
+FETCH_REFUSALS = Counter(
+    "mcmp_fetch_refusals_total",
+    "Tenant URLs (assetUrls, webhookUrl, siteUrl) refused, by rule (address range, scheme, size, type)",
+    ["rule"],
+)
+
+
+def fetch_refused(rule: str) -> None:
+    """Count one refused tenant URL (installed as the fetcher's refusal observer by ``bootstrap``)."""
+    FETCH_REFUSALS.labels(rule=str(rule)).inc()

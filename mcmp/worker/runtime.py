@@ -12,7 +12,7 @@ import time
 import redis
 
 from mcmp.config import Settings, get_settings
-from mcmp.connectors import registry
+from mcmp.connectors import registry, tenant_fetch
 from mcmp.models.db import connect, ensure_schema, wait_for_mongo
 from mcmp.worker import logs, metrics, rate_limit
 
@@ -40,6 +40,8 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
     """Configure logging, wait for the services, connect mongoengine and install the limiter."""
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_json)
+    for warning in settings.startup_warnings():
+        log.warning(warning)
     if wait:
         wait_for_mongo(settings.mongodb_uri)
         wait_for_redis(settings.redis_url)
@@ -48,4 +50,5 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
         ensure_schema(db)
     rate_limit.install()
     registry.set_observer(metrics.instrument_connector)
+    tenant_fetch.set_refusal_observer(metrics.fetch_refused)
     return settings

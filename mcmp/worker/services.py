@@ -28,8 +28,10 @@ from typing import Any
 from bson import ObjectId
 
 from mcmp.connectors.errors import PermanentError
+from mcmp.connectors.registry import available_platforms
 from mcmp.models import DeliveryState, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.worker.accounts import crypto
 from mcmp.worker.accounts import secrets as token_secrets
 from mcmp.worker.accounts import store as account_store
 from mcmp.worker.publishing import delivery_states, post_status
@@ -89,6 +91,10 @@ class PostNotPublishable(OperationError):
         self.problems = problems
 
 
+class Unavailable(OperationError):
+    """This process cannot do it as configured (e.g. no key to seal a token with): HTTP 503."""
+
+
 @dataclass(frozen=True)
 class OperationResult:
     post_id: str
@@ -97,9 +103,20 @@ class OperationResult:
     note: str = ""
 
 
+def known_platforms() -> list[str]:
+    """Platforms with an installed connector (built-in or third-party), for checking free strings."""
+    return available_platforms()
+
+
+def canonical(object_id: str, what: str) -> str:
+    """The one spelling of an id (24 lowercase hex digits): posts are found by ObjectId but
+    deliveries by the id's text, so ``6B0B…`` must become ``6b0b…`` before either is read."""
+    if not isinstance(object_id, str) or not ObjectId.is_valid(object_id):
+        raise NotFound(f"{what} not found")
+    return str(ObjectId(object_id))
+
+
 def _post(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
-    if not ObjectId.is_valid(post_id):
-        raise NotFound(f"post {post_id} not found")
     post = post_status.posts().find_one(
         {"_id": ObjectId(post_id), **scope},
         {"status": 1, "platforms": 1, "clientId": 1, "scheduleTime": 1, EXPANDED_MARKER: 1},
@@ -208,6 +225,7 @@ def retry(
     delivery (e.g. the post failed before expansion) is created by the dispatcher: the expansion
     marker is unset only in that case.
     """
+    post_id = canonical(post_id, "post")
     for _ in range(_CONFLICT_RETRIES):
         post = _post(post_id, scope)
         _check_platform(post, platform)
@@ -248,6 +266,7 @@ def cancel(
     When some platforms are already published the post is not un-scheduled: it settles as
     ``published`` (published + cancelled) through ``post_status.sync``.
     """
+    post_id = canonical(post_id, "post")
     post = _post(post_id, scope)
     _check_platform(post, platform)
     if post.get("status") != P.SCHEDULED.value:
@@ -291,6 +310,7 @@ def reschedule(
     reopened at ``when``; published deliveries stay published. An attempt already in flight is
     released by the worker's preflight, which re-reads ``scheduleTime``.
     """
+    post_id = canonical(post_id, "post")
     when_utc = as_utc(when)
     if when_utc is None or when_utc <= utcnow():
         raise InvalidRequest("scheduleTime must be in the future", field="scheduleTime")
@@ -338,23 +358,23 @@ def store_token(
     """Store a new token on an account (status ``connected``) and resume deliveries waiting for it.
 
     An existing refresh token is kept unless a new one is given; ``expiresAt`` always describes
-    the new access token (absent when unknown). Tokens are sealed with ``mcmp.worker.accounts.secrets.seal``
-    when that helper exists; otherwise stored as given (the worker accepts plaintext).
+    the new access token (absent when unknown). Tokens are sealed (encrypted) before they are
+    written; without a key :class:`Unavailable` is raised and nothing is written, unless
+    ``MCMP_ALLOW_PLAINTEXT_TOKENS`` allows storing them unencrypted.
     """
-    if not ObjectId.is_valid(account_id):
-        raise NotFound(f"account {account_id} not found")
-    seal = getattr(token_secrets, "seal", None)
-
-    def sealed(value: str) -> str:
-        return seal(value) if callable(seal) else value
-
+    account_id = canonical(account_id, "account")
+    try:
+        access = token_secrets.seal(access_token)
+        refresh = None if refresh_token is None else token_secrets.seal(refresh_token)
+    except crypto.TokenKeyError as exc:
+        raise Unavailable(str(exc)) from None
     now = utcnow()
     update: dict[str, Any] = {
-        "$set": {"accessToken": sealed(access_token), "status": "connected", "updatedAt": now},
+        "$set": {"accessToken": access, "status": "connected", "updatedAt": now},
         "$unset": {"metadata.authError": "", "metadata.authErrorAt": ""},
     }
-    if refresh_token is not None:
-        update["$set"]["refreshToken"] = sealed(refresh_token)
+    if refresh is not None:
+        update["$set"]["refreshToken"] = refresh
     if expires_at is not None:
         update["$set"]["expiresAt"] = as_utc(expires_at)
     else:

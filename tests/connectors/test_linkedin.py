@@ -33,6 +33,7 @@ from mcmp.connectors import (
 from mcmp.connectors.linkedin import LinkedInConnector
 from mcmp.connectors.linkedin import connector as li_connector
 from mcmp.simulators.linkedin import LinkedInSimulator
+from tests.conftest import LOOPBACK
 from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
@@ -73,7 +74,7 @@ def make_connector(base: str, version: str = VERSION) -> LinkedInConnector:
         app_id="cid",
         app_secret="csecret",
     )
-    return LinkedInConnector(Settings(linkedin=cfg))
+    return LinkedInConnector(Settings(linkedin=cfg, fetch_allowed_networks=[LOOPBACK]))
 
 
 @pytest.fixture

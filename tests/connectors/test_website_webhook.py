@@ -18,6 +18,7 @@ from mcmp.connectors import (
 )
 from mcmp.connectors.website import WebsiteConnector
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
+from tests.conftest import LOOPBACK
 from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
 
 served, sim, base = simulator_fixtures(WebhookSimulator)
@@ -25,7 +26,7 @@ served, sim, base = simulator_fixtures(WebhookSimulator)
 
 @pytest.fixture
 def connector(sim: WebhookSimulator) -> WebsiteConnector:
-    return WebsiteConnector(Settings(website={"timeout_seconds": 0.8}))
+    return WebsiteConnector(Settings(website={"timeout_seconds": 0.8}, fetch_allowed_networks=[LOOPBACK]))
 
 
 class TestWebhookConformance(ConnectorConformance):

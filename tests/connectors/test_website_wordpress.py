@@ -29,6 +29,7 @@ from mcmp.connectors.website import WebsiteConnector
 from mcmp.connectors.website.wordpress import classify, slug_for
 from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.wordpress import DEFAULT_APP_PASSWORD, DEFAULT_USER, WordPressSimulator
+from tests.conftest import LOOPBACK
 from tests.connectors import wordpress_fixture
 from tests.connectors.conformance import ConnectorConformance
 from tests.connectors.wordpress_fixture import ImageHost, LossyProxy, WordPressSite
@@ -42,7 +43,7 @@ STATUSES = "publish,future,draft,pending,private"
 
 # --- helpers -------------------------------------------------------------------------------------
 def make_connector(timeout: float = 10.0) -> WebsiteConnector:
-    return WebsiteConnector(Settings(website={"timeout_seconds": timeout}))
+    return WebsiteConnector(Settings(website={"timeout_seconds": timeout}, fetch_allowed_networks=[LOOPBACK]))
 
 
 def creds(site_url: str, user: str, password: str, **metadata: Any) -> Credentials:

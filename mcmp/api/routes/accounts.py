@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from bson import ObjectId
 from fastapi import APIRouter, Query, status
 
-from mcmp.api.deps import TenantScopeDep, object_id
+from mcmp.api.deps import AccountIdDep, ClientIdQuery, TenantScopeDep, known_platform
 from mcmp.api.pagination import CursorParam, LimitParam, page
 from mcmp.api.problems import not_found, responses
 from mcmp.api.schemas import AccountOut, AccountPage, TaskOut, TokenIn, utc
@@ -68,13 +69,13 @@ _FIELDS = {
 @router.get("", response_model=AccountPage, summary="List integration accounts (tokens never shown)")
 def list_accounts(
     scope: TenantScopeDep,
-    client_id: Annotated[str | None, Query(alias="clientId", max_length=64)] = None,
+    client_id: ClientIdQuery,
     platform: Annotated[str | None, Query(max_length=64)] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
 ) -> AccountPage:
     query = scope.query(client_id)
-    if platform is not None:
+    if known_platform(platform, "query.platform") is not None:
         query["platform"] = platform
     docs, next_cursor = page(IntegrationAccount._get_collection(), query, cursor, limit, _FIELDS)
     flags = _token_flags([d["_id"] for d in docs])
@@ -83,7 +84,7 @@ def list_accounts(
 
 def _load(account_id: str, scope: TenantScopeDep) -> dict[str, Any]:
     doc = IntegrationAccount._get_collection().find_one(
-        {"_id": object_id(account_id, "account"), **scope.query()}, _FIELDS
+        {"_id": ObjectId(account_id), **scope.query()}, _FIELDS
     )
     if doc is None:
         raise not_found("account")
@@ -93,7 +94,7 @@ def _load(account_id: str, scope: TenantScopeDep) -> dict[str, Any]:
 @router.get(
     "/{account_id}", response_model=AccountOut, summary="One integration account (tokens never shown)"
 )
-def get_account(account_id: str, scope: TenantScopeDep) -> AccountOut:
+def get_account(account_id: AccountIdDep, scope: TenantScopeDep) -> AccountOut:
     doc = _load(account_id, scope)
     return _account(doc, *_token_flags([doc["_id"]])[doc["_id"]])
 
@@ -105,7 +106,7 @@ def get_account(account_id: str, scope: TenantScopeDep) -> AccountOut:
     responses=responses(503),
     summary="Enqueue a token refresh for this account",
 )
-def refresh_account(account_id: str, scope: TenantScopeDep) -> TaskOut:
+def refresh_account(account_id: AccountIdDep, scope: TenantScopeDep) -> TaskOut:
     doc = _load(account_id, scope)
     return enqueue(TOKEN_REFRESH_TASK, str(doc["_id"]))
 
@@ -113,7 +114,7 @@ def refresh_account(account_id: str, scope: TenantScopeDep) -> TaskOut:
 @router.put(
     "/{account_id}/token", response_model=AccountOut, summary="Store a new token (account becomes connected)"
 )
-def put_token(account_id: str, body: TokenIn, scope: TenantScopeDep) -> AccountOut:
+def put_token(account_id: AccountIdDep, body: TokenIn, scope: TenantScopeDep) -> AccountOut:
     doc = operations.store_token(
         account_id,
         scope.query(),

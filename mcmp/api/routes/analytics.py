@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from bson import ObjectId
 from fastapi import APIRouter, status
 
 from mcmp.api import backfill
-from mcmp.api.deps import TenantScopeDep, object_id
+from mcmp.api.deps import BackfillIdDep, CampaignIdDep, TenantScopeDep, id_or_404, known_platform
 from mcmp.api.problems import not_found, responses
 from mcmp.api.schemas import BackfillIn, BackfillOut, CampaignAnalyticsOut, MetricTotals, utc
 from mcmp.models import Campaign, Post
@@ -30,9 +31,9 @@ METRICS = tuple(MetricTotals.model_fields)
     response_model=CampaignAnalyticsOut,
     summary="Campaign totals from the latest snapshot of each post and platform",
 )
-def campaign_analytics(campaign_id: str, scope: TenantScopeDep) -> CampaignAnalyticsOut:
+def campaign_analytics(campaign_id: CampaignIdDep, scope: TenantScopeDep) -> CampaignAnalyticsOut:
     campaign = Campaign._get_collection().find_one(
-        {"_id": object_id(campaign_id, "campaign"), **scope.query()}, {"clientId": 1}
+        {"_id": ObjectId(campaign_id), **scope.query()}, {"clientId": 1}
     )
     if campaign is None:
         raise not_found("campaign")
@@ -105,14 +106,16 @@ def _job(job: Any) -> BackfillOut:
     summary="Start an analytics backfill for a client (optionally one platform)",
 )
 def start_backfill(body: BackfillIn, scope: TenantScopeDep) -> BackfillOut:
-    scope.query(body.clientId)  # 404 outside the key's tenants
-    return _job(backfill.start(body.clientId, body.since, body.platform))
+    client_id = id_or_404(body.clientId, "client")
+    scope.query(client_id)  # 404 outside the key's tenants
+    platform = known_platform(body.platform, "body.platform")
+    return _job(backfill.start(client_id, body.since, platform))
 
 
 @router.get(
     "/analytics/backfills/{backfill_id}", response_model=BackfillOut, summary="Progress of a backfill"
 )
-def get_backfill(backfill_id: str, scope: TenantScopeDep) -> BackfillOut:
+def get_backfill(backfill_id: BackfillIdDep, scope: TenantScopeDep) -> BackfillOut:
     job = backfill.get(backfill_id, scope.query())
     if job is None:
         raise not_found("backfill")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from bson import ObjectId
 from fastapi import APIRouter, Body, Query
 
-from mcmp.api.deps import ApiKeyDep, TenantScopeDep, object_id
+from mcmp.api.deps import ApiKeyDep, CampaignIdQuery, ClientIdQuery, PostIdDep, TenantScopeDep
 from mcmp.api.pagination import CursorParam, LimitParam, page
 from mcmp.api.problems import not_found, responses
 from mcmp.api.schemas import (
@@ -94,9 +95,9 @@ def _post(doc: dict[str, Any], deliveries: list[dict[str, Any]]) -> PostOut:
 @router.get("", response_model=PostPage, summary="List posts (newest first) with their deliveries")
 def list_posts(
     scope: TenantScopeDep,
-    client_id: Annotated[str | None, Query(alias="clientId", max_length=64)] = None,
+    client_id: ClientIdQuery,
+    campaign_id: CampaignIdQuery,
     status: Annotated[PostStatus | None, Query()] = None,
-    campaign_id: Annotated[str | None, Query(alias="campaignId", max_length=64)] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
 ) -> PostPage:
@@ -111,8 +112,8 @@ def list_posts(
 
 
 @router.get("/{post_id}", response_model=PostOut, summary="One post with its per-platform delivery state")
-def get_post(post_id: str, scope: TenantScopeDep) -> PostOut:
-    doc = Post._get_collection().find_one({"_id": object_id(post_id, "post"), **scope.query()}, _PROJECTION)
+def get_post(post_id: PostIdDep, scope: TenantScopeDep) -> PostOut:
+    doc = Post._get_collection().find_one({"_id": ObjectId(post_id), **scope.query()}, _PROJECTION)
     if doc is None:
         raise not_found("post")
     return _post(doc, operations.deliveries_of([post_id], scope.query())[post_id])
@@ -131,7 +132,10 @@ def _out(result: operations.OperationResult) -> OperationOut:
     summary="Retry the failed/cancelled platforms of a post (or one platform) now",
 )
 def retry_post(
-    post_id: str, caller: ApiKeyDep, scope: TenantScopeDep, body: Annotated[PlatformIn | None, Body()] = None
+    post_id: PostIdDep,
+    caller: ApiKeyDep,
+    scope: TenantScopeDep,
+    body: Annotated[PlatformIn | None, Body()] = None,
 ) -> OperationOut:
     platform = body.platform if body else None
     return _out(operations.retry(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
@@ -144,7 +148,10 @@ def retry_post(
     summary="Cancel a scheduled post (back to approved) or one of its platforms",
 )
 def cancel_post(
-    post_id: str, caller: ApiKeyDep, scope: TenantScopeDep, body: Annotated[PlatformIn | None, Body()] = None
+    post_id: PostIdDep,
+    caller: ApiKeyDep,
+    scope: TenantScopeDep,
+    body: Annotated[PlatformIn | None, Body()] = None,
 ) -> OperationOut:
     platform = body.platform if body else None
     return _out(operations.cancel(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
@@ -157,6 +164,6 @@ def cancel_post(
     summary="Move a scheduled, approved or failed post to a future time",
 )
 def reschedule_post(
-    post_id: str, body: RescheduleIn, caller: ApiKeyDep, scope: TenantScopeDep
+    post_id: PostIdDep, body: RescheduleIn, caller: ApiKeyDep, scope: TenantScopeDep
 ) -> OperationOut:
     return _out(operations.reschedule(post_id, scope.query(), body.scheduleTime, by_user_id=caller.actor))

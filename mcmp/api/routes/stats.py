@@ -7,11 +7,11 @@ published history).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from mcmp.api.deps import TenantScopeDep
+from mcmp.api.deps import ClientIdQuery, TenantScopeDep
 from mcmp.api.problems import responses
 from mcmp.api.schemas import QueueStats
 from mcmp.worker import services
@@ -33,7 +33,5 @@ def queue_stats(scope_query: dict[str, Any], now: datetime | None = None) -> Que
 
 
 @router.get("/queue", response_model=QueueStats, summary="Delivery queue: backlog, in flight, retries, auth")
-def get_queue_stats(
-    scope: TenantScopeDep, client_id: Annotated[str | None, Query(alias="clientId", max_length=64)] = None
-) -> QueueStats:
+def get_queue_stats(scope: TenantScopeDep, client_id: ClientIdQuery) -> QueueStats:
     return queue_stats(scope.query(client_id))

@@ -8,8 +8,11 @@ refresh-token grant. We send ``Authorization: Bearer`` plus ``LinkedIn-Version``
 ``X-Restli-Protocol-Version: 2.0.0`` on every call, and keep one pooled session per connector.
 
 Publishing: ``POST /rest/posts``; the post URN comes back in the ``x-restli-id`` header of an
-empty 201. Images: ``POST /rest/images?action=initializeUpload`` → ``PUT`` the bytes (fetched
-from ``MediaItem.url``) to ``value.uploadUrl`` → ``content.media.id`` = ``value.image``.
+empty 201. Images: ``POST /rest/images?action=initializeUpload`` → ``PUT`` the bytes to
+``value.uploadUrl`` → ``content.media.id`` = ``value.image``. The bytes come from the tenant's
+``MediaItem.url`` through :class:`mcmp.connectors.tenant_fetch.TenantFetcher` only (never the
+platform session): an address inside our network is refused, and the signature must be an image
+LinkedIn takes.
 
 Commentary is LinkedIn's *little* text format: reserved characters are escaped with a backslash
 (hashtags ``#word`` are kept as hashtags), and the invisible delivery marker of
@@ -43,6 +46,7 @@ from mcmp.connectors.errors import (
 from mcmp.connectors.http import BaseUrlSession, send
 from mcmp.connectors.linkedin.classify import ThrottleMemory, classify
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
+from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
     MetricsRef,
@@ -55,6 +59,7 @@ from mcmp.connectors.types import (
 
 MAX_COMMENTARY_CHARS = 3000  # Posts API commentary limit, counted on the text we send
 SUPPORTED_MEDIA = frozenset({"image"})  # video needs the chunked Videos API: not supported yet
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})  # by the bytes' signature
 RESERVED = set("|{}@[]()<>#\\*_~")
 _HASHTAG = re.compile(r"#(?=\w)")
 RECONCILE_PAGE_SIZE = 50
@@ -145,11 +150,12 @@ class LinkedInConnector:
 
     platform = "linkedin"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
         self.cfg = settings.linkedin
         self.base = self.cfg.base_url.rstrip("/")
         self.timeout = self.cfg.timeout_seconds
         self.session = BaseUrlSession()
+        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
         self.throttle = ThrottleMemory()
 
     # --- helpers -----------------------------------------------------------------------------
@@ -219,7 +225,7 @@ class LinkedInConnector:
         }
         if content.media:
             item = content.media[0]
-            media: dict[str, Any] = {"id": self._upload_image(creds, author, item.url)}
+            media: dict[str, Any] = {"id": self._upload_image(creds, author, item.url, "assetUrls[0]")}
             if item.alt_text:
                 media["altText"] = item.alt_text
             body["content"] = {"media": media}
@@ -236,14 +242,10 @@ class LinkedInConnector:
             raise AmbiguousError(f"LinkedIn answered {response.status_code} without an x-restli-id header")
         return PublishResult(urn, f"https://www.linkedin.com/feed/update/{urn}/", datetime.now(UTC))
 
-    def _upload_image(self, creds: Credentials, owner: str, url: str) -> str:
+    def _upload_image(self, creds: Credentials, owner: str, url: str, what: str) -> str:
         """Upload one image; failures here are Retryable (no post exists yet, a new image is harmless)."""
         try:
-            source = send(self.session, "GET", url, timeout=self.timeout)
-            if source.status_code >= 400:
-                if source.status_code in (404, 410, 403):
-                    raise PermanentError(f"image {url} could not be fetched (HTTP {source.status_code})")
-                raise RetryableError(f"image {url} could not be fetched (HTTP {source.status_code})")
+            source = self.fetcher.download(url, what=what, accept=IMAGE_TYPES)
             init = self._call(
                 "POST",
                 f"{self.base}/rest/images?action=initializeUpload",
@@ -256,10 +258,7 @@ class LinkedInConnector:
             upload_url, image = value.get("uploadUrl"), value.get("image")
             if not upload_url or not image:
                 raise RetryableError("LinkedIn initializeUpload answered without uploadUrl/image")
-            headers = {
-                "Authorization": f"Bearer {creds.access_token}",
-                "Content-Type": source.headers.get("Content-Type", "application/octet-stream"),
-            }
+            headers = {"Authorization": f"Bearer {creds.access_token}", "Content-Type": source.content_type}
             self._call("PUT", upload_url, creds, write=False, data=source.content, headers=headers)
             return str(image)
         except AmbiguousError as exc:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from mcmp.config import Settings
 from mcmp.connectors.errors import PermanentError
-from mcmp.connectors.http import BaseUrlSession
+from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
     MetricsRef,
@@ -28,11 +28,12 @@ class WebsiteConnector:
 
     platform = "website"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
         self.settings = settings
-        self.session = BaseUrlSession()
-        self.webhook = WebhookPublisher(self.session, settings.website.timeout_seconds)
-        self.wordpress = WordPressPublisher(self.session, settings.website.timeout_seconds)
+        # Every URL of this platform is the tenant's: all of them go through the guarded fetcher.
+        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
+        self.webhook = WebhookPublisher(self.fetcher, settings.website.timeout_seconds)
+        self.wordpress = WordPressPublisher(self.fetcher, settings.website.timeout_seconds)
 
     def _variant(self, credentials: Credentials) -> WebhookPublisher | WordPressPublisher:
         mode = str(credentials.metadata.get("mode", "webhook"))

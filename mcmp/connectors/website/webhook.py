@@ -6,6 +6,10 @@ Contract with the receiving site (documented in docs/connectors.md):
   account's ``accessToken``. A 2xx answer carries ``{"id": ..., "url": ...}``.
 * ``GET <metadata.webhookUrl>?idempotency_key=<key>`` (signed over an empty body) returns the
   post created with that key (200) or 404 — used to reconcile after an ambiguous outcome.
+* The URL is fetched only through :class:`mcmp.connectors.tenant_fetch.TenantFetcher`: it must
+  resolve to a public address (or one in ``MCMP_FETCH_ALLOWED_NETWORKS``); the POST never follows
+  a redirect (a 3xx is the site refusing the post), the reconciliation GET follows at most 3; an
+  answer is at most 1 MB, read uncompressed (``Accept-Encoding: identity``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
-
-import requests
 
 from mcmp.connectors.errors import (
     AmbiguousError,
@@ -25,12 +27,14 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from mcmp.connectors.http import retry_after_seconds, send
+from mcmp.connectors.http import retry_after_seconds
 from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors.tenant_fetch import FetchResponse, TenantFetcher
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
 
 MAX_BODY_CHARS = 1_000_000
+WHAT = "account.metadata.webhookUrl"
 
 
 def webhook_url(credentials: Credentials) -> str:
@@ -40,7 +44,7 @@ def webhook_url(credentials: Credentials) -> str:
     return url
 
 
-def _reason(response: requests.Response) -> str:
+def _reason(response: FetchResponse) -> str:
     try:
         data = response.json()
     except ValueError:
@@ -54,7 +58,7 @@ def _reason(response: requests.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
-def classify(response: requests.Response, *, write: bool, account_id: str | None) -> ConnectorError:
+def classify(response: FetchResponse, *, write: bool, account_id: str | None) -> ConnectorError:
     """The one place where a webhook HTTP answer becomes an error class."""
     status = response.status_code
     reason = _reason(response)
@@ -81,8 +85,8 @@ def classify(response: requests.Response, *, write: bool, account_id: str | None
 class WebhookPublisher:
     """Publishes through the signed webhook; used by the website connector for mode ``webhook``."""
 
-    def __init__(self, session: requests.Session, timeout: float) -> None:
-        self.session = session
+    def __init__(self, fetcher: TenantFetcher, timeout: float) -> None:
+        self.fetcher = fetcher
         self.timeout = timeout
 
     def validate(self, content: PostContent, credentials: Credentials) -> None:
@@ -106,7 +110,7 @@ class WebhookPublisher:
         }
         return json.dumps(doc, separators=(",", ":")).encode()
 
-    def _result(self, response: requests.Response) -> PublishResult:
+    def _result(self, response: FetchResponse) -> PublishResult:
         try:
             data = response.json()
         except ValueError:
@@ -124,8 +128,8 @@ class WebhookPublisher:
             IDEMPOTENCY_HEADER: request.idempotency_key,
             **signed_headers(creds.access_token, body),
         }
-        response = send(
-            self.session, "POST", webhook_url(creds), data=body, headers=headers, timeout=self.timeout
+        response = self.fetcher.request(
+            "POST", webhook_url(creds), what=WHAT, content=body, headers=headers, read_timeout=self.timeout
         )
         if 200 <= response.status_code < 300:
             return self._result(response)
@@ -134,13 +138,13 @@ class WebhookPublisher:
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials
         headers = signed_headers(creds.access_token, b"")
-        response = send(
-            self.session,
+        response = self.fetcher.request(
             "GET",
             webhook_url(creds),
+            what=WHAT,
             params={"idempotency_key": request.idempotency_key},
             headers=headers,
-            timeout=self.timeout,
+            read_timeout=self.timeout,
         )
         if response.status_code == 404:
             return None

@@ -16,6 +16,10 @@ Flow of one publish:
 A failure in step 1 happens before any post exists, so it is never ambiguous. A retry that
 follows a failed step 2 may upload the image again (an unused attachment stays in the media
 library); that is harmless and keeps ``publish`` simple.
+
+The site and the image are both tenant URLs: every request goes through
+:class:`mcmp.connectors.tenant_fetch.TenantFetcher` (public addresses only unless configured,
+pinned connections, capped answers; the image's bytes must be an image WordPress accepts).
 """
 
 from __future__ import annotations
@@ -29,8 +33,6 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import requests
-
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -40,7 +42,8 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from mcmp.connectors.http import retry_after_seconds, send
+from mcmp.connectors.http import retry_after_seconds
+from mcmp.connectors.tenant_fetch import FetchResponse, TenantFetcher
 from mcmp.connectors.types import Credentials, MediaItem, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
 
@@ -67,7 +70,8 @@ LOOKUP_STATUSES = "publish,future,draft,pending,private"
 DUPLICATE_SUFFIXES = range(2, 6)
 SLUG_MARKER = "mcmp"
 
-Step = Literal["post", "media", "lookup", "download"]
+Step = Literal["post", "media", "lookup"]
+SITE = "account.metadata.siteUrl"
 
 
 def site_url(credentials: Credentials) -> str:
@@ -115,7 +119,7 @@ def _is_image(item: MediaItem) -> bool:
     return mime is None or mime.startswith("image/")
 
 
-def _wp_error(response: requests.Response) -> tuple[str | None, str, int | None]:
+def _wp_error(response: FetchResponse) -> tuple[str | None, str, int | None]:
     """(code, readable message, status nested in ``data.details``) of a WordPress error body."""
     try:
         data = response.json()
@@ -143,20 +147,14 @@ def _wp_error(response: requests.Response) -> tuple[str | None, str, int | None]
     return code, text, nested
 
 
-def classify(response: requests.Response, *, step: Step, account_id: str | None) -> ConnectorError:
-    """The one place where a WordPress (or image host) HTTP answer becomes an error class.
+def classify(response: FetchResponse, *, step: Step, account_id: str | None) -> ConnectorError:
+    """The one place where a WordPress HTTP answer becomes an error class.
 
     ``step`` says what was being done: only a failed ``post`` creation can have created the post,
     so only it yields ``AmbiguousError``; a failed media upload happens before any post exists.
+    (The image host's answers are read by the fetcher: its 401/403 say nothing of the account.)
     """
     status = response.status_code
-    if step == "download":  # the image host, not WordPress: its 401/403 say nothing of the account
-        if status == 429 or status >= 500:
-            return RetryableError(
-                f"featured image download failed (HTTP {status})", retry_after=retry_after_seconds(response)
-            )
-        return PermanentError(f"featured image could not be downloaded (HTTP {status})", platform_code=status)
-
     code, reason, nested_status = _wp_error(response)
     # A wrong password on a lookup of non-public statuses comes back as 400 rest_invalid_param
     # whose details carry rest_forbidden_status with 401: it is an auth problem, not a bad request.
@@ -210,8 +208,8 @@ def _filename(url: str, mime: str) -> str:
 class WordPressPublisher:
     """Publishes through the WordPress REST API; used by the website connector for mode ``wordpress``."""
 
-    def __init__(self, session: requests.Session, timeout: float) -> None:
-        self.session = session
+    def __init__(self, fetcher: TenantFetcher, timeout: float) -> None:
+        self.fetcher = fetcher
         self.timeout = timeout
 
     # --- validation ------------------------------------------------------------------------
@@ -234,26 +232,27 @@ class WordPressPublisher:
                 raise ValidationError(f"media[{index}]", f"larger than {MAX_IMAGE_BYTES} bytes")
 
     # --- HTTP ---------------------------------------------------------------------------------
-    def _call(
-        self, step: Step, method: str, url: str, creds: Credentials, **kwargs: Any
-    ) -> requests.Response:
+    def _call(self, step: Step, method: str, url: str, creds: Credentials, **kwargs: Any) -> FetchResponse:
         """One request; any non-2xx answer is classified, and only ``post`` may end ambiguous."""
-        if step != "download":
-            kwargs["auth"] = (username(creds), creds.access_token)
         try:
-            response = send(self.session, method, url, timeout=self.timeout, **kwargs)
+            response = self.fetcher.request(
+                method,
+                url,
+                what=SITE,
+                auth=(username(creds), creds.access_token),
+                read_timeout=self.timeout,
+                **kwargs,
+            )
         except AmbiguousError as exc:
             if step == "post":
                 raise
             # No post can exist yet, so a lost answer to the media upload is a plain retry.
             raise RetryableError(f"media upload: {exc.message}") from None
         if not 200 <= response.status_code < 300:
-            error = classify(response, step=step, account_id=creds.account_id)
-            response.close()
-            raise error
+            raise classify(response, step=step, account_id=creds.account_id)
         return response
 
-    def _json(self, response: requests.Response, step: Step) -> Any:
+    def _json(self, response: FetchResponse, step: Step) -> Any:
         try:
             return response.json()
         except ValueError:
@@ -262,38 +261,29 @@ class WordPressPublisher:
             raise RetryableError(f"WordPress answered the {step} with a non-JSON body") from None
 
     # --- featured image -----------------------------------------------------------------------
-    def _download(self, item: MediaItem, creds: Credentials) -> tuple[bytes, str]:
-        response = self._call("download", "GET", item.url, creds, stream=True)
-        with response:
-            mime = (_image_type(item) or response.headers.get("Content-Type", "")).split(";")[0].strip()
-            mime = mime.lower() or "application/octet-stream"
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_IMAGE_BYTES:
-                        raise PermanentError(f"featured image is larger than {MAX_IMAGE_BYTES} bytes")
-                    chunks.append(chunk)
-            except requests.RequestException:
-                raise RetryableError("featured image download was interrupted") from None
-        if mime not in IMAGE_TYPES:
-            raise PermanentError(f"featured image has type {mime}, which WordPress does not accept")
-        return b"".join(chunks), mime
-
     def _upload_featured(self, request: PublishRequest, site: str) -> int | None:
-        item = next((m for m in request.content.media if _is_image(m)), None)
-        if item is None:
+        found = next(((i, m) for i, m in enumerate(request.content.media) if _is_image(m)), None)
+        if found is None:
             return None
+        index, item = found
         creds = request.credentials
-        data, mime = self._download(item, creds)
+        image = self.fetcher.download(
+            item.url, what=f"assetUrls[{index}]", max_bytes=MAX_IMAGE_BYTES, accept=frozenset(IMAGE_TYPES)
+        )
+        data, mime = image.content, image.content_type
         params = {"alt_text": item.alt_text} if item.alt_text else None
         headers = {
             "Content-Type": mime,
             "Content-Disposition": f'attachment; filename="{_filename(item.url, mime)}"',
         }
         response = self._call(
-            "media", "POST", f"{site}/wp-json/wp/v2/media", creds, data=data, headers=headers, params=params
+            "media",
+            "POST",
+            f"{site}/wp-json/wp/v2/media",
+            creds,
+            content=data,
+            headers=headers,
+            params=params,
         )
         media = self._json(response, "media")
         media_id = media.get("id") if isinstance(media, dict) else None

@@ -2,20 +2,26 @@
 
 Tokens at rest are Fernet-encrypted (:mod:`mcmp.worker.accounts.crypto`, keys from ``MCMP_TOKEN_KEYS``); a
 value without the encryption prefix is a plaintext token written by a frontend and is accepted
-as is (the worker seals it on first touch). Without any key configured (allowed outside
-``MCMP_ENV=prod`` only, which refuses to start) tokens are kept as given and a warning is logged
-once; an encrypted value then cannot be opened and raises ``crypto.TokenKeyError``.
+as is (the worker seals it on first touch). Without any key configured (``MCMP_ENV=prod``
+refuses to start), no process *writes* a token: :func:`seal` raises ``crypto.TokenKeyError``
+unless ``MCMP_ALLOW_PLAINTEXT_TOKENS=true`` says to store tokens unencrypted (a warning is
+logged once). An encrypted value cannot be opened without keys either.
 """
 
 from __future__ import annotations
 
 import logging
 
+from mcmp.config import get_settings
 from mcmp.worker import redaction
 from mcmp.worker.accounts import crypto
 
 log = logging.getLogger(__name__)
 _warned = False
+NO_KEYS = (
+    "refusing to store a token unencrypted: MCMP_TOKEN_KEYS is not set (`mcmp tokens genkey` makes a "
+    "key; MCMP_ALLOW_PLAINTEXT_TOKENS=true stores tokens unencrypted instead)"
+)
 
 
 def reveal(stored: str) -> str:
@@ -28,12 +34,28 @@ def reveal(stored: str) -> str:
     return value
 
 
+def plaintext_allowed() -> bool:
+    """Has the operator said to store tokens unencrypted when no key is configured?"""
+    return bool(get_settings().allow_plaintext_tokens)
+
+
+def can_seal() -> bool:
+    """Can this process write a token now (keys configured, or plaintext explicitly allowed)?"""
+    return crypto.has_keys() or plaintext_allowed()
+
+
 def seal(plain: str) -> str:
-    """The value to store for ``plain``: encrypted with the newest key, or as is without keys."""
+    """The value to store for ``plain``: encrypted with the newest key.
+
+    Without keys, ``crypto.TokenKeyError`` — unless ``MCMP_ALLOW_PLAINTEXT_TOKENS`` is set, when
+    ``plain`` is stored as is (the message never contains the token).
+    """
     redaction.register_secret(plain)
     if crypto.is_encrypted(plain):
         return plain  # already sealed
     if not crypto.has_keys():
+        if not plaintext_allowed():
+            raise crypto.TokenKeyError(NO_KEYS)
         _warn_unencrypted()
         return plain
     stored = crypto.encrypt(plain)
@@ -50,4 +72,6 @@ def _warn_unencrypted() -> None:
     global _warned
     if not _warned:
         _warned = True
-        log.warning("MCMP_TOKEN_KEYS is not set: tokens are stored unencrypted (refused when MCMP_ENV=prod)")
+        log.warning(
+            "MCMP_TOKEN_KEYS is not set and MCMP_ALLOW_PLAINTEXT_TOKENS is: tokens are stored unencrypted"
+        )

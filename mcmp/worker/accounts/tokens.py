@@ -235,6 +235,12 @@ def ensure_fresh(
 
 def _refresh_locked(account: IntegrationAccount, settings: Settings, budget: float) -> Fresh:
     platform = account.platform
+    if not secrets.can_seal():
+        # A token the platform issued but that cannot be stored would be lost (and some platforms
+        # retire the old refresh token): do not ask for one.
+        metrics.token_refresh(platform, Outcome.KEY_ERROR)
+        log.error("account %s: %s", account.pk, secrets.NO_KEYS)
+        return _fallback(account, secrets.NO_KEYS)
     try:
         credentials = accounts.credentials_for(account)
         connector = get_connector(platform)

@@ -4,6 +4,11 @@
 MIME type and a size before publishing. Unknown facts (a probe that failed, a size the server
 did not send) never refuse a post: the platform decides then. Messages never show a URL's query
 string (signed storage URLs carry credentials there).
+
+The probe goes through :class:`mcmp.connectors.tenant_fetch.TenantFetcher` like every fetch of a
+tenant URL: a URL inside our network is never contacted (the refusal is counted and the facts stay
+unknown here; a connector that needs the bytes fails that delivery with the reason, while a
+platform that fetches the URL itself is unaffected).
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import requests
-
-from mcmp.connectors.errors import ValidationError
+from mcmp.config import get_settings
+from mcmp.connectors.errors import ConnectorError, ValidationError
 from mcmp.connectors.media import display_url
+from mcmp.connectors.tenant_fetch import TenantFetcher
 
-PROBE_TIMEOUT = (1.0, 2.0)  # (connect, read) seconds: a probe must not make posts late
+PROBE_TIMEOUT = (1.0, 2.0, 3.0)  # (connect, read, total) seconds: a probe must not make posts late
 PROBE_CACHE_SECONDS = 60.0  # one probe per URL for all platforms of a post, per process
 
 
@@ -35,7 +40,7 @@ _cache: dict[str, tuple[float, Probe]] = {}
 _cache_lock = threading.Lock()
 
 
-def probe(url: str, timeout: tuple[float, float] = PROBE_TIMEOUT) -> Probe:
+def probe(url: str, timeout: tuple[float, float, float] = PROBE_TIMEOUT) -> Probe:
     """``HEAD`` the URL (redirects followed). Raises ``ValidationError`` only for 404/410."""
     with _cache_lock:
         hit = _cache.get(url)
@@ -44,18 +49,16 @@ def probe(url: str, timeout: tuple[float, float] = PROBE_TIMEOUT) -> Probe:
     if urlsplit(url).scheme not in ("http", "https"):
         return Probe()
     try:
-        response = requests.head(url, timeout=timeout, allow_redirects=True)
-    except requests.RequestException:
-        result = Probe()  # unreachable from here is not proof the platform cannot fetch it
+        head = TenantFetcher.from_settings(get_settings()).head(url, what="assetUrls", timeout=timeout)
+    except ConnectorError:
+        result = Probe()  # refused, or unreachable from here: not proof the platform cannot fetch it
     else:
-        if response.status_code in (404, 410):
+        if head.status_code in (404, 410):
             raise ValidationError(
-                "assetUrls", f"{display_url(url)} answered {response.status_code} (media not found)"
+                "assetUrls", f"{display_url(url)} answered {head.status_code} (media not found)"
             )
-        mime = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower() or None
-        length = response.headers.get("Content-Length", "")
-        size = int(length) if length.isdigit() else None
-        result = Probe(response.status_code, mime, size) if response.ok else Probe(response.status_code)
+        ok = head.status_code < 400
+        result = Probe(head.status_code, head.content_type, head.size) if ok else Probe(head.status_code)
     with _cache_lock:
         if len(_cache) > 1024:
             _cache.clear()

@@ -1,0 +1,377 @@
+"""The guarded fetcher itself: checks, redirects hop by hop, answers read under caps."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from mcmp.config import Settings
+from mcmp.config.networks import AllowedNetwork, IPAddress, parse_allowed
+from mcmp.connectors.errors import AmbiguousError, PermanentError, RetryableError
+from mcmp.connectors.tenant_fetch.addresses import Resolver, address_problem, system_resolver
+from mcmp.connectors.tenant_fetch.media import Media, MediaStream, media_type
+from mcmp.connectors.tenant_fetch.refusals import MB, FetchRefused, Rule, refused, show, size_text
+from mcmp.connectors.tenant_fetch.transport import (
+    NOT_SENT,
+    TRANSPORT,
+    AddressRefused,
+    Deadline,
+    GuardedBackend,
+    PinnedTransport,
+    ssl_context,
+    transport_error,
+)
+
+MAX_REDIRECTS = 3
+MAX_ANSWER_BYTES = MB  # a webhook's or WordPress' JSON answer
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+USER_AGENT = "MCMP-Publisher"
+
+
+@dataclass(frozen=True)
+class FetchResponse:
+    """A complete answer read under the byte cap (the subset of ``requests.Response`` callers use)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    url: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ``ValueError`` when it is not."""
+        import json
+
+        return json.loads(self.content)
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a ``HEAD`` said; ``None`` where the server did not say."""
+
+    status_code: int
+    content_type: str | None
+    size: int | None
+
+
+class TenantFetcher:
+    """Fetches tenant-supplied URLs safely (see the module docstring). Thread-safe, cheap to build."""
+
+    def __init__(
+        self,
+        allowed: Iterable[AllowedNetwork | str] = (),
+        *,
+        resolver: Resolver = system_resolver,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        total_timeout: float = 60.0,
+        max_bytes: int = 50 * MB,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.allowed = tuple(a if isinstance(a, AllowedNetwork) else parse_allowed(a) for a in allowed)
+        self.resolver = resolver
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.total_timeout = total_timeout
+        self.max_bytes = max_bytes
+        self._ssl = ssl_context
+        # Told (method, status, seconds to the answer's headers) after each request(): the worker
+        # times a website's webhook and WordPress calls like any platform call.
+        self.response_hooks: list[Callable[[str, int, float], None]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TenantFetcher:
+        values: dict[str, Any] = {
+            "connect_timeout": settings.fetch_connect_timeout_seconds,
+            "read_timeout": settings.fetch_read_timeout_seconds,
+            "total_timeout": settings.fetch_total_timeout_seconds,
+            "max_bytes": settings.fetch_max_bytes,
+            **overrides,
+        }
+        return cls(settings.fetch_allowed, **values)
+
+    # --- checks ---------------------------------------------------------------------------------
+    def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of ``host``, resolved once; ``AddressRefused`` if any may not be reached."""
+        try:
+            addresses = [ipaddress.ip_address(host.strip("[]"))]
+        except ValueError:
+            try:
+                addresses = list(self.resolver(host, port))
+            except (OSError, UnicodeError) as exc:
+                raise httpcore.ConnectError(f"{host} could not be resolved ({type(exc).__name__})") from None
+        for address in addresses:
+            problem = address_problem(address, port, self.allowed)
+            if problem is not None:
+                raise AddressRefused(host, address, *problem)
+        return addresses
+
+    def _check_url(self, url: httpx.URL, what: str, origin: httpx.URL | None) -> None:
+        prefix = f"{show(origin)} redirected to {show(url)}, which" if origin else show(url)
+        if url.scheme not in ("http", "https"):
+            raise refused(what, f"{prefix} is not an http(s) URL", Rule.SCHEME)
+        if url.userinfo:
+            raise refused(
+                what, f"{prefix} carries credentials (user:password@), never sent", Rule.CREDENTIALS
+            )
+        if not url.host:
+            raise refused(what, f"{prefix} has no host", Rule.INVALID)
+
+    # --- one exchange, redirects checked hop by hop ----------------------------------------------
+    @contextmanager
+    def _open(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        follow: bool,
+        write: bool,
+        read_timeout: float | None = None,
+        total_timeout: float | None = None,
+        auth: tuple[str, str] | None = None,
+        **build: Any,
+    ) -> Iterator[tuple[httpx.Response, Deadline]]:
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            raise refused(what, "is not a valid URL", Rule.INVALID) from None
+        self._check_url(target, what, None)
+        deadline = Deadline(total_timeout or self.total_timeout)
+        read = read_timeout or self.read_timeout
+        transport = PinnedTransport(
+            GuardedBackend(self.checked_addresses, deadline), self._ssl or ssl_context()
+        )
+        timeout = httpx.Timeout(connect=min(self.connect_timeout, read), read=read, write=read, pool=read)
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        with httpx.Client(transport=transport, timeout=timeout, trust_env=False, headers=headers) as client:
+            request = client.build_request(method, target, **build)
+            origin: httpx.URL | None = None
+            hops = 0
+            while True:
+                try:
+                    response = client.send(request, stream=True, auth=auth if origin is None else None)
+                except AddressRefused as blocked:
+                    raise self._address_refusal(blocked, what, request.url, origin) from None
+                if not (follow and response.has_redirect_location):
+                    break
+                next_request = response.next_request
+                response.close()
+                if next_request is None:  # pragma: no cover - httpx sets it for every redirect
+                    break
+                if hops == MAX_REDIRECTS:
+                    raise refused(
+                        what, f"{show(target)} redirected more than {MAX_REDIRECTS} times", Rule.REDIRECTS
+                    )
+                hops += 1
+                origin = origin or target
+                self._check_url(next_request.url, what, origin)
+                request = next_request
+            try:
+                yield response, deadline
+            finally:
+                response.close()
+
+    def _address_refusal(
+        self, blocked: AddressRefused, what: str, url: httpx.URL, origin: httpx.URL | None
+    ) -> FetchRefused:
+        where = f"{show(origin)} redirected to {show(url)}, which" if origin else show(url)
+        return refused(what, f"{where} resolves to {blocked.address}, {blocked.text}", blocked.rule)
+
+    # --- public operations -----------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        write: bool | None = None,
+        read_timeout: float | None = None,
+        max_bytes: int = MAX_ANSWER_BYTES,
+        connect_retries: int = 3,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        json: Any = None,
+        auth: tuple[str, str] | None = None,
+    ) -> FetchResponse:
+        """One request and its whole answer (at most ``max_bytes``).
+
+        GET/HEAD follow redirects (each hop checked); writes never do, so a 3xx comes back to
+        the caller. Transport errors become the error tree: a failure before the request left is
+        retried here (it cannot have taken effect), one after sending is ``AmbiguousError`` for a
+        write and ``RetryableError`` for a read.
+        """
+        method = method.upper()
+        is_write = method not in SAFE_METHODS if write is None else write
+        build: dict[str, Any] = {"params": params, "headers": headers, "content": content, "json": json}
+
+        @retry(
+            retry=retry_if_exception_type(_NotSent),
+            stop=stop_after_attempt(max(1, connect_retries)),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            reraise=True,
+        )
+        def once() -> FetchResponse:
+            deadline: Deadline | None = None
+            try:
+                with self._open(
+                    method,
+                    url,
+                    what=what,
+                    follow=not is_write,
+                    write=is_write,
+                    read_timeout=read_timeout,
+                    auth=auth,
+                    **build,
+                ) as (response, deadline):
+                    for hook in self.response_hooks:
+                        hook(
+                            method, response.status_code, deadline.seconds - (deadline.at - time.monotonic())
+                        )
+                    body = bytearray()
+                    for chunk in response.iter_raw():
+                        body += chunk
+                        if len(body) > max_bytes:
+                            if is_write:
+                                raise AmbiguousError(
+                                    f"{what}: the answer is larger than {size_text(max_bytes)}"
+                                )
+                            raise refused(
+                                what, f"{show(url)} answered more than {size_text(max_bytes)}", Rule.TOO_LARGE
+                            )
+                    return FetchResponse(
+                        response.status_code, response.headers, bytes(body), str(response.url)
+                    )
+            except TRANSPORT as exc:
+                error = transport_error(exc, deadline or Deadline(math.inf), what, write=is_write)
+                if isinstance(exc, NOT_SENT):
+                    raise _NotSent(error) from None
+                raise error from None
+
+        try:
+            return once()
+        except _NotSent as exc:
+            raise exc.error from None
+
+    def head(self, url: str, *, what: str, timeout: tuple[float, float, float] | None = None) -> Head:
+        """``HEAD`` with redirects followed: status, declared type and size."""
+        connect, read, total = timeout or (self.connect_timeout, self.read_timeout, self.total_timeout)
+        fetcher = self._with(connect_timeout=connect) if connect != self.connect_timeout else self
+        deadline: Deadline | None = None
+        try:
+            with fetcher._open(
+                "HEAD", url, what=what, follow=True, write=False, read_timeout=read, total_timeout=total
+            ) as (response, deadline):
+                length = response.headers.get("Content-Length", "")
+                return Head(
+                    response.status_code,
+                    media_type(response.headers.get("Content-Type")),
+                    int(length) if length.isdigit() else None,
+                )
+        except TRANSPORT as exc:
+            raise transport_error(exc, deadline or Deadline(math.inf), what, write=False) from None
+
+    @contextmanager
+    def stream(
+        self,
+        url: str,
+        *,
+        what: str,
+        max_bytes: int | None = None,
+        accept: frozenset[str] | None = None,
+        total_timeout: float | None = None,
+    ) -> Iterator[MediaStream]:
+        """``GET`` media: status and type checked before the body runs, bytes streamed under caps.
+
+        ``accept`` limits the media types (by signature) the caller takes; ``max_bytes`` defaults
+        to ``MCMP_FETCH_MAX_BYTES``. A ``Content-Length`` above the cap is refused at once.
+        """
+        cap = max_bytes or self.max_bytes
+        deadline: Deadline | None = None
+        opened = ExitStack()
+        try:
+            response, deadline = opened.enter_context(
+                self._open("GET", url, what=what, follow=True, write=False, total_timeout=total_timeout)
+            )
+            self._raise_for_status(response, what, url)
+            media = MediaStream(response, deadline, what, url, cap)
+            if media.declared_size is not None and media.declared_size > cap:
+                declared, limit = size_text(media.declared_size), size_text(cap)
+                if declared == limit:
+                    declared, limit = f"{media.declared_size:,} bytes", f"{cap:,} bytes"
+                raise refused(what, f"{show(url)} declares {declared}, more than {limit}", Rule.TOO_LARGE)
+            media._check_type(accept)
+        except TRANSPORT as exc:
+            opened.close()
+            raise transport_error(exc, deadline or Deadline(math.inf), what, write=False) from None
+        except BaseException:
+            opened.close()
+            raise
+        with opened:  # the caller's own errors pass through untouched
+            yield media
+
+    def download(
+        self,
+        url: str,
+        *,
+        what: str,
+        max_bytes: int | None = None,
+        accept: frozenset[str] | None = None,
+        total_timeout: float | None = None,
+    ) -> Media:
+        """The whole media file in memory (images); use :meth:`stream` for large files."""
+        with self.stream(
+            url, what=what, max_bytes=max_bytes, accept=accept, total_timeout=total_timeout
+        ) as media:
+            return Media(media.read(), media.content_type, url)
+
+    def _raise_for_status(self, response: httpx.Response, what: str, url: str) -> None:
+        """The one place a media host's status becomes meaning (its 401/403 say nothing of an account)."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        where = f"{what}: {show(url)} answered HTTP {status}"
+        if status in (408, 425, 429) or status >= 500:
+            retry_after = response.headers.get("Retry-After", "")
+            raise RetryableError(where, retry_after=float(retry_after) if retry_after.isdigit() else None)
+        if status in (404, 410):
+            raise PermanentError(f"{where} (media not found)", platform_code=status)
+        raise PermanentError(where, platform_code=status)
+
+    def _with(self, **changes: Any) -> TenantFetcher:
+        values = {
+            "resolver": self.resolver,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "total_timeout": self.total_timeout,
+            "max_bytes": self.max_bytes,
+            "ssl_context": self._ssl,
+            **changes,
+        }
+        return TenantFetcher(self.allowed, **values)
+
+
+class _NotSent(Exception):
+    """Carries the error of a failure before sending through tenacity's retry."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
