@@ -39,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mcmp.simulators.engagement import effective_age
+
 log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -93,7 +95,7 @@ class SimResponse:
         return json.dumps(self.body).encode(), "application/json; charset=UTF-8"
 
 
-Handler = Callable[["Simulator", SimRequest], SimResponse]
+Handler = Callable[[Any, SimRequest], SimResponse]  # Any: a subclass method takes its own class
 
 
 def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -155,9 +157,12 @@ class Simulator:
     platform = "generic"
     hold_seconds = 30.0  # how long a "timeout" fault keeps the connection silent
 
-    def __init__(self, latency_ms: float = 0.0, seed: int | None = None) -> None:
+    def __init__(
+        self, latency_ms: float = 0.0, seed: int | None = None, *, metrics_per_second: float = 1.0
+    ) -> None:
         self.lock = threading.RLock()
         self.latency_ms = latency_ms
+        self.metrics_per_second = metrics_per_second
         self.rng = random.Random(seed)
         self.rules: list[FaultRule] = []
         self.request_log: list[dict[str, Any]] = []
@@ -179,6 +184,11 @@ class Simulator:
     def state(self) -> dict[str, Any]:
         """Simulator-specific dump for tests (subclasses extend)."""
         return {}
+
+    def age_of(self, key: str, created: float) -> float:
+        """Engagement age of a post created at ``created`` (epoch seconds): metrics grow with it,
+        ``metrics_per_second`` times faster than real time."""
+        return effective_age(key, (time.time() - created) * self.metrics_per_second)
 
     def error_response(self, status: int, message: str) -> SimResponse:
         """The platform's own error body for a generic failure of ``status``."""

@@ -3,7 +3,7 @@
 Tokens (for end-to-end tests and ``mcmp dev``): any token starting with ``EAAB`` is a valid Page
 token for every Page unless revoked; ``POST /_sim/tokens`` registers, revokes or expires tokens
 (see ``mcmp.simulators.graph_common`` for the rules, budgets and control endpoints). A Page is any
-numeric id (``known_pages`` restricts them); anything else is ``100``/``33`` "does not exist".
+numeric id (``known_owners`` restricts them); anything else is ``100``/``33`` "does not exist".
 
 Behaviour from Meta's docs (Pages posts guide, page/feed, page/photos, error handling):
 
@@ -34,18 +34,16 @@ from collections import Counter
 from typing import Any
 
 from mcmp.simulators.core import SimRequest, SimResponse, route
-from mcmp.simulators.engagement import effective_age
 from mcmp.simulators.graph_common import (
     GraphSimulator,
-    cursor,
+    duplicate_markers,
     graph_time,
-    insights_rows,
-    offset_of,
+    marker_in,
+    owner_route,
     split_fields,
 )
 
 MAX_MESSAGE = 63_206
-MARKER_CHARS = frozenset("\u2063\u200b\u200c\u200d\u2060")
 VALID_POST_METRICS = frozenset(
     {
         "post_media_view",
@@ -71,33 +69,20 @@ DEPRECATED_POST_METRICS = frozenset(
 )
 
 
-def marker_in(text: str) -> str | None:
-    """The trailing run of invisible marker characters in ``text``, if any."""
-    tail = ""
-    for ch in reversed(text):
-        if ch not in MARKER_CHARS:
-            break
-        tail = ch + tail
-    return tail or None
-
-
 class FacebookSimulator(GraphSimulator):
     platform = "facebook"
     buc_type = "pages"
     buc_code = 80001
+    default_metrics = VALID_POST_METRICS
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
-        known_pages: set[str] | None = None,
-        valid_metrics: set[str] | None = None,
         duplicate_window_seconds: float = 3600.0,
         **kwargs: Any,
     ) -> None:
-        self.known_pages = set(known_pages) if known_pages is not None else None
-        self.valid_metrics = set(valid_metrics) if valid_metrics is not None else set(VALID_POST_METRICS)
         self.duplicate_window_seconds = duplicate_window_seconds
         super().__init__(latency_ms=latency_ms, seed=seed, **kwargs)
 
@@ -112,7 +97,6 @@ class FacebookSimulator(GraphSimulator):
             posts = [dict(p) for p in self.posts.values()]
             photos = [dict(p) for p in self.photos.values()]
             base = super().state()
-        markers = Counter(p["marker"] for p in posts if p["marker"])
         texts = Counter((p["page_id"], p["message"], p["link"]) for p in posts)
         return {
             **base,
@@ -120,15 +104,12 @@ class FacebookSimulator(GraphSimulator):
             "count": len(posts),
             "photos": photos,
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
-            "duplicate_markers": sum(n - 1 for n in markers.values() if n > 1),
+            "duplicate_markers": duplicate_markers(posts),
         }
 
     # --- objects ---------------------------------------------------------------------------------
-    def is_page(self, object_id: str) -> bool:
-        return object_id.isdigit() and (self.known_pages is None or object_id in self.known_pages)
-
     def owner_of(self, object_id: str) -> str | None:
-        if self.is_page(object_id):
+        if self.is_owner(object_id):
             return object_id
         with self.lock:
             post = self.posts.get(object_id)
@@ -143,7 +124,7 @@ class FacebookSimulator(GraphSimulator):
         return post is not None or photo is not None
 
     def seed_object(self, object_id: str, owner: str, created: float) -> None:
-        post = {
+        post: dict[str, Any] = {
             "id": object_id,
             "page_id": owner,
             "message": "",
@@ -155,13 +136,6 @@ class FacebookSimulator(GraphSimulator):
         }
         with self.lock:
             self.posts[object_id] = post
-
-    def _page_problem(self, req: SimRequest, page_id: str, verb: str) -> SimResponse | None:
-        if not self.is_page(page_id):
-            return self.not_found(page_id, verb)
-        if not self.may_access(req, page_id):
-            return self.permission_error()
-        return None
 
     def _store_post(
         self, page_id: str, message: str, link: str | None, photos: list[str], kind: str
@@ -198,12 +172,8 @@ class FacebookSimulator(GraphSimulator):
         )
 
     # --- publishing ------------------------------------------------------------------------------
-    @route("POST", "/{page_id}/feed")
-    def create_feed_post(self, req: SimRequest) -> SimResponse:
-        page_id = req.params["page_id"]
-        problem = self._page_problem(req, page_id, "post")
-        if problem:
-            return problem
+    @owner_route("POST", "feed")
+    def create_feed_post(self, req: SimRequest, page_id: str) -> SimResponse:
         form = req.form()
         message = form.get("message", "")
         link = form.get("link") or None
@@ -262,12 +232,8 @@ class FacebookSimulator(GraphSimulator):
             out.append(str(item["media_fbid"]))
         return out
 
-    @route("POST", "/{page_id}/photos")
-    def create_photo(self, req: SimRequest) -> SimResponse:
-        page_id = req.params["page_id"]
-        problem = self._page_problem(req, page_id, "post")
-        if problem:
-            return problem
+    @owner_route("POST", "photos")
+    def create_photo(self, req: SimRequest, page_id: str) -> SimResponse:
         form = req.form()
         url = form.get("url", "")
         if not url:
@@ -300,7 +266,7 @@ class FacebookSimulator(GraphSimulator):
 
     # --- reading ---------------------------------------------------------------------------------
     def _post_view(self, post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        age = effective_age(post["id"], (time.time() - post["created_time"]) * self.metrics_per_second)
+        age = self.age_of(post["id"], post["created_time"])
         view: dict[str, Any] = {}
         for name in fields:
             if name == "id":
@@ -328,51 +294,39 @@ class FacebookSimulator(GraphSimulator):
                 view["shares"] = {"count": int(age / 10)}
         return view
 
-    @route("GET", "/{page_id}/published_posts")
-    def published_posts(self, req: SimRequest) -> SimResponse:
-        return self._list_posts(req)
+    @owner_route("GET", "published_posts")
+    def published_posts(self, req: SimRequest, page_id: str) -> SimResponse:
+        return self._list_posts(req, page_id, "published_posts")
 
-    @route("GET", "/{page_id}/feed")
-    def feed(self, req: SimRequest) -> SimResponse:
-        return self._list_posts(req)
+    @owner_route("GET", "feed")
+    def feed(self, req: SimRequest, page_id: str) -> SimResponse:
+        return self._list_posts(req, page_id, "feed")
 
-    def _list_posts(self, req: SimRequest) -> SimResponse:
-        page_id = req.params["page_id"]
-        problem = self._page_problem(req, page_id, "get")
-        if problem:
-            return problem
+    def _list_posts(self, req: SimRequest, page_id: str, edge: str) -> SimResponse:
         fields = split_fields(req.query.get("fields", "")) or ["created_time", "message", "id"]
-        since = float(req.query["since"]) if req.query.get("since", "").isdigit() else None
-        until = float(req.query["until"]) if req.query.get("until", "").isdigit() else None
-        limit = min(100, max(1, int(req.query.get("limit", "25") or 25)))
-        start = offset_of(req.query.get("after"))
         with self.lock:
-            mine = sorted(
-                (p for p in self.posts.values() if p["page_id"] == page_id),
-                key=lambda p: p["created_time"],
-                reverse=True,
-            )
-        mine = [
-            p
-            for p in mine
-            if (since is None or p["created_time"] >= since) and (until is None or p["created_time"] <= until)
-        ]
-        page = mine[start : start + limit]
-        paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(start + len(page))}}
-        if start + limit < len(mine):
-            paging["next"] = (
-                f"https://graph.facebook.com/{page_id}/published_posts?after={cursor(start + limit)}"
-            )
-        return SimResponse(200, {"data": [self._post_view(p, fields) for p in page], "paging": paging})
+            mine = [p for p in self.posts.values() if p["page_id"] == page_id]
+        return self.list_edge(
+            req, page_id, edge, mine, lambda p: p["created_time"], lambda p: self._post_view(p, fields)
+        )
 
-    @route("GET", "/{object_id}/insights")
-    def insights(self, req: SimRequest) -> SimResponse:
-        object_id = req.params["object_id"]
+    # --- insights and node reads (routes in GraphSimulator) ---------------------------------------
+    def insight_values(self, object_id: str) -> dict[str, Any] | None:
         with self.lock:
             post = self.posts.get(object_id)
         if post is None:
-            return self.not_found(object_id)
-        names = [m.strip() for m in req.query.get("metric", "").split(",") if m.strip()]
+            return None
+        age = self.age_of(post["id"], post["created_time"])
+        return {
+            "post_media_view": int(age * 10),
+            "post_total_media_view_unique": int(age * 7),
+            "post_clicks": int(age),
+            "post_clicks_by_type": {"link clicks": int(age / 2), "other clicks": int(age) - int(age / 2)},
+            "post_reactions_by_type_total": {"like": int(age / 2)},
+            "post_video_views": 0,
+        }
+
+    def metrics_problem(self, names: list[str]) -> SimResponse | None:
         if not names:
             return self.graph_error(
                 3001,
@@ -384,34 +338,23 @@ class FacebookSimulator(GraphSimulator):
         for name in names:
             if name not in self.valid_metrics or name in DEPRECATED_POST_METRICS:
                 return self.graph_error(100, "(#100) The value must be a valid insights metric")
-        age = effective_age(post["id"], (time.time() - post["created_time"]) * self.metrics_per_second)
-        values = {
-            "post_media_view": int(age * 10),
-            "post_total_media_view_unique": int(age * 7),
-            "post_clicks": int(age),
-            "post_clicks_by_type": {"link clicks": int(age / 2), "other clicks": int(age) - int(age / 2)},
-            "post_reactions_by_type_total": {"like": int(age / 2)},
-            "post_video_views": 0,
-        }
-        return SimResponse(200, {"data": insights_rows(object_id, names, values)})
+        return None
 
-    @route("GET", "/{object_id}")
-    def read_object(self, req: SimRequest) -> SimResponse:
-        object_id = req.params["object_id"]
-        fields = split_fields(req.query.get("fields", ""))
+    def node_view(self, object_id: str, fields: list[str]) -> dict[str, Any] | None:
         with self.lock:
             post = self.posts.get(object_id)
             photo = self.photos.get(object_id)
         if post is not None:
-            return SimResponse(200, self._post_view(post, fields or ["created_time", "message", "id"]))
+            return self._post_view(post, fields or ["created_time", "message", "id"])
         if photo is not None:
-            return SimResponse(
-                200,
-                {"id": photo["id"], "created_time": graph_time(photo["created_time"]), "link": photo["url"]},
-            )
-        if self.is_page(object_id):
-            return SimResponse(200, {"id": object_id, "name": f"Simulated Page {object_id}"})
-        return self.not_found(object_id)
+            return {
+                "id": photo["id"],
+                "created_time": graph_time(photo["created_time"]),
+                "link": photo["url"],
+            }
+        if self.is_owner(object_id):
+            return {"id": object_id, "name": f"Simulated Page {object_id}"}
+        return None
 
     @route("DELETE", "/{object_id}")
     def delete(self, req: SimRequest) -> SimResponse:
@@ -425,4 +368,4 @@ class FacebookSimulator(GraphSimulator):
         return SimResponse(200, {"success": True})
 
 
-__all__ = ["FacebookSimulator"]
+__all__ = ["FacebookSimulator", "marker_in"]

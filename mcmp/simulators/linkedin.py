@@ -1,10 +1,11 @@
 """Twin of LinkedIn's versioned REST API (Posts, Images, statistics) and OAuth refresh endpoint.
 
-Tokens (for end-to-end tests and ``mcmp dev``):
+Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth``):
 
 * Any access token starting with ``li-test-`` is valid (member ``urn:li:person:sim``, admin of
   every organisation) unless revoked; any refresh token starting with ``li-test-refresh-`` is
-  valid unless revoked. Construct with ``strict_tokens=True`` to accept registered tokens only.
+  valid unless revoked, for 365 days from its first use (refreshing does not extend it).
+  Construct with ``strict_tokens=True`` to accept registered tokens only.
 * ``POST /_sim/tokens`` registers or revokes tokens::
 
       {"action": "register", "token": "abc", "member": "urn:li:person:42",
@@ -40,8 +41,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
-from mcmp.simulators.engagement import effective_age
+from mcmp.simulators.core import SimRequest, SimResponse, route
+from mcmp.simulators.oauth import OAuthSimulator
 
 TEST_TOKEN_PREFIX = "li-test-"
 TEST_REFRESH_PREFIX = "li-test-refresh-"
@@ -79,44 +80,39 @@ def _months_since(version: str, now: datetime) -> int | None:
     return (now.year - year) * 12 + (now.month - month)
 
 
-class LinkedInSimulator(Simulator):
+class LinkedInSimulator(OAuthSimulator):
     platform = "linkedin"
+    access_prefix = TEST_TOKEN_PREFIX
+    refresh_prefix = TEST_REFRESH_PREFIX
+    access_ttl = float(ACCESS_TTL)
+    refresh_ttl = float(REFRESH_TTL)
+    invalid_client_description = "Client authentication failed"
+    invalid_grant_description = (
+        "The provided authorization grant or refresh token is invalid, expired or revoked."
+    )
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
-        strict_tokens: bool = False,
         active_versions: set[str] | None = None,
         support_months: int = 12,
         app_daily_limit: int = 100_000,
         member_daily_limit: int = 10_000,
-        metrics_per_second: float = 1.0,
-        client_id: str | None = None,
-        client_secret: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.strict_tokens = strict_tokens
         self.active_versions = active_versions
         self.support_months = support_months
         self.app_daily_limit = app_daily_limit
         self.member_daily_limit = member_daily_limit
-        self.metrics_per_second = metrics_per_second
-        self.client_id = client_id
-        self.client_secret = client_secret
-        super().__init__(latency_ms=latency_ms, seed=seed)
+        super().__init__(latency_ms=latency_ms, seed=seed, **kwargs)  # tokens: OAuthSimulator
 
     def reset(self) -> None:
         super().reset()
         with self.lock:
             self.posts: dict[str, dict[str, Any]] = {}
             self.images: dict[str, dict[str, Any]] = {}
-            self.tokens: dict[str, dict[str, Any]] = {}
-            self.refresh_tokens: dict[str, float] = {}  # token → issued at (TTL is not extended)
-            self.revoked: set[str] = set()
-            self.revoked_refresh: set[str] = set()
-            self.refresh_calls = 0
-            self.issued_tokens: list[str] = []  # access tokens handed out by the refresh endpoint
             self.post_tokens: dict[str, str] = {}  # post urn → access token it was created with
             self.usage: Counter[tuple[str, str, str]] = Counter()  # (day, scope key, resource)
             self.over_limit_refused = 0
@@ -129,8 +125,7 @@ class LinkedInSimulator(Simulator):
             "count": len(self.posts),
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
             "images": {k: {kk: vv for kk, vv in v.items() if kk != "bytes"} for k, v in self.images.items()},
-            "refresh_calls": self.refresh_calls,
-            "issued_tokens": list(self.issued_tokens),
+            **self.oauth_state(),
             "post_tokens": dict(self.post_tokens),
             "usage": {"|".join(k): v for k, v in self.usage.items()},
             "over_limit_refused": self.over_limit_refused,
@@ -163,9 +158,6 @@ class LinkedInSimulator(Simulator):
 
     # --- control ---------------------------------------------------------------------------------
     def control(self, req: SimRequest) -> SimResponse:
-        # The core answers /_sim/* itself; token registration is ours.
-        if req.path == "/_sim/tokens" and req.method == "POST":
-            return self._control_tokens(req.json() or {})
         if req.path == "/_sim/budget" and req.method == "POST":
             data = req.json() or {}
             with self.lock:
@@ -195,29 +187,18 @@ class LinkedInSimulator(Simulator):
             return SimResponse(200, {"ok": True, "seeded": len(posts)})
         return super().control(req)
 
-    def _control_tokens(self, data: dict[str, Any]) -> SimResponse:
-        action = data.get("action", "register")
-        with self.lock:
-            if action == "register":
-                if data.get("token"):
-                    authors = data.get("authors")
-                    self.tokens[str(data["token"])] = {
-                        "member": data.get("member", DEFAULT_MEMBER),
-                        "authors": set(authors) if authors is not None else None,
-                        "expires_at": time.time() + float(data.get("expires_in", ACCESS_TTL)),
-                    }
-                    self.revoked.discard(str(data["token"]))
-                if data.get("refresh_token"):
-                    self.refresh_tokens[str(data["refresh_token"])] = time.time()
-                    self.revoked_refresh.discard(str(data["refresh_token"]))
-            elif action == "revoke":
-                if data.get("token"):
-                    self.revoked.add(str(data["token"]))
-                if data.get("refresh_token"):
-                    self.revoked_refresh.add(str(data["refresh_token"]))
-            else:
-                return SimResponse(400, {"error": "action must be register or revoke"})
-        return SimResponse(200, {"ok": True})
+    def default_grants(self) -> dict[str, Any]:
+        return {"member": DEFAULT_MEMBER, "authors": None}
+
+    def grants_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        authors = data.get("authors")
+        return {
+            "member": data.get("member", DEFAULT_MEMBER),
+            "authors": set(authors) if authors is not None else None,
+        }
+
+    def unsupported_grant_description(self, grant_type: str) -> str:
+        return "grant_type must be refresh_token here"
 
     # --- checks shared by /rest endpoints -------------------------------------------------------
     def _version_ok(self, req: SimRequest) -> SimResponse | None:
@@ -240,22 +221,17 @@ class LinkedInSimulator(Simulator):
         return None
 
     def _auth(self, req: SimRequest) -> tuple[dict[str, Any] | None, SimResponse | None]:
-        header = req.header("authorization")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token:
+        info, problem = self.token_info(req)
+        if problem == "missing":
             return None, self.error_response(401, "Empty oauth2_access_token", 401, "EMPTY_ACCESS_TOKEN")
-        with self.lock:
-            if token in self.revoked:
-                return None, self.token_revoked_response()
-            info = self.tokens.get(token)
-        if info is None and not self.strict_tokens and token.startswith(TEST_TOKEN_PREFIX):
-            info = {"member": DEFAULT_MEMBER, "authors": None, "expires_at": None}
-        if info is None:
-            return None, self.error_response(401, "Invalid access token", 65600, "INVALID_ACCESS_TOKEN")
-        if info.get("expires_at") is not None and info["expires_at"] < time.time():
+        if problem == "revoked":
+            return None, self.token_revoked_response()
+        if problem == "expired":
             return None, self.error_response(
                 401, "The token used in the request has expired", 65602, "EXPIRED_ACCESS_TOKEN"
             )
+        if info is None:
+            return None, self.error_response(401, "Invalid access token", 65600, "INVALID_ACCESS_TOKEN")
         return info, None
 
     def _budget(self, member: str, resource: str) -> SimResponse | None:
@@ -361,7 +337,7 @@ class LinkedInSimulator(Simulator):
                 "lastModifiedAt": now,
                 "publishedAt": now,
             }
-            self.post_tokens[urn] = req.header("authorization")[7:].strip()
+            self.post_tokens[urn] = self.bearer(req)
         return SimResponse(201, None, {"x-restli-id": urn, "x-linkedin-id": urn})
 
     @route("GET", "/rest/posts")
@@ -476,73 +452,24 @@ class LinkedInSimulator(Simulator):
     # --- OAuth -----------------------------------------------------------------------------------
     @route("POST", "/oauth/v2/accessToken")
     def access_token(self, req: SimRequest) -> SimResponse:
-        form = req.form()
-        with self.lock:
-            self.refresh_calls += 1
-        if form.get("grant_type") != "refresh_token":
-            return SimResponse(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "grant_type must be refresh_token here",
-                },
-            )
-        if (
-            not form.get("client_id")
-            or not form.get("client_secret")
-            or (
-                self.client_id is not None
-                and (form["client_id"], form["client_secret"]) != (self.client_id, self.client_secret)
-            )
-        ):
-            return SimResponse(
-                401, {"error": "invalid_client", "error_description": "Client authentication failed"}
-            )
-        token = form.get("refresh_token", "")
-        with self.lock:
-            issued = self.refresh_tokens.get(token)
-            if (
-                issued is None
-                and not self.strict_tokens
-                and token.startswith(TEST_REFRESH_PREFIX)
-                and token not in self.revoked_refresh
-            ):
-                issued = self.refresh_tokens.setdefault(token, time.time())
-            valid = (
-                issued is not None
-                and token not in self.revoked_refresh
-                and issued + REFRESH_TTL > time.time()
-            )
-            if not valid:
-                return SimResponse(
-                    400,
-                    {
-                        "error": "invalid_grant",
-                        "error_description": "The provided authorization grant or refresh token is invalid, expired or revoked.",
-                    },
-                )
-            access = f"{TEST_TOKEN_PREFIX}{secrets.token_hex(12)}"
-            self.tokens[access] = {
-                "member": DEFAULT_MEMBER,
-                "authors": None,
-                "expires_at": time.time() + ACCESS_TTL,
-            }
-            remaining = int(issued + REFRESH_TTL - time.time())
-            self.issued_tokens.append(access)
+        granted = self.refresh_grant(req)
+        if isinstance(granted, SimResponse):
+            return granted
+        access, refresh, first_seen = granted
         # Refreshing does not extend the refresh token's TTL: the same token, with what is left.
         return SimResponse(
             200,
             {
                 "access_token": access,
                 "expires_in": ACCESS_TTL,
-                "refresh_token": token,
-                "refresh_token_expires_in": remaining,
+                "refresh_token": refresh,
+                "refresh_token_expires_in": int(first_seen + REFRESH_TTL - time.time()),
             },
         )
 
     # --- statistics --------------------------------------------------------------------------------
     def _grown(self, post: dict[str, Any]) -> dict[str, int]:
-        t = effective_age(post["id"], (_now_ms() - post["createdAt"]) / 1000.0 * self.metrics_per_second)
+        t = self.age_of(post["id"], post["createdAt"] / 1000.0)
         return {
             "impressionCount": int(t * 10),
             "uniqueImpressionsCount": int(t * 7),
@@ -575,7 +502,7 @@ class LinkedInSimulator(Simulator):
                 post = self.posts.get(urn)
                 if post is None or post["author"] != org:
                     continue
-                stats = self._grown(post)
+                stats: dict[str, float] = dict(self._grown(post))
                 stats["engagement"] = round(
                     (stats["clickCount"] + stats["likeCount"] + stats["commentCount"] + stats["shareCount"])
                     / max(1, stats["impressionCount"]),
