@@ -21,6 +21,10 @@ implements the platform's documented paths, validation, bodies and error formats
   TCP connection with RST before handling.
 * ``GET /_sim/state`` (simulator-specific dump), ``GET /_sim/requests`` (request log),
   ``POST /_sim/reset`` (forget everything), ``DELETE /_sim/faults``.
+
+A route declared with ``stream=True`` (media uploads) is handed the request body unread as
+``req.body_stream`` (:class:`BodyStream`, ``Content-Length`` or chunked framing): the handler
+counts and hashes it chunk by chunk, so a simulator never holds an uploaded file in memory.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -49,6 +55,60 @@ FAULT_KINDS = frozenset(
 )
 
 
+class BodyStream:
+    """A request body read on demand (``Content-Length`` or ``Transfer-Encoding: chunked``)."""
+
+    def __init__(self, rfile: Any, length: int | None, chunked: bool) -> None:
+        self._rfile = rfile
+        self._left = length or 0
+        self._chunked = chunked
+        self._chunk_left = 0
+        self._ended = not chunked and not length
+        self.read_bytes = 0
+
+    def read(self, size: int = 1024 * 1024) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end of the body."""
+        if self._ended:
+            return b""
+        if self._chunked:
+            if self._chunk_left == 0:
+                line = self._rfile.readline(65537).strip()
+                self._chunk_left = int(line.split(b";", 1)[0] or b"0", 16)
+                if self._chunk_left == 0:
+                    while self._rfile.readline(65537).strip():  # trailers
+                        pass
+                    self._ended = True
+                    return b""
+            data = self._rfile.read(min(size, self._chunk_left))
+            self._chunk_left -= len(data)
+            if self._chunk_left == 0:
+                self._rfile.readline(65537)  # CRLF after the chunk
+        else:
+            data = self._rfile.read(min(size, self._left))
+            self._left -= len(data)
+            if self._left == 0 or not data:
+                self._ended = True
+        self.read_bytes += len(data)
+        if not data:
+            self._ended = True
+        return data
+
+    def __iter__(self) -> Any:
+        while True:
+            data = self.read()
+            if not data:
+                return
+            yield data
+
+    @property
+    def finished(self) -> bool:
+        return self._ended
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
+
+
 @dataclass
 class SimRequest:
     method: str
@@ -57,6 +117,7 @@ class SimRequest:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    body_stream: BodyStream | None = None
 
     def json(self) -> Any:
         if not self.body:
@@ -64,16 +125,41 @@ class SimRequest:
         return json.loads(self.body)
 
     def form(self) -> dict[str, str]:
-        """Form-encoded body (or JSON object) merged over the query string, as Graph accepts both."""
+        """Form-encoded, multipart or JSON body merged over the query string, as Graph accepts all."""
         data = dict(self.query)
         ctype = self.headers.get("content-type", "")
         if self.body and "json" in ctype:
             loaded = self.json()
             if isinstance(loaded, dict):
                 data.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in loaded.items()})
-        elif self.body and "multipart" not in ctype:
+        elif self.body and "multipart" in ctype:
+            fields, _ = self.multipart()
+            data.update(fields)
+        elif self.body:
             data.update({k: v[-1] for k, v in parse_qs(self.body.decode(errors="replace")).items()})
         return data
+
+    def multipart(self) -> tuple[dict[str, str], dict[str, bytes]]:
+        """A ``multipart/form-data`` body as (text fields, file parts by field name)."""
+        ctype = self.headers.get("content-type", "")
+        message = BytesParser(policy=email_policy.HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + self.body
+        )
+        fields: dict[str, str] = {}
+        files: dict[str, bytes] = {}
+        if not message.is_multipart():
+            return fields, files
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str):
+                continue
+            payload = part.get_payload(decode=True)
+            raw = payload if isinstance(payload, bytes) else b""
+            if part.get_filename() is not None:
+                files[name] = raw
+            else:
+                fields[name] = raw.decode(errors="replace")
+        return fields, files
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -98,12 +184,17 @@ class SimResponse:
 Handler = Callable[[Any, SimRequest], SimResponse]  # Any: a subclass method takes its own class
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """Declare a handler for ``method`` and a path ``pattern`` with ``{name}`` placeholders."""
+def route(method: str, pattern: str, *, stream: bool = False) -> Callable[[Handler], Handler]:
+    """Declare a handler for ``method`` and a path ``pattern`` with ``{name}`` placeholders.
+
+    ``stream=True``: the body is not read before the handler runs (``req.body_stream``).
+    """
 
     def decorate(fn: Handler) -> Handler:
         routes = fn.__dict__.setdefault("_sim_routes", [])
         routes.append((method.upper(), pattern))
+        if stream:
+            fn.__dict__["_sim_stream"] = True
         return fn
 
     return decorate
@@ -223,6 +314,13 @@ class Simulator:
         return None
 
     # --- dispatch -----------------------------------------------------------------------------
+    def streams_body(self, method: str, path: str) -> bool:
+        """Does the route for ``method path`` read its body itself (``route(..., stream=True)``)?"""
+        for route_method, regex, handler in self._routes:
+            if route_method == method and regex.match(path):
+                return bool(getattr(handler, "_sim_stream", False))
+        return False
+
     def dispatch(self, req: SimRequest) -> SimResponse:
         for method, regex, handler in self._routes:
             if method != req.method:
@@ -272,9 +370,16 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def _read(self) -> SimRequest:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if sim.streams_body(self.command, parts.path):
+                stream = BodyStream(self.rfile, length, chunked)
+                return SimRequest(self.command, parts.path, query, headers, b"", body_stream=stream)
+            if chunked:
+                body = b"".join(BodyStream(self.rfile, None, True))
+            else:
+                body = self.rfile.read(length) if length else b""
             return SimRequest(self.command, parts.path, query, headers, body)
 
         def _write(self, resp: SimResponse) -> None:
@@ -338,6 +443,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if kind == "commit_then_timeout":
                 self._hold_and_drop()
                 return
+            if req.body_stream is not None and not req.body_stream.finished:
+                self.close_connection = True  # an unread upload: do not parse it as the next request
             self._write(resp)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle

@@ -505,10 +505,14 @@ class GraphSimulator(Simulator):
         return SimResponse(200, {"ok": True})
 
     # --- dispatch -------------------------------------------------------------------------------
+    def streams_body(self, method: str, path: str) -> bool:
+        match = _VERSION.match(path)
+        return super().streams_body(method, (match.group(2) or "/") if match else path)
+
     def dispatch(self, req: SimRequest) -> SimResponse:
         match = _VERSION.match(req.path)
         path = (match.group(2) or "/") if match else req.path
-        routed = SimRequest(req.method, path, req.query, req.headers, req.body)
+        routed = SimRequest(req.method, path, req.query, req.headers, req.body, body_stream=req.body_stream)
         first = path.strip("/").split("/", 1)[0]
         owner = self.owner_of(first) if first else None
         if req.method == "POST" and path == "/":
