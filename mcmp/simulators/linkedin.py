@@ -13,6 +13,23 @@ Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth`
       {"action": "register", "refresh_token": "r1"}
       {"action": "revoke", "token": "abc"} / {"action": "revoke", "refresh_token": "r1"}
 
+Media (LinkedIn's Images, Videos and MultiImage API pages):
+
+* ``POST /rest/images?action=initializeUpload`` → ``value.uploadUrl`` and ``value.image``;
+  ``PUT`` the bytes there; the image is then ``AVAILABLE``.
+* ``POST /rest/videos?action=initializeUpload`` with ``owner`` and ``fileSizeBytes`` →
+  ``value.video``, ``value.uploadToken`` and ``value.uploadInstructions`` (one ``uploadUrl``
+  per part of ``video_part_bytes``, 4 MiB as LinkedIn uses, with ``firstByte``/``lastByte``);
+  each part is ``PUT`` and answered with an ``ETag``; ``POST /rest/videos?action=finalizeUpload``
+  with ``video``, ``uploadToken`` and ``uploadedPartIds`` (the ETags, in order) → 200; the video
+  is ``PROCESSING`` for ``video_processing_seconds``, then ``AVAILABLE`` (``GET
+  /rest/videos/{urn}``), or ``PROCESSING_FAILED`` when its bytes are not an MP4.
+* A post's ``content.media.id`` (image or video URN) must be ``AVAILABLE``; ``content.multiImage
+  .images`` takes 2 to 20 available images (``id``, ``altText``).
+
+Uploaded bytes are counted and hashed as they arrive, never kept (``state()["videos"]`` shows
+``size``, ``received`` and ``sha256``).
+
 Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Version`` (missing →
 400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
 active for 12 months after its month, override with ``active_versions``) and
@@ -32,6 +49,7 @@ issued (``issued_tokens``), the token each post was created with (``post_tokens`
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import secrets
@@ -100,8 +118,12 @@ class LinkedInSimulator(OAuthSimulator):
         support_months: int = 12,
         app_daily_limit: int = 100_000,
         member_daily_limit: int = 10_000,
+        video_part_bytes: int = 4 * 1024 * 1024,
+        video_processing_seconds: float = 1.0,
         **kwargs: Any,
     ) -> None:
+        self.video_part_bytes = video_part_bytes
+        self.video_processing_seconds = video_processing_seconds
         self.active_versions = active_versions
         self.support_months = support_months
         self.app_daily_limit = app_daily_limit
@@ -113,6 +135,8 @@ class LinkedInSimulator(OAuthSimulator):
         with self.lock:
             self.posts: dict[str, dict[str, Any]] = {}
             self.images: dict[str, dict[str, Any]] = {}
+            self.videos: dict[str, dict[str, Any]] = {}
+            self._hashes: dict[str, Any] = {}
             self.post_tokens: dict[str, str] = {}  # post urn → access token it was created with
             self.usage: Counter[tuple[str, str, str]] = Counter()  # (day, scope key, resource)
             self.over_limit_refused = 0
@@ -125,6 +149,7 @@ class LinkedInSimulator(OAuthSimulator):
             "count": len(self.posts),
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
             "images": {k: {kk: vv for kk, vv in v.items() if kk != "bytes"} for k, v in self.images.items()},
+            "videos": [{k: v for k, v in video.items() if k != "head"} for video in self.videos.values()],
             **self.oauth_state(),
             "post_tokens": dict(self.post_tokens),
             "usage": {"|".join(k): v for k, v in self.usage.items()},
@@ -313,14 +338,9 @@ class LinkedInSimulator(OAuthSimulator):
             return self.error_response(422, "ERROR :: /visibility :: invalid enum value", 0)
         if body["lifecycleState"] not in ("PUBLISHED", "DRAFT"):
             return self.error_response(422, "ERROR :: /lifecycleState :: invalid enum value", 0)
-        media_id = ((body.get("content") or {}).get("media") or {}).get("id")
-        if media_id is not None:
-            with self.lock:
-                image = self.images.get(str(media_id))
-            if image is None:
-                return self.error_response(400, f"Media {media_id} not found", 0)
-            if not image["uploaded"]:
-                return self.error_response(400, f"Media {media_id} is not AVAILABLE (WAITING_UPLOAD)", 0)
+        problem = self._content_problem(body.get("content"), author)
+        if problem is not None:
+            return problem
         now = _now_ms()
         with self.lock:
             urn = f"urn:li:share:{next(self._ids)}"
@@ -426,7 +446,12 @@ class LinkedInSimulator(OAuthSimulator):
         with self.lock:
             for image in self.images.values():
                 if image["upload_id"] == req.params["upload_id"]:
-                    image.update(uploaded=True, size=len(req.body), bytes=req.body)
+                    image.update(
+                        uploaded=True,
+                        size=len(req.body),
+                        sha256=hashlib.sha256(req.body).hexdigest(),
+                        bytes=req.body[:64],
+                    )
                     return SimResponse(201, None)
         return self.error_response(404, "upload URL not found or expired")
 
@@ -446,6 +471,189 @@ class LinkedInSimulator(OAuthSimulator):
                 "id": urn,
                 "owner": image["owner"],
                 "status": "AVAILABLE" if image["uploaded"] else "WAITING_UPLOAD",
+            },
+        )
+
+    # --- media in posts --------------------------------------------------------------------------
+    def _media_status(self, urn: str) -> str | None:
+        with self.lock:
+            if urn in self.images:
+                return "AVAILABLE" if self.images[urn]["uploaded"] else "WAITING_UPLOAD"
+            video = self.videos.get(urn)
+            if video is None:
+                return None
+            if video["status"] == "PROCESSING" and time.time() >= video["ready_at"]:
+                video["status"] = (
+                    "AVAILABLE"
+                    if video["head"][4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide")
+                    else "PROCESSING_FAILED"
+                )
+            return str(video["status"])
+
+    def _content_problem(self, content: Any, author: str) -> SimResponse | None:
+        if content is None:
+            return None
+        if not isinstance(content, dict):
+            return self.error_response(422, "ERROR :: /content :: must be a record", 0)
+        media_id = (content.get("media") or {}).get("id")
+        if media_id is not None:
+            status = self._media_status(str(media_id))
+            if status is None:
+                return self.error_response(400, f"Media {media_id} not found", 0)
+            if status != "AVAILABLE":
+                return self.error_response(400, f"Media {media_id} is not AVAILABLE ({status})", 0)
+        multi = content.get("multiImage")
+        if multi is not None:
+            images = multi.get("images") if isinstance(multi, dict) else None
+            if not isinstance(images, list) or not 2 <= len(images) <= 20:
+                return self.error_response(
+                    422, "ERROR :: /content/multiImage/images :: a MultiImage post takes 2 to 20 images", 0
+                )
+            for entry in images:
+                urn = str((entry or {}).get("id") or "")
+                if not urn.startswith("urn:li:image:"):
+                    return self.error_response(
+                        422, f"ERROR :: /content/multiImage/images :: {urn!r} is not an image URN", 0
+                    )
+                status = self._media_status(urn)
+                if status != "AVAILABLE":
+                    return self.error_response(
+                        400, f"Media {urn} is not AVAILABLE ({status or 'NOT_FOUND'})", 0
+                    )
+        return None
+
+    # --- videos ----------------------------------------------------------------------------------
+    @route("POST", "/rest/videos")
+    def video_action(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "videos")
+        if problem:
+            return problem
+        action = req.query.get("action")
+        body = req.json() or {}
+        if action == "initializeUpload":
+            init = body.get("initializeUploadRequest") or {}
+            owner, size = init.get("owner"), init.get("fileSizeBytes")
+            if not owner or not isinstance(size, int) or size <= 0:
+                return self.error_response(
+                    422,
+                    "ERROR :: /initializeUploadRequest :: owner and a positive fileSizeBytes are required",
+                    0,
+                )
+            host = req.header("host", "127.0.0.1")
+            video_id = secrets.token_hex(8)
+            urn = f"urn:li:video:C5F10AQ{video_id}"
+            parts = [
+                {
+                    "uploadUrl": f"http://{host}/dms-uploads/video/{video_id}/{i}",
+                    "firstByte": first,
+                    "lastByte": min(first + self.video_part_bytes, size) - 1,
+                }
+                for i, first in enumerate(range(0, size, self.video_part_bytes))
+            ]
+            with self.lock:
+                self.videos[urn] = {
+                    "id": urn,
+                    "owner": owner,
+                    "upload_id": video_id,
+                    "size": size,
+                    "parts": len(parts),
+                    "etags": {},
+                    "received": 0,
+                    "next_part": 0,
+                    "sha256": None,
+                    "head": b"",
+                    "upload_token": secrets.token_hex(6),
+                    "status": "WAITING_UPLOAD",
+                    "ready_at": None,
+                }
+                self._hashes[urn] = hashlib.sha256()
+                token = self.videos[urn]["upload_token"]
+            return SimResponse(
+                200,
+                {
+                    "value": {
+                        "uploadUrlsExpireAt": _now_ms() + 86_400_000,
+                        "video": urn,
+                        "uploadInstructions": parts,
+                        "uploadToken": token,
+                    }
+                },
+            )
+        if action == "finalizeUpload":
+            fin = body.get("finalizeUploadRequest") or {}
+            with self.lock:
+                video = self.videos.get(str(fin.get("video") or ""))
+                if video is None:
+                    return self.error_response(404, f"Video {fin.get('video')} not found", 0)
+                if fin.get("uploadToken", "") != video["upload_token"]:
+                    return self.error_response(400, "uploadToken does not match the upload", 0)
+                expected = [video["etags"].get(i) for i in range(video["parts"])]
+                if None in expected or video["received"] != video["size"]:
+                    return self.error_response(400, "Not all parts of the video were uploaded", 0)
+                given = fin.get("uploadedPartIds")
+                if not isinstance(given, list) or [str(e).strip('"') for e in given] != expected:
+                    return self.error_response(400, "uploadedPartIds do not match the uploaded parts", 0)
+                if video["status"] == "WAITING_UPLOAD":
+                    video.update(status="PROCESSING", ready_at=time.time() + self.video_processing_seconds)
+            return SimResponse(200, None)
+        return self.error_response(400, "action must be initializeUpload or finalizeUpload")
+
+    @route("PUT", "/dms-uploads/video/{upload_id}/{part}", stream=True)
+    def upload_video_part(self, req: SimRequest) -> SimResponse:
+        _, denied = self._auth(req)
+        if denied:
+            return denied
+        with self.lock:
+            video = next((v for v in self.videos.values() if v["upload_id"] == req.params["upload_id"]), None)
+        part = int(req.params["part"]) if req.params["part"].isdigit() else -1
+        if video is None or not 0 <= part < video["parts"]:
+            return self.error_response(404, "upload URL not found or expired")
+        first = part * self.video_part_bytes
+        length = min(first + self.video_part_bytes, video["size"]) - first
+        digest = hashlib.sha256()
+        got = 0
+        stream = req.body_stream
+        assert stream is not None
+        in_order = part == video["next_part"]
+        for data in stream:
+            got += len(data)
+            digest.update(data)
+            if in_order:
+                with self.lock:
+                    self._hashes[video["id"]].update(data)
+                    if len(video["head"]) < 64:
+                        video["head"] += data[: 64 - len(video["head"])]
+        if got != length:
+            return self.error_response(400, f"part {part} must be {length} bytes, got {got}")
+        etag = digest.hexdigest()[:32]
+        with self.lock:
+            if part not in video["etags"]:
+                video["received"] += got
+            video["etags"][part] = etag
+            if in_order:
+                video["next_part"] += 1
+            if video["received"] == video["size"] and video["next_part"] == video["parts"]:
+                video["sha256"] = self._hashes[video["id"]].hexdigest()
+        return SimResponse(200, None, {"ETag": f'"{etag}"'})
+
+    @route("GET", "/rest/videos/{urn}")
+    def get_video(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "videos")
+        if problem:
+            return problem
+        urn = unquote(req.params["urn"])
+        status = self._media_status(urn)
+        if status is None or not urn.startswith("urn:li:video:"):
+            return self.error_response(404, "Not Found")
+        with self.lock:
+            video = self.videos[urn]
+        return SimResponse(
+            200,
+            {
+                "id": urn,
+                "owner": video["owner"],
+                "status": status,
+                "uploadedAt": video["ready_at"] and int(video["ready_at"] * 1000),
             },
         )
 
