@@ -14,7 +14,8 @@ Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth`
 
 Endpoints: ``/v4/accounts/{a}/locations/{l}/localPosts`` create (LocalPost validation: topicType
 required, summary ≤ 1,500, callToAction.actionType enum with url except CALL, media only
-``sourceUrl``), list (``pageSize`` default 20, max 100, ``nextPageToken``), get, delete,
+``sourceUrl``, several photos allowed, a ``VIDEO`` item refused with "Video uploaded from post
+is not currently supported." as the API answers), list (``pageSize`` default 20, max 100, ``nextPageToken``), get, delete,
 ``localPosts:reportInsights`` (``insights_available=False`` answers 404, as after its removal);
 ``POST /token`` (refresh_token grant; ``invalid_grant`` "Token has been expired or revoked." for
 revoked tokens; no new refresh token is issued). Errors use Google's
@@ -239,6 +240,10 @@ class GoogleBusinessSimulator(OAuthSimulator):
             extra = set(item) - {"mediaFormat", "sourceUrl"}
             if extra:
                 return self._invalid(f"media[{i}]", f"unsupported MediaItem fields: {sorted(extra)}")
+            if item["mediaFormat"] == "VIDEO":
+                return self._invalid(
+                    f"media[{i}].media_format", "Video uploaded from post is not currently supported."
+                )
         return None
 
     # --- localPosts ----------------------------------------------------------------------------------
