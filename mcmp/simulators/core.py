@@ -15,7 +15,7 @@ implements the platform's documented paths, validation, bodies and error formats
          {"kind": "token_revoked", "count": 3, "path": "/oauth"}]}
 
   A rule applies to write requests (POST/PUT/PATCH/DELETE) unless it names ``methods``; ``path``
-  is a substring filter; ``count`` limits how many times it fires; ``until`` (epoch seconds)
+  is a substring filter, ``body`` one on the request body (e.g. ``"upload_phase=finish"``); ``count`` limits how many times it fires; ``until`` (epoch seconds)
   ends it. ``commit_then_timeout`` runs the handler (the post is stored) and then holds the
   connection open without answering; ``timeout`` holds without committing; ``reset`` drops the
   TCP connection with RST before handling.
@@ -214,6 +214,7 @@ class FaultRule:
     methods: frozenset[str] = WRITE_METHODS
     retry_after: float | None = None
     until: float | None = None
+    body: str | None = None
     fired: int = 0
 
     @classmethod
@@ -230,6 +231,7 @@ class FaultRule:
             methods=frozenset(m.upper() for m in methods) if methods else WRITE_METHODS,
             retry_after=data.get("retry_after"),
             until=data.get("until"),
+            body=data.get("body"),
         )
 
     def matches(self, req: SimRequest, rng: random.Random) -> bool:
@@ -238,6 +240,8 @@ class FaultRule:
         if self.count is not None and self.fired >= self.count:
             return False
         if req.method not in self.methods or (self.path and self.path not in req.path):
+            return False
+        if self.body and self.body not in req.body.decode(errors="replace"):
             return False
         return rng.random() < self.rate
 
