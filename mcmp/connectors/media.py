@@ -32,7 +32,7 @@ class MediaLimits:
     width / height as displayed (9:16 → 0.5625); ``max_per_kind`` caps one kind inside a post
     (e.g. one video); ``mixed_kinds`` False means a post takes one kind only; ``min_items`` is the
     fewest items a post with media may carry when it has more than one (e.g. a multi-image post).
-    ``notes`` says, per kind, where a rule comes from or what the connector does with it.
+    ``notes`` says, per kind, what the connector does with it, or for a kind it refuses, why.
     """
 
     kinds: frozenset[str]
@@ -107,7 +107,8 @@ def _item_problems(index: int, item: MediaItem, limits: MediaLimits, platform: s
     kind = item.kind
     if kind is not None and kind not in limits.kinds:
         accepted = ", ".join(sorted(limits.kinds)) or "no media"
-        return [f"{where}: {platform} does not accept {kind} media (accepts {accepted})"]
+        why = f": {limits.notes[kind]}" if kind in limits.notes else ""
+        return [f"{where}: {platform} does not accept {kind} media (accepts {accepted}){why}"]
     key = kind or ""
     problems = []
     mimes = limits.mime_types.get(key)
@@ -208,6 +209,8 @@ def describe_limits(limits: MediaLimits) -> list[tuple[str, str]]:
         if kind in limits.notes:
             parts.append(limits.notes[kind])
         rows.append((kind, "; ".join(parts) or "accepted"))
+    for kind in sorted(set(limits.notes) - set(limits.kinds)):
+        rows.append((kind, f"refused: {limits.notes[kind]}"))
     return rows
 
 
