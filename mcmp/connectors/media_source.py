@@ -22,7 +22,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -147,6 +147,30 @@ def open_media(url: str, *, what: str, max_bytes: int) -> Iterator[MediaSource]:
         yield source
 
 
+class StreamedBody:
+    """A request body read from a :class:`MediaSource` while it is sent, of a known length.
+
+    ``requests`` sends it with ``Content-Length`` (not chunked framing, which some servers
+    refuse), one piece at a time; after each piece ``tick`` runs (the worker keeps the attempt's
+    claim alive). More bytes than ``size`` stop the upload: the media changed under us.
+    """
+
+    def __init__(self, source: MediaSource, size: int, tick: Callable[[], None], piece: int = 1024 * 1024) -> None:
+        self.source, self.size, self.tick, self.piece = source, size, tick, piece
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for data in self.source.iter_bytes(self.piece):
+            self.sent += len(data)
+            if self.sent > self.size:
+                raise RetryableError(f"{self.source.what}: the media changed size while it was read")
+            yield data
+            self.tick()
+
+
 # --- video facts -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VideoFacts:
@@ -237,6 +261,7 @@ def clear_facts_cache() -> None:
 __all__ = [
     "HEADER_BYTES",
     "MediaSource",
+    "StreamedBody",
     "VideoFacts",
     "clear_facts_cache",
     "open_media",

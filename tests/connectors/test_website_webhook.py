@@ -104,3 +104,40 @@ def test_ambiguous_commit_then_timeout_is_reconciled_not_reposted(connector, sim
     found = connector.find_published(req)
     assert found is not None and sim.state()["count"] == 1
     assert connector.find_published(request(sim, key="never-sent")) is None
+
+
+def test_the_payload_carries_each_media_url_with_type_alt_text_and_facts(connector, sim):
+    from mcmp.connectors.types import MediaItem
+
+    media = (
+        MediaItem("https://cdn.example/a.jpg", "image", "A red bicycle", "image/jpeg", 20_000),
+        MediaItem("https://cdn.example/clip.mp4", "video", None, "video/mp4", 9_000_000, 12.5, 1080, 1920),
+    )
+    creds = Credentials(
+        "acct", "website", "dev-webhook-secret", metadata={"webhookUrl": f"{sim.url}/hooks/acme"}
+    )
+    content = PostContent("p1", "c1", "T", "With media", media)
+    connector.publish(PublishRequest("dm", "dm", "a1", datetime.now(UTC), content, creds))
+    [stored] = sim.state()["posts"]
+    assert stored["media"] == [
+        {
+            "url": "https://cdn.example/a.jpg",
+            "type": "image",
+            "altText": "A red bicycle",
+            "mimeType": "image/jpeg",
+            "sizeBytes": 20_000,
+            "durationSeconds": None,
+            "width": None,
+            "height": None,
+        },
+        {
+            "url": "https://cdn.example/clip.mp4",
+            "type": "video",
+            "altText": None,
+            "mimeType": "video/mp4",
+            "sizeBytes": 9_000_000,
+            "durationSeconds": 12.5,
+            "width": 1080,
+            "height": 1920,
+        },
+    ]

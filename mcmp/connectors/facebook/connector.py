@@ -82,7 +82,7 @@ from mcmp.connectors.graph import (
 from mcmp.connectors.http import send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media, item_name, ratio_text
-from mcmp.connectors.media_source import MediaSource, open_media
+from mcmp.connectors.media_source import MediaSource, StreamedBody, open_media
 from mcmp.connectors.types import (
     Credentials,
     MediaItem,
@@ -103,7 +103,6 @@ REEL_RATIO = 9 / 16  # Reels: 9:16, at least 540×960
 REEL_MIN_SIZE = (540, 960)
 VIDEO_RATIOS = (9 / 16, 16 / 9)  # Page videos: between 9x16 and 16x9
 VIDEO_SECONDS = (1.0, 4 * 3600.0)  # resumable upload: up to 4 hours
-STREAM_PIECE = 1 * MB
 RECONCILE_PAGE_SIZE = 100
 RECONCILE_MAX_PAGES = 10  # 1,000 posts since the window start; more is LookupIncompleteError
 WINDOW_SKEW = timedelta(minutes=10)
@@ -153,28 +152,6 @@ def is_reel_shaped(item: MediaItem) -> bool:
         and (item.width or 0) >= REEL_MIN_SIZE[0]
         and (item.height or 0) >= REEL_MIN_SIZE[1]
     )
-
-
-class _Body:
-    """A streamed request body of known length: requests sends ``Content-Length``, not chunked.
-
-    Every :data:`STREAM_PIECE` read, ``tick`` runs (the worker keeps the attempt's claim alive).
-    """
-
-    def __init__(self, source: MediaSource, size: int, tick: Any) -> None:
-        self.source, self.size, self.tick = source, size, tick
-        self.sent = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[bytes]:
-        for piece in self.source.iter_bytes(STREAM_PIECE):
-            self.sent += len(piece)
-            if self.sent > self.size:
-                raise RetryableError("the media changed size while it was read; a new attempt starts over")
-            yield piece
-            self.tick()
 
 
 class FacebookConnector:
@@ -425,7 +402,7 @@ class FacebookConnector:
                 "POST",
                 upload_url,
                 timeout=self.cfg.timeout_seconds,
-                data=_Body(source, size, request.still_working),
+                data=StreamedBody(source, size, request.still_working),
                 headers={
                     "Authorization": f"OAuth {creds.access_token}",
                     "offset": "0",
