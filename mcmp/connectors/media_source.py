@@ -155,7 +155,9 @@ class StreamedBody:
     claim alive). More bytes than ``size`` stop the upload: the media changed under us.
     """
 
-    def __init__(self, source: MediaSource, size: int, tick: Callable[[], None], piece: int = 1024 * 1024) -> None:
+    def __init__(
+        self, source: MediaSource, size: int, tick: Callable[[], None], piece: int = 1024 * 1024
+    ) -> None:
         self.source, self.size, self.tick, self.piece = source, size, tick, piece
         self.sent = 0
 

@@ -102,7 +102,7 @@ REEL_SECONDS = (3.0, 90.0)  # Reels Publishing API: 3 to 90 seconds
 REEL_RATIO = 9 / 16  # Reels: 9:16, at least 540×960
 REEL_MIN_SIZE = (540, 960)
 VIDEO_RATIOS = (9 / 16, 16 / 9)  # Page videos: between 9x16 and 16x9
-VIDEO_SECONDS = (1.0, 4 * 3600.0)  # resumable upload: up to 4 hours
+VIDEO_SECONDS = (0.0, 4 * 3600.0)  # resumable upload: up to 4 hours
 RECONCILE_PAGE_SIZE = 100
 RECONCILE_MAX_PAGES = 10  # 1,000 posts since the window start; more is LookupIncompleteError
 WINDOW_SKEW = timedelta(minutes=10)

@@ -228,7 +228,8 @@ class GoogleBusinessConnector:
                 )
             if not item.url.startswith(("http://", "https://")):
                 raise ValidationError(
-                    "media", f"{item_name(i, item)}: Google fetches photos from a public http(s) URL (sourceUrl)"
+                    "media",
+                    f"{item_name(i, item)}: Google fetches photos from a public http(s) URL (sourceUrl)",
                 )
         check_media(content.media, self.media_limits, self.platform)
 
