@@ -133,7 +133,9 @@ def _item_problems(index: int, item: MediaItem, limits: MediaLimits, platform: s
     if item.duration_seconds is not None and span is not None:
         low, high = span
         if not low <= item.duration_seconds <= high:
-            takes = f"{human_seconds(low)} to {human_seconds(high)}" if low else f"at most {human_seconds(high)}"
+            takes = (
+                f"{human_seconds(low)} to {human_seconds(high)}" if low else f"at most {human_seconds(high)}"
+            )
             problems.append(f"{where}: {kind} lasts {item.duration_seconds:.1f} s; {platform} takes {takes}")
     ratios = limits.aspect_ratio.get(key)
     if item.aspect_ratio is not None and ratios is not None:
@@ -201,7 +203,11 @@ def describe_limits(limits: MediaLimits) -> list[tuple[str, str]]:
         span = limits.duration_seconds.get(kind)
         if span is not None:
             low_s, high_s = span
-            parts.append(f"{human_seconds(low_s)} to {human_seconds(high_s)}" if low_s else f"up to {human_seconds(high_s)}")
+            parts.append(
+                f"{human_seconds(low_s)} to {human_seconds(high_s)}"
+                if low_s
+                else f"up to {human_seconds(high_s)}"
+            )
         ratios = limits.aspect_ratio.get(kind)
         if ratios is not None:
             parts.append(f"aspect {ratio_text(ratios[0])} to {ratio_text(ratios[1])}")

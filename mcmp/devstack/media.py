@@ -232,3 +232,22 @@ class MediaHost:
 
 
 __all__ = ["BLOCK", "MediaHost", "body_parts", "expected_sha256", "iter_body", "mp4_boxes"]
+
+
+def main() -> None:
+    """``python -m mcmp.devstack.media [port]``: serve on loopback, print the URL as JSON, run until killed."""
+    import json
+    import sys
+    import time
+
+    host = MediaHost(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(json.dumps({"url": host.base_url}), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        host.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -39,8 +39,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email import policy as email_policy
-from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -140,25 +138,38 @@ class SimRequest:
         return data
 
     def multipart(self) -> tuple[dict[str, str], dict[str, bytes]]:
-        """A ``multipart/form-data`` body as (text fields, file parts by field name)."""
+        """A ``multipart/form-data`` body as (text fields, file parts by field name).
+
+        Split on the boundary directly (a video chunk is megabytes: a MIME parser copies it
+        line by line).
+        """
         ctype = self.headers.get("content-type", "")
-        message = BytesParser(policy=email_policy.HTTP).parsebytes(
-            f"Content-Type: {ctype}\r\n\r\n".encode() + self.body
-        )
+        found = re.search(r'boundary="?([^";]+)"?', ctype)
         fields: dict[str, str] = {}
         files: dict[str, bytes] = {}
-        if not message.is_multipart():
+        if not found:
             return fields, files
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if not isinstance(name, str):
+        delimiter = b"--" + found.group(1).encode()
+        for part in self.body.split(delimiter)[1:]:
+            if part.startswith(b"--"):
+                break
+            head, _, value = part.partition(b"\r\n\r\n")
+            value = value[:-2] if value.endswith(b"\r\n") else value
+            disposition = next(
+                (
+                    line
+                    for line in head.decode(errors="replace").split("\r\n")
+                    if line.lower().startswith("content-disposition")
+                ),
+                "",
+            )
+            name = re.search(r'\bname="([^"]*)"', disposition)
+            if not name:
                 continue
-            payload = part.get_payload(decode=True)
-            raw = payload if isinstance(payload, bytes) else b""
-            if part.get_filename() is not None:
-                files[name] = raw
+            if re.search(r'\bfilename="', disposition):
+                files[name.group(1)] = value
             else:
-                fields[name] = raw.decode(errors="replace")
+                fields[name.group(1)] = value.decode(errors="replace")
         return fields, files
 
     def header(self, name: str, default: str = "") -> str:
