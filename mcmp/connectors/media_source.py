@@ -54,7 +54,7 @@ class MediaSource:
 
     def __init__(self, response: requests.Response, what: str, url: str, max_bytes: int) -> None:
         self._response = response
-        self._chunks = response.iter_content(256 * 1024)
+        self._chunks: Iterator[bytes] = response.iter_content(256 * 1024)
         self.what = what
         self.url = url
         self.max_bytes = max_bytes
@@ -67,7 +67,7 @@ class MediaSource:
 
     def _next(self) -> bytes | None:
         try:
-            chunk = next(self._chunks, None)
+            chunk: bytes | None = next(self._chunks, None)
         except requests.RequestException as exc:
             raise RetryableError(
                 f"{self.what}: reading {display_url(self.url)} was interrupted ({type(exc).__name__})"
