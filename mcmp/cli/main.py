@@ -104,6 +104,47 @@ def simulate(
 
 
 @app.command()
+def connectors(
+    platform: Annotated[str | None, typer.Argument(help="Only this platform (e.g. linkedin).")] = None,
+) -> None:
+    """Print each installed connector's media rules: kinds, counts, sizes, durations, aspect ratios.
+
+    These are the rules checked before any platform call (a post that breaks one fails on that
+    platform with a lastError naming the item and the rule). Limits that depend on settings
+    (e.g. MCMP_LINKEDIN__VIDEO_MAX_BYTES) are shown as this process's configuration sets them.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from mcmp.connectors.media import REFERENCE_LIMITS, MediaLimits, describe_limits
+    from mcmp.connectors.registry import available_platforms, get_connector
+
+    table = Table(title="Media rules by platform", show_lines=True)
+    table.add_column("platform")
+    table.add_column("media")
+    table.add_column("rules")
+    names = [platform] if platform else available_platforms()
+    for name in names:
+        try:
+            connector = get_connector(name)
+        except Exception as exc:  # a broken third-party connector: say so, list the others
+            table.add_row(name, "-", f"not loadable: {exc}")
+            continue
+        variants: dict[str, MediaLimits | None] = dict(getattr(connector, "media_limits_by_mode", {}) or {})
+        if not variants:
+            own = getattr(connector, "media_limits", None)
+            variants = {"": own if isinstance(own, MediaLimits) else REFERENCE_LIMITS.get(name)}
+        for mode, limits in variants.items():
+            label = f"{name} ({mode})" if mode else name
+            if limits is None:
+                table.add_row(label, "any", "no media rules: the receiver decides")
+                continue
+            for kind, rules in describe_limits(limits):
+                table.add_row(label, kind, rules)
+    Console().print(table)
+
+
+@app.command()
 def dev(
     data_dir: Annotated[
         str, typer.Option(help="Where the dev stack keeps its data, keys and config file")

@@ -51,6 +51,13 @@ class FacebookSettings(PlatformSettings):
     base_url: str = "https://graph.facebook.com"
     api_version: str = "v21.0"
     refresh_margin_seconds: int = 7 * 86400
+    # Page videos are uploaded to graph-video.facebook.com (empty: the same host as base_url).
+    video_base_url: str = "https://graph-video.facebook.com"
+    # Resumable upload takes videos up to 10 GB (Meta's video upload guide); lower it to refuse sooner.
+    video_max_bytes: int = Field(default=10 * 1024**3, gt=0)
+    video_poll_seconds: float = Field(default=3.0, gt=0)
+    # How long one attempt waits for a video to finish processing before looking again later.
+    video_poll_timeout_seconds: float = Field(default=600.0, gt=0)
 
 
 class InstagramSettings(PlatformSettings):
@@ -70,6 +77,11 @@ class LinkedInSettings(PlatformSettings):
     api_version: str = "202607"
     token_url: str = "https://www.linkedin.com/oauth/v2/accessToken"
     refresh_margin_seconds: int = 7 * 86400
+    # Organic video: 500 MB at most (LinkedIn's video specifications); raise it if LinkedIn does.
+    video_max_bytes: int = Field(default=500 * 1024**2, gt=0)
+    video_poll_seconds: float = Field(default=3.0, gt=0)
+    # How long one attempt waits for a video to become AVAILABLE before trying again later.
+    video_poll_timeout_seconds: float = Field(default=600.0, gt=0)
     # Daily budgets (reset at midnight UTC): ≈86k app and ≈8.6k member calls a day at most.
     analytics_app_calls_per_second: float = 1.0
     analytics_account_calls_per_second: float = 0.1

@@ -341,8 +341,12 @@ class GraphClient:
         post_args: dict[str, Any] | None = None,
         method: str | None = None,
         write: bool = False,
+        files: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``GET``/``POST`` ``/{version}/{path}``; returns the JSON object or raises a classified error."""
+        """``GET``/``POST`` ``/{version}/{path}``; returns the JSON object or raises a classified error.
+
+        ``files`` sends ``post_args`` and the files as ``multipart/form-data`` (a video chunk).
+        """
         graph = facebook.GraphAPI(access_token=token, timeout=self.timeout, session=self._transport)
         self._local.response = None
         self._local.account_id = account_id
@@ -352,6 +356,7 @@ class GraphClient:
                 f"{self.version}/{path.lstrip('/')}",
                 args=dict(args or {}),
                 post_args=post_args,
+                files=files,
                 method=method,
             )
         except ConnectorError:

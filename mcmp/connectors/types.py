@@ -6,7 +6,7 @@ secrets from ``repr`` so a logged request never shows a token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,13 +28,27 @@ class Credentials:
 
 @dataclass(frozen=True)
 class MediaItem:
-    """One media attachment. ``kind`` is image | video | file (Asset.type), ``None`` if unknown."""
+    """One media attachment. ``kind`` is image | video | file (Asset.type), ``None`` if unknown.
+
+    ``duration_seconds``, ``width`` and ``height`` (as displayed, rotation applied) come from a
+    video's MP4 header when it could be read; ``None`` means unknown, never "zero".
+    """
 
     url: str
     kind: str | None = None
     alt_text: str | None = None
     mime_type: str | None = None
     size_bytes: int | None = None
+    duration_seconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def aspect_ratio(self) -> float | None:
+        """Width / height as displayed, when both are known."""
+        if self.width and self.height:
+            return self.width / self.height
+        return None
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,17 @@ class PublishRequest:
     content: PostContent
     credentials: Credentials
     first_attempt_at: datetime | None = None
+    keep_alive: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def still_working(self) -> None:
+        """Call between the steps of a long publish (a video's upload, its processing).
+
+        The worker keeps this attempt's claim on the delivery alive, so it is not handed to
+        another worker while a live one is busy; it raises when this attempt no longer owns the
+        delivery, so the long work stops before it could create a second post.
+        """
+        if self.keep_alive is not None:
+            self.keep_alive()
 
 
 @dataclass(frozen=True)

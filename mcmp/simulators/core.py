@@ -15,12 +15,16 @@ implements the platform's documented paths, validation, bodies and error formats
          {"kind": "token_revoked", "count": 3, "path": "/oauth"}]}
 
   A rule applies to write requests (POST/PUT/PATCH/DELETE) unless it names ``methods``; ``path``
-  is a substring filter; ``count`` limits how many times it fires; ``until`` (epoch seconds)
+  is a substring filter, ``body`` one on the request body (e.g. ``"upload_phase=finish"``); ``count`` limits how many times it fires; ``until`` (epoch seconds)
   ends it. ``commit_then_timeout`` runs the handler (the post is stored) and then holds the
   connection open without answering; ``timeout`` holds without committing; ``reset`` drops the
   TCP connection with RST before handling.
 * ``GET /_sim/state`` (simulator-specific dump), ``GET /_sim/requests`` (request log),
   ``POST /_sim/reset`` (forget everything), ``DELETE /_sim/faults``.
+
+A route declared with ``stream=True`` (media uploads) is handed the request body unread as
+``req.body_stream`` (:class:`BodyStream`, ``Content-Length`` or chunked framing): the handler
+counts and hashes it chunk by chunk, so a simulator never holds an uploaded file in memory.
 """
 
 from __future__ import annotations
@@ -39,12 +43,68 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mcmp.simulators.engagement import effective_age
+
 log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FAULT_KINDS = frozenset(
     {"http_500", "http_503", "rate_limit", "commit_then_timeout", "timeout", "reset", "token_revoked"}
 )
+
+
+class BodyStream:
+    """A request body read on demand (``Content-Length`` or ``Transfer-Encoding: chunked``)."""
+
+    def __init__(self, rfile: Any, length: int | None, chunked: bool) -> None:
+        self._rfile = rfile
+        self._left = length or 0
+        self._chunked = chunked
+        self._chunk_left = 0
+        self._ended = not chunked and not length
+        self.read_bytes = 0
+
+    def read(self, size: int = 1024 * 1024) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end of the body."""
+        if self._ended:
+            return b""
+        if self._chunked:
+            if self._chunk_left == 0:
+                line = self._rfile.readline(65537).strip()
+                self._chunk_left = int(line.split(b";", 1)[0] or b"0", 16)
+                if self._chunk_left == 0:
+                    while self._rfile.readline(65537).strip():  # trailers
+                        pass
+                    self._ended = True
+                    return b""
+            data = self._rfile.read(min(size, self._chunk_left))
+            self._chunk_left -= len(data)
+            if self._chunk_left == 0:
+                self._rfile.readline(65537)  # CRLF after the chunk
+        else:
+            data = self._rfile.read(min(size, self._left))
+            self._left -= len(data)
+            if self._left == 0 or not data:
+                self._ended = True
+        self.read_bytes += len(data)
+        if not data:
+            self._ended = True
+        return data
+
+    def __iter__(self) -> Any:
+        while True:
+            data = self.read()
+            if not data:
+                return
+            yield data
+
+    @property
+    def finished(self) -> bool:
+        return self._ended
+
+    def drain(self) -> None:
+        for _ in self:
+            pass
 
 
 @dataclass
@@ -55,6 +115,7 @@ class SimRequest:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    body_stream: BodyStream | None = None
 
     def json(self) -> Any:
         if not self.body:
@@ -62,16 +123,54 @@ class SimRequest:
         return json.loads(self.body)
 
     def form(self) -> dict[str, str]:
-        """Form-encoded body (or JSON object) merged over the query string, as Graph accepts both."""
+        """Form-encoded, multipart or JSON body merged over the query string, as Graph accepts all."""
         data = dict(self.query)
         ctype = self.headers.get("content-type", "")
         if self.body and "json" in ctype:
             loaded = self.json()
             if isinstance(loaded, dict):
                 data.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in loaded.items()})
-        elif self.body and "multipart" not in ctype:
+        elif self.body and "multipart" in ctype:
+            fields, _ = self.multipart()
+            data.update(fields)
+        elif self.body:
             data.update({k: v[-1] for k, v in parse_qs(self.body.decode(errors="replace")).items()})
         return data
+
+    def multipart(self) -> tuple[dict[str, str], dict[str, bytes]]:
+        """A ``multipart/form-data`` body as (text fields, file parts by field name).
+
+        Split on the boundary directly (a video chunk is megabytes: a MIME parser copies it
+        line by line).
+        """
+        ctype = self.headers.get("content-type", "")
+        found = re.search(r'boundary="?([^";]+)"?', ctype)
+        fields: dict[str, str] = {}
+        files: dict[str, bytes] = {}
+        if not found:
+            return fields, files
+        delimiter = b"--" + found.group(1).encode()
+        for part in self.body.split(delimiter)[1:]:
+            if part.startswith(b"--"):
+                break
+            head, _, value = part.partition(b"\r\n\r\n")
+            value = value[:-2] if value.endswith(b"\r\n") else value
+            disposition = next(
+                (
+                    line
+                    for line in head.decode(errors="replace").split("\r\n")
+                    if line.lower().startswith("content-disposition")
+                ),
+                "",
+            )
+            name = re.search(r'\bname="([^"]*)"', disposition)
+            if not name:
+                continue
+            if re.search(r'\bfilename="', disposition):
+                files[name.group(1)] = value
+            else:
+                fields[name.group(1)] = value.decode(errors="replace")
+        return fields, files
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -93,15 +192,20 @@ class SimResponse:
         return json.dumps(self.body).encode(), "application/json; charset=UTF-8"
 
 
-Handler = Callable[["Simulator", SimRequest], SimResponse]
+Handler = Callable[[Any, SimRequest], SimResponse]  # Any: a subclass method takes its own class
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """Declare a handler for ``method`` and a path ``pattern`` with ``{name}`` placeholders."""
+def route(method: str, pattern: str, *, stream: bool = False) -> Callable[[Handler], Handler]:
+    """Declare a handler for ``method`` and a path ``pattern`` with ``{name}`` placeholders.
+
+    ``stream=True``: the body is not read before the handler runs (``req.body_stream``).
+    """
 
     def decorate(fn: Handler) -> Handler:
         routes = fn.__dict__.setdefault("_sim_routes", [])
         routes.append((method.upper(), pattern))
+        if stream:
+            fn.__dict__["_sim_stream"] = True
         return fn
 
     return decorate
@@ -121,6 +225,7 @@ class FaultRule:
     methods: frozenset[str] = WRITE_METHODS
     retry_after: float | None = None
     until: float | None = None
+    body: str | None = None
     fired: int = 0
 
     @classmethod
@@ -137,6 +242,7 @@ class FaultRule:
             methods=frozenset(m.upper() for m in methods) if methods else WRITE_METHODS,
             retry_after=data.get("retry_after"),
             until=data.get("until"),
+            body=data.get("body"),
         )
 
     def matches(self, req: SimRequest, rng: random.Random) -> bool:
@@ -145,6 +251,8 @@ class FaultRule:
         if self.count is not None and self.fired >= self.count:
             return False
         if req.method not in self.methods or (self.path and self.path not in req.path):
+            return False
+        if self.body and self.body not in req.body.decode(errors="replace"):
             return False
         return rng.random() < self.rate
 
@@ -155,9 +263,12 @@ class Simulator:
     platform = "generic"
     hold_seconds = 30.0  # how long a "timeout" fault keeps the connection silent
 
-    def __init__(self, latency_ms: float = 0.0, seed: int | None = None) -> None:
+    def __init__(
+        self, latency_ms: float = 0.0, seed: int | None = None, *, metrics_per_second: float = 1.0
+    ) -> None:
         self.lock = threading.RLock()
         self.latency_ms = latency_ms
+        self.metrics_per_second = metrics_per_second
         self.rng = random.Random(seed)
         self.rules: list[FaultRule] = []
         self.request_log: list[dict[str, Any]] = []
@@ -179,6 +290,11 @@ class Simulator:
     def state(self) -> dict[str, Any]:
         """Simulator-specific dump for tests (subclasses extend)."""
         return {}
+
+    def age_of(self, key: str, created: float) -> float:
+        """Engagement age of a post created at ``created`` (epoch seconds): metrics grow with it,
+        ``metrics_per_second`` times faster than real time."""
+        return effective_age(key, (time.time() - created) * self.metrics_per_second)
 
     def error_response(self, status: int, message: str) -> SimResponse:
         """The platform's own error body for a generic failure of ``status``."""
@@ -213,6 +329,13 @@ class Simulator:
         return None
 
     # --- dispatch -----------------------------------------------------------------------------
+    def streams_body(self, method: str, path: str) -> bool:
+        """Does the route for ``method path`` read its body itself (``route(..., stream=True)``)?"""
+        for route_method, regex, handler in self._routes:
+            if route_method == method and regex.match(path):
+                return bool(getattr(handler, "_sim_stream", False))
+        return False
+
     def dispatch(self, req: SimRequest) -> SimResponse:
         for method, regex, handler in self._routes:
             if method != req.method:
@@ -262,9 +385,16 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def _read(self) -> SimRequest:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if sim.streams_body(self.command, parts.path):
+                stream = BodyStream(self.rfile, length, chunked)
+                return SimRequest(self.command, parts.path, query, headers, b"", body_stream=stream)
+            if chunked:
+                body = b"".join(BodyStream(self.rfile, None, True))
+            else:
+                body = self.rfile.read(length) if length else b""
             return SimRequest(self.command, parts.path, query, headers, body)
 
         def _write(self, resp: SimResponse) -> None:
@@ -328,6 +458,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if kind == "commit_then_timeout":
                 self._hold_and_drop()
                 return
+            if req.body_stream is not None and not req.body_stream.finished:
+                self.close_connection = True  # an unread upload: do not parse it as the next request
             self._write(resp)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle

@@ -3,7 +3,7 @@
 Tokens (for end-to-end tests and ``mcmp dev``): any token starting with ``EAAB`` is a valid Page
 token for every Page unless revoked; ``POST /_sim/tokens`` registers, revokes or expires tokens
 (see ``mcmp.simulators.graph_common`` for the rules, budgets and control endpoints). A Page is any
-numeric id (``known_pages`` restricts them); anything else is ``100``/``33`` "does not exist".
+numeric id (``known_owners`` restricts them); anything else is ``100``/``33`` "does not exist".
 
 Behaviour from Meta's docs (Pages posts guide, page/feed, page/photos, error handling):
 
@@ -22,30 +22,57 @@ Behaviour from Meta's docs (Pages posts guide, page/feed, page/photos, error han
   Values grow with the post's age like real engagement (``mcmp.simulators.engagement``; time runs
   ``metrics_per_second`` times faster). ``POST /{v}/`` with ``batch`` runs Graph batch requests.
 
+Videos (Meta's "Uploading videos with the Graph API" and Reels Publishing guides):
+
+* Page video, resumable: ``POST /{v}/{page}/videos`` with ``upload_phase=start`` and
+  ``file_size`` → ``{"upload_session_id", "video_id", "start_offset": "0", "end_offset"}``;
+  ``upload_phase=transfer`` with ``upload_session_id``, ``start_offset`` and the bytes as the
+  multipart file ``video_file_chunk`` → the next ``{"start_offset", "end_offset"}`` (equal when
+  all bytes arrived; a chunk at the wrong offset is refused with 6001 and nothing is lost);
+  ``upload_phase=finish`` with ``upload_session_id``, ``title``, ``description`` →
+  ``{"success": true}``. A second ``finish`` of the same session is answered the same way and
+  creates nothing more.
+* Reel: ``POST /{v}/{page}/video_reels`` with ``upload_phase=start`` → ``{"video_id",
+  "upload_url"}``; ``POST {upload_url}`` with ``Authorization: OAuth {token}``, ``offset`` and
+  ``file_size`` headers and the bytes as the body (an upload resumes from
+  ``status.uploading_phase.bytes_transferred``); ``upload_phase=finish`` with ``video_id``,
+  ``video_state=PUBLISHED`` and ``description`` → ``{"success": true}``.
+* After ``finish`` a video processes for ``video_processing_seconds``, then is published: a
+  Page post (``type`` video, ``message`` = the description) appears in ``published_posts``.
+  ``GET /{v}/{video}?fields=status,…`` shows ``status.video_status`` (``upload_complete``,
+  ``processing``, ``ready``, ``error``) and the uploading / processing / publishing phases;
+  ``post_id`` once published. Bytes that are not an MP4/QuickTime file, or a description
+  containing ``sim-processing-fail``, end in ``error`` (no post).
+* ``GET /{v}/{page}/videos`` and ``/video_reels`` list finished videos (description, status,
+  ``post_id``) newest first, processing ones included.
+
+Uploaded bytes are counted and hashed while they arrive, never kept: ``state()["videos"]``
+shows each video's ``size``, ``received`` and ``sha256``.
+
 ``state()["posts"]`` lists published posts with their ``marker`` (the invisible delivery marker
 found in the message, if any) so tests can check exactly-once per idempotency key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
 from typing import Any
 
 from mcmp.simulators.core import SimRequest, SimResponse, route
-from mcmp.simulators.engagement import effective_age
 from mcmp.simulators.graph_common import (
     GraphSimulator,
-    cursor,
+    duplicate_markers,
     graph_time,
-    insights_rows,
-    offset_of,
+    marker_in,
+    owner_route,
     split_fields,
 )
 
 MAX_MESSAGE = 63_206
-MARKER_CHARS = frozenset("\u2063\u200b\u200c\u200d\u2060")
+RUPLOAD_VERSION = "v21.0"  # rupload.facebook.com/video-upload/{version}/{video id}
 VALID_POST_METRICS = frozenset(
     {
         "post_media_view",
@@ -71,34 +98,25 @@ DEPRECATED_POST_METRICS = frozenset(
 )
 
 
-def marker_in(text: str) -> str | None:
-    """The trailing run of invisible marker characters in ``text``, if any."""
-    tail = ""
-    for ch in reversed(text):
-        if ch not in MARKER_CHARS:
-            break
-        tail = ch + tail
-    return tail or None
-
-
 class FacebookSimulator(GraphSimulator):
     platform = "facebook"
     buc_type = "pages"
     buc_code = 80001
+    default_metrics = VALID_POST_METRICS
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
-        known_pages: set[str] | None = None,
-        valid_metrics: set[str] | None = None,
         duplicate_window_seconds: float = 3600.0,
+        video_processing_seconds: float = 1.0,
+        video_chunk_bytes: int = 4 * 1024 * 1024,
         **kwargs: Any,
     ) -> None:
-        self.known_pages = set(known_pages) if known_pages is not None else None
-        self.valid_metrics = set(valid_metrics) if valid_metrics is not None else set(VALID_POST_METRICS)
         self.duplicate_window_seconds = duplicate_window_seconds
+        self.video_processing_seconds = video_processing_seconds
+        self.video_chunk_bytes = video_chunk_bytes
         super().__init__(latency_ms=latency_ms, seed=seed, **kwargs)
 
     def reset(self) -> None:
@@ -106,44 +124,47 @@ class FacebookSimulator(GraphSimulator):
         with self.lock:
             self.posts: dict[str, dict[str, Any]] = {}
             self.photos: dict[str, dict[str, Any]] = {}
+            self.videos: dict[str, dict[str, Any]] = {}
+            self._hashes: dict[str, Any] = {}  # video id → running sha256 of the bytes received
 
     def state(self) -> dict[str, Any]:
         with self.lock:
+            self._settle_videos()
             posts = [dict(p) for p in self.posts.values()]
             photos = [dict(p) for p in self.photos.values()]
+            videos = [{k: v for k, v in video.items() if k != "head"} for video in self.videos.values()]
             base = super().state()
-        markers = Counter(p["marker"] for p in posts if p["marker"])
         texts = Counter((p["page_id"], p["message"], p["link"]) for p in posts)
         return {
             **base,
             "posts": posts,
             "count": len(posts),
             "photos": photos,
+            "videos": videos,
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
-            "duplicate_markers": sum(n - 1 for n in markers.values() if n > 1),
+            "duplicate_markers": duplicate_markers(posts),
         }
 
     # --- objects ---------------------------------------------------------------------------------
-    def is_page(self, object_id: str) -> bool:
-        return object_id.isdigit() and (self.known_pages is None or object_id in self.known_pages)
-
     def owner_of(self, object_id: str) -> str | None:
-        if self.is_page(object_id):
+        if self.is_owner(object_id):
             return object_id
         with self.lock:
             post = self.posts.get(object_id)
             photo = self.photos.get(object_id)
-        found = post or photo
+            video = self.videos.get(object_id)
+        found = post or photo or video
         return found["page_id"] if found else None
 
     def delete_object(self, object_id: str) -> bool:
         with self.lock:
             post = self.posts.pop(object_id, None)
             photo = self.photos.pop(object_id, None)
-        return post is not None or photo is not None
+            video = self.videos.pop(object_id, None)
+        return post is not None or photo is not None or video is not None
 
     def seed_object(self, object_id: str, owner: str, created: float) -> None:
-        post = {
+        post: dict[str, Any] = {
             "id": object_id,
             "page_id": owner,
             "message": "",
@@ -156,15 +177,14 @@ class FacebookSimulator(GraphSimulator):
         with self.lock:
             self.posts[object_id] = post
 
-    def _page_problem(self, req: SimRequest, page_id: str, verb: str) -> SimResponse | None:
-        if not self.is_page(page_id):
-            return self.not_found(page_id, verb)
-        if not self.may_access(req, page_id):
-            return self.permission_error()
-        return None
-
     def _store_post(
-        self, page_id: str, message: str, link: str | None, photos: list[str], kind: str
+        self,
+        page_id: str,
+        message: str,
+        link: str | None,
+        photos: list[str],
+        kind: str,
+        video_id: str | None = None,
     ) -> dict[str, Any]:
         post_id = f"{page_id}_{self.new_id()}"
         now = time.time()
@@ -175,6 +195,7 @@ class FacebookSimulator(GraphSimulator):
             "link": link,
             "type": kind,
             "attached_photos": photos,
+            "video_id": video_id,
             "created_time": now,
             "marker": marker_in(message),
         }
@@ -198,12 +219,8 @@ class FacebookSimulator(GraphSimulator):
         )
 
     # --- publishing ------------------------------------------------------------------------------
-    @route("POST", "/{page_id}/feed")
-    def create_feed_post(self, req: SimRequest) -> SimResponse:
-        page_id = req.params["page_id"]
-        problem = self._page_problem(req, page_id, "post")
-        if problem:
-            return problem
+    @owner_route("POST", "feed")
+    def create_feed_post(self, req: SimRequest, page_id: str) -> SimResponse:
         form = req.form()
         message = form.get("message", "")
         link = form.get("link") or None
@@ -262,12 +279,8 @@ class FacebookSimulator(GraphSimulator):
             out.append(str(item["media_fbid"]))
         return out
 
-    @route("POST", "/{page_id}/photos")
-    def create_photo(self, req: SimRequest) -> SimResponse:
-        page_id = req.params["page_id"]
-        problem = self._page_problem(req, page_id, "post")
-        if problem:
-            return problem
+    @owner_route("POST", "photos")
+    def create_photo(self, req: SimRequest, page_id: str) -> SimResponse:
         form = req.form()
         url = form.get("url", "")
         if not url:
@@ -298,9 +311,312 @@ class FacebookSimulator(GraphSimulator):
         post = self._store_post(page_id, message, None, [photo_id], "photo")
         return SimResponse(200, {"id": photo_id, "post_id": post["id"]})
 
+    # --- videos ----------------------------------------------------------------------------------
+    def _new_video(self, page_id: str, kind: str, file_size: int | None) -> dict[str, Any]:
+        video_id = self.new_id()
+        video: dict[str, Any] = {
+            "id": video_id,
+            "page_id": page_id,
+            "kind": kind,
+            "size": file_size,
+            "received": 0,
+            "sha256": None,
+            "head": b"",
+            "upload_session_id": self.new_id() if kind == "video" else None,
+            "title": None,
+            "description": None,
+            "finished_time": None,
+            "ready_at": None,
+            "state": "uploading",
+            "error": None,
+            "post_id": None,
+            "created_time": time.time(),
+        }
+        with self.lock:
+            self.videos[video_id] = video
+            self._hashes[video_id] = hashlib.sha256()
+        return video
+
+    def _take_bytes(self, video: dict[str, Any], data: bytes) -> None:
+        """Count and hash bytes as they arrive; keep only the first few KB (the file's signature)."""
+        with self.lock:
+            self._hashes[video["id"]].update(data)
+            video["received"] += len(data)
+            if len(video["head"]) < 64:
+                video["head"] += data[: 64 - len(video["head"])]
+            if video["size"] is not None and video["received"] >= video["size"]:
+                video["sha256"] = self._hashes[video["id"]].hexdigest()
+                video["state"] = "uploaded"
+
+    def _finish_video(self, video: dict[str, Any], title: str | None, description: str) -> None:
+        with self.lock:
+            if video["finished_time"] is not None:
+                return  # finishing twice publishes once
+            video.update(
+                title=title,
+                description=description,
+                finished_time=time.time(),
+                ready_at=time.time() + self.video_processing_seconds,
+                state="processing",
+                marker=marker_in(description),
+            )
+
+    def _settle_videos(self) -> None:
+        """Processing ends when its time has come: the video is published, or fails (caller holds the lock)."""
+        now = time.time()
+        for video in self.videos.values():
+            if video["state"] != "processing" or video["ready_at"] > now:
+                continue
+            head = video["head"]
+            if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+                video.update(
+                    state="error", error="The video file you selected is in a format that we don't support."
+                )
+            elif "sim-processing-fail" in (video["description"] or ""):
+                video.update(state="error", error="Your video could not be processed.")
+            else:
+                post = self._store_post(
+                    video["page_id"], video["description"] or "", None, [], "video", video["id"]
+                )
+                video.update(state="published", post_id=post["id"])
+
+    def _video_status(self, video: dict[str, Any]) -> dict[str, Any]:
+        size = video["size"] or 0
+        state = video["state"]
+        uploading = (
+            "complete" if state != "uploading" else ("in_progress" if video["received"] else "not_started")
+        )
+        processing = {"uploading": "not_started", "uploaded": "not_started", "processing": "in_progress"}.get(
+            state, "error" if state == "error" else "complete"
+        )
+        status: dict[str, Any] = {
+            "video_status": {
+                "uploading": "upload_complete" if video["received"] >= size and size else "uploading",
+                "uploaded": "upload_complete",
+                "processing": "processing",
+                "published": "ready",
+                "error": "error",
+            }[state],
+            "uploading_phase": {"status": uploading, "bytes_transferred": video["received"]},
+            "processing_phase": {"status": processing},
+            "publishing_phase": {"status": "complete" if state == "published" else "not_started"},
+        }
+        if state == "error":
+            status["processing_phase"]["error"] = {"message": video["error"]}
+        if state == "published":
+            status["publishing_phase"].update(
+                publish_status="published", publish_time=graph_time(video["ready_at"])
+            )
+        return status
+
+    def _video_view(self, video: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        view: dict[str, Any] = {"id": video["id"]}
+        for name in fields:
+            if name == "status":
+                view["status"] = self._video_status(video)
+            elif name == "description" and video["description"]:
+                view["description"] = video["description"]
+            elif name == "title" and video["title"]:
+                view["title"] = video["title"]
+            elif name == "created_time":
+                view["created_time"] = graph_time(video["finished_time"] or video["created_time"])
+            elif name == "permalink_url":
+                path = "reel" if video["kind"] == "reel" else f"{video['page_id']}/videos"
+                view["permalink_url"] = f"/{path}/{video['id']}"
+            elif name == "post_id" and video["post_id"]:
+                view["post_id"] = video["post_id"]
+            elif name == "published":
+                view["published"] = video["state"] == "published"
+        return view
+
+    def _session_video(self, page_id: str, session_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            for video in self.videos.values():
+                if video["upload_session_id"] == session_id and video["page_id"] == page_id:
+                    return video
+        return None
+
+    @owner_route("POST", "videos")
+    def create_video(self, req: SimRequest, page_id: str) -> SimResponse:
+        fields, files = req.multipart() if "multipart" in req.header("content-type") else (req.form(), {})
+        form = {**req.query, **fields}
+        phase = form.get("upload_phase", "")
+        if phase == "start":
+            size = form.get("file_size", "")
+            if not size.isdigit() or int(size) <= 0:
+                return self.graph_error(100, "(#100) file_size must be a positive integer")
+            if int(size) > 10 * 1024**3:
+                return self.graph_error(
+                    6000, "There was a problem uploading your video file: it is too large", subcode=1363023
+                )
+            video = self._new_video(page_id, "video", int(size))
+            return SimResponse(
+                200,
+                {
+                    "upload_session_id": video["upload_session_id"],
+                    "video_id": video["id"],
+                    "start_offset": "0",
+                    "end_offset": str(min(self.video_chunk_bytes, int(size))),
+                },
+            )
+        video = self._session_video(page_id, form.get("upload_session_id", ""))
+        if phase in ("transfer", "finish") and video is None:
+            return self.graph_error(
+                6001, "There was a problem uploading your video: upload session not found", subcode=1363019
+            )
+        assert video is None or isinstance(video, dict)
+        if phase == "transfer" and video is not None:
+            chunk = files.get("video_file_chunk")
+            if chunk is None:
+                return self.graph_error(100, "(#100) video_file_chunk is required for upload_phase=transfer")
+            offset = form.get("start_offset", "")
+            if offset != str(video["received"]):
+                return self.graph_error(
+                    6001,
+                    f"There was a problem uploading your video: start_offset {offset} does not match {video['received']}",
+                    subcode=1363037,
+                )
+            if video["received"] + len(chunk) > video["size"]:
+                return self.graph_error(
+                    6001,
+                    "There was a problem uploading your video: more bytes than file_size",
+                    subcode=1363037,
+                )
+            self._take_bytes(video, chunk)
+            nxt = video["received"]
+            return SimResponse(
+                200,
+                {
+                    "start_offset": str(nxt),
+                    "end_offset": str(min(nxt + self.video_chunk_bytes, video["size"])),
+                },
+            )
+        if phase == "finish" and video is not None:
+            if video["received"] < (video["size"] or 0):
+                return self.graph_error(
+                    6001,
+                    "There was a problem uploading your video: the upload is incomplete",
+                    subcode=1363030,
+                )
+            description = form.get("description", "")
+            if len(description) > MAX_MESSAGE:
+                return self.graph_error(
+                    100, f"(#100) The description is too long (max {MAX_MESSAGE} characters)"
+                )
+            self._finish_video(video, form.get("title"), description)
+            return SimResponse(200, {"success": True})
+        return self.graph_error(100, "(#100) upload_phase must be start, transfer or finish")
+
+    @owner_route("POST", "video_reels")
+    def create_reel(self, req: SimRequest, page_id: str) -> SimResponse:
+        form = req.form()
+        phase = form.get("upload_phase", "")
+        if phase == "start":
+            video = self._new_video(page_id, "reel", None)
+            host = req.header("host", "127.0.0.1")
+            return SimResponse(
+                200,
+                {
+                    "video_id": video["id"],
+                    "upload_url": f"http://{host}/video-upload/{RUPLOAD_VERSION}/{video['id']}",
+                },
+            )
+        if phase != "finish":
+            return self.graph_error(100, "(#100) upload_phase must be start or finish")
+        with self.lock:
+            video = self.videos.get(form.get("video_id", ""))
+        if video is None or video["page_id"] != page_id or video["kind"] != "reel":
+            return self.graph_error(100, "(#100) video_id is not a reel upload of this Page")
+        if video["size"] is None or video["received"] < video["size"]:
+            return self.graph_error(
+                6001, "There was a problem uploading your video: the upload is incomplete", subcode=1363030
+            )
+        if form.get("video_state", "") not in ("PUBLISHED", "DRAFT", "SCHEDULED"):
+            return self.graph_error(100, "(#100) video_state must be PUBLISHED, DRAFT or SCHEDULED")
+        description = form.get("description", "")
+        if len(description) > MAX_MESSAGE:
+            return self.graph_error(100, f"(#100) The description is too long (max {MAX_MESSAGE} characters)")
+        self._finish_video(video, form.get("title"), description)
+        return SimResponse(200, {"success": True})
+
+    @route("POST", "/video-upload/{version}/{video_id}", stream=True)
+    def rupload(self, req: SimRequest) -> SimResponse:
+        with self.lock:
+            video = self.videos.get(req.params["video_id"])
+        if video is None or video["kind"] != "reel":
+            return SimResponse(
+                404,
+                {"debug_info": {"retriable": False, "type": "NotFoundError", "message": "video not found"}},
+            )
+        if not self.may_access(req, video["page_id"]):
+            return self.permission_error()
+        offset, size = req.header("offset"), req.header("file_size")
+        if not offset.isdigit() or not size.isdigit():
+            return SimResponse(
+                400,
+                {
+                    "debug_info": {
+                        "retriable": False,
+                        "type": "ParameterValidationError",
+                        "message": "HeaderValuePredicate: Header Offset not convertable to unsigned long",
+                    }
+                },
+            )
+        with self.lock:
+            if video["size"] is None:
+                video["size"] = int(size)
+        if int(size) != video["size"] or int(offset) != video["received"]:
+            return SimResponse(
+                400,
+                {
+                    "debug_info": {
+                        "retriable": False,
+                        "type": "OffsetInvalidError",
+                        "message": f"offset must be {video['received']} of {video['size']}",
+                    }
+                },
+            )
+        stream = req.body_stream
+        assert stream is not None
+        for data in stream:
+            if video["received"] + len(data) > video["size"]:
+                return SimResponse(
+                    400,
+                    {
+                        "debug_info": {
+                            "retriable": False,
+                            "type": "BodyTooLong",
+                            "message": "more bytes than file_size",
+                        }
+                    },
+                )
+            self._take_bytes(video, data)
+        return SimResponse(200, {"success": True})
+
+    def _list_videos(self, req: SimRequest, page_id: str, edge: str, kinds: tuple[str, ...]) -> SimResponse:
+        fields = split_fields(req.query.get("fields", "")) or ["id", "description", "created_time"]
+        with self.lock:
+            self._settle_videos()
+            mine = [
+                v
+                for v in self.videos.values()
+                if v["page_id"] == page_id and v["kind"] in kinds and v["finished_time"] is not None
+            ]
+        return self.list_edge(
+            req, page_id, edge, mine, lambda v: v["finished_time"], lambda v: self._video_view(v, fields)
+        )
+
+    @owner_route("GET", "videos")
+    def list_videos(self, req: SimRequest, page_id: str) -> SimResponse:
+        return self._list_videos(req, page_id, "videos", ("video", "reel"))
+
+    @owner_route("GET", "video_reels")
+    def list_reels(self, req: SimRequest, page_id: str) -> SimResponse:
+        return self._list_videos(req, page_id, "video_reels", ("reel",))
+
     # --- reading ---------------------------------------------------------------------------------
     def _post_view(self, post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        age = effective_age(post["id"], (time.time() - post["created_time"]) * self.metrics_per_second)
+        age = self.age_of(post["id"], post["created_time"])
         view: dict[str, Any] = {}
         for name in fields:
             if name == "id":
@@ -328,51 +644,40 @@ class FacebookSimulator(GraphSimulator):
                 view["shares"] = {"count": int(age / 10)}
         return view
 
-    @route("GET", "/{page_id}/published_posts")
-    def published_posts(self, req: SimRequest) -> SimResponse:
-        return self._list_posts(req)
+    @owner_route("GET", "published_posts")
+    def published_posts(self, req: SimRequest, page_id: str) -> SimResponse:
+        return self._list_posts(req, page_id, "published_posts")
 
-    @route("GET", "/{page_id}/feed")
-    def feed(self, req: SimRequest) -> SimResponse:
-        return self._list_posts(req)
+    @owner_route("GET", "feed")
+    def feed(self, req: SimRequest, page_id: str) -> SimResponse:
+        return self._list_posts(req, page_id, "feed")
 
-    def _list_posts(self, req: SimRequest) -> SimResponse:
-        page_id = req.params["page_id"]
-        problem = self._page_problem(req, page_id, "get")
-        if problem:
-            return problem
+    def _list_posts(self, req: SimRequest, page_id: str, edge: str) -> SimResponse:
         fields = split_fields(req.query.get("fields", "")) or ["created_time", "message", "id"]
-        since = float(req.query["since"]) if req.query.get("since", "").isdigit() else None
-        until = float(req.query["until"]) if req.query.get("until", "").isdigit() else None
-        limit = min(100, max(1, int(req.query.get("limit", "25") or 25)))
-        start = offset_of(req.query.get("after"))
         with self.lock:
-            mine = sorted(
-                (p for p in self.posts.values() if p["page_id"] == page_id),
-                key=lambda p: p["created_time"],
-                reverse=True,
-            )
-        mine = [
-            p
-            for p in mine
-            if (since is None or p["created_time"] >= since) and (until is None or p["created_time"] <= until)
-        ]
-        page = mine[start : start + limit]
-        paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(start + len(page))}}
-        if start + limit < len(mine):
-            paging["next"] = (
-                f"https://graph.facebook.com/{page_id}/published_posts?after={cursor(start + limit)}"
-            )
-        return SimResponse(200, {"data": [self._post_view(p, fields) for p in page], "paging": paging})
+            self._settle_videos()
+            mine = [p for p in self.posts.values() if p["page_id"] == page_id]
+        return self.list_edge(
+            req, page_id, edge, mine, lambda p: p["created_time"], lambda p: self._post_view(p, fields)
+        )
 
-    @route("GET", "/{object_id}/insights")
-    def insights(self, req: SimRequest) -> SimResponse:
-        object_id = req.params["object_id"]
+    # --- insights and node reads (routes in GraphSimulator) ---------------------------------------
+    def insight_values(self, object_id: str) -> dict[str, Any] | None:
         with self.lock:
             post = self.posts.get(object_id)
         if post is None:
-            return self.not_found(object_id)
-        names = [m.strip() for m in req.query.get("metric", "").split(",") if m.strip()]
+            return None
+        age = self.age_of(post["id"], post["created_time"])
+        return {
+            "post_media_view": int(age * 10),
+            "post_total_media_view_unique": int(age * 7),
+            "post_clicks": int(age),
+            "post_clicks_by_type": {"link clicks": int(age / 2), "other clicks": int(age) - int(age / 2)},
+            "post_reactions_by_type_total": {"like": int(age / 2)},
+            "post_video_views": 0,
+        }
+
+    def metrics_problem(self, names: list[str]) -> SimResponse | None:
         if not names:
             return self.graph_error(
                 3001,
@@ -384,34 +689,27 @@ class FacebookSimulator(GraphSimulator):
         for name in names:
             if name not in self.valid_metrics or name in DEPRECATED_POST_METRICS:
                 return self.graph_error(100, "(#100) The value must be a valid insights metric")
-        age = effective_age(post["id"], (time.time() - post["created_time"]) * self.metrics_per_second)
-        values = {
-            "post_media_view": int(age * 10),
-            "post_total_media_view_unique": int(age * 7),
-            "post_clicks": int(age),
-            "post_clicks_by_type": {"link clicks": int(age / 2), "other clicks": int(age) - int(age / 2)},
-            "post_reactions_by_type_total": {"like": int(age / 2)},
-            "post_video_views": 0,
-        }
-        return SimResponse(200, {"data": insights_rows(object_id, names, values)})
+        return None
 
-    @route("GET", "/{object_id}")
-    def read_object(self, req: SimRequest) -> SimResponse:
-        object_id = req.params["object_id"]
-        fields = split_fields(req.query.get("fields", ""))
+    def node_view(self, object_id: str, fields: list[str]) -> dict[str, Any] | None:
         with self.lock:
+            self._settle_videos()
             post = self.posts.get(object_id)
             photo = self.photos.get(object_id)
+            video = self.videos.get(object_id)
+        if video is not None:
+            return self._video_view(video, fields or ["id", "description", "created_time"])
         if post is not None:
-            return SimResponse(200, self._post_view(post, fields or ["created_time", "message", "id"]))
+            return self._post_view(post, fields or ["created_time", "message", "id"])
         if photo is not None:
-            return SimResponse(
-                200,
-                {"id": photo["id"], "created_time": graph_time(photo["created_time"]), "link": photo["url"]},
-            )
-        if self.is_page(object_id):
-            return SimResponse(200, {"id": object_id, "name": f"Simulated Page {object_id}"})
-        return self.not_found(object_id)
+            return {
+                "id": photo["id"],
+                "created_time": graph_time(photo["created_time"]),
+                "link": photo["url"],
+            }
+        if self.is_owner(object_id):
+            return {"id": object_id, "name": f"Simulated Page {object_id}"}
+        return None
 
     @route("DELETE", "/{object_id}")
     def delete(self, req: SimRequest) -> SimResponse:
@@ -425,4 +723,4 @@ class FacebookSimulator(GraphSimulator):
         return SimResponse(200, {"success": True})
 
 
-__all__ = ["FacebookSimulator"]
+__all__ = ["FacebookSimulator", "marker_in"]

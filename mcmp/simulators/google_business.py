@@ -1,6 +1,6 @@
 """Twin of the Google Business Profile v4 localPosts API and Google's OAuth token endpoint.
 
-Tokens (for end-to-end tests and ``mcmp dev``):
+Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth``):
 
 * Any access token starting with ``gbp-test-`` is valid for every location unless revoked; any
   refresh token starting with ``gbp-test-refresh-`` is valid unless revoked. Construct with
@@ -14,7 +14,8 @@ Tokens (for end-to-end tests and ``mcmp dev``):
 
 Endpoints: ``/v4/accounts/{a}/locations/{l}/localPosts`` create (LocalPost validation: topicType
 required, summary ≤ 1,500, callToAction.actionType enum with url except CALL, media only
-``sourceUrl``), list (``pageSize`` default 20, max 100, ``nextPageToken``), get, delete,
+``sourceUrl``, several photos allowed, a ``VIDEO`` item refused with "Video uploaded from post
+is not currently supported." as the API answers), list (``pageSize`` default 20, max 100, ``nextPageToken``), get, delete,
 ``localPosts:reportInsights`` (``insights_available=False`` answers 404, as after its removal);
 ``POST /token`` (refresh_token grant; ``invalid_grant`` "Token has been expired or revoked." for
 revoked tokens; no new refresh token is issued). Errors use Google's
@@ -35,8 +36,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
-from mcmp.simulators.engagement import effective_age
+from mcmp.simulators.core import SimRequest, SimResponse, route
+from mcmp.simulators.oauth import OAuthSimulator
 
 TEST_TOKEN_PREFIX = "gbp-test-"
 TEST_REFRESH_PREFIX = "gbp-test-refresh-"
@@ -61,35 +62,32 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
-class GoogleBusinessSimulator(Simulator):
+class GoogleBusinessSimulator(OAuthSimulator):
     platform = "google-business"
+    access_prefix = TEST_TOKEN_PREFIX
+    refresh_prefix = TEST_REFRESH_PREFIX
+    access_ttl = 3599.0
+    invalid_client_description = "The OAuth client was not found."
+    invalid_grant_description = "Token has been expired or revoked."
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
-        strict_tokens: bool = False,
         quota_per_minute: int = 300,
         insights_available: bool = True,
-        metrics_per_second: float = 1.0,
+        **kwargs: Any,
     ) -> None:
-        self.strict_tokens = strict_tokens
         self.quota_per_minute = quota_per_minute
         self.insights_available = insights_available
-        self.metrics_per_second = metrics_per_second
-        super().__init__(latency_ms=latency_ms, seed=seed)
+        super().__init__(latency_ms=latency_ms, seed=seed, **kwargs)  # tokens: OAuthSimulator
 
     def reset(self) -> None:
         super().reset()
         with self.lock:
             self.posts: dict[str, dict[str, Any]] = {}
             self.created_at: dict[str, float] = {}
-            self.tokens: dict[str, dict[str, Any]] = {}
-            self.refresh_tokens: set[str] = set()
-            self.revoked: set[str] = set()
-            self.revoked_refresh: set[str] = set()
-            self.refresh_calls = 0
             self.quota: Counter[int] = Counter()  # minute → calls
             self.over_limit_refused = 0
             self._ids = itertools.count(1000)
@@ -102,7 +100,7 @@ class GoogleBusinessSimulator(Simulator):
             "posts": list(self.posts.values()),
             "count": len(self.posts),
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
-            "refresh_calls": self.refresh_calls,
+            **self.oauth_state(),
             "quota_this_minute": self.quota[int(time.time() // 60)],
             "over_limit_refused": self.over_limit_refused,
         }
@@ -158,53 +156,26 @@ class GoogleBusinessSimulator(Simulator):
                     }
                     self.created_at[name] = created
             return SimResponse(200, {"ok": True, "seeded": len(posts)})
-        if req.path == "/_sim/tokens" and req.method == "POST":
-            data = req.json() or {}
-            action = data.get("action", "register")
-            with self.lock:
-                if action == "register":
-                    if data.get("token"):
-                        locations = data.get("locations")
-                        self.tokens[str(data["token"])] = {
-                            "locations": set(locations) if locations is not None else None,
-                            "scopes": set(data.get("scopes") or [SCOPE]),
-                            "expires_at": time.time() + float(data.get("expires_in", 3599)),
-                        }
-                        self.revoked.discard(str(data["token"]))
-                    if data.get("refresh_token"):
-                        self.refresh_tokens.add(str(data["refresh_token"]))
-                        self.revoked_refresh.discard(str(data["refresh_token"]))
-                elif action == "revoke":
-                    if data.get("token"):
-                        self.revoked.add(str(data["token"]))
-                    if data.get("refresh_token"):
-                        self.revoked_refresh.add(str(data["refresh_token"]))
-                else:
-                    return SimResponse(400, {"error": "action must be register or revoke"})
-            return SimResponse(200, {"ok": True})
         return super().control(req)
+
+    # --- tokens ------------------------------------------------------------------------------------
+    def default_grants(self) -> dict[str, Any]:
+        return {"locations": None, "scopes": {SCOPE}}
+
+    def grants_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        locations = data.get("locations")
+        return {
+            "locations": set(locations) if locations is not None else None,
+            "scopes": set(data.get("scopes") or [SCOPE]),
+        }
+
+    def unsupported_grant_description(self, grant_type: str) -> str:
+        return "Invalid grant_type: " + grant_type
 
     # --- checks --------------------------------------------------------------------------------------
     def _check(self, req: SimRequest, location: str) -> SimResponse | None:
-        header = req.header("authorization")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        with self.lock:
-            info = self.tokens.get(token)
-            revoked = token in self.revoked
-        if (
-            info is None
-            and token
-            and not revoked
-            and not self.strict_tokens
-            and token.startswith(TEST_TOKEN_PREFIX)
-        ):
-            info = {"locations": None, "scopes": {SCOPE}, "expires_at": None}
-        if (
-            not token
-            or revoked
-            or info is None
-            or (info["expires_at"] is not None and info["expires_at"] < time.time())
-        ):
+        info, _ = self.token_info(req)
+        if info is None:
             return self.token_revoked_response()
         if SCOPE not in info["scopes"]:
             return self.error_response(
@@ -269,6 +240,10 @@ class GoogleBusinessSimulator(Simulator):
             extra = set(item) - {"mediaFormat", "sourceUrl"}
             if extra:
                 return self._invalid(f"media[{i}]", f"unsupported MediaItem fields: {sorted(extra)}")
+            if item["mediaFormat"] == "VIDEO":
+                return self._invalid(
+                    f"media[{i}].media_format", "Video uploaded from post is not currently supported."
+                )
         return None
 
     # --- localPosts ----------------------------------------------------------------------------------
@@ -379,7 +354,7 @@ class GoogleBusinessSimulator(Simulator):
             for name in names:
                 if name not in self.posts or not name.startswith(location + "/"):
                     continue
-                t = effective_age(name, (time.time() - self.created_at[name]) * self.metrics_per_second)
+                t = self.age_of(name, self.created_at[name])
                 values = {
                     "LOCAL_POST_VIEWS_SEARCH": int(t * 4),
                     "LOCAL_POST_ACTIONS_CALL_TO_ACTION": int(t / 3),
@@ -401,32 +376,10 @@ class GoogleBusinessSimulator(Simulator):
     # --- OAuth -----------------------------------------------------------------------------------------
     @route("POST", "/token")
     def token(self, req: SimRequest) -> SimResponse:
-        form = req.form()
-        with self.lock:
-            self.refresh_calls += 1
-        if form.get("grant_type") != "refresh_token":
-            return SimResponse(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "Invalid grant_type: " + form.get("grant_type", ""),
-                },
-            )
-        if not form.get("client_id") or not form.get("client_secret"):
-            return SimResponse(
-                401, {"error": "invalid_client", "error_description": "The OAuth client was not found."}
-            )
-        refresh = form.get("refresh_token", "")
-        with self.lock:
-            known = refresh in self.refresh_tokens or (
-                not self.strict_tokens and refresh.startswith(TEST_REFRESH_PREFIX)
-            )
-            if not known or refresh in self.revoked_refresh:
-                return SimResponse(
-                    400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-                )
-            access = f"{TEST_TOKEN_PREFIX}{secrets.token_hex(12)}"
-            self.tokens[access] = {"locations": None, "scopes": {SCOPE}, "expires_at": time.time() + 3599}
+        granted = self.refresh_grant(req)
+        if isinstance(granted, SimResponse):
+            return granted
+        access = granted[0]  # Google issues no new refresh token
         return SimResponse(
             200, {"access_token": access, "expires_in": 3599, "scope": SCOPE, "token_type": "Bearer"}
         )

@@ -35,11 +35,17 @@ Batch requests (Meta's ``POST /{version}/`` with ``batch=[{"method", "relative_u
 most 50): each sub-request is answered as if sent alone and **counts against the budgets one by
 one**, as Meta counts them; the answer is a list of ``{"code", "headers", "body"}`` (``body`` a
 JSON string). ``state()["over_limit_refused"]`` counts calls refused for exceeding a budget.
+
+Shared by both twins as well: owner checks (an owner is a numeric Page / IG user id, optionally
+restricted to ``known_owners``), the node read ``GET /{v}/{id}`` and ``GET /{v}/{id}/insights``
+(each twin supplies the view and the metric values), edge listings newest first with cursor
+paging, engagement ages and the invisible delivery marker found in a message or caption.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -47,16 +53,18 @@ import secrets
 import string
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
+from mcmp.simulators.core import Handler, SimRequest, SimResponse, Simulator, route
 
 TEST_TOKEN_PREFIX = "EAAB"
 LONG_LIVED_SECONDS = 5_183_944
 _VERSION = re.compile(r"^/(v\d+\.\d+)(/.*)?$")
 _ALNUM = string.ascii_letters + string.digits
 
+MARKER_CHARS = frozenset("\u2063\u200b\u200c\u200d\u2060")
 NOT_FOUND = (
     "Unsupported {verb} request. Object with ID '{id}' does not exist, cannot be loaded due to missing "
     "permissions, or does not support this operation. Please read the Graph API documentation at "
@@ -81,6 +89,22 @@ def split_fields(raw: str) -> list[str]:
     return [re.split(r"[.({]", n.strip(), maxsplit=1)[0] for n in names if n.strip()]
 
 
+def marker_in(text: str) -> str | None:
+    """The trailing run of invisible marker characters in ``text``, if any."""
+    tail = ""
+    for ch in reversed(text):
+        if ch not in MARKER_CHARS:
+            break
+        tail = ch + tail
+    return tail or None
+
+
+def duplicate_markers(items: Iterable[dict[str, Any]]) -> int:
+    """How many stored posts repeat another's delivery marker (exactly-once checks in tests)."""
+    markers = Counter(item["marker"] for item in items if item["marker"])
+    return sum(n - 1 for n in markers.values() if n > 1)
+
+
 def graph_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(epoch))
 
@@ -98,6 +122,25 @@ def offset_of(raw: str | None) -> int:
         return 0
 
 
+OwnerHandler = Callable[[Any, SimRequest, str], SimResponse]
+
+
+def owner_route(method: str, edge: str) -> Callable[[OwnerHandler], Handler]:
+    """Route ``/{owner}/{edge}``: Graph's not-found / permission answer comes before the handler,
+    which receives the owner (Page / IG user) id."""
+    verb = "get" if method.upper() == "GET" else "post"
+
+    def decorate(fn: OwnerHandler) -> Handler:
+        @functools.wraps(fn)
+        def handler(sim: Any, req: SimRequest) -> SimResponse:
+            owner = req.params["owner"]
+            return sim.owner_problem(req, owner, verb) or fn(sim, req, owner)
+
+        return route(method, f"/{{owner}}/{edge}")(handler)
+
+    return decorate
+
+
 class GraphSimulator(Simulator):
     """Token registry, budgets, usage headers, error format and OAuth exchange for Graph twins."""
 
@@ -106,12 +149,15 @@ class GraphSimulator(Simulator):
     buc_code = 80001
     buc_message = "There have been too many calls to this Page account. Wait a bit and try again."
     include_is_transient = False
+    default_metrics: frozenset[str] = frozenset()  # insights metrics the platform answers
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
+        known_owners: set[str] | None = None,
+        valid_metrics: set[str] | None = None,
         strict_tokens: bool = False,
         app_id: str | None = None,
         app_secret: str | None = None,
@@ -120,14 +166,15 @@ class GraphSimulator(Simulator):
         budget_window_seconds: float = 3600.0,
         metrics_per_second: float = 1.0,
     ) -> None:
+        self.known_owners = set(known_owners) if known_owners is not None else None
+        self.valid_metrics = set(valid_metrics) if valid_metrics is not None else set(self.default_metrics)
         self.strict_tokens = strict_tokens
         self.app_id = app_id
         self.app_secret = app_secret
         self.app_call_limit = app_call_limit
         self.owner_call_limit = owner_call_limit
         self.budget_window_seconds = budget_window_seconds
-        self.metrics_per_second = metrics_per_second
-        super().__init__(latency_ms=latency_ms, seed=seed)
+        super().__init__(latency_ms=latency_ms, seed=seed, metrics_per_second=metrics_per_second)
 
     def reset(self) -> None:
         super().reset()
@@ -169,6 +216,74 @@ class GraphSimulator(Simulator):
     def seed_object(self, object_id: str, owner: str, created: float) -> None:
         """Store a published post/media directly (``/_sim/seed``: thousands for a backfill)."""
         raise NotImplementedError
+
+    def node_view(self, object_id: str, fields: list[str]) -> dict[str, Any] | None:
+        """``GET /{v}/{id}``: the object's fields, or None when it does not exist."""
+        return None
+
+    def insight_values(self, object_id: str) -> dict[str, Any] | None:
+        """Every metric's current value for an object, or None when it has no insights."""
+        return None
+
+    def metrics_problem(self, names: list[str]) -> SimResponse | None:
+        """The platform's refusal of an insights ``metric`` list (empty, unknown, deprecated)."""
+        return None
+
+    # --- owners and objects ---------------------------------------------------------------------
+    def is_owner(self, object_id: str) -> bool:
+        """A Page / IG user: a numeric id, one of ``known_owners`` when that is set."""
+        return object_id.isdigit() and (self.known_owners is None or object_id in self.known_owners)
+
+    def owner_problem(self, req: SimRequest, owner: str, verb: str) -> SimResponse | None:
+        """Graph's answer when ``owner`` does not exist or the token may not act for it."""
+        if not self.is_owner(owner):
+            return self.not_found(owner, verb)
+        if not self.may_access(req, owner):
+            return self.permission_error()
+        return None
+
+    def list_edge(
+        self,
+        req: SimRequest,
+        owner: str,
+        edge: str,
+        items: Iterable[dict[str, Any]],
+        created: Callable[[dict[str, Any]], float],
+        view: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> SimResponse:
+        """An edge listing newest first (``since``/``until`` unix filters, ``limit`` ≤ 100, cursors)."""
+        since = float(req.query["since"]) if req.query.get("since", "").isdigit() else None
+        until = float(req.query["until"]) if req.query.get("until", "").isdigit() else None
+        limit = min(100, max(1, int(req.query.get("limit", "25") or 25)))
+        start = offset_of(req.query.get("after"))
+        ordered = [
+            item
+            for item in sorted(items, key=created, reverse=True)
+            if (since is None or created(item) >= since) and (until is None or created(item) <= until)
+        ]
+        page = ordered[start : start + limit]
+        paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(start + len(page))}}
+        if start + limit < len(ordered):
+            paging["next"] = f"https://graph.facebook.com/{owner}/{edge}?after={cursor(start + limit)}"
+        return SimResponse(200, {"data": [view(item) for item in page], "paging": paging})
+
+    @route("GET", "/{object_id}")
+    def read_object(self, req: SimRequest) -> SimResponse:
+        object_id = req.params["object_id"]
+        view = self.node_view(object_id, split_fields(req.query.get("fields", "")))
+        return SimResponse(200, view) if view is not None else self.not_found(object_id)
+
+    @route("GET", "/{object_id}/insights")
+    def insights(self, req: SimRequest) -> SimResponse:
+        object_id = req.params["object_id"]
+        values = self.insight_values(object_id)
+        if values is None:
+            return self.not_found(object_id)
+        names = [m.strip() for m in req.query.get("metric", "").split(",") if m.strip()]
+        problem = self.metrics_problem(names)
+        if problem is not None:
+            return problem
+        return SimResponse(200, {"data": insights_rows(object_id, names, values)})
 
     # --- error format ---------------------------------------------------------------------------
     def graph_error(
@@ -390,10 +505,14 @@ class GraphSimulator(Simulator):
         return SimResponse(200, {"ok": True})
 
     # --- dispatch -------------------------------------------------------------------------------
+    def streams_body(self, method: str, path: str) -> bool:
+        match = _VERSION.match(path)
+        return super().streams_body(method, (match.group(2) or "/") if match else path)
+
     def dispatch(self, req: SimRequest) -> SimResponse:
         match = _VERSION.match(req.path)
         path = (match.group(2) or "/") if match else req.path
-        routed = SimRequest(req.method, path, req.query, req.headers, req.body)
+        routed = SimRequest(req.method, path, req.query, req.headers, req.body, body_stream=req.body_stream)
         first = path.strip("/").split("/", 1)[0]
         owner = self.owner_of(first) if first else None
         if req.method == "POST" and path == "/":
@@ -464,17 +583,6 @@ class GraphSimulator(Simulator):
         return SimResponse(200, body)
 
 
-__all__ = [
-    "LONG_LIVED_SECONDS",
-    "TEST_TOKEN_PREFIX",
-    "GraphSimulator",
-    "cursor",
-    "graph_time",
-    "offset_of",
-    "split_fields",
-]
-
-
 def insights_rows(object_id: str, names: list[str], values: dict[str, int]) -> list[dict[str, Any]]:
     """The ``data`` rows of a Graph ``/insights`` answer (lifetime period), as Meta shapes them."""
     return [
@@ -488,3 +596,19 @@ def insights_rows(object_id: str, names: list[str], values: dict[str, int]) -> l
         }
         for name in names
     ]
+
+
+__all__ = [
+    "LONG_LIVED_SECONDS",
+    "MARKER_CHARS",
+    "TEST_TOKEN_PREFIX",
+    "GraphSimulator",
+    "cursor",
+    "duplicate_markers",
+    "graph_time",
+    "insights_rows",
+    "marker_in",
+    "offset_of",
+    "owner_route",
+    "split_fields",
+]

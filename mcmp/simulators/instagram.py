@@ -2,7 +2,7 @@
 
 Tokens: any token starting with ``EAAB`` is valid for every IG user unless revoked; see
 ``mcmp.simulators.graph_common`` for registration, budgets (BUC code 80002) and control endpoints.
-An IG user is any numeric id (``known_users`` restricts them).
+An IG user is any numeric id (``known_owners`` restricts them).
 
 Behaviour from Meta's docs (ig-user/media, ig-container, media_publish,
 content_publishing_limit, error codes, media insights); errors carry ``is_transient``:
@@ -34,18 +34,15 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections import Counter
 from typing import Any
 
-from mcmp.simulators.core import SimRequest, SimResponse, route
-from mcmp.simulators.engagement import effective_age
-from mcmp.simulators.facebook import marker_in
+from mcmp.simulators.core import SimRequest, SimResponse
 from mcmp.simulators.graph_common import (
     GraphSimulator,
-    cursor,
+    duplicate_markers,
     graph_time,
-    insights_rows,
-    offset_of,
+    marker_in,
+    owner_route,
     split_fields,
 )
 
@@ -86,26 +83,23 @@ class InstagramSimulator(GraphSimulator):
     buc_code = 80002
     buc_message = "There have been too many calls to this Instagram account. Wait a bit and try again."
     include_is_transient = True
+    default_metrics = VALID_MEDIA_METRICS
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
-        known_users: set[str] | None = None,
         quota_total: int = 50,
         container_polls: int = 1,
         container_ttl_seconds: float = 86_400.0,
         spam_trigger: str = "SIM-SPAM",
-        valid_metrics: set[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.known_users = set(known_users) if known_users is not None else None
         self.quota_total = quota_total
         self.container_polls = container_polls
         self.container_ttl_seconds = container_ttl_seconds
         self.spam_trigger = spam_trigger
-        self.valid_metrics = set(valid_metrics) if valid_metrics is not None else set(VALID_MEDIA_METRICS)
         super().__init__(latency_ms=latency_ms, seed=seed, **kwargs)
 
     def reset(self) -> None:
@@ -116,7 +110,7 @@ class InstagramSimulator(GraphSimulator):
             self.publishes: dict[str, list[float]] = {}
 
     def seed_object(self, object_id: str, owner: str, created: float) -> None:
-        media = {
+        media: dict[str, Any] = {
             "id": object_id,
             "owner": owner,
             "caption": "",
@@ -140,7 +134,6 @@ class InstagramSimulator(GraphSimulator):
             containers = {k: dict(c) for k, c in self.containers.items()}
             usage = {u: self._usage(u) for u in self.publishes}
             base = super().state()
-        markers = Counter(m["marker"] for m in media if m["marker"])
         return {
             **base,
             "posts": media,
@@ -149,7 +142,7 @@ class InstagramSimulator(GraphSimulator):
             "containers": containers,
             "quota_usage": usage,
             "quota_total": self.quota_total,
-            "duplicate_markers": sum(n - 1 for n in markers.values() if n > 1),
+            "duplicate_markers": duplicate_markers(media),
         }
 
     def control(self, req: SimRequest) -> SimResponse:
@@ -165,15 +158,18 @@ class InstagramSimulator(GraphSimulator):
         return super().control(req)
 
     # --- objects ---------------------------------------------------------------------------------
-    def is_user(self, object_id: str) -> bool:
-        return object_id.isdigit() and (self.known_users is None or object_id in self.known_users)
+    def is_owner(self, object_id: str) -> bool:
+        """An IG user id; container and media ids are numeric too but are not users."""
+        with self.lock:
+            taken = object_id in self.containers or object_id in self.media
+        return not taken and super().is_owner(object_id)
 
     def owner_of(self, object_id: str) -> str | None:
         with self.lock:
             found = self.containers.get(object_id) or self.media.get(object_id)
         if found is not None:
             return found["owner"]
-        return object_id if self.is_user(object_id) else None
+        return object_id if self.is_owner(object_id) else None
 
     def delete_object(self, object_id: str) -> bool:
         with self.lock:
@@ -185,12 +181,8 @@ class InstagramSimulator(GraphSimulator):
             floor = max(floor, since)
         return sum(1 for t in self.publishes.get(user, []) if t >= floor)
 
-    def _user_problem(self, req: SimRequest, user: str, verb: str) -> SimResponse | None:
-        if not self.is_user(user) or user in self.containers or user in self.media:
-            return self.not_found(user, verb)
-        if not self.may_access(req, user):
-            return self.graph_error(10, "(#10) Application does not have permission for this action")
-        return None
+    def permission_error(self) -> SimResponse:
+        return self.graph_error(10, "(#10) Application does not have permission for this action")
 
     def _status(self, container: dict[str, Any], *, poll: bool) -> str:
         if container["published_media_id"]:
@@ -206,12 +198,8 @@ class InstagramSimulator(GraphSimulator):
         return "FINISHED"
 
     # --- containers --------------------------------------------------------------------------------
-    @route("POST", "/{user_id}/media")
-    def create_container(self, req: SimRequest) -> SimResponse:
-        user = req.params["user_id"]
-        problem = self._user_problem(req, user, "post")
-        if problem:
-            return problem
+    @owner_route("POST", "media")
+    def create_container(self, req: SimRequest, user: str) -> SimResponse:
         form = req.form()
         media_type = (form.get("media_type") or "IMAGE").upper()
         is_item = form.get("is_carousel_item", "false").lower() == "true"
@@ -307,12 +295,8 @@ class InstagramSimulator(GraphSimulator):
         return view
 
     # --- publishing ----------------------------------------------------------------------------------
-    @route("POST", "/{user_id}/media_publish")
-    def media_publish(self, req: SimRequest) -> SimResponse:
-        user = req.params["user_id"]
-        problem = self._user_problem(req, user, "post")
-        if problem:
-            return problem
+    @owner_route("POST", "media_publish")
+    def media_publish(self, req: SimRequest, user: str) -> SimResponse:
         creation_id = req.form().get("creation_id", "")
         if not creation_id:
             return self.graph_error(100, "(#100) The parameter creation_id is required")
@@ -383,12 +367,8 @@ class InstagramSimulator(GraphSimulator):
             self.publishes.setdefault(user, []).append(now)
         return SimResponse(200, {"id": media_id})
 
-    @route("GET", "/{user_id}/content_publishing_limit")
-    def publishing_limit(self, req: SimRequest) -> SimResponse:
-        user = req.params["user_id"]
-        problem = self._user_problem(req, user, "get")
-        if problem:
-            return problem
+    @owner_route("GET", "content_publishing_limit")
+    def publishing_limit(self, req: SimRequest, user: str) -> SimResponse:
         since_raw = req.query.get("since", "")
         since = float(since_raw) if since_raw.isdigit() else None
         if since is not None and since < time.time() - QUOTA_DURATION - 60:
@@ -404,7 +384,7 @@ class InstagramSimulator(GraphSimulator):
 
     # --- reading ---------------------------------------------------------------------------------------
     def _media_view(self, media: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        age = effective_age(media["id"], (time.time() - media["created_at"]) * self.metrics_per_second)
+        age = self.age_of(media["id"], media["created_at"])
         view: dict[str, Any] = {}
         for name in fields or ["id"]:
             if name in (
@@ -425,35 +405,38 @@ class InstagramSimulator(GraphSimulator):
         view.setdefault("id", media["id"])
         return view
 
-    @route("GET", "/{user_id}/media")
-    def list_media(self, req: SimRequest) -> SimResponse:
-        user = req.params["user_id"]
-        problem = self._user_problem(req, user, "get")
-        if problem:
-            return problem
+    @owner_route("GET", "media")
+    def list_media(self, req: SimRequest, user: str) -> SimResponse:
         fields = split_fields(req.query.get("fields", "")) or ["id"]
-        limit = min(100, max(1, int(req.query.get("limit", "25") or 25)))
-        start = offset_of(req.query.get("after"))
         with self.lock:
-            mine = sorted(
-                (m for m in self.media.values() if m["owner"] == user),
-                key=lambda m: m["created_at"],
-                reverse=True,
-            )
-        page = mine[start : start + limit]
-        paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(start + len(page))}}
-        if start + limit < len(mine):
-            paging["next"] = f"https://graph.facebook.com/{user}/media?after={cursor(start + limit)}"
-        return SimResponse(200, {"data": [self._media_view(m, fields) for m in page], "paging": paging})
+            mine = [m for m in self.media.values() if m["owner"] == user]
+        return self.list_edge(
+            req, user, "media", mine, lambda m: m["created_at"], lambda m: self._media_view(m, fields)
+        )
 
-    @route("GET", "/{object_id}/insights")
-    def insights(self, req: SimRequest) -> SimResponse:
-        object_id = req.params["object_id"]
+    # --- insights and node reads (routes in GraphSimulator) ---------------------------------------
+    def insight_values(self, object_id: str) -> dict[str, Any] | None:
         with self.lock:
             media = self.media.get(object_id)
         if media is None:
-            return self.not_found(object_id)
-        names = [m.strip() for m in req.query.get("metric", "").split(",") if m.strip()]
+            return None
+        age = self.age_of(media["id"], media["created_at"])
+        values = {
+            "views": int(age * 10),
+            "reach": int(age * 7),
+            "likes": int(age / 2),
+            "comments": int(age / 5),
+            "shares": int(age / 10),
+            "saved": int(age / 8),
+            "follows": int(age / 50),
+            "profile_visits": int(age / 20),
+        }
+        values["total_interactions"] = (
+            values["likes"] + values["comments"] + values["shares"] + values["saved"]
+        )
+        return values
+
+    def metrics_problem(self, names: list[str]) -> SimResponse | None:
         if not names:
             return self.graph_error(100, "(#100) The parameter metric is required")
         for i, name in enumerate(names):
@@ -468,36 +451,19 @@ class InstagramSimulator(GraphSimulator):
                 return self.graph_error(
                     100, f"(#100) metric[{i}] must be one of the following values: {allowed}"
                 )
-        age = effective_age(media["id"], (time.time() - media["created_at"]) * self.metrics_per_second)
-        values = {
-            "views": int(age * 10),
-            "reach": int(age * 7),
-            "likes": int(age / 2),
-            "comments": int(age / 5),
-            "shares": int(age / 10),
-            "saved": int(age / 8),
-            "follows": int(age / 50),
-            "profile_visits": int(age / 20),
-        }
-        values["total_interactions"] = (
-            values["likes"] + values["comments"] + values["shares"] + values["saved"]
-        )
-        return SimResponse(200, {"data": insights_rows(object_id, names, values)})
+        return None
 
-    @route("GET", "/{object_id}")
-    def read_object(self, req: SimRequest) -> SimResponse:
-        object_id = req.params["object_id"]
-        fields = split_fields(req.query.get("fields", ""))
+    def node_view(self, object_id: str, fields: list[str]) -> dict[str, Any] | None:
         with self.lock:
             container = self.containers.get(object_id)
             media = self.media.get(object_id)
         if container is not None:
-            return SimResponse(200, self._container_view(container, fields))
+            return self._container_view(container, fields)
         if media is not None:
-            return SimResponse(200, self._media_view(media, fields))
-        if self.is_user(object_id):
-            return SimResponse(200, {"id": object_id, "username": f"sim_{object_id}"})
-        return self.not_found(object_id)
+            return self._media_view(media, fields)
+        if self.is_owner(object_id):
+            return {"id": object_id, "username": f"sim_{object_id}"}
+        return None
 
 
 __all__ = ["InstagramSimulator"]

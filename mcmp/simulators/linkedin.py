@@ -1,16 +1,34 @@
 """Twin of LinkedIn's versioned REST API (Posts, Images, statistics) and OAuth refresh endpoint.
 
-Tokens (for end-to-end tests and ``mcmp dev``):
+Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth``):
 
 * Any access token starting with ``li-test-`` is valid (member ``urn:li:person:sim``, admin of
   every organisation) unless revoked; any refresh token starting with ``li-test-refresh-`` is
-  valid unless revoked. Construct with ``strict_tokens=True`` to accept registered tokens only.
+  valid unless revoked, for 365 days from its first use (refreshing does not extend it).
+  Construct with ``strict_tokens=True`` to accept registered tokens only.
 * ``POST /_sim/tokens`` registers or revokes tokens::
 
       {"action": "register", "token": "abc", "member": "urn:li:person:42",
        "authors": ["urn:li:organization:7"]}          # authors omitted → any author
       {"action": "register", "refresh_token": "r1"}
       {"action": "revoke", "token": "abc"} / {"action": "revoke", "refresh_token": "r1"}
+
+Media (LinkedIn's Images, Videos and MultiImage API pages):
+
+* ``POST /rest/images?action=initializeUpload`` → ``value.uploadUrl`` and ``value.image``;
+  ``PUT`` the bytes there; the image is then ``AVAILABLE``.
+* ``POST /rest/videos?action=initializeUpload`` with ``owner`` and ``fileSizeBytes`` →
+  ``value.video``, ``value.uploadToken`` and ``value.uploadInstructions`` (one ``uploadUrl``
+  per part of ``video_part_bytes``, 4 MiB as LinkedIn uses, with ``firstByte``/``lastByte``);
+  each part is ``PUT`` and answered with an ``ETag``; ``POST /rest/videos?action=finalizeUpload``
+  with ``video``, ``uploadToken`` and ``uploadedPartIds`` (the ETags, in order) → 200; the video
+  is ``PROCESSING`` for ``video_processing_seconds``, then ``AVAILABLE`` (``GET
+  /rest/videos/{urn}``), or ``PROCESSING_FAILED`` when its bytes are not an MP4.
+* A post's ``content.media.id`` (image or video URN) must be ``AVAILABLE``; ``content.multiImage
+  .images`` takes 2 to 20 available images (``id``, ``altText``).
+
+Uploaded bytes are counted and hashed as they arrive, never kept (``state()["videos"]`` shows
+``size``, ``received`` and ``sha256``).
 
 Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Version`` (missing →
 400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
@@ -31,6 +49,7 @@ issued (``issued_tokens``), the token each post was created with (``post_tokens`
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import secrets
@@ -40,8 +59,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
-from mcmp.simulators.engagement import effective_age
+from mcmp.simulators.core import SimRequest, SimResponse, route
+from mcmp.simulators.oauth import OAuthSimulator
 
 TEST_TOKEN_PREFIX = "li-test-"
 TEST_REFRESH_PREFIX = "li-test-refresh-"
@@ -79,44 +98,45 @@ def _months_since(version: str, now: datetime) -> int | None:
     return (now.year - year) * 12 + (now.month - month)
 
 
-class LinkedInSimulator(Simulator):
+class LinkedInSimulator(OAuthSimulator):
     platform = "linkedin"
+    access_prefix = TEST_TOKEN_PREFIX
+    refresh_prefix = TEST_REFRESH_PREFIX
+    access_ttl = float(ACCESS_TTL)
+    refresh_ttl = float(REFRESH_TTL)
+    invalid_client_description = "Client authentication failed"
+    invalid_grant_description = (
+        "The provided authorization grant or refresh token is invalid, expired or revoked."
+    )
 
     def __init__(
         self,
         latency_ms: float = 0.0,
         seed: int | None = None,
         *,
-        strict_tokens: bool = False,
         active_versions: set[str] | None = None,
         support_months: int = 12,
         app_daily_limit: int = 100_000,
         member_daily_limit: int = 10_000,
-        metrics_per_second: float = 1.0,
-        client_id: str | None = None,
-        client_secret: str | None = None,
+        video_part_bytes: int = 4 * 1024 * 1024,
+        video_processing_seconds: float = 1.0,
+        **kwargs: Any,
     ) -> None:
-        self.strict_tokens = strict_tokens
+        self.video_part_bytes = video_part_bytes
+        self.video_processing_seconds = video_processing_seconds
         self.active_versions = active_versions
         self.support_months = support_months
         self.app_daily_limit = app_daily_limit
         self.member_daily_limit = member_daily_limit
-        self.metrics_per_second = metrics_per_second
-        self.client_id = client_id
-        self.client_secret = client_secret
-        super().__init__(latency_ms=latency_ms, seed=seed)
+        super().__init__(latency_ms=latency_ms, seed=seed, **kwargs)  # tokens: OAuthSimulator
 
     def reset(self) -> None:
         super().reset()
         with self.lock:
             self.posts: dict[str, dict[str, Any]] = {}
             self.images: dict[str, dict[str, Any]] = {}
-            self.tokens: dict[str, dict[str, Any]] = {}
-            self.refresh_tokens: dict[str, float] = {}  # token → issued at (TTL is not extended)
-            self.revoked: set[str] = set()
-            self.revoked_refresh: set[str] = set()
-            self.refresh_calls = 0
-            self.issued_tokens: list[str] = []  # access tokens handed out by the refresh endpoint
+            self.videos: dict[str, dict[str, Any]] = {}
+            self._hashes: dict[str, Any] = {}
             self.post_tokens: dict[str, str] = {}  # post urn → access token it was created with
             self.usage: Counter[tuple[str, str, str]] = Counter()  # (day, scope key, resource)
             self.over_limit_refused = 0
@@ -129,8 +149,8 @@ class LinkedInSimulator(Simulator):
             "count": len(self.posts),
             "duplicates": sum(n - 1 for n in texts.values() if n > 1),
             "images": {k: {kk: vv for kk, vv in v.items() if kk != "bytes"} for k, v in self.images.items()},
-            "refresh_calls": self.refresh_calls,
-            "issued_tokens": list(self.issued_tokens),
+            "videos": [{k: v for k, v in video.items() if k != "head"} for video in self.videos.values()],
+            **self.oauth_state(),
             "post_tokens": dict(self.post_tokens),
             "usage": {"|".join(k): v for k, v in self.usage.items()},
             "over_limit_refused": self.over_limit_refused,
@@ -163,9 +183,6 @@ class LinkedInSimulator(Simulator):
 
     # --- control ---------------------------------------------------------------------------------
     def control(self, req: SimRequest) -> SimResponse:
-        # The core answers /_sim/* itself; token registration is ours.
-        if req.path == "/_sim/tokens" and req.method == "POST":
-            return self._control_tokens(req.json() or {})
         if req.path == "/_sim/budget" and req.method == "POST":
             data = req.json() or {}
             with self.lock:
@@ -195,29 +212,18 @@ class LinkedInSimulator(Simulator):
             return SimResponse(200, {"ok": True, "seeded": len(posts)})
         return super().control(req)
 
-    def _control_tokens(self, data: dict[str, Any]) -> SimResponse:
-        action = data.get("action", "register")
-        with self.lock:
-            if action == "register":
-                if data.get("token"):
-                    authors = data.get("authors")
-                    self.tokens[str(data["token"])] = {
-                        "member": data.get("member", DEFAULT_MEMBER),
-                        "authors": set(authors) if authors is not None else None,
-                        "expires_at": time.time() + float(data.get("expires_in", ACCESS_TTL)),
-                    }
-                    self.revoked.discard(str(data["token"]))
-                if data.get("refresh_token"):
-                    self.refresh_tokens[str(data["refresh_token"])] = time.time()
-                    self.revoked_refresh.discard(str(data["refresh_token"]))
-            elif action == "revoke":
-                if data.get("token"):
-                    self.revoked.add(str(data["token"]))
-                if data.get("refresh_token"):
-                    self.revoked_refresh.add(str(data["refresh_token"]))
-            else:
-                return SimResponse(400, {"error": "action must be register or revoke"})
-        return SimResponse(200, {"ok": True})
+    def default_grants(self) -> dict[str, Any]:
+        return {"member": DEFAULT_MEMBER, "authors": None}
+
+    def grants_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        authors = data.get("authors")
+        return {
+            "member": data.get("member", DEFAULT_MEMBER),
+            "authors": set(authors) if authors is not None else None,
+        }
+
+    def unsupported_grant_description(self, grant_type: str) -> str:
+        return "grant_type must be refresh_token here"
 
     # --- checks shared by /rest endpoints -------------------------------------------------------
     def _version_ok(self, req: SimRequest) -> SimResponse | None:
@@ -240,22 +246,17 @@ class LinkedInSimulator(Simulator):
         return None
 
     def _auth(self, req: SimRequest) -> tuple[dict[str, Any] | None, SimResponse | None]:
-        header = req.header("authorization")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token:
+        info, problem = self.token_info(req)
+        if problem == "missing":
             return None, self.error_response(401, "Empty oauth2_access_token", 401, "EMPTY_ACCESS_TOKEN")
-        with self.lock:
-            if token in self.revoked:
-                return None, self.token_revoked_response()
-            info = self.tokens.get(token)
-        if info is None and not self.strict_tokens and token.startswith(TEST_TOKEN_PREFIX):
-            info = {"member": DEFAULT_MEMBER, "authors": None, "expires_at": None}
-        if info is None:
-            return None, self.error_response(401, "Invalid access token", 65600, "INVALID_ACCESS_TOKEN")
-        if info.get("expires_at") is not None and info["expires_at"] < time.time():
+        if problem == "revoked":
+            return None, self.token_revoked_response()
+        if problem == "expired":
             return None, self.error_response(
                 401, "The token used in the request has expired", 65602, "EXPIRED_ACCESS_TOKEN"
             )
+        if info is None:
+            return None, self.error_response(401, "Invalid access token", 65600, "INVALID_ACCESS_TOKEN")
         return info, None
 
     def _budget(self, member: str, resource: str) -> SimResponse | None:
@@ -337,14 +338,9 @@ class LinkedInSimulator(Simulator):
             return self.error_response(422, "ERROR :: /visibility :: invalid enum value", 0)
         if body["lifecycleState"] not in ("PUBLISHED", "DRAFT"):
             return self.error_response(422, "ERROR :: /lifecycleState :: invalid enum value", 0)
-        media_id = ((body.get("content") or {}).get("media") or {}).get("id")
-        if media_id is not None:
-            with self.lock:
-                image = self.images.get(str(media_id))
-            if image is None:
-                return self.error_response(400, f"Media {media_id} not found", 0)
-            if not image["uploaded"]:
-                return self.error_response(400, f"Media {media_id} is not AVAILABLE (WAITING_UPLOAD)", 0)
+        problem = self._content_problem(body.get("content"), author)
+        if problem is not None:
+            return problem
         now = _now_ms()
         with self.lock:
             urn = f"urn:li:share:{next(self._ids)}"
@@ -361,7 +357,7 @@ class LinkedInSimulator(Simulator):
                 "lastModifiedAt": now,
                 "publishedAt": now,
             }
-            self.post_tokens[urn] = req.header("authorization")[7:].strip()
+            self.post_tokens[urn] = self.bearer(req)
         return SimResponse(201, None, {"x-restli-id": urn, "x-linkedin-id": urn})
 
     @route("GET", "/rest/posts")
@@ -450,7 +446,12 @@ class LinkedInSimulator(Simulator):
         with self.lock:
             for image in self.images.values():
                 if image["upload_id"] == req.params["upload_id"]:
-                    image.update(uploaded=True, size=len(req.body), bytes=req.body)
+                    image.update(
+                        uploaded=True,
+                        size=len(req.body),
+                        sha256=hashlib.sha256(req.body).hexdigest(),
+                        bytes=req.body[:64],
+                    )
                     return SimResponse(201, None)
         return self.error_response(404, "upload URL not found or expired")
 
@@ -473,76 +474,210 @@ class LinkedInSimulator(Simulator):
             },
         )
 
+    # --- media in posts --------------------------------------------------------------------------
+    def _media_status(self, urn: str) -> str | None:
+        with self.lock:
+            if urn in self.images:
+                return "AVAILABLE" if self.images[urn]["uploaded"] else "WAITING_UPLOAD"
+            video = self.videos.get(urn)
+            if video is None:
+                return None
+            if video["status"] == "PROCESSING" and time.time() >= video["ready_at"]:
+                video["status"] = (
+                    "AVAILABLE"
+                    if video["head"][4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide")
+                    else "PROCESSING_FAILED"
+                )
+            return str(video["status"])
+
+    def _content_problem(self, content: Any, author: str) -> SimResponse | None:
+        if content is None:
+            return None
+        if not isinstance(content, dict):
+            return self.error_response(422, "ERROR :: /content :: must be a record", 0)
+        media_id = (content.get("media") or {}).get("id")
+        if media_id is not None:
+            status = self._media_status(str(media_id))
+            if status is None:
+                return self.error_response(400, f"Media {media_id} not found", 0)
+            if status != "AVAILABLE":
+                return self.error_response(400, f"Media {media_id} is not AVAILABLE ({status})", 0)
+        multi = content.get("multiImage")
+        if multi is not None:
+            images = multi.get("images") if isinstance(multi, dict) else None
+            if not isinstance(images, list) or not 2 <= len(images) <= 20:
+                return self.error_response(
+                    422, "ERROR :: /content/multiImage/images :: a MultiImage post takes 2 to 20 images", 0
+                )
+            for entry in images:
+                urn = str((entry or {}).get("id") or "")
+                if not urn.startswith("urn:li:image:"):
+                    return self.error_response(
+                        422, f"ERROR :: /content/multiImage/images :: {urn!r} is not an image URN", 0
+                    )
+                status = self._media_status(urn)
+                if status != "AVAILABLE":
+                    return self.error_response(
+                        400, f"Media {urn} is not AVAILABLE ({status or 'NOT_FOUND'})", 0
+                    )
+        return None
+
+    # --- videos ----------------------------------------------------------------------------------
+    @route("POST", "/rest/videos")
+    def video_action(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "videos")
+        if problem:
+            return problem
+        action = req.query.get("action")
+        body = req.json() or {}
+        if action == "initializeUpload":
+            init = body.get("initializeUploadRequest") or {}
+            owner, size = init.get("owner"), init.get("fileSizeBytes")
+            if not owner or not isinstance(size, int) or size <= 0:
+                return self.error_response(
+                    422,
+                    "ERROR :: /initializeUploadRequest :: owner and a positive fileSizeBytes are required",
+                    0,
+                )
+            host = req.header("host", "127.0.0.1")
+            video_id = secrets.token_hex(8)
+            urn = f"urn:li:video:C5F10AQ{video_id}"
+            parts = [
+                {
+                    "uploadUrl": f"http://{host}/dms-uploads/video/{video_id}/{i}",
+                    "firstByte": first,
+                    "lastByte": min(first + self.video_part_bytes, size) - 1,
+                }
+                for i, first in enumerate(range(0, size, self.video_part_bytes))
+            ]
+            with self.lock:
+                self.videos[urn] = {
+                    "id": urn,
+                    "owner": owner,
+                    "upload_id": video_id,
+                    "size": size,
+                    "parts": len(parts),
+                    "etags": {},
+                    "received": 0,
+                    "next_part": 0,
+                    "sha256": None,
+                    "head": b"",
+                    "upload_token": secrets.token_hex(6),
+                    "status": "WAITING_UPLOAD",
+                    "ready_at": None,
+                }
+                self._hashes[urn] = hashlib.sha256()
+                token = self.videos[urn]["upload_token"]
+            return SimResponse(
+                200,
+                {
+                    "value": {
+                        "uploadUrlsExpireAt": _now_ms() + 86_400_000,
+                        "video": urn,
+                        "uploadInstructions": parts,
+                        "uploadToken": token,
+                    }
+                },
+            )
+        if action == "finalizeUpload":
+            fin = body.get("finalizeUploadRequest") or {}
+            with self.lock:
+                video = self.videos.get(str(fin.get("video") or ""))
+                if video is None:
+                    return self.error_response(404, f"Video {fin.get('video')} not found", 0)
+                if fin.get("uploadToken", "") != video["upload_token"]:
+                    return self.error_response(400, "uploadToken does not match the upload", 0)
+                expected = [video["etags"].get(i) for i in range(video["parts"])]
+                if None in expected or video["received"] != video["size"]:
+                    return self.error_response(400, "Not all parts of the video were uploaded", 0)
+                given = fin.get("uploadedPartIds")
+                if not isinstance(given, list) or [str(e).strip('"') for e in given] != expected:
+                    return self.error_response(400, "uploadedPartIds do not match the uploaded parts", 0)
+                if video["status"] == "WAITING_UPLOAD":
+                    video.update(status="PROCESSING", ready_at=time.time() + self.video_processing_seconds)
+            return SimResponse(200, None)
+        return self.error_response(400, "action must be initializeUpload or finalizeUpload")
+
+    @route("PUT", "/dms-uploads/video/{upload_id}/{part}", stream=True)
+    def upload_video_part(self, req: SimRequest) -> SimResponse:
+        _, denied = self._auth(req)
+        if denied:
+            return denied
+        with self.lock:
+            video = next((v for v in self.videos.values() if v["upload_id"] == req.params["upload_id"]), None)
+        part = int(req.params["part"]) if req.params["part"].isdigit() else -1
+        if video is None or not 0 <= part < video["parts"]:
+            return self.error_response(404, "upload URL not found or expired")
+        first = part * self.video_part_bytes
+        length = min(first + self.video_part_bytes, video["size"]) - first
+        digest = hashlib.sha256()
+        got = 0
+        stream = req.body_stream
+        assert stream is not None
+        in_order = part == video["next_part"]
+        for data in stream:
+            got += len(data)
+            digest.update(data)
+            if in_order:
+                with self.lock:
+                    self._hashes[video["id"]].update(data)
+                    if len(video["head"]) < 64:
+                        video["head"] += data[: 64 - len(video["head"])]
+        if got != length:
+            return self.error_response(400, f"part {part} must be {length} bytes, got {got}")
+        etag = digest.hexdigest()[:32]
+        with self.lock:
+            if part not in video["etags"]:
+                video["received"] += got
+            video["etags"][part] = etag
+            if in_order:
+                video["next_part"] += 1
+            if video["received"] == video["size"] and video["next_part"] == video["parts"]:
+                video["sha256"] = self._hashes[video["id"]].hexdigest()
+        return SimResponse(200, None, {"ETag": f'"{etag}"'})
+
+    @route("GET", "/rest/videos/{urn}")
+    def get_video(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "videos")
+        if problem:
+            return problem
+        urn = unquote(req.params["urn"])
+        status = self._media_status(urn)
+        if status is None or not urn.startswith("urn:li:video:"):
+            return self.error_response(404, "Not Found")
+        with self.lock:
+            video = self.videos[urn]
+        return SimResponse(
+            200,
+            {
+                "id": urn,
+                "owner": video["owner"],
+                "status": status,
+                "uploadedAt": video["ready_at"] and int(video["ready_at"] * 1000),
+            },
+        )
+
     # --- OAuth -----------------------------------------------------------------------------------
     @route("POST", "/oauth/v2/accessToken")
     def access_token(self, req: SimRequest) -> SimResponse:
-        form = req.form()
-        with self.lock:
-            self.refresh_calls += 1
-        if form.get("grant_type") != "refresh_token":
-            return SimResponse(
-                400,
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "grant_type must be refresh_token here",
-                },
-            )
-        if (
-            not form.get("client_id")
-            or not form.get("client_secret")
-            or (
-                self.client_id is not None
-                and (form["client_id"], form["client_secret"]) != (self.client_id, self.client_secret)
-            )
-        ):
-            return SimResponse(
-                401, {"error": "invalid_client", "error_description": "Client authentication failed"}
-            )
-        token = form.get("refresh_token", "")
-        with self.lock:
-            issued = self.refresh_tokens.get(token)
-            if (
-                issued is None
-                and not self.strict_tokens
-                and token.startswith(TEST_REFRESH_PREFIX)
-                and token not in self.revoked_refresh
-            ):
-                issued = self.refresh_tokens.setdefault(token, time.time())
-            valid = (
-                issued is not None
-                and token not in self.revoked_refresh
-                and issued + REFRESH_TTL > time.time()
-            )
-            if not valid:
-                return SimResponse(
-                    400,
-                    {
-                        "error": "invalid_grant",
-                        "error_description": "The provided authorization grant or refresh token is invalid, expired or revoked.",
-                    },
-                )
-            access = f"{TEST_TOKEN_PREFIX}{secrets.token_hex(12)}"
-            self.tokens[access] = {
-                "member": DEFAULT_MEMBER,
-                "authors": None,
-                "expires_at": time.time() + ACCESS_TTL,
-            }
-            remaining = int(issued + REFRESH_TTL - time.time())
-            self.issued_tokens.append(access)
+        granted = self.refresh_grant(req)
+        if isinstance(granted, SimResponse):
+            return granted
+        access, refresh, first_seen = granted
         # Refreshing does not extend the refresh token's TTL: the same token, with what is left.
         return SimResponse(
             200,
             {
                 "access_token": access,
                 "expires_in": ACCESS_TTL,
-                "refresh_token": token,
-                "refresh_token_expires_in": remaining,
+                "refresh_token": refresh,
+                "refresh_token_expires_in": int(first_seen + REFRESH_TTL - time.time()),
             },
         )
 
     # --- statistics --------------------------------------------------------------------------------
     def _grown(self, post: dict[str, Any]) -> dict[str, int]:
-        t = effective_age(post["id"], (_now_ms() - post["createdAt"]) / 1000.0 * self.metrics_per_second)
+        t = self.age_of(post["id"], post["createdAt"] / 1000.0)
         return {
             "impressionCount": int(t * 10),
             "uniqueImpressionsCount": int(t * 7),
@@ -575,7 +710,7 @@ class LinkedInSimulator(Simulator):
                 post = self.posts.get(urn)
                 if post is None or post["author"] != org:
                     continue
-                stats = self._grown(post)
+                stats: dict[str, float] = dict(self._grown(post))
                 stats["engagement"] = round(
                     (stats["clickCount"] + stats["likeCount"] + stats["commentCount"] + stats["shareCount"])
                     / max(1, stats["impressionCount"]),

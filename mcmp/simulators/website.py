@@ -92,6 +92,7 @@ class WebhookSimulator(Simulator):
                 "title": doc["title"],
                 "body": doc["body"],
                 "postId": doc.get("postId"),
+                "media": doc.get("media") or [],
                 "receivedAt": time.time(),
                 "url": f"https://{site}.example/posts/{post_id}",
             }

@@ -12,7 +12,9 @@ update) and ``/wp-json/wp/v2/users/me``, with WordPress' error bodies
   non-public statuses answers ``400 rest_invalid_param`` with a nested ``rest_forbidden_status``).
 * a slug that is taken is **renamed** to ``slug-2``, ``slug-3``… (``wp_unique_post_slug``), not
   rejected; drafts and pending posts keep their slug as given;
-* posts and attachments share one id sequence (one ``wp_posts`` table).
+* posts and attachments share one id sequence (one ``wp_posts`` table);
+* uploads (images and videos) are read as they arrive and only counted and hashed:
+  ``state()["media"]`` shows each attachment's ``size`` and ``sha256``, never its bytes.
 
 Users: ``admin`` / ``dev-app-password`` unless told otherwise; add more with
 ``POST /_sim/users {"username": …, "app_password": …}`` or :meth:`add_user`. It stores **every**
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import itertools
 import re
 import time
@@ -38,6 +41,7 @@ LISTABLE = (*STATUSES, "trash", "any")
 UNIQUE_SLUG_EXEMPT = frozenset({"draft", "pending", "auto-draft"})
 ALLOWED_UPLOADS = frozenset(
     {"image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "image/bmp", "image/tiff"}
+    | {"video/mp4", "video/quicktime", "video/webm", "video/x-m4v", "video/ogg"}  # wp_get_mime_types
 )
 API = "/wp-json/wp/v2"
 
@@ -288,7 +292,7 @@ class WordPressSimulator(Simulator):
             return wp_error(404, "rest_post_invalid_id", "Invalid post ID.")
         return SimResponse(200, self._fields(post, req))
 
-    @route("POST", f"{API}/media")
+    @route("POST", f"{API}/media", stream=True)
     def upload_media(self, req: SimRequest) -> SimResponse:
         user, denied = self._user(req)
         if denied:
@@ -297,8 +301,6 @@ class WordPressSimulator(Simulator):
             return wp_error(
                 401, "rest_cannot_create", "Sorry, you are not allowed to upload media on this site."
             )
-        if not req.body:
-            return wp_error(400, "rest_upload_no_data", "No data supplied.")
         disposition = req.header("content-disposition")
         if not disposition:
             return wp_error(400, "rest_upload_no_content_disposition", "No Content-Disposition supplied.")
@@ -311,6 +313,13 @@ class WordPressSimulator(Simulator):
                 500, "rest_upload_sideload_error", "Sorry, you are not allowed to upload this file type."
             )
         filename = match.group(1)
+        digest, size = hashlib.sha256(), 0
+        assert req.body_stream is not None
+        for data in req.body_stream:
+            digest.update(data)
+            size += len(data)
+        if not size:
+            return wp_error(400, "rest_upload_no_data", "No data supplied.")
         with self.lock:
             media_id = next(self._ids)
             now = self._now()
@@ -319,11 +328,12 @@ class WordPressSimulator(Simulator):
                 "date_gmt": now,
                 "slug": sanitize_title(filename.rsplit(".", 1)[0]) or str(media_id),
                 "type": "attachment",
-                "media_type": "image",
+                "media_type": "image" if mime.startswith("image/") else "file",
                 "mime_type": mime,
                 "alt_text": req.query.get("alt_text", ""),
                 "source_url": f"{self._base(req)}/wp-content/uploads/{media_id}/{filename}",
-                "size": len(req.body),
+                "size": size,
+                "sha256": digest.hexdigest(),
                 "post": None,
             }
             self.media[media_id] = media

@@ -141,8 +141,9 @@ def test_several_photos_are_uploaded_unpublished_then_attached(
 
 
 def test_validation_before_any_call(connector: FacebookConnector, sim: FacebookSimulator) -> None:
-    with pytest.raises(ValidationError, match="photos only"):
-        connector.validate(request(media=(MediaItem("https://cdn.example/v.mp4", "video"),)).content, creds())
+    mixed = (MediaItem("https://cdn.example/a.jpg", "image"), MediaItem("https://cdn.example/v.mp4", "video"))
+    with pytest.raises(ValidationError, match="cannot mix image and video"):
+        connector.validate(request(media=mixed).content, creds())
     with pytest.raises(ValidationError, match="needs text, a link or a photo"):
         connector.validate(PostContent("p", "c", "", "  "), creds())
     with pytest.raises(ValidationError, match="Page id"):

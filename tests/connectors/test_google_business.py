@@ -237,3 +237,19 @@ def test_metrics_existence_check_5xx_is_retryable_not_deleted(
         connector.fetch_metrics(creds(), [MetricsRef("p1", name)])
     assert not isinstance(info.value, AmbiguousError)
     assert sim.fault_log and sim.fault_log[-1]["method"] == "GET"
+
+
+def test_four_photos_in_one_local_post_and_a_video_refused_naming_the_item(
+    connector: GoogleBusinessConnector, sim: GoogleBusinessSimulator
+) -> None:
+    photos = tuple(MediaItem(f"https://cdn.example/p{i}.jpg", "image", None, "image/jpeg") for i in range(4))
+    connector.publish(request(post=content(media=photos)))
+    (stored,) = sim.state()["posts"]
+    assert stored["media"] == [{"mediaFormat": "PHOTO", "sourceUrl": p.url} for p in photos]
+    clip = MediaItem("https://cdn.example/clip.mp4?sig=secret", "video")
+    with pytest.raises(ValidationError) as err:
+        connector.validate(content(media=(photos[0], clip)), creds())
+    assert str(err.value) == (
+        "media: media[1] (https://cdn.example/clip.mp4): Google Business Profile local posts take photos only "
+        "(the API refuses videos in posts)"
+    )

@@ -156,8 +156,12 @@ def test_publish_image_uploads_then_references_it(
 
 
 def test_validate_rejects_what_linkedin_would(connector: LinkedInConnector) -> None:
-    with pytest.raises(ValidationError, match="video"):
-        connector.validate(PostContent("p", "c", "", "hi", (MediaItem("https://x/v.mp4", "video"),)), creds())
+    mixed = (MediaItem("https://x/a.jpg", "image"), MediaItem("https://x/v.mp4", "video"))
+    with pytest.raises(ValidationError, match="cannot mix image and video"):
+        connector.validate(PostContent("p", "c", "", "hi", mixed), creds())
+    long = MediaItem("https://x/v.mp4", "video", duration_seconds=31 * 60.0, width=1280, height=720)
+    with pytest.raises(ValidationError, match=r"media\[0\] \(https://x/v.mp4\): video lasts 1860.0 s"):
+        connector.validate(PostContent("p", "c", "", "hi", (long,)), creds())
     with pytest.raises(ValidationError, match="externalAccountId"):
         connector.validate(PostContent("p", "c", "", "hi"), creds(author=""))
     connector.validate(PostContent("p", "c", "", "hi"), creds(author="12345"))  # bare org id

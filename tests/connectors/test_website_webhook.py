@@ -3,6 +3,8 @@ peculiar to the webhook (the signature, a wrong secret, a 503 that says the site
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from mcmp.config import Settings
@@ -87,3 +89,42 @@ def test_an_account_without_webhook_url_fails_validation(connector: WebsiteConne
     bad = Credentials("acct", "website", "s", metadata={})
     with pytest.raises(ValidationError, match="webhookUrl"):
         connector.validate(PostContent("p", "c", "t", "b"), bad)
+
+
+def test_the_payload_carries_each_media_url_with_type_alt_text_and_facts(
+    connector: WebsiteConnector, sim: WebhookSimulator, base: str
+) -> None:
+    from mcmp.connectors.types import MediaItem, PublishRequest
+
+    media = (
+        MediaItem("https://cdn.example/a.jpg", "image", "A red bicycle", "image/jpeg", 20_000),
+        MediaItem("https://cdn.example/clip.mp4", "video", None, "video/mp4", 9_000_000, 12.5, 1080, 1920),
+    )
+    creds = Credentials(
+        "acct", "website", "dev-webhook-secret", metadata={"webhookUrl": f"{base}/hooks/acme"}
+    )
+    content = PostContent("p1", "c1", "T", "With media", media)
+    connector.publish(PublishRequest("dm", "dm", "a1", datetime.now(UTC), content, creds))
+    [stored] = sim.state()["posts"]
+    assert stored["media"] == [
+        {
+            "url": "https://cdn.example/a.jpg",
+            "type": "image",
+            "altText": "A red bicycle",
+            "mimeType": "image/jpeg",
+            "sizeBytes": 20_000,
+            "durationSeconds": None,
+            "width": None,
+            "height": None,
+        },
+        {
+            "url": "https://cdn.example/clip.mp4",
+            "type": "video",
+            "altText": None,
+            "mimeType": "video/mp4",
+            "sizeBytes": 9_000_000,
+            "durationSeconds": 12.5,
+            "width": 1080,
+            "height": 1920,
+        },
+    ]

@@ -269,7 +269,7 @@ def test_sim_featured_image_download_errors(
         ({}, {"siteUrl": "ftp://example.com"}, "account.metadata.siteUrl"),
         ({}, {"siteUrl": None}, "account.metadata.siteUrl"),
         ({}, {"username": None}, "account.metadata.username"),
-        ({"media": (MediaItem(url="https://cdn.example/clip.mp4", kind="video"),)}, {}, "media[0]"),
+        ({"media": (MediaItem(url="https://cdn.example/brochure.pdf", kind="file"),)}, {}, "media[0]"),
         ({"media": (MediaItem(url="https://cdn.example/a.svg", kind="image"),)}, {}, "media[0]"),
     ],
 )
@@ -437,3 +437,41 @@ def test_real_bad_request_is_permanent_with_wordpress_message(wordpress: WordPre
     error = classify(response, step="post", account_id="acct-wp")
     assert type(error) is PermanentError
     assert "rest_invalid_param" in error.message and "status is not one of" in error.message
+
+
+def test_sim_video_and_extra_images_go_to_the_media_library_and_into_the_post(
+    sim: tuple[WordPressSimulator, str],
+) -> None:
+    from mcmp.devstack.media import MediaHost, expected_sha256
+
+    simulator, url = sim
+    host = MediaHost()
+    try:
+        images = [host.image(f"dish{i}.jpg", size=30_000 + i) for i in range(3)]
+        video = host.video("kitchen.mp4", size=3 * 1024 * 1024 + 7)
+        media = (
+            MediaItem(images[0], "image", "Asparagus", "image/jpeg"),
+            MediaItem(video, "video", None, "video/mp4"),
+            MediaItem(images[1], "image", "Wild garlic", "image/jpeg"),
+            MediaItem(images[2], "image", None, "image/jpeg"),
+        )
+        result = make_connector().publish(make_request(sim_creds(url), media=media))
+    finally:
+        host.stop()
+    post = simulator.posts[int(result.platform_post_id)]
+    by_url = {m["sha256"]: m for m in simulator.media.values()}
+    first, clip, second, third = (
+        by_url[expected_sha256(u)] for u in (images[0], video, images[1], images[2])
+    )
+    assert post["featured_media"] == first["id"] and first["alt_text"] == "Asparagus"
+    assert (
+        clip["mime_type"] == "video/mp4"
+        and clip["media_type"] == "file"
+        and clip["size"] == 3 * 1024 * 1024 + 7
+    )
+    raw = post["content"]["raw"]
+    assert raw.startswith(make_request(sim_creds(url)).content.body)
+    assert f'<!-- wp:video {{"id":{clip["id"]}}} -->' in raw and f'src="{clip["source_url"]}"' in raw
+    assert f'<img src="{second["source_url"]}" alt="Wild garlic" class="wp-image-{second["id"]}"/>' in raw
+    assert f'class="wp-image-{third["id"]}"' in raw and f'class="wp-image-{first["id"]}"' not in raw
+    assert raw.index(f'"id":{clip["id"]}') < raw.index(f'"id":{second["id"]}')  # in the post's order

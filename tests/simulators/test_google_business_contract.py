@@ -142,3 +142,26 @@ def test_per_minute_quota(url: str, served: tuple[GoogleBusinessSimulator, str])
     assert codes == [200, 200, 429]
     r = requests.get(f"{url}/v4/{LOC}/localPosts", headers=H, timeout=2)
     assert r.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+
+def test_several_photos_in_one_post_and_videos_refused(
+    url: str, served: tuple[GoogleBusinessSimulator, str]
+) -> None:
+    photos = [{"mediaFormat": "PHOTO", "sourceUrl": f"https://cdn.example/p{i}.jpg"} for i in range(4)]
+    r = requests.post(
+        f"{url}/v4/{LOC}/localPosts", json={**DOC_CTA_POST, "media": photos}, headers=H, timeout=2
+    )
+    assert r.status_code == 200, r.text
+    assert [m["sourceUrl"] for m in r.json()["media"]] == [p["sourceUrl"] for p in photos]
+    video = {"mediaFormat": "VIDEO", "sourceUrl": "https://cdn.example/clip.mp4"}
+    r = requests.post(
+        f"{url}/v4/{LOC}/localPosts", json={**DOC_CTA_POST, "media": [video]}, headers=H, timeout=2
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    [violation] = error["details"][0]["fieldViolations"]
+    assert violation == {
+        "field": "media[0].media_format",
+        "description": "Video uploaded from post is not currently supported.",
+    }

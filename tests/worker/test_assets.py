@@ -176,7 +176,7 @@ def test_alt_text_reaches_linkedin_and_bad_media_never_reaches_the_platforms(
     photo = media.add("/bike.jpg", "image/jpeg", len(JPEG), JPEG)
     _asset(db, client, photo, "image", "A red bicycle against a wall")
     huge = media.add("/poster.png", "image/png", 6 * MB)
-    clip = media.add("/teaser.mp4", "video/mp4", 20 * MB)
+    clip = media.add("/teaser.mp4", "video/mp4", 600 * MB)  # LinkedIn takes videos up to 500 MB
     _asset(db, client, clip, "video")
     start_worker(platform_lab.env)
     start_dispatcher(platform_lab.env)
@@ -202,7 +202,7 @@ def test_alt_text_reaches_linkedin_and_bad_media_never_reaches_the_platforms(
     assert platform_lab.sims["google-business"].requests_log() == []
     failed = db.posts.find_one({"_id": video["_id"]})
     assert failed["lastError"] == (
-        f"linkedin: media: media[0] ({clip}): linkedin does not accept video media (accepts image)"
+        f"linkedin: media: media[0] ({clip}): video of 600.0 MB is larger than linkedin's 500.0 MB limit"
     )
     linkedin_posts = [r for r in platform_lab.sims["linkedin"].requests_log() if r["path"] == "/rest/posts"]
     assert len(linkedin_posts) == 1  # only the good post

@@ -7,13 +7,30 @@ Publishing (Page id = ``credentials.external_account_id``, Page access token):
 * one photo: ``POST /{page}/photos`` with ``url`` and ``message`` → ``{"id", "post_id"}``; the
   post id is what we keep (insights and reconciliation work on posts);
 * several photos: each uploaded with ``published=false`` (an unpublished photo is harmless, so a
-  failure there is only Retryable), then ``POST /{page}/feed`` with ``attached_media[i]``.
+  failure there is only Retryable), then ``POST /{page}/feed`` with ``attached_media[i]``;
+* one video, the post's text as its description. A vertical (9:16) video of 3 to 90 s becomes a
+  **Reel** (``POST /{page}/video_reels`` start → the bytes streamed to the returned
+  ``upload_url`` with ``offset``/``file_size`` headers → finish with ``video_state=PUBLISHED``);
+  any other video a **Page video** through the resumable upload on graph-video.facebook.com
+  (``/{page}/videos`` ``upload_phase`` start → transfer of each chunk at the offsets Facebook
+  names → finish). ``publishOptions.facebook.videoType`` (``reel`` | ``video``) overrides the
+  choice, checked against Reels' rules when the video's header says enough. Bytes flow from the
+  media URL to Facebook chunk by chunk (``mcmp.connectors.media_source``), never whole in memory.
+  Only ``finish`` can create a post (it is the one ambiguous write); an upload cut short leaves an
+  unfinished upload that never becomes a post, so the next attempt simply starts over. After
+  ``finish`` the video's status is polled every ``video_poll_seconds`` until it is published
+  (recorded: its Page post id, else the video id) or failed (permanent: Facebook could not
+  process it); still processing after ``video_poll_timeout_seconds`` is Ambiguous, and the next
+  attempt finds the video instead of uploading again. Each chunk and poll tells the worker the
+  attempt is still working (``PublishRequest.still_working``), so the delivery is not handed on.
 
 Reconciliation marker: the invisible per-delivery marker of ``mcmp.connectors.markers`` is appended
 to ``message`` (25 zero-width characters derived from the idempotency key). ``find_published``
 lists ``/{page}/published_posts`` since the first attempt (minus clock skew) and matches the
 marker; if Facebook ever strips those characters, an exact text match that is unique in the
-window is accepted instead.
+window is accepted instead. A video post is looked up first among the Page's videos
+(``/{page}/videos``, or ``/{page}/video_reels``), which list a video while it still processes:
+one found processing is waited for, one that failed processing counts as not published.
 
 Metrics (``fetch_metrics``): Graph batch requests — per post one insights read and one
 engagement read, 25 posts (50 items, Meta's maximum) per HTTP call; each item still counts
@@ -38,6 +55,7 @@ Metric mapping (seed ← Facebook), see ``INSIGHT_METRICS`` and ``ENGAGEMENT_FIE
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,10 +79,14 @@ from mcmp.connectors.graph import (
     exchange_token,
     parse_graph_time,
 )
+from mcmp.connectors.http import send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
-from mcmp.connectors.media import MB, MediaLimits, check_media
+from mcmp.connectors.media import MB, MediaLimits, check_media, item_name, ratio_text
+from mcmp.connectors.media_source import MediaSource, StreamedBody, open_media
+from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
+    MediaItem,
     MetricsRef,
     MetricsSnapshot,
     PostContent,
@@ -75,6 +97,13 @@ from mcmp.connectors.types import (
 
 MAX_MESSAGE_CHARS = 63_206  # Page post message limit, counted with our marker
 MAX_PHOTOS = 10
+VIDEO_PUBLIC_BASE = "https://graph-video.facebook.com"
+MAX_TRANSFER_CHUNK = 64 * MB  # Facebook names each chunk's offsets; we never hold more than this
+REEL_SECONDS = (3.0, 90.0)  # Reels Publishing API: 3 to 90 seconds
+REEL_RATIO = 9 / 16  # Reels: 9:16, at least 540×960
+REEL_MIN_SIZE = (540, 960)
+VIDEO_RATIOS = (9 / 16, 16 / 9)  # Page videos: between 9x16 and 16x9
+VIDEO_SECONDS = (0.0, 4 * 3600.0)  # resumable upload: up to 4 hours
 RECONCILE_PAGE_SIZE = 100
 RECONCILE_MAX_PAGES = 10  # 1,000 posts since the window start; more is LookupIncompleteError
 WINDOW_SKEW = timedelta(minutes=10)
@@ -109,22 +138,61 @@ def post_link(content: PostContent) -> str | None:
     return str(link).strip() if link else None
 
 
+def video_of(content: PostContent) -> tuple[int, MediaItem] | None:
+    """The post's video and its position, if it has one."""
+    return next(((i, m) for i, m in enumerate(content.media) if m.kind == "video"), None)
+
+
+def is_reel_shaped(item: MediaItem) -> bool:
+    """What Reels take: 3 to 90 s, 9:16, at least 540×960 — all known from the header."""
+    return (
+        item.duration_seconds is not None
+        and REEL_SECONDS[0] <= item.duration_seconds <= REEL_SECONDS[1]
+        and item.aspect_ratio is not None
+        and abs(item.aspect_ratio - REEL_RATIO) < 0.01
+        and (item.width or 0) >= REEL_MIN_SIZE[0]
+        and (item.height or 0) >= REEL_MIN_SIZE[1]
+    )
+
+
 class FacebookConnector:
     """Publishes to a Facebook Page; one instance per process, safe to share between threads."""
 
     platform = PLATFORM
-    media_limits = MediaLimits(
-        kinds=frozenset({"image"}),  # videos need /videos (publish_video); not supported yet
-        max_bytes={"image": 10 * MB},
-        max_items=MAX_PHOTOS,
-    )
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
         self.cfg = settings.facebook
+        # Video bytes come from the tenant's URL: only through the guarded fetcher.
+        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
         self.client = GraphClient(
             PLATFORM, self.cfg.base_url, self.cfg.api_version, self.cfg.timeout_seconds, classifier=classify
         )
+        # Same SDK, other host: its graph.facebook.com URLs are sent to the video upload host.
+        self.video_client = GraphClient(
+            PLATFORM,
+            self.cfg.video_base_url or self.cfg.base_url,
+            self.cfg.api_version,
+            self.cfg.timeout_seconds,
+            classifier=classify,
+        )
         self.insights = InsightsReader(self.client, INSIGHT_METRICS)
+        self.media_limits = MediaLimits(
+            kinds=frozenset({"image", "video"}),
+            max_bytes={"image": 10 * MB, "video": self.cfg.video_max_bytes},
+            duration_seconds={"video": VIDEO_SECONDS},
+            aspect_ratio={"video": VIDEO_RATIOS},
+            max_items=MAX_PHOTOS,
+            max_per_kind={"video": 1},
+            mixed_kinds=False,
+            notes={
+                "image": "several photos become one post",
+                "video": (
+                    f"a {ratio_text(REEL_RATIO)} video of {REEL_SECONDS[0]:g} to {REEL_SECONDS[1]:g} s "
+                    "is published as a Reel, any other as a Page video "
+                    "(publishOptions.facebook.videoType: reel | video)"
+                ),
+            },
+        )
 
     # --- validate --------------------------------------------------------------------------------
     def validate(self, content: PostContent, credentials: Credentials) -> None:
@@ -143,12 +211,44 @@ class FacebookConnector:
                 f"{len(text)} characters; a Facebook post takes at most {MAX_MESSAGE_CHARS - MARKER_LENGTH} "
                 f"(63,206 minus {MARKER_LENGTH} for the delivery marker)",
             )
-        for i, item in enumerate(content.media):
-            if item.kind not in (None, "image"):
-                raise ValidationError(
-                    "media", f"media[{i}] is a {item.kind}; the Facebook connector publishes photos only"
-                )
         check_media(content.media, self.media_limits, PLATFORM)
+        kind = content.options.get("videoType")
+        if kind not in (None, "reel", "video"):
+            raise ValidationError("publishOptions.facebook.videoType", f"must be reel or video, got {kind!r}")
+        found = video_of(content)
+        if kind == "reel" and found is None:
+            raise ValidationError("publishOptions.facebook.videoType", "reel needs a video in assetUrls")
+        if kind == "reel" and found is not None:
+            self._check_reel(*found)
+
+    @staticmethod
+    def _check_reel(index: int, item: MediaItem) -> None:
+        """Reels' rules, on the facts the header gave (unknown facts are left to Facebook)."""
+        where = item_name(index, item)
+        problems = []
+        if (
+            item.duration_seconds is not None
+            and not REEL_SECONDS[0] <= item.duration_seconds <= REEL_SECONDS[1]
+        ):
+            problems.append(
+                f"lasts {item.duration_seconds:.1f} s; a Reel takes {REEL_SECONDS[0]:g} to {REEL_SECONDS[1]:g} s"
+            )
+        if item.aspect_ratio is not None and abs(item.aspect_ratio - REEL_RATIO) >= 0.01:
+            problems.append(f"is {item.width}x{item.height}; a Reel is {ratio_text(REEL_RATIO)}")
+        elif (
+            item.width is not None
+            and item.height is not None
+            and (item.width < REEL_MIN_SIZE[0] or item.height < REEL_MIN_SIZE[1])
+        ):
+            problems.append(f"is {item.width}x{item.height}; a Reel is at least 540x960")
+        if problems:
+            raise ValidationError(
+                "publishOptions.facebook.videoType", f"reel: {where} " + " and ".join(problems)
+            )
+
+    def _as_reel(self, content: PostContent, item: MediaItem) -> bool:
+        kind = content.options.get("videoType")
+        return kind == "reel" or (kind is None and is_reel_shaped(item))
 
     # --- publish ---------------------------------------------------------------------------------
     def publish(self, request: PublishRequest) -> PublishResult:
@@ -157,6 +257,9 @@ class FacebookConnector:
         page = str(creds.external_account_id).strip()
         marker = marker_for(request.idempotency_key)
         message = post_text(content, with_link=bool(content.media)) + marker
+        found = video_of(content)
+        if found is not None:
+            return self._publish_video(request, page, found[0], found[1], message)
         if not content.media:
             args: dict[str, Any] = {"message": message}
             link = post_link(content)
@@ -192,6 +295,212 @@ class FacebookConnector:
             raise RetryableError(f"photo upload interrupted ({exc.message})") from None
         return str(photo["id"])
 
+    # --- video -----------------------------------------------------------------------------------
+    def _publish_video(
+        self, request: PublishRequest, page: str, index: int, item: MediaItem, message: str
+    ) -> PublishResult:
+        creds = request.credentials
+        reel = self._as_reel(request.content, item)
+        what = f"assetUrls[{index}]"
+        with open_media(
+            item.url, what=what, max_bytes=self.cfg.video_max_bytes, fetcher=self.fetcher
+        ) as source:
+            size = source.declared_size
+            if not size:
+                raise PermanentError(
+                    f"{what}: the media host did not say the video's size (Content-Length), "
+                    "which Facebook's video upload needs"
+                )
+            if reel:
+                video_id = self._upload_reel(request, page, source, size)
+            else:
+                video_id, session = self._upload_video(request, page, source, size)
+        request.still_working()
+        if reel:  # the one write that can create a post
+            finish: dict[str, Any] = {
+                "upload_phase": "finish",
+                "video_id": video_id,
+                "video_state": "PUBLISHED",
+                "description": message,
+            }
+            result = self.client.call(
+                creds.access_token,
+                f"{page}/video_reels",
+                account_id=creds.account_id,
+                post_args=finish,
+                write=True,
+            )
+        else:
+            finish = {
+                "upload_phase": "finish",
+                "upload_session_id": session,
+                "description": message,
+            }
+            if request.content.title.strip():
+                finish["title"] = request.content.title.strip()[:255]
+            result = self.video_client.call(
+                creds.access_token,
+                f"{page}/videos",
+                account_id=creds.account_id,
+                post_args=finish,
+                write=True,
+            )
+        if result.get("success") is not True:
+            raise AmbiguousError("Facebook answered the video's finish without success")
+        return self._wait_for_video(request, video_id)
+
+    def _upload_video(
+        self, request: PublishRequest, page: str, source: MediaSource, size: int
+    ) -> tuple[str, str]:
+        """Resumable upload: start, then each chunk at the offsets Facebook names. No post yet."""
+        creds = request.credentials
+        try:
+            start = self.video_client.call(
+                creds.access_token,
+                f"{page}/videos",
+                account_id=creds.account_id,
+                post_args={"upload_phase": "start", "file_size": str(size)},
+            )
+            video_id, session = str(start["video_id"]), str(start["upload_session_id"])
+            begin, end = int(start["start_offset"]), int(start["end_offset"])
+            while begin < end:
+                data = source.read(min(end - begin, MAX_TRANSFER_CHUNK))
+                if not data:
+                    raise RetryableError("the video ended before the size its host declared")
+                answer = self.video_client.call(
+                    creds.access_token,
+                    f"{page}/videos",
+                    account_id=creds.account_id,
+                    post_args={
+                        "upload_phase": "transfer",
+                        "upload_session_id": session,
+                        "start_offset": str(begin),
+                    },
+                    files={"video_file_chunk": ("chunk", data, "application/octet-stream")},
+                )
+                del data
+                begin, end = int(answer["start_offset"]), int(answer["end_offset"])
+                request.still_working()
+        except (KeyError, TypeError, ValueError):
+            raise RetryableError("Facebook answered the video upload without its offsets") from None
+        except AmbiguousError as exc:  # an unfinished upload is never a post: starting over is safe
+            raise RetryableError(f"video upload interrupted ({exc.message})") from None
+        except PermanentError as exc:
+            raise self._upload_refused(exc) from None
+        if begin != size:
+            raise RetryableError(f"Facebook stopped the upload at {begin} of {size} bytes")
+        return video_id, session
+
+    def _upload_reel(self, request: PublishRequest, page: str, source: MediaSource, size: int) -> str:
+        """Reel: start, then the whole file streamed to the returned upload URL. No post yet."""
+        creds = request.credentials
+        try:
+            start = self.client.call(
+                creds.access_token,
+                f"{page}/video_reels",
+                account_id=creds.account_id,
+                post_args={"upload_phase": "start"},
+            )
+            video_id, upload_url = str(start["video_id"]), str(start["upload_url"])
+            response = send(
+                self.client.session,
+                "POST",
+                upload_url,
+                timeout=self.cfg.timeout_seconds,
+                data=StreamedBody(source, size, request.still_working),
+                headers={
+                    "Authorization": f"OAuth {creds.access_token}",
+                    "offset": "0",
+                    "file_size": str(size),
+                    "Content-Type": "application/octet-stream",
+                },
+            )
+            if response.status_code >= 400:
+                raise self.client.classify(response, write=False, account_id=creds.account_id)
+            if not (response.json() or {}).get("success"):
+                raise RetryableError("Facebook did not confirm the Reel's upload")
+        except (KeyError, TypeError, ValueError):
+            raise RetryableError("Facebook answered the Reel upload without video_id/upload_url") from None
+        except AmbiguousError as exc:  # an unfinished Reel is never a post: starting over is safe
+            raise RetryableError(f"Reel upload interrupted ({exc.message})") from None
+        except PermanentError as exc:
+            raise self._upload_refused(exc) from None
+        return video_id
+
+    @staticmethod
+    def _upload_refused(exc: PermanentError) -> ConnectorError:
+        """A refusal during the upload: the upload's own failures (6000/6001) are worth a new attempt."""
+        code = str(exc.platform_code or "").split("/")[0]
+        if code in ("6000", "6001") or code.isdigit() and int(code) >= 500:
+            return RetryableError(f"video upload failed ({exc.message})", platform_code=exc.platform_code)
+        return exc
+
+    def _video_state(self, creds: Credentials, video_id: str) -> dict[str, Any]:
+        return self.client.call(
+            creds.access_token,
+            video_id,
+            account_id=creds.account_id,
+            args={"fields": "status,post_id,permalink_url,created_time"},
+        )
+
+    def _wait_for_video(self, request: PublishRequest, video_id: str) -> PublishResult:
+        """Poll until published (the result) or failed (permanent); Ambiguous if still processing."""
+        creds = request.credentials
+        deadline = time.monotonic() + self.cfg.video_poll_timeout_seconds
+        while True:
+            request.still_working()
+            try:
+                video = self._video_state(creds, video_id)
+            except RetryableError as exc:  # the video exists: never post again on a failed read
+                raise AmbiguousError(f"Facebook video {video_id} status unknown ({exc.message})") from None
+            outcome = self._settled(video)
+            if outcome is not None:
+                return outcome
+            if time.monotonic() + self.cfg.video_poll_seconds > deadline:
+                raise AmbiguousError(
+                    f"Facebook video {video_id} still processing after {self.cfg.video_poll_timeout_seconds:.0f} s; "
+                    "looking again later"
+                )
+            time.sleep(self.cfg.video_poll_seconds)
+
+    @staticmethod
+    def _settled(video: dict[str, Any]) -> PublishResult | None:
+        """The published post, ``None`` while processing; ``PermanentError`` if processing failed."""
+        status = video.get("status") or {}
+        phases = [status.get(p) or {} for p in ("uploading_phase", "processing_phase", "publishing_phase")]
+        if status.get("video_status") == "error" or any(p.get("status") == "error" for p in phases):
+            detail = next(
+                (str((p.get("error") or {}).get("message")) for p in phases if p.get("error")), "no detail"
+            )
+            raise PermanentError(f"Facebook could not process the video ({detail[:300]})")
+        publishing = phases[2]
+        if status.get("video_status") == "ready" and publishing.get("status") in (None, "complete"):
+            post_id = str(video.get("post_id") or video["id"])
+            when = parse_graph_time(publishing.get("publish_time")) or parse_graph_time(
+                video.get("created_time")
+            )
+            url = video.get("permalink_url")
+            link = f"https://www.facebook.com{url}" if isinstance(url, str) and url.startswith("/") else url
+            return PublishResult(post_id, str(link or f"https://www.facebook.com/{post_id}"), when)
+        return None
+
+    def _find_video(self, request: PublishRequest, reel: bool, since: datetime) -> PublishResult | None:
+        """This delivery's video among the Page's videos (processing ones too); waits for it to settle."""
+        creds = request.credentials
+        page = (creds.external_account_id or "").strip()
+        marker = marker_for(request.idempotency_key)
+        edge = "video_reels" if reel else "videos"
+        fields = "id,description,created_time,permalink_url,post_id,status"
+        for video in self._scan(creds, page, edge, fields, since):
+            if marker not in str(video.get("description") or ""):
+                continue
+            try:
+                settled = self._settled(video)
+            except PermanentError:
+                return None  # processing failed: nothing was published, a new upload is safe
+            return settled or self._wait_for_video(request, str(video["id"]))
+        return None
+
     # --- reconcile -------------------------------------------------------------------------------
     def _window_start(self, request: PublishRequest) -> datetime:
         first = request.first_attempt_at or request.attempt_started_at
@@ -199,15 +508,21 @@ class FacebookConnector:
 
     def _recent_posts(self, creds: Credentials, page: str, since: datetime) -> Iterator[dict[str, Any]]:
         """The Page's posts since ``since``; ``LookupIncompleteError`` if the pages run out first."""
+        return self._scan(creds, page, "published_posts", "id,message,created_time,permalink_url", since)
+
+    def _scan(
+        self, creds: Credentials, page: str, edge: str, fields: str, since: datetime
+    ) -> Iterator[dict[str, Any]]:
+        """A Page edge since ``since``, page by page; ``LookupIncompleteError`` if the pages run out first."""
         scanned = 0
         args: dict[str, Any] = {
-            "fields": "id,message,created_time,permalink_url",
+            "fields": fields,
             "since": str(int(since.timestamp())),
             "limit": str(RECONCILE_PAGE_SIZE),
         }
         for _ in range(RECONCILE_MAX_PAGES):
             result = self.client.call(
-                creds.access_token, f"{page}/published_posts", account_id=creds.account_id, args=args
+                creds.access_token, f"{page}/{edge}", account_id=creds.account_id, args=args
             )
             data = result.get("data") or []
             scanned += len(data)
@@ -223,6 +538,11 @@ class FacebookConnector:
         creds = request.credentials
         page = (creds.external_account_id or "").strip()
         since = self._window_start(request)
+        found_video = video_of(request.content)
+        if found_video is not None:
+            video = self._find_video(request, self._as_reel(request.content, found_video[1]), since)
+            if video is not None:
+                return video
         marker = marker_for(request.idempotency_key)
         expected = strip_markers(post_text(request.content, with_link=bool(request.content.media))).strip()
         fallback: list[dict[str, Any]] = []

@@ -43,6 +43,7 @@ from mcmp.connectors.errors import (
 from mcmp.connectors.google_business.classify import classify
 from mcmp.connectors.http import BaseUrlSession, send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
+from mcmp.connectors.media import MB, MediaLimits, check_media, item_name
 from mcmp.connectors.types import (
     Credentials,
     MetricsRef,
@@ -156,9 +157,24 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 class GoogleBusinessConnector:
-    """Publishes STANDARD local posts (text, optional call to action, photos) to one location."""
+    """Publishes STANDARD local posts (text, optional call to action, photos) to one location.
+
+    Media: every photo of the post goes in ``media[]`` as ``{"mediaFormat": "PHOTO",
+    "sourceUrl": …}`` (Google fetches it; ``sourceUrl`` is the only MediaItem field local posts
+    take). Videos are refused before any call: the API answers a VIDEO item in a local post with
+    "Video uploaded from post is not currently supported."
+    """
 
     platform = "google-business"
+    media_limits = MediaLimits(
+        kinds=frozenset({"image"}),
+        max_bytes={"image": 5 * MB},  # Business Profile photos: JPG or PNG up to 5 MB
+        mime_types={"image": frozenset({"image/jpeg", "image/png"})},
+        notes={
+            "image": "several photos per post, fetched by Google from their URL",
+            "video": "local posts take photos only (the API refuses videos in posts)",
+        },
+    )
 
     def __init__(self, settings: Settings) -> None:
         self.cfg = settings.google_business
@@ -199,13 +215,23 @@ class GoogleBusinessConnector:
                 f"(including the {MARKER_LENGTH}-character delivery marker)",
             )
         call_to_action(content)
-        for item in content.media:
-            if item.kind != "image":
+        for i, item in enumerate(content.media):
+            if item.kind == "video":
                 raise ValidationError(
-                    "media", f"only photos can be attached to a Google Business post, got {item.kind!r}"
+                    "media",
+                    f"{item_name(i, item)}: Google Business Profile local posts take photos only "
+                    "(the API refuses videos in posts)",
+                )
+            if item.kind not in (None, "image"):
+                raise ValidationError(
+                    "media", f"{item_name(i, item)}: only photos can be attached to a Google Business post"
                 )
             if not item.url.startswith(("http://", "https://")):
-                raise ValidationError("media", "Google fetches photos from a public http(s) URL (sourceUrl)")
+                raise ValidationError(
+                    "media",
+                    f"{item_name(i, item)}: Google fetches photos from a public http(s) URL (sourceUrl)",
+                )
+        check_media(content.media, self.media_limits, self.platform)
 
     def _body(self, request: PublishRequest) -> dict[str, Any]:
         content = request.content

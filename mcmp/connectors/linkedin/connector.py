@@ -8,11 +8,23 @@ refresh-token grant. We send ``Authorization: Bearer`` plus ``LinkedIn-Version``
 ``X-Restli-Protocol-Version: 2.0.0`` on every call, and keep one pooled session per connector.
 
 Publishing: ``POST /rest/posts``; the post URN comes back in the ``x-restli-id`` header of an
-empty 201. Images: ``POST /rest/images?action=initializeUpload`` → ``PUT`` the bytes to
-``value.uploadUrl`` → ``content.media.id`` = ``value.image``. The bytes come from the tenant's
-``MediaItem.url`` through :class:`mcmp.connectors.tenant_fetch.TenantFetcher` only (never the
-platform session): an address inside our network is refused, and the signature must be an image
-LinkedIn takes.
+empty 201. Media bytes are read from the tenant's ``MediaItem.url`` through ``mcmp.connectors.media_source``,
+which goes through :class:`mcmp.connectors.tenant_fetch.TenantFetcher` only (never the platform
+session): an address inside our network is refused, and the bytes' signature is checked:
+
+* one image: ``POST /rest/images?action=initializeUpload`` → ``PUT`` the bytes to
+  ``value.uploadUrl`` → ``content.media.id`` = ``value.image``;
+* 2 to 20 images: each uploaded so, then ``content.multiImage.images`` = ``[{id, altText}]``;
+* one video (Videos API): ``POST /rest/videos?action=initializeUpload`` with ``fileSizeBytes`` →
+  each part of ``uploadInstructions`` read from the media URL and ``PUT`` to its ``uploadUrl``
+  (one part, 4 MB, in memory at a time) → ``finalizeUpload`` with the parts' ETags in order →
+  ``GET /rest/videos/{urn}`` every ``video_poll_seconds`` until ``AVAILABLE``
+  (``PROCESSING_FAILED`` is permanent) → the post with ``content.media.id`` = the video URN.
+
+Nothing before ``POST /rest/posts`` is visible (an orphan image or video is harmless), so media
+failures are Retryable and an interrupted upload simply starts over; the post itself is found by
+its marker after an ambiguous answer, as for any post. Each part and poll tells the worker the
+attempt is still working (``PublishRequest.still_working``).
 
 Commentary is LinkedIn's *little* text format: reserved characters are escaped with a backslash
 (hashtags ``#word`` are kept as hashtags), and the invisible delivery marker of
@@ -27,6 +39,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,9 +59,12 @@ from mcmp.connectors.errors import (
 from mcmp.connectors.http import BaseUrlSession, send
 from mcmp.connectors.linkedin.classify import ThrottleMemory, classify
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
+from mcmp.connectors.media import KB, MB, MediaLimits, check_media
+from mcmp.connectors.media_source import open_media
 from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
+    MediaItem,
     MetricsRef,
     MetricsSnapshot,
     PostContent,
@@ -58,8 +74,12 @@ from mcmp.connectors.types import (
 )
 
 MAX_COMMENTARY_CHARS = 3000  # Posts API commentary limit, counted on the text we send
-SUPPORTED_MEDIA = frozenset({"image"})  # video needs the chunked Videos API: not supported yet
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})  # by the bytes' signature
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
+MAX_IMAGE_BYTES = 20 * MB  # what we read of one image; LinkedIn caps images by pixels (36,152,320)
+MIN_IMAGES, MAX_IMAGES = 2, 20  # MultiImage posts
+VIDEO_SECONDS = (3.0, 30 * 60.0)  # organic video: 3 seconds to 30 minutes
+VIDEO_RATIOS = (1 / 2.4, 2.4)  # 1:2.4 to 2.4:1
+MIN_VIDEO_BYTES = 75 * KB
 RESERVED = set("|{}@[]()<>#\\*_~")
 _HASHTAG = re.compile(r"#(?=\w)")
 RECONCILE_PAGE_SIZE = 50
@@ -157,6 +177,19 @@ class LinkedInConnector:
         self.session = BaseUrlSession()
         self.fetcher = fetcher or TenantFetcher.from_settings(settings)
         self.throttle = ThrottleMemory()
+        self.media_limits = MediaLimits(
+            kinds=frozenset({"image", "video"}),
+            mime_types={"image": IMAGE_TYPES, "video": frozenset({"video/mp4"})},
+            max_bytes={"image": MAX_IMAGE_BYTES, "video": self.cfg.video_max_bytes},
+            min_bytes={"video": MIN_VIDEO_BYTES},
+            duration_seconds={"video": VIDEO_SECONDS},
+            aspect_ratio={"video": VIDEO_RATIOS},
+            max_items=MAX_IMAGES,
+            min_items=MIN_IMAGES,
+            max_per_kind={"video": 1},
+            mixed_kinds=False,
+            notes={"image": "2 to 20 images make a multi-image post", "video": "Videos API, one per post"},
+        )
 
     # --- helpers -----------------------------------------------------------------------------
     def _headers(self, token: str, *, json_body: bool = False) -> dict[str, str]:
@@ -194,15 +227,10 @@ class LinkedInConnector:
                 f"LinkedIn allows {MAX_COMMENTARY_CHARS} characters; this text needs {sent} "
                 f"(including escapes and the {MARKER_LENGTH}-character delivery marker)",
             )
-        if len(content.media) > 1:
-            raise ValidationError("media", "only one image per LinkedIn post is supported")
-        for item in content.media:
-            if item.kind not in SUPPORTED_MEDIA:
-                raise ValidationError(
-                    "media", f"unsupported media kind {item.kind!r} for LinkedIn (images only)"
-                )
+        for i, item in enumerate(content.media):
             if not item.url.startswith(("http://", "https://")):
-                raise ValidationError("media", "image URL must be http(s)")
+                raise ValidationError("media", f"media[{i}]: the URL must be http(s)")
+        check_media(content.media, self.media_limits, self.platform)
         visibility = content.options.get("visibility", "PUBLIC")
         if visibility not in ("PUBLIC", "CONNECTIONS", "LOGGED_IN"):
             raise ValidationError("options.visibility", "must be PUBLIC, CONNECTIONS or LOGGED_IN")
@@ -223,12 +251,28 @@ class LinkedInConnector:
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": False,
         }
-        if content.media:
+        check_media(content.media, self.media_limits, self.platform)  # the branches below rely on it
+        video = next(((i, m) for i, m in enumerate(content.media) if m.kind == "video"), None)
+        if video is not None:
+            media: dict[str, Any] = {"id": self._upload_video(request, author, *video)}
+            if content.title.strip():
+                media["title"] = content.title.strip()[:200]
+            body["content"] = {"media": media}
+        elif len(content.media) == 1:
             item = content.media[0]
-            media: dict[str, Any] = {"id": self._upload_image(creds, author, item.url, "assetUrls[0]")}
+            media = {"id": self._upload_image(creds, author, item.url, "assetUrls[0]")}
             if item.alt_text:
                 media["altText"] = item.alt_text
             body["content"] = {"media": media}
+        elif content.media:
+            images = []
+            for i, item in enumerate(content.media):
+                image: dict[str, Any] = {"id": self._upload_image(creds, author, item.url, f"assetUrls[{i}]")}
+                if item.alt_text:
+                    image["altText"] = item.alt_text
+                images.append(image)
+                request.still_working()
+            body["content"] = {"multiImage": {"images": images}}
         response = self._call(
             "POST",
             f"{self.base}/rest/posts",
@@ -244,8 +288,12 @@ class LinkedInConnector:
 
     def _upload_image(self, creds: Credentials, owner: str, url: str, what: str) -> str:
         """Upload one image; failures here are Retryable (no post exists yet, a new image is harmless)."""
+        with open_media(
+            url, what=what, max_bytes=MAX_IMAGE_BYTES, fetcher=self.fetcher, accept=IMAGE_TYPES
+        ) as source:
+            data = source.read()
+            content_type = source.content_type or "application/octet-stream"
         try:
-            source = self.fetcher.download(url, what=what, accept=IMAGE_TYPES)
             init = self._call(
                 "POST",
                 f"{self.base}/rest/images?action=initializeUpload",
@@ -258,11 +306,107 @@ class LinkedInConnector:
             upload_url, image = value.get("uploadUrl"), value.get("image")
             if not upload_url or not image:
                 raise RetryableError("LinkedIn initializeUpload answered without uploadUrl/image")
-            headers = {"Authorization": f"Bearer {creds.access_token}", "Content-Type": source.content_type}
-            self._call("PUT", upload_url, creds, write=False, data=source.content, headers=headers)
+            headers = {"Authorization": f"Bearer {creds.access_token}", "Content-Type": content_type}
+            self._call("PUT", upload_url, creds, write=False, data=data, headers=headers)
             return str(image)
         except AmbiguousError as exc:
             raise RetryableError(f"image upload interrupted ({exc.message})") from None
+
+    def _upload_video(self, request: PublishRequest, owner: str, index: int, item: MediaItem) -> str:
+        """Videos API upload, then wait until AVAILABLE; the video URN. No post exists yet."""
+        creds = request.credentials
+        what = f"assetUrls[{index}]"
+        try:
+            with open_media(
+                item.url, what=what, max_bytes=self.cfg.video_max_bytes, fetcher=self.fetcher
+            ) as source:
+                size = source.declared_size
+                if not size:
+                    raise PermanentError(
+                        f"{what}: the media host did not say the video's size (Content-Length), "
+                        "which LinkedIn's upload needs"
+                    )
+                init = self._call(
+                    "POST",
+                    f"{self.base}/rest/videos?action=initializeUpload",
+                    creds,
+                    write=False,
+                    data=json.dumps(
+                        {
+                            "initializeUploadRequest": {
+                                "owner": owner,
+                                "fileSizeBytes": size,
+                                "uploadCaptions": False,
+                                "uploadThumbnail": False,
+                            }
+                        }
+                    ),
+                    headers=self._headers(creds.access_token, json_body=True),
+                )
+                value = (init.json() or {}).get("value") or {}
+                urn, token = value.get("video"), value.get("uploadToken", "")
+                parts = value.get("uploadInstructions") or []
+                if not urn or not parts:
+                    raise RetryableError(
+                        "LinkedIn initializeUpload answered without video/uploadInstructions"
+                    )
+                etags = []
+                for part in sorted(parts, key=lambda p: int(p["firstByte"])):
+                    length = int(part["lastByte"]) - int(part["firstByte"]) + 1
+                    data = source.read(length)
+                    if len(data) != length:
+                        raise RetryableError("the video ended before the size its host declared")
+                    answer = self._call(
+                        "PUT",
+                        str(part["uploadUrl"]),
+                        creds,
+                        write=False,
+                        data=data,
+                        headers={
+                            "Authorization": f"Bearer {creds.access_token}",
+                            "Content-Type": "application/octet-stream",
+                        },
+                    )
+                    del data
+                    etag = answer.headers.get("ETag")
+                    if not etag:
+                        raise RetryableError("LinkedIn answered a video part without an ETag")
+                    etags.append(etag)
+                    request.still_working()
+            self._call(
+                "POST",
+                f"{self.base}/rest/videos?action=finalizeUpload",
+                creds,
+                write=False,
+                data=json.dumps(
+                    {"finalizeUploadRequest": {"video": urn, "uploadToken": token, "uploadedPartIds": etags}}
+                ),
+                headers=self._headers(creds.access_token, json_body=True),
+            )
+        except AmbiguousError as exc:  # no post exists yet: a new upload is harmless
+            raise RetryableError(f"video upload interrupted ({exc.message})") from None
+        except (KeyError, TypeError, ValueError):
+            raise RetryableError("LinkedIn answered the video upload in an unexpected shape") from None
+        self._wait_until_available(request, str(urn))
+        return str(urn)
+
+    def _wait_until_available(self, request: PublishRequest, urn: str) -> None:
+        creds = request.credentials
+        deadline = time.monotonic() + self.cfg.video_poll_timeout_seconds
+        while True:
+            request.still_working()
+            response = self._get(f"/rest/videos/{quote(urn, safe='')}", creds)
+            status = str((response.json() or {}).get("status") or "")
+            if status == "AVAILABLE":
+                return
+            if status == "PROCESSING_FAILED":
+                raise PermanentError(f"LinkedIn could not process the video {urn} (PROCESSING_FAILED)")
+            if time.monotonic() + self.cfg.video_poll_seconds > deadline:
+                raise RetryableError(
+                    f"LinkedIn video {urn} still {status or 'PROCESSING'} after "
+                    f"{self.cfg.video_poll_timeout_seconds:.0f} s; a new attempt will upload it again"
+                )
+            time.sleep(self.cfg.video_poll_seconds)
 
     def _window_start(self, request: PublishRequest) -> datetime:
         first = request.first_attempt_at or request.attempt_started_at

@@ -204,18 +204,20 @@ class TenantFetcher:
         what: str,
         write: bool | None = None,
         read_timeout: float | None = None,
+        total_timeout: float | None = None,
         max_bytes: int = MAX_ANSWER_BYTES,
         connect_retries: int = 3,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
         json: Any = None,
         auth: tuple[str, str] | None = None,
     ) -> FetchResponse:
         """One request and its whole answer (at most ``max_bytes``).
 
         GET/HEAD follow redirects (each hop checked); writes never do, so a 3xx comes back to
-        the caller. Transport errors become the error tree: a failure before the request left is
+        the caller. ``content`` may be an iterable of bytes (a large upload sent as it is read;
+        give its ``Content-Length`` header and a ``total_timeout`` that covers the upload). Transport errors become the error tree: a failure before the request left is
         retried here (it cannot have taken effect), one after sending is ``AmbiguousError`` for a
         write and ``RetryableError`` for a read.
         """
@@ -239,6 +241,7 @@ class TenantFetcher:
                     follow=not is_write,
                     write=is_write,
                     read_timeout=read_timeout,
+                    total_timeout=total_timeout,
                     auth=auth,
                     **build,
                 ) as (response, deadline):

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mcmp.config import Settings
 from mcmp.connectors.errors import PermanentError
+from mcmp.connectors.media import MediaLimits
 from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
@@ -20,6 +21,7 @@ from mcmp.connectors.types import (
     TokenGrant,
 )
 from mcmp.connectors.website.webhook import WebhookPublisher
+from mcmp.connectors.website.wordpress import MEDIA_LIMITS as WORDPRESS_MEDIA_LIMITS
 from mcmp.connectors.website.wordpress import WordPressPublisher
 
 
@@ -27,6 +29,11 @@ class WebsiteConnector:
     """Publishes to a client's website; secrets there do not expire (no refresh, no metrics)."""
 
     platform = "website"
+    # The rules depend on the account's mode: a webhook receiver takes any media (its own rules).
+    media_limits_by_mode: dict[str, MediaLimits | None] = {
+        "webhook": None,
+        "wordpress": WORDPRESS_MEDIA_LIMITS,
+    }
 
     def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
         self.settings = settings

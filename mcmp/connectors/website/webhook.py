@@ -1,8 +1,10 @@
 """Signed-webhook publishing to a client's website.
 
 Contract with the receiving site (documented in docs/connectors.md):
-* ``POST <metadata.webhookUrl>`` with the post as JSON, headers ``Idempotency-Key`` (stable per
-  delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see ``signing``); the secret is the
+* ``POST <metadata.webhookUrl>`` with the post as JSON (``media``: one object per ``assetUrls``
+  entry, in order: ``url``, ``type`` image | video | file, ``altText``, ``mimeType``,
+  ``sizeBytes``, ``durationSeconds``, ``width``, ``height``; ``null`` where unknown), headers
+  ``Idempotency-Key`` (stable per delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see ``signing``); the secret is the
   account's ``accessToken``. A 2xx answer carries ``{"id": ..., "url": ...}``.
 * ``GET <metadata.webhookUrl>?idempotency_key=<key>`` (signed over an empty body) returns the
   post created with that key (200) or 404 — used to reconcile after an ambiguous outcome.
@@ -104,7 +106,16 @@ class WebhookPublisher:
             "body": content.body,
             "link": content.link,
             "media": [
-                {"url": m.url, "type": m.kind, "altText": m.alt_text, "mimeType": m.mime_type}
+                {
+                    "url": m.url,
+                    "type": m.kind,
+                    "altText": m.alt_text,
+                    "mimeType": m.mime_type,
+                    "sizeBytes": m.size_bytes,
+                    "durationSeconds": m.duration_seconds,
+                    "width": m.width,
+                    "height": m.height,
+                }
                 for m in content.media
             ],
         }

@@ -6,15 +6,19 @@ sent with HTTP Basic auth.
 
 Flow of one publish:
 
-1. the first image of ``content.media`` (if any) is downloaded and uploaded as raw bytes to
-   ``POST /wp-json/wp/v2/media`` (``alt_text`` rides along in the query string, so the attachment
-   and its alt text are created by one request);
-2. ``POST /wp-json/wp/v2/posts`` creates the published post with ``featured_media`` and a
-   **slug derived from the idempotency key**. That slug is the reconciliation marker:
+1. every item of ``content.media`` (images and videos) is read from its URL and uploaded as raw
+   bytes to the media library, ``POST /wp-json/wp/v2/media`` (``alt_text`` rides along in the
+   query string, so the attachment and its alt text are created by one request); a video is
+   streamed from its URL to WordPress piece by piece with its ``Content-Length``, never held
+   whole in memory;
+2. ``POST /wp-json/wp/v2/posts`` creates the published post with a **slug derived from the
+   idempotency key**: the first image is its ``featured_media``; every other image and every
+   video is placed after the text as a block (``wp:image`` / ``wp:video``, with the uploaded
+   ``source_url``, the alt text and the attachment id). The slug is the reconciliation marker:
    ``find_published`` looks it up (``GET /posts?slug=…``) after an ambiguous outcome.
 
 A failure in step 1 happens before any post exists, so it is never ambiguous. A retry that
-follows a failed step 2 may upload the image again (an unused attachment stays in the media
+follows a failed step 2 may upload the media again (unused attachments stay in the media
 library); that is harmless and keeps ``publish`` simple.
 
 The site and the image are both tenant URLs: every request goes through
@@ -43,6 +47,8 @@ from mcmp.connectors.errors import (
     ValidationError,
 )
 from mcmp.connectors.http import retry_after_seconds
+from mcmp.connectors.media import MediaLimits, check_media
+from mcmp.connectors.media_source import StreamedBody, open_media
 from mcmp.connectors.tenant_fetch import FetchResponse, TenantFetcher
 from mcmp.connectors.types import Credentials, MediaItem, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
@@ -50,6 +56,19 @@ from mcmp.connectors.usage import UsageReport, report
 MAX_TITLE_CHARS = 1000
 MAX_SLUG_CHARS = 190  # wp_posts.post_name is varchar(200): leave room for WordPress' "-N" suffix
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_VIDEO_BYTES = 4 * 1024 * 1024 * 1024  # a site's own upload limit usually refuses sooner
+# A video upload may take its size at this rate (plus a minute) before it is given up on.
+MIN_UPLOAD_BYTES_PER_SECOND = 1024 * 1024
+# Video types a default WordPress accepts (wp_get_mime_types).
+VIDEO_TYPES = {"video/mp4": ".mp4", "video/quicktime": ".mov", "video/webm": ".webm", "video/x-m4v": ".m4v"}
+MEDIA_LIMITS = MediaLimits(
+    kinds=frozenset({"image", "video"}),
+    max_bytes={"image": MAX_IMAGE_BYTES, "video": MAX_VIDEO_BYTES},
+    notes={
+        "image": "uploaded to the media library; the first is the featured image, the others follow the text",
+        "video": "uploaded to the media library (streamed) and placed after the text",
+    },
+)
 # Image types a default WordPress accepts (get_allowed_mime_types); others fail with a 500.
 IMAGE_TYPES = {
     "image/jpeg": ".jpg",
@@ -117,6 +136,10 @@ def _is_image(item: MediaItem) -> bool:
         return item.kind == "image"
     mime = _image_type(item)
     return mime is None or mime.startswith("image/")
+
+
+def _is_video(item: MediaItem) -> bool:
+    return item.kind == "video" or (item.kind is None and (_image_type(item) or "").startswith("video/"))
 
 
 def _wp_error(response: FetchResponse) -> tuple[str | None, str, int | None]:
@@ -221,15 +244,15 @@ class WordPressPublisher:
         if len(content.title) > MAX_TITLE_CHARS:
             raise ValidationError("title", f"longer than {MAX_TITLE_CHARS} characters")
         for index, item in enumerate(content.media):
-            if not _is_image(item):
+            if not _is_image(item) and not _is_video(item):
                 raise ValidationError(
-                    f"media[{index}]", f"WordPress posts take images only (featured image), not {item.kind!r}"
+                    f"media[{index}]", f"WordPress posts take images and videos, not {item.kind!r}"
                 )
             mime = _image_type(item)
-            if mime is not None and mime not in IMAGE_TYPES:
-                raise ValidationError(f"media[{index}]", f"image type {mime} is not accepted by WordPress")
-            if item.size_bytes is not None and item.size_bytes > MAX_IMAGE_BYTES:
-                raise ValidationError(f"media[{index}]", f"larger than {MAX_IMAGE_BYTES} bytes")
+            accepted = IMAGE_TYPES if _is_image(item) else VIDEO_TYPES
+            if mime is not None and mime not in accepted:
+                raise ValidationError(f"media[{index}]", f"type {mime} is not accepted by WordPress")
+        check_media(content.media, MEDIA_LIMITS, "website")
 
     # --- HTTP ---------------------------------------------------------------------------------
     def _call(self, step: Step, method: str, url: str, creds: Credentials, **kwargs: Any) -> FetchResponse:
@@ -260,36 +283,70 @@ class WordPressPublisher:
                 raise AmbiguousError("WordPress answered 2xx without a JSON body") from None
             raise RetryableError(f"WordPress answered the {step} with a non-JSON body") from None
 
-    # --- featured image -----------------------------------------------------------------------
-    def _upload_featured(self, request: PublishRequest, site: str) -> int | None:
-        found = next(((i, m) for i, m in enumerate(request.content.media) if _is_image(m)), None)
-        if found is None:
-            return None
-        index, item = found
+    # --- media library -----------------------------------------------------------------------
+    def _upload(self, request: PublishRequest, site: str, index: int, item: MediaItem) -> dict[str, Any]:
+        """One item into the media library; its attachment (``id``, ``source_url``, ``mime_type``)."""
         creds = request.credentials
-        image = self.fetcher.download(
-            item.url, what=f"assetUrls[{index}]", max_bytes=MAX_IMAGE_BYTES, accept=frozenset(IMAGE_TYPES)
-        )
-        data, mime = image.content, image.content_type
-        params = {"alt_text": item.alt_text} if item.alt_text else None
-        headers = {
-            "Content-Type": mime,
-            "Content-Disposition": f'attachment; filename="{_filename(item.url, mime)}"',
-        }
-        response = self._call(
-            "media",
-            "POST",
-            f"{site}/wp-json/wp/v2/media",
-            creds,
-            content=data,
-            headers=headers,
-            params=params,
-        )
+        image = _is_image(item)
+        what = f"assetUrls[{index}]"
+        with open_media(
+            item.url,
+            what=what,
+            max_bytes=MAX_IMAGE_BYTES if image else MAX_VIDEO_BYTES,
+            fetcher=self.fetcher,
+            accept=frozenset(IMAGE_TYPES if image else VIDEO_TYPES),
+        ) as source:
+            accepted = IMAGE_TYPES if image else VIDEO_TYPES
+            mime = (_image_type(item) or source.content_type or "").split(";")[0].strip().lower()
+            if mime not in accepted:
+                raise PermanentError(f"{what}: type {mime or 'unknown'} is not accepted by WordPress")
+            body: bytes | StreamedBody
+            if image:
+                body = source.read()
+            elif source.declared_size:
+                body = StreamedBody(source, source.declared_size, request.still_working)
+            else:
+                raise PermanentError(
+                    f"{what}: the media host did not say the video's size (Content-Length), needed to stream it"
+                )
+            params = {"alt_text": item.alt_text} if item.alt_text else None
+            headers = {
+                "Content-Type": mime,
+                "Content-Disposition": f'attachment; filename="{_filename(item.url, mime)}"',
+            }
+            if isinstance(body, StreamedBody):  # sent as it is read, with its length (not chunked)
+                headers["Content-Length"] = str(len(body))
+            response = self._call(
+                "media",
+                "POST",
+                f"{site}/wp-json/wp/v2/media",
+                creds,
+                content=body,
+                total_timeout=None if image else len(body) / MIN_UPLOAD_BYTES_PER_SECOND + 60.0,
+                headers=headers,
+                params=params,
+            )
         media = self._json(response, "media")
-        media_id = media.get("id") if isinstance(media, dict) else None
-        if not isinstance(media_id, int):
+        if not isinstance(media, dict) or not isinstance(media.get("id"), int):
             raise RetryableError("WordPress answered the media upload without an id")
-        return media_id
+        request.still_working()
+        return media
+
+    @staticmethod
+    def _block(item: MediaItem, media: dict[str, Any]) -> str:
+        """The Gutenberg block placing an uploaded attachment in the post."""
+        media_id = int(media["id"])
+        src = html.escape(str(media.get("source_url") or ""), quote=True)
+        if _is_video(item):
+            return (
+                f'<!-- wp:video {{"id":{media_id}}} -->\n<figure class="wp-block-video">'
+                f'<video controls src="{src}"></video></figure>\n<!-- /wp:video -->'
+            )
+        alt = html.escape(item.alt_text or "", quote=True)
+        return (
+            f'<!-- wp:image {{"id":{media_id}}} -->\n<figure class="wp-block-image">'
+            f'<img src="{src}" alt="{alt}" class="wp-image-{media_id}"/></figure>\n<!-- /wp:image -->'
+        )
 
     # --- the Protocol ---------------------------------------------------------------------------
     def _body(self, content: PostContent) -> str:
@@ -307,9 +364,15 @@ class WordPressPublisher:
             "status": "publish",
             "slug": slug_for(request.idempotency_key),
         }
-        featured = self._upload_featured(request, site)
-        if featured is not None:
-            doc["featured_media"] = featured
+        blocks = []
+        for index, item in enumerate(request.content.media):
+            media = self._upload(request, site, index, item)
+            if "featured_media" not in doc and _is_image(item):
+                doc["featured_media"] = media["id"]
+            else:
+                blocks.append(self._block(item, media))
+        if blocks:
+            doc["content"] = "\n\n".join([doc["content"], *blocks])
         response = self._call("post", "POST", f"{site}/wp-json/wp/v2/posts", creds, json=doc)
         return _result(self._json(response, "post"))
 

@@ -3,9 +3,11 @@
 * **Media**: each ``assetUrls`` entry matching an Asset of the same client takes that Asset's
   ``type`` (which media flow the connector uses) and ``altText``; every http(s) URL is probed
   (one short ``HEAD``, cached briefly) for its MIME type and size, and a URL with no Asset takes
-  its kind from that probe (or its extension). Media the platform would refuse (wrong kind or
-  type, too large, too many) fails *this platform only*, before any platform call: limits come
-  from the connector's ``media_limits`` or, failing that, ``mcmp.connectors.media.REFERENCE_LIMITS``.
+  its kind from that probe (or its extension). A video's duration and displayed size come from
+  its MP4 header (the first bytes only, cached briefly; ``mcmp.connectors.media_source``).
+  Media the platform would refuse (wrong kind or type, too large or small, too long or short, a
+  wrong aspect ratio, too many) fails *this platform only*, before any platform call: limits
+  come from the connector's ``media_limits`` or, failing that, ``mcmp.connectors.media.REFERENCE_LIMITS``.
 * **Call to action** (convention for the frontend): a post field
   ``cta: {"template": "<ctaTemplates label>", "actionType": "LEARN_MORE", "url": "https://…",
   "appendText": true}``. The named template of the post's client supplies the CTA copy, appended
@@ -23,10 +25,11 @@ from bson import ObjectId
 
 from mcmp.connectors.errors import ValidationError
 from mcmp.connectors.media import REFERENCE_LIMITS, MediaLimits, check_media, kind_from_mime
+from mcmp.connectors.media_source import video_facts
 from mcmp.connectors.registry import get_connector
 from mcmp.connectors.types import MediaItem, PostContent
 from mcmp.models import Asset, Client
-from mcmp.worker.publishing.media_checks import probe
+from mcmp.worker.publishing.media_checks import media_fetcher, probe
 
 CTA_PLATFORM = "google-business"
 DEFAULT_CTA_ACTION = "LEARN_MORE"
@@ -51,18 +54,28 @@ def media_for(client_id: str, urls: list[str], probe_urls: bool = True) -> tuple
         return ()
     assets = {a.url: a for a in Asset.objects(client_id=client_id, url__in=urls)}
     items = []
-    for url in urls:
+    for index, url in enumerate(urls):
         found = probe(url) if probe_urls else None
         mime = found.mime_type if found else None
         size = found.size_bytes if found else None
         asset = assets.get(url)
         if asset is not None:
-            items.append(MediaItem(url, asset.type, asset.alt_text, mime, size))
-            continue
-        kind = kind_from_mime(mime)
-        if kind in (None, "file"):  # generic types such as application/octet-stream
-            kind = _guess_kind(url) or kind
-        items.append(MediaItem(url, kind, None, mime, size))
+            kind, alt = asset.type, asset.alt_text
+        else:
+            kind, alt = kind_from_mime(mime), None
+            if kind in (None, "file"):  # generic types such as application/octet-stream
+                kind = _guess_kind(url) or kind
+        facts = (
+            video_facts(url, what=f"assetUrls[{index}]", fetcher=media_fetcher())
+            if probe_urls and kind == "video"
+            else None
+        )
+        if facts is None:
+            items.append(MediaItem(url, kind, alt, mime, size))
+        else:
+            items.append(
+                MediaItem(url, kind, alt, mime, size, facts.duration_seconds, facts.width, facts.height)
+            )
     return tuple(items)
 
 

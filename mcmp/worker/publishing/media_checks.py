@@ -40,6 +40,11 @@ _cache: dict[str, tuple[float, Probe]] = {}
 _cache_lock = threading.Lock()
 
 
+def media_fetcher() -> TenantFetcher:
+    """The guarded fetcher for the worker's own reads of tenant media (probes, video headers)."""
+    return TenantFetcher.from_settings(get_settings())
+
+
 def probe(url: str, timeout: tuple[float, float, float] = PROBE_TIMEOUT) -> Probe:
     """``HEAD`` the URL (redirects followed). Raises ``ValidationError`` only for 404/410."""
     with _cache_lock:
@@ -49,7 +54,7 @@ def probe(url: str, timeout: tuple[float, float, float] = PROBE_TIMEOUT) -> Prob
     if urlsplit(url).scheme not in ("http", "https"):
         return Probe()
     try:
-        head = TenantFetcher.from_settings(get_settings()).head(url, what="assetUrls", timeout=timeout)
+        head = media_fetcher().head(url, what="assetUrls", timeout=timeout)
     except ConnectorError:
         result = Probe()  # refused, or unreachable from here: not proof the platform cannot fetch it
     else:
@@ -71,4 +76,4 @@ def clear_probe_cache() -> None:
         _cache.clear()
 
 
-__all__ = ["Probe", "clear_probe_cache", "probe"]
+__all__ = ["Probe", "clear_probe_cache", "media_fetcher", "probe"]

@@ -14,6 +14,8 @@ Running this again for a published delivery (a retry from Flower) does nothing a
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -284,8 +286,29 @@ def _run(attempt: _Attempt) -> Outcome:
         content=content,
         credentials=credentials,
         first_attempt_at=as_utc(attempt.delivery.get("createdAt")),
+        keep_alive=_lease_keeper(attempt.delivery, settings.inflight_lease_seconds),
     )
     return _call_platform(attempt, connector, request, account)
+
+
+def _lease_keeper(delivery: dict[str, Any], lease_seconds: float) -> Callable[[], None]:
+    """What a connector calls during a long publish (a video's upload and processing).
+
+    Renews this attempt's in-flight lease at most every third of the lease, so a live worker's
+    long call is never reclaimed by the reaper; raises once the attempt no longer owns the
+    delivery, so the connector stops before it could create a post the new owner also creates.
+    """
+    renewed = [time.monotonic()]
+
+    def keep_alive() -> None:
+        now = time.monotonic()
+        if now - renewed[0] < lease_seconds / 3:
+            return
+        renewed[0] = now
+        if not delivery_states.extend_lease(delivery, lease_seconds):
+            raise RetryableError("this attempt no longer owns the delivery; stopping before publishing")
+
+    return keep_alive
 
 
 def _blocked_until(platform: str, account_id: str) -> datetime | None:
