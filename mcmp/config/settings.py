@@ -158,7 +158,8 @@ class Settings(BaseSettings):
     fetch_read_timeout_seconds: float = Field(default=15.0, gt=0)
     # Whole fetch, redirects and body included: a server dripping bytes is cut off here.
     fetch_total_timeout_seconds: float = Field(default=60.0, gt=0)
-    # Media downloads for which the platform states no smaller limit.
+    # Media read whole into memory (images) when the platform states no smaller limit; a video is
+    # streamed from its URL to the platform and capped by the platform's own limit instead.
     fetch_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
 
     # Platforms

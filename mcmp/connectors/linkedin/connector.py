@@ -289,7 +289,11 @@ class LinkedInConnector:
     def _upload_image(self, creds: Credentials, owner: str, url: str, what: str) -> str:
         """Upload one image; failures here are Retryable (no post exists yet, a new image is harmless)."""
         with open_media(
-            url, what=what, max_bytes=MAX_IMAGE_BYTES, fetcher=self.fetcher, accept=IMAGE_TYPES
+            url,
+            what=what,
+            max_bytes=min(MAX_IMAGE_BYTES, self.fetcher.max_bytes),
+            fetcher=self.fetcher,
+            accept=IMAGE_TYPES,
         ) as source:
             data = source.read()
             content_type = source.content_type or "application/octet-stream"

@@ -292,7 +292,7 @@ class WordPressPublisher:
         with open_media(
             item.url,
             what=what,
-            max_bytes=MAX_IMAGE_BYTES if image else MAX_VIDEO_BYTES,
+            max_bytes=min(MAX_IMAGE_BYTES, self.fetcher.max_bytes) if image else MAX_VIDEO_BYTES,
             fetcher=self.fetcher,
             accept=frozenset(IMAGE_TYPES if image else VIDEO_TYPES),
         ) as source:
