@@ -122,6 +122,22 @@ class Settings(BaseSettings):
     # instead of re-reading it for every delivery (mcmp/worker/accounts/cache.py); 0 turns it off.
     account_cache_seconds: float = Field(default=1.0, ge=0)
     task_time_limit_seconds: int = Field(default=300, gt=0)
+    # A delivery first picked up later than this after its scheduleTime (or the admin retry that
+    # re-opened it) is failed instead of published: "Happy Friday" must not go out on Sunday.
+    # A duration (``6h``, ``90m``) or seconds; 0 turns the limit off.
+    max_lateness: float = Field(default=6 * 3600.0, ge=0)
+    # Deliveries per ``mcmp.publish_batch`` message (formed from what is due now, never waited for).
+    batch_size: int = Field(default=25, gt=0, le=500)
+    # Platform calls running at once inside one batch task (per-account order of starts is kept).
+    batch_concurrency: int = Field(default=8, gt=0, le=64)
+    # A batch records the outcomes it has after this long; slower deliveries record their own.
+    batch_record_after_seconds: float = Field(default=2.0, gt=0)
+    # Each worker process keeps a Redis key alive with this TTL (renewed 4x per TTL): the reaper
+    # hands a dead worker's deliveries on within about this long plus one reap interval.
+    liveness_ttl_seconds: float = Field(default=6.0, gt=0)
+    # A ``queued`` delivery this far past its due time while the publish queue is empty has lost
+    # its message (killed worker's prefetch, broker restart): its message is sent again.
+    requeue_after_seconds: float = Field(default=5.0, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 
     # Secrets. Without keys (dev/test only) tokens stay as written; prod refuses to start.
@@ -153,6 +169,15 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("max_lateness", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip() and not value.strip().replace(".", "", 1).isdigit():
+            from mcmp.config.durations import parse_duration
+
+            return parse_duration(value).total_seconds()
+        return value
 
     @field_validator("token_keys", "analytics_slots", mode="before")
     @classmethod
