@@ -28,6 +28,7 @@ def create_app() -> Celery:
         task_default_queue="publish",
         task_routes={
             "mcmp.publish_delivery": {"queue": "publish"},
+            "mcmp.publish_batch": {"queue": "publish"},
             "mcmp.analytics.*": {"queue": "analytics"},
             "mcmp.maintenance.*": {"queue": "maintenance"},
             "mcmp.tokens.*": {"queue": "maintenance"},

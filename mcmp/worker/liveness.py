@@ -126,7 +126,11 @@ def keep_leases_with(keeper: Callable[[list[Any], str], None]) -> None:
 
 
 def alive(owners: Iterable[str]) -> set[str] | None:
-    """The subset of ``owners`` whose process is alive, or None when that cannot be judged."""
+    """The subset of ``owners`` whose process is alive, or None when that cannot be judged.
+
+    An owner whose key is missing is looked at again one renewal later before it is called
+    dead: a live process re-sets a key that was lost (Redis restarted or flushed) by then.
+    """
     wanted = sorted(set(owners))
     settings = get_settings()
     try:
@@ -134,13 +138,22 @@ def alive(owners: Iterable[str]) -> set[str] | None:
         uptime = int(client.info("server").get("uptime_in_seconds", 0))
         if uptime < settings.liveness_ttl_seconds:
             return None  # keys lost in a restart are being renewed right now
-        if not wanted:
-            return set()
-        found = client.mget([KEY_PREFIX + o for o in wanted])
+        live = _present(client, wanted)
+        missing = [o for o in wanted if o not in live]
+        if missing:
+            time.sleep(settings.liveness_ttl_seconds / 4 + 0.25)
+            live |= _present(client, missing)
     except redis.RedisError as exc:
-        log.warning("liveness unavailable (%s); only unowned leases are reaped", type(exc).__name__)
+        log.warning("liveness unavailable (%s); only expired leases are reaped", type(exc).__name__)
         return None
-    return {o for o, value in zip(wanted, found, strict=True) if value is not None}
+    return live
+
+
+def _present(client: redis.Redis, owners: list[str]) -> set[str]:
+    if not owners:
+        return set()
+    found = client.mget([KEY_PREFIX + o for o in owners])
+    return {o for o, value in zip(owners, found, strict=True) if value is not None}
 
 
 __all__ = ["alive", "keep_leases_with", "owner", "running"]

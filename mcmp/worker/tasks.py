@@ -12,15 +12,38 @@ from mcmp.worker.app import app
 
 
 @app.task(name="mcmp.publish_delivery", acks_late=True, reject_on_worker_lost=True)
-def publish_delivery(delivery_id: str, claim: dict[str, str] | None = None) -> str:
+def publish_delivery(
+    delivery_id: str,
+    claim: dict[str, str] | None = None,
+    post_id: str | None = None,
+    platform: str | None = None,
+) -> str:
     """Publish one (post, platform) delivery; a no-op if it is already done or in flight.
 
     ``claim`` (claim token, post id, platform, due time — no secrets) lets a first attempt start
-    with one write; a stale or re-sent hint is ignored safely.
+    with one write; a stale or re-sent hint is ignored safely. ``post_id`` and ``platform`` only
+    label the message (a batch sends one per failed delivery, so Flower lists it by post).
     """
     from mcmp.worker.publishing.pipeline import publish_delivery as run
 
     return str(run(delivery_id, claim))
+
+
+@app.task(name="mcmp.publish_batch", acks_late=True, reject_on_worker_lost=True)
+def publish_batch(delivery_ids: list[str], claim: dict[str, Any] | None = None) -> dict[str, int]:
+    """Publish a dispatcher batch of first attempts (ids, times and the claim token only).
+
+    Each delivery that ends ``failed`` gets its own ``mcmp.publish_delivery`` message (ids only),
+    so an operator finds and retries it one by one in Flower.
+    """
+    from mcmp.worker.publishing.batch import publish_batch as run
+
+    def failed(taken: Any) -> None:
+        publish_delivery.apply_async(
+            args=[str(taken.id)], kwargs={"post_id": taken.post_id, "platform": taken.platform}
+        )
+
+    return run(delivery_ids, claim, on_failed=failed)
 
 
 @functools.cache
