@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(default=200, gt=0)
     queued_lease_seconds: int = Field(default=300, gt=0)
     inflight_lease_seconds: int = Field(default=90, gt=0)
-    reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # The reaper also hands on dead workers' deliveries and re-sends lost messages: keep it short.
+    reap_interval_seconds: float = Field(default=2.0, gt=0)
     # A post still "scheduled" this long after expansion is re-derived from its deliveries
     # (recovers a worker killed between recording a delivery and updating its post).
     settle_after_seconds: float = Field(default=30.0, gt=0)
@@ -128,13 +129,14 @@ class Settings(BaseSettings):
     max_lateness: float = Field(default=6 * 3600.0, ge=0)
     # Deliveries per ``mcmp.publish_batch`` message (formed from what is due now, never waited for).
     batch_size: int = Field(default=25, gt=0, le=500)
-    # Platform calls running at once inside one batch task (per-account order of starts is kept).
-    batch_concurrency: int = Field(default=8, gt=0, le=64)
+    # Platform calls running at once per worker process, across its batches (they wait on the
+    # platform, not the CPU); calls start in due order.
+    batch_concurrency: int = Field(default=25, gt=0, le=100)
     # A batch records the outcomes it has after this long; slower deliveries record their own.
     batch_record_after_seconds: float = Field(default=2.0, gt=0)
     # Each worker process keeps a Redis key alive with this TTL (renewed 4x per TTL): the reaper
     # hands a dead worker's deliveries on within about this long plus one reap interval.
-    liveness_ttl_seconds: float = Field(default=6.0, gt=0)
+    liveness_ttl_seconds: float = Field(default=4.0, gt=0)
     # A ``queued`` delivery this far past its due time while the publish queue is empty has lost
     # its message (killed worker's prefetch, broker restart): its message is sent again.
     requeue_after_seconds: float = Field(default=5.0, gt=0)

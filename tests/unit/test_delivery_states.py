@@ -126,7 +126,9 @@ def test_a_live_worker_keeps_the_lease_of_a_call_still_running(db, post):
     old = now() - timedelta(seconds=1)
     db.deliveries.update_one({"_id": taken.id}, {"$set": {"leaseUntil": old}})
     assert delivery_states.extend_leases([taken.id], liveness.owner() or "") == 1
-    assert state(db, taken)["leaseUntil"] > now() + timedelta(seconds=get_settings().inflight_lease_seconds - 5)
+    assert state(db, taken)["leaseUntil"] > now() + timedelta(
+        seconds=get_settings().inflight_lease_seconds - 5
+    )
     assert delivery_states.reap_expired_leases() == (0, 0)
 
 

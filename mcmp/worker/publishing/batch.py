@@ -1,4 +1,4 @@
-"""Publishing a dispatcher's batch of first attempts with a few database commands, not a few per delivery.
+"""Publishing a dispatcher's batch of deliveries with a few database commands, not a few per delivery.
 
 One ``update_many`` takes the batch (a compare-and-swap per delivery on its claim token), one
 query reads its posts, one its accounts; the platform calls run concurrently on a bounded pool
@@ -69,7 +69,7 @@ def publish_batch(
     posts = _posts(taken)
     accounts = _accounts(taken, posts, settings)
     attempts = [
-        Attempt(t, settings, posts.get(t.post_id), False, accounts.get(_account_key(t, posts)))
+        Attempt(t, settings, posts.get(t.post_id), t.uncertain, accounts.get(_account_key(t, posts)))
         for t in sorted(taken, key=lambda t: t.scheduled_for or utcnow())
     ]
     pool = _pool(settings.batch_concurrency)

@@ -307,33 +307,45 @@ class BatchItem:
     scheduled_for: datetime
     late_from: datetime
     taken_before: bool
+    attempt: int = 0  # attempts made before this one
+    uncertain: bool = False  # must look the post up on the platform before posting
 
 
 def batch_item(delivery: Mapping[str, Any]) -> list[str] | None:
-    """A claimed first-attempt delivery as a batch message entry (ids and times only)."""
-    hint = claim_hint(delivery)
-    if hint is None:
+    """A claimed delivery as a batch message entry (ids, times and flags only; never secrets).
+
+    The claim token in the batch's filter proves the delivery is still as read here (a token is
+    drawn per claim and the delivery cannot leave ``queued`` without changing state).
+    """
+    if not delivery.get("claimToken") or not isinstance(delivery.get("dueAt"), datetime):
         return None
+    scheduled = delivery.get("scheduledFor")
+    scheduled = scheduled if isinstance(scheduled, datetime) else delivery["dueAt"]
+    late_from = _late_from(delivery) or scheduled
     return [
         str(delivery["_id"]),
-        hint["postId"],
-        hint["platform"],
-        hint.get("scheduledFor", hint["dueAt"]),
-        hint.get("lateFrom", hint.get("scheduledFor", hint["dueAt"])),
-        hint.get("taken", ""),
+        str(delivery["postId"]),
+        str(delivery["platform"]),
+        scheduled.isoformat(),
+        late_from.isoformat(),
+        "1" if delivery.get("firstTakenAt") is not None else "",
+        str(int(delivery.get("attempt") or 0)),
+        "1" if delivery.get("needsReconcile") else "",
     ]
 
 
 def parse_batch_item(entry: Sequence[str]) -> BatchItem | None:
     try:
-        delivery_id, post_id, platform, scheduled, late, taken = (str(v) for v in entry)
+        delivery_id, post_id, platform, scheduled, late, taken, attempt, uncertain = (str(v) for v in entry)
         return BatchItem(
             delivery_id,
             post_id,
             platform,
-            datetime.fromisoformat(scheduled),
-            datetime.fromisoformat(late),
+            as_utc(datetime.fromisoformat(scheduled)) or datetime.fromisoformat(scheduled),
+            as_utc(datetime.fromisoformat(late)) or datetime.fromisoformat(late),
             bool(taken),
+            int(attempt),
+            bool(uncertain),
         )
     except (TypeError, ValueError):
         return None
@@ -341,6 +353,9 @@ def parse_batch_item(entry: Sequence[str]) -> BatchItem | None:
 
 def start_batch(items: Sequence[BatchItem], token: str, lease_seconds: float) -> list[Taken]:
     """Take a dispatcher's batch for one attempt each: queued (this claim token) → in_flight.
+
+    First attempts and recovered ones alike (a reaped delivery carries its attempt count and
+    ``needsReconcile`` in its item, and is looked up on the platform before anything is posted).
 
     One ``update_many`` whose filter names the prior state and the claim token, so each delivery
     is a compare-and-swap of its own: one that a racing caller (a re-sent message, a single
@@ -360,7 +375,7 @@ def start_batch(items: Sequence[BatchItem], token: str, lease_seconds: float) ->
         fields = _take_fields(now, lease_seconds, not taken_before, owner)
         result = deliveries().update_many(
             {"_id": {"$in": list(group)}, "state": S.QUEUED.value, "claimToken": token},
-            {"$set": {**fields, "attempt": 1}},
+            {"$set": fields, "$inc": {"attempt": 1}},
             hint=BY_ID,
         )
         won = list(group)
@@ -372,12 +387,12 @@ def start_batch(items: Sequence[BatchItem], token: str, lease_seconds: float) ->
                 id=oid,
                 post_id=group[oid].post_id,
                 platform=group[oid].platform,
-                attempt=1,
+                attempt=group[oid].attempt + 1,
                 attempt_id=fields["attemptId"],
                 scheduled_for=group[oid].scheduled_for,
                 late_from=group[oid].late_from,
                 first_pickup=not taken_before,
-                uncertain=False,
+                uncertain=group[oid].uncertain,
             )
             for oid in won
         )

@@ -147,9 +147,9 @@ class Dispatcher:
     def _send(self, claimed: list[dict[str, Any]]) -> int:
         """Hand claimed deliveries to Celery; give back what the broker refused.
 
-        First attempts due together go as ``mcmp.publish_batch`` messages of up to
+        Deliveries claimed together go as ``mcmp.publish_batch`` messages of up to
         ``MCMP_BATCH_SIZE`` (formed from what was claimed now: a batch never waits to fill), one
-        per distinct ETA second; the others (retries, deliveries to reconcile) and lone ones go
+        per distinct ETA second (each member still starts at its own due time); lone ones go
         as ``mcmp.publish_delivery``. Messages carry ids, times and the claim token only.
         """
         messages = self._messages(claimed)
@@ -232,8 +232,12 @@ class Dispatcher:
             from mcmp.worker.app import app
 
             with app.connection_for_read() as conn:
-                return int(conn.default_channel.queue_declare(queue="publish", passive=True).message_count)
-        except Exception as exc:  # broker down or queue not declared yet: nothing to decide on
+                channel = conn.default_channel
+                try:
+                    return int(channel.queue_declare(queue="publish", passive=True).message_count)
+                except conn.channel_errors:
+                    return 0  # no such queue: Redis drops an empty list, a broker restart all queues
+        except Exception as exc:  # broker down: nothing to decide on
             log.info("publish queue depth unavailable (%s)", type(exc).__name__)
             return None
 
