@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -50,7 +50,7 @@ class _Heartbeat:
         self.stop = threading.Event()
         # attempt id:delivery id → (delivery id, monotonic time of the last lease extension)
         self.running: dict[str, tuple[Any, float]] = {}
-        self.keeper: Callable[[list[Any], str], None] | None = None
+        self.keeper: Callable[[Sequence[Any], str], None] | None = None
 
     def ensure(self) -> str | None:
         with self.lock:
@@ -120,7 +120,7 @@ def running(attempt_id: str, delivery_ids: Iterable[Any]) -> Iterator[None]:
                 _heartbeat.running.pop(key, None)
 
 
-def keep_leases_with(keeper: Callable[[list[Any], str], None]) -> None:
+def keep_leases_with(keeper: Callable[[Sequence[Any], str], None]) -> None:
     """How running attempts' leases are extended (the state machine's writer registers it)."""
     _heartbeat.keeper = keeper
 

@@ -125,7 +125,7 @@ def test_a_live_worker_keeps_the_lease_of_a_call_still_running(db, post):
     taken = take(post)
     old = now() - timedelta(seconds=1)
     db.deliveries.update_one({"_id": taken.id}, {"$set": {"leaseUntil": old}})
-    assert delivery_states.extend_leases([taken.id], liveness.owner() or "") == 1
+    delivery_states.extend_leases([taken.id], liveness.owner() or "")
     assert state(db, taken)["leaseUntil"] > now() + timedelta(
         seconds=get_settings().inflight_lease_seconds - 5
     )

@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 S = DeliveryState
 
 
-def deliveries() -> Collection:
-    return Delivery._get_collection()
+def deliveries() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = Delivery._get_collection()
+    return collection
 
 
 def _oid(value: str | ObjectId) -> ObjectId:
@@ -279,13 +280,14 @@ def start_claimed(delivery_id: str, hint: Mapping[str, str], lease_seconds: floa
         return None
     token, post_id, platform, scheduled_for, late_from, taken_before = parsed
     now = utcnow()
-    cas = {"_id": _oid(delivery_id), "state": S.QUEUED.value, "claimToken": token}
+    oid = _oid(delivery_id)
+    cas = {"_id": oid, "state": S.QUEUED.value, "claimToken": token}
     fields = _take_fields(now, lease_seconds, not taken_before, liveness.owner())
     result = deliveries().update_one(cas, {"$set": {**fields, "attempt": 1}})
     if result.modified_count != 1:
         return None
     return Taken(
-        id=cas["_id"],
+        id=oid,
         post_id=post_id,
         platform=platform,
         attempt=1,
@@ -727,7 +729,7 @@ def reap_expired_leases() -> tuple[int, int]:
     return queued.modified_count, reaped
 
 
-def extend_leases(ids: Sequence[ObjectId], owner: str) -> int:
+def extend_leases(ids: Sequence[ObjectId], owner: str) -> None:
     """Keep the leases of this owner's attempts that are still running (long platform calls)."""
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().inflight_lease_seconds)
@@ -736,7 +738,8 @@ def extend_leases(ids: Sequence[ObjectId], owner: str) -> int:
         {"$set": {"leaseUntil": lease, "updatedAt": now}},
         hint=BY_ID,
     )
-    return result.modified_count
+    if result.modified_count:
+        log.info("kept the lease of %d long-running attempts", result.modified_count)
 
 
 liveness.keep_leases_with(extend_leases)

@@ -28,8 +28,9 @@ MAX_CONFLICT_RETRIES = 5
 EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
 
 
-def posts() -> Collection:
-    return Post._get_collection()
+def posts() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = Post._get_collection()
+    return collection
 
 
 def history_entry(

@@ -192,7 +192,7 @@ class Dispatcher:
         for (token, _), members in groups.items():
             for start in range(0, len(members), size):
                 chunk = members[start : start + size]
-                first = min((as_utc(d["dueAt"]) for d, _ in chunk), default=None)
+                first = min((t for d, _ in chunk if (t := as_utc(d["dueAt"])) is not None), default=None)
                 eta = first if first is not None and first > now else None
                 ids = [d["_id"] for d, _ in chunk]
                 if len(chunk) == 1:
