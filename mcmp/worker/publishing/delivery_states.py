@@ -487,7 +487,8 @@ def _leave_in_flight(
 
 def apply(transition: Transition) -> bool:
     """Write one transition; False when this attempt no longer owns the delivery."""
-    return deliveries().update_one(transition.filter, transition.update).modified_count == 1
+    # The hint keeps SecantusDB from planning (state, dueAt) for an ``_id`` match.
+    return deliveries().update_one(transition.filter, transition.update, hint=BY_ID).modified_count == 1
 
 
 def apply_many(transitions: Sequence[Transition]) -> list[bool]:
@@ -504,7 +505,7 @@ def apply_many(transitions: Sequence[Transition]) -> list[bool]:
         namespace = f"{coll.database.name}.{coll.name}"
         try:
             result = coll.database.client.bulk_write(
-                [UpdateOne(t.filter, t.update, namespace=namespace) for t in transitions],
+                [UpdateOne(t.filter, t.update, namespace=namespace, hint=BY_ID) for t in transitions],
                 ordered=False,
                 verbose_results=True,
             )

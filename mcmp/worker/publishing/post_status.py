@@ -20,6 +20,7 @@ from pymongo.collection import Collection
 
 from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
 from mcmp.models.base import utcnow
+from mcmp.models.db import BY_ID
 from mcmp.worker.publishing import delivery_states
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def sync(
         write = plan(post, _deliveries_of(post_id, post, settled))
         if write is None:
             return None
-        result = posts().update_one(write.filter, write.update)
+        result = posts().update_one(write.filter, write.update, hint=BY_ID)
         if write.new_status is None:
             return None
         if result.modified_count == 1:
@@ -207,9 +208,10 @@ def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], error
         if write is not None:
             writes.append(write)
     now = utcnow()
-    ops: list[UpdateOne] = [UpdateOne(w.filter, w.update) for w in writes]
+    # Hinted: with ``status`` in the filter SecantusDB would otherwise walk the status index.
+    ops: list[UpdateOne] = [UpdateOne(w.filter, w.update, hint=BY_ID) for w in writes]
     ops += [
-        UpdateOne({"_id": ObjectId(pid)}, {"$set": {"lastError": message, "updatedAt": now}})
+        UpdateOne({"_id": ObjectId(pid)}, {"$set": {"lastError": message, "updatedAt": now}}, hint=BY_ID)
         for pid, message in errors.items()
     ]
     if not ops:
