@@ -44,9 +44,11 @@ def create_app() -> Celery:
         enable_utc=True,
         timezone="UTC",
         beat_schedule={
+            # The dispatcher reaps on its own thread every reap interval; beat's copy is the
+            # fallback and need not fill the task list faster than every 5 s.
             "mcmp.maintenance.reap": {
                 "task": "mcmp.maintenance.reap",
-                "schedule": settings.reap_interval_seconds,
+                "schedule": max(5.0, settings.reap_interval_seconds),
             },
             "mcmp.maintenance.queue_posts": {"task": "mcmp.maintenance.queue_posts", "schedule": 30.0},
             "mcmp.analytics.plan": {
