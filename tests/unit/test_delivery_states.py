@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+from bson import ObjectId
 
 from mcmp.config import get_settings
 from mcmp.models import ErrorClass
@@ -167,3 +168,13 @@ def test_an_admin_retry_records_when_it_happened(db, make_client, make_post):
     assert again is not None and again.first_pickup
     retried_at = doc["retriedAt"].replace(tzinfo=again.late_from.tzinfo)
     assert abs((again.late_from - retried_at).total_seconds()) < 0.01  # lateness counts from the retry
+
+
+def test_a_queued_delivery_whose_message_never_ran_returns_to_pending_when_its_lease_expires(db, post):
+    long_ago = now() - timedelta(seconds=get_settings().queued_lease_seconds + 60)
+    claimed = new_delivery(post, "website", due=long_ago)
+    db.deliveries.update_one({"_id": claimed["_id"]}, {"$set": {"leaseUntil": now() - timedelta(seconds=1)}})
+    fresh = new_delivery({**post, "_id": ObjectId()}, "website", due=now())
+    assert delivery_states.reap_expired_leases() == (1, 0)
+    assert db.deliveries.find_one({"_id": claimed["_id"]})["state"] == "pending"
+    assert db.deliveries.find_one({"_id": fresh["_id"]})["state"] == "queued"

@@ -688,8 +688,13 @@ def reap_expired_leases() -> tuple[int, int]:
     looked up on the platform first.
     """
     now = utcnow()
+    settings = get_settings()
+    # A queued delivery was claimed at most a look-ahead before its due time, so an expired
+    # lease implies this bound on ``dueAt``: the (state, dueAt) index then skips a backlog of
+    # freshly queued deliveries instead of reading each one every pass.
+    due_bound = now + timedelta(seconds=settings.lookahead_seconds + 1 - settings.queued_lease_seconds)
     queued = deliveries().update_many(
-        {"state": S.QUEUED.value, "leaseUntil": {"$lt": now}},
+        {"state": S.QUEUED.value, "dueAt": {"$lt": due_bound}, "leaseUntil": {"$lt": now}},
         {"$set": {"state": S.PENDING.value, "dueAt": now, "leaseUntil": None, "updatedAt": now}},
     )
     # Bounded by the workers' total concurrency, whatever the backlog.
