@@ -78,13 +78,16 @@ def publish_batch(
             running.enter_context(
                 liveness.running(attempt_id, [t.id for t in taken if t.attempt_id == attempt_id])
             )
-        futures: dict[Future[Record], Attempt] = {pool.submit(_run, a): a for a in attempts}
+        futures: dict[Future[Record | None], Attempt] = {pool.submit(_run, a): a for a in attempts}
         done, stragglers = wait(futures, timeout=_record_after(attempts, settings))
-        outcomes = _record([(f.result(), futures[f]) for f in done], on_failed)
+        finished = [(r, futures[f]) for f in done if (r := f.result()) is not None]
+        outcomes = _record(finished, on_failed)
         if stragglers:
             log.info("%d slow deliveries of the batch record their own outcome", len(stragglers))
         for f in stragglers:  # each straggler is written alone, as soon as it ends
-            outcomes.append(_record_one(f.result(), futures[f], on_failed))
+            record = f.result()
+            if record is not None:
+                outcomes.append(_record_one(record, futures[f], on_failed))
     return _count(outcomes)
 
 
@@ -144,8 +147,12 @@ def _record_after(attempts: Sequence[Attempt], settings: Settings) -> float:
     return wait_for_due + settings.batch_record_after_seconds
 
 
-def _run(attempt: Attempt) -> Record:
-    """One member: wait for its due time, then preflight and the platform call (nothing written)."""
+def _run(attempt: Attempt) -> Record | None:
+    """One member: wait for its due time, then preflight and the platform call (nothing written).
+
+    An unexpected error (the database unreachable mid-preflight, say) ends this member alone, as
+    a crash would: it stays in flight, needing reconciliation, until its lease expires.
+    """
     due = attempt.taken.scheduled_for
     if due is not None:
         delay = (due - utcnow()).total_seconds()
@@ -157,7 +164,11 @@ def _run(attempt: Attempt) -> Record:
         platform=attempt.platform,
         attempt=attempt.taken.attempt,
     ):
-        return run_attempt(attempt)
+        try:
+            return run_attempt(attempt)
+        except Exception:
+            log.exception("attempt ended without an outcome; its lease will hand it on")
+            return None
 
 
 def _record(
