@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CATEGORIES: dict[str, str] = {
-    **dict.fromkeys(("worker", "connectors", "models", "config", "api"), "ours"),
+    **dict.fromkeys(("mcmp",), "ours"),
     **dict.fromkeys(("celery", "kombu", "billiard", "vine", "amqp", "redis", "click"), "celery/broker"),
     **dict.fromkeys(("pymongo", "bson", "mongoengine", "gridfs", "dns"), "database driver"),
     **dict.fromkeys(("requests", "urllib3", "charset_normalizer", "idna", "certifi"), "HTTP client"),

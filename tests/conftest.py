@@ -112,8 +112,6 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
         "MCMP_LOOKAHEAD_SECONDS": "1.5",
         "MCMP_REAP_INTERVAL_SECONDS": "1",
         "MCMP_SETTLE_AFTER_SECONDS": "5",
-        "MCMP_INFLIGHT_LEASE_SECONDS": "15",
-        "MCMP_QUEUED_LEASE_SECONDS": "20",
         "MCMP_RETRY_BASE_SECONDS": "0.5",
         "MCMP_RETRY_MAX_SECONDS": "5",
         "MCMP_MAX_ATTEMPTS": "8",

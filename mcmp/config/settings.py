@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(default=200, gt=0)
     queued_lease_seconds: int = Field(default=300, gt=0)
     inflight_lease_seconds: int = Field(default=90, gt=0)
-    reap_interval_seconds: float = Field(default=5.0, gt=0)
+    # The reaper also hands on dead workers' deliveries and re-sends lost messages: keep it short.
+    reap_interval_seconds: float = Field(default=2.0, gt=0)
     # A post still "scheduled" this long after expansion is re-derived from its deliveries
     # (recovers a worker killed between recording a delivery and updating its post).
     settle_after_seconds: float = Field(default=30.0, gt=0)
@@ -136,6 +137,23 @@ class Settings(BaseSettings):
     # instead of re-reading it for every delivery (mcmp/worker/accounts/cache.py); 0 turns it off.
     account_cache_seconds: float = Field(default=1.0, ge=0)
     task_time_limit_seconds: int = Field(default=300, gt=0)
+    # A delivery first picked up later than this after its scheduleTime (or the admin retry that
+    # re-opened it) is failed instead of published: "Happy Friday" must not go out on Sunday.
+    # A duration (``6h``, ``90m``) or seconds; 0 turns the limit off.
+    max_lateness: float = Field(default=6 * 3600.0, ge=0)
+    # Deliveries per ``mcmp.publish_batch`` message (formed from what is due now, never waited for).
+    batch_size: int = Field(default=25, gt=0, le=500)
+    # Platform calls running at once per worker process, across its batches (they wait on the
+    # platform, not the CPU); calls start in due order.
+    batch_concurrency: int = Field(default=25, gt=0, le=100)
+    # A batch records the outcomes it has after this long; slower deliveries record their own.
+    batch_record_after_seconds: float = Field(default=2.0, gt=0)
+    # Each worker process keeps a Redis key alive with this TTL (renewed 4x per TTL): the reaper
+    # hands a dead worker's deliveries on within about this long plus one reap interval.
+    liveness_ttl_seconds: float = Field(default=4.0, gt=0)
+    # A ``queued`` delivery this far past its due time while the publish queue is empty has lost
+    # its message (killed worker's prefetch, broker restart): its message is sent again.
+    requeue_after_seconds: float = Field(default=5.0, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 
     # Secrets. Without keys no process writes a token (prod refuses to start), unless
@@ -188,6 +206,15 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("max_lateness", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip() and not value.strip().replace(".", "", 1).isdigit():
+            from mcmp.config.durations import parse_duration
+
+            return parse_duration(value).total_seconds()
+        return value
 
     @field_validator("token_keys", "analytics_slots", "fetch_allowed_networks", mode="before")
     @classmethod

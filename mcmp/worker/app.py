@@ -30,6 +30,7 @@ def create_app() -> Celery:
         task_routes={
             "mcmp.publish_delivery": {"queue": "publish"},
             "mcmp.retry_post": {"queue": "maintenance"},
+            "mcmp.publish_batch": {"queue": "publish"},
             "mcmp.analytics.*": {"queue": "analytics"},
             "mcmp.maintenance.*": {"queue": "maintenance"},
             "mcmp.tokens.*": {"queue": "maintenance"},
@@ -45,9 +46,11 @@ def create_app() -> Celery:
         enable_utc=True,
         timezone="UTC",
         beat_schedule={
+            # The dispatcher reaps on its own thread every reap interval; beat's copy is the
+            # fallback and need not fill the task list faster than every 5 s.
             "mcmp.maintenance.reap": {
                 "task": "mcmp.maintenance.reap",
-                "schedule": settings.reap_interval_seconds,
+                "schedule": max(5.0, settings.reap_interval_seconds),
             },
             "mcmp.maintenance.queue_posts": {"task": "mcmp.maintenance.queue_posts", "schedule": 30.0},
             "mcmp.analytics.plan": {

@@ -245,7 +245,7 @@ def retry(
             post, scope, P.SCHEDULED.value, note, by_user_id, expanded=not missing
         ):
             continue  # the post changed under us: read it again
-        reopened = delivery_states.reopen(post_id, utcnow(), retryable) if retryable else 0
+        reopened = delivery_states.reopen(post_id, utcnow(), retryable, retried=True) if retryable else 0
         _keep_scheduled(post_id, scope, note, by_user_id)
         post_status.sync(post_id)
         log.info("retry of post %s: reopened %d deliveries", post_id, reopened, extra={"post_id": post_id})

@@ -50,7 +50,8 @@ def publish_delivery(
 
     ``claim`` (claim token, post id, platform, due time — no secrets) lets a first attempt start
     with one write; a stale or re-sent hint is ignored safely. ``post_id`` and ``platform`` only
-    label the task for operators (the delivery id decides what is published).
+    label the task for operators (the delivery id decides what is published; a batch sends one
+    per failed delivery, so Flower lists each failure by post and platform).
     """
     from mcmp.worker.publishing.delivery_states import deliveries
     from mcmp.worker.publishing.pipeline import Outcome
@@ -93,6 +94,23 @@ def retry_post(post_id: str, platform: str | None = None) -> dict[str, Any]:
     except services.OperationError as exc:
         raise RetryRefused(exc.message) from None
     return {"postId": result.post_id, "status": result.status, "platforms": result.platforms}
+
+
+@app.task(name="mcmp.publish_batch", acks_late=True, reject_on_worker_lost=True)
+def publish_batch(delivery_ids: list[str], claim: dict[str, Any] | None = None) -> dict[str, int]:
+    """Publish a dispatcher batch of first attempts (ids, times and the claim token only).
+
+    Each delivery that ends ``failed`` gets its own ``mcmp.publish_delivery`` message (ids only),
+    so an operator finds and retries it one by one in Flower.
+    """
+    from mcmp.worker.publishing.batch import publish_batch as run
+
+    def failed(taken: Any) -> None:
+        publish_delivery.apply_async(
+            args=[str(taken.id)], kwargs={"post_id": taken.post_id, "platform": taken.platform}
+        )
+
+    return run(delivery_ids, claim, on_failed=failed)
 
 
 @functools.cache

@@ -37,6 +37,9 @@ class ChaosReport:
     redis_restarts: int
     seconds: float
     faults_fired: dict[str, int] = field(default_factory=dict)
+    late_p50: float = float("nan")
+    late_p99: float = float("nan")
+    late_max: float = float("nan")
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -45,8 +48,8 @@ class ChaosReport:
             f"chaos: posts={self.posts} deliveries={self.deliveries} published={self.published} "
             f"duplicates={self.duplicates} lost={self.lost} mismatched_ids={self.mismatched_ids} "
             f"bad_history={self.bad_history} worker_kills={self.worker_kills} "
-            f"redis_restarts={self.redis_restarts} faults={self.faults_fired} seconds={self.seconds:.1f}"
-            f"{found}"
+            f"redis_restarts={self.redis_restarts} faults={self.faults_fired} seconds={self.seconds:.1f} "
+            f"lateness p50={self.late_p50:.2f}s p99={self.late_p99:.2f}s max={self.late_max:.2f}s{found}"
         )
 
 
@@ -166,6 +169,13 @@ def audit(
         for (platform, key), items in by_key.items()
         if len(items) > 1
     ]
+    late = sorted(
+        ((d.get("callStartedAt") or d.get("publishedAt")) - d["scheduledFor"]).total_seconds()
+        for d in deliveries.values()
+        if d.get("state") == "published"
+        and d.get("scheduledFor")
+        and (d.get("callStartedAt") or d.get("publishedAt"))
+    )
     lost = mismatched = bad_history = published = 0
     for post in find_in(db.posts, "_id", post_ids):
         history = post.get("statusHistory", [])
@@ -192,7 +202,17 @@ def audit(
         "published": published,
         "deliveries": len(deliveries),
         "problems": problems,
+        "late_p50": _pct(late, 50),
+        "late_p99": _pct(late, 99),
+        "late_max": late[-1] if late else float("nan"),
     }
+
+
+def _pct(ordered: list[float], pct: float) -> float:
+    """The lateness tail a user would notice (publish call start − scheduleTime), default leases."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def describe(delivery: dict[str, Any] | None) -> str:

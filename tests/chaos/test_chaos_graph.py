@@ -1,4 +1,4 @@
-"""The webhook chaos run (test_chaos_webhook.py) with the facebook and instagram connectors."""
+"""The webhook chaos run with the facebook and instagram connectors, on default leases."""
 
 from __future__ import annotations
 
@@ -35,11 +35,10 @@ def test_chaos_facebook_instagram_exactly_once(
     private = PrivateRedis(tmp_path / "redis")
     private.start()
     try:
+        # Default leases and reap interval: a killed worker or a lost message costs liveness, not a lease.
         chaos_env = dict(
-            platform_lab.env,
+            {k: v for k, v in platform_lab.env.items() if k != "MCMP_REAP_INTERVAL_SECONDS"},
             MCMP_REDIS_URL=private.url,
-            MCMP_INFLIGHT_LEASE_SECONDS="20",
-            MCMP_QUEUED_LEASE_SECONDS="15",
             MCMP_FACEBOOK__TIMEOUT_SECONDS="2",
             MCMP_INSTAGRAM__TIMEOUT_SECONDS="2",
             MCMP_INSTAGRAM__CONTAINER_POLL_SECONDS="0.2",

@@ -97,10 +97,8 @@ def test_chaos_run_leaks_no_token(
     started = time.time()
     li, gbp = platform_lab.sims["linkedin"].base_url, platform_lab.sims["google-business"].base_url
     chaos_env = dict(
-        platform_lab.env,
+        {k: v for k, v in platform_lab.env.items() if k != "MCMP_REAP_INTERVAL_SECONDS"},
         MCMP_REDIS_URL=private.url,
-        MCMP_INFLIGHT_LEASE_SECONDS="15",
-        MCMP_QUEUED_LEASE_SECONDS="15",
         MCMP_LINKEDIN__APP_ID="cid",
         MCMP_LINKEDIN__APP_SECRET="csecret",
         MCMP_LINKEDIN__TOKEN_URL=f"{li}/oauth/v2/accessToken",

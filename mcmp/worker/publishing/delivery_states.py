@@ -16,28 +16,33 @@ on the platform before posting again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, InvalidOperation, OperationFailure, PyMongoError
 
+from mcmp.config import get_settings
 from mcmp.models import Delivery, DeliveryState, ErrorClass
-from mcmp.models.base import utcnow
+from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.worker import liveness
 
 log = logging.getLogger(__name__)
 
 S = DeliveryState
 
 
-def deliveries() -> Collection:
-    return Delivery._get_collection()
+def deliveries() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = Delivery._get_collection()
+    return collection
 
 
 def _oid(value: str | ObjectId) -> ObjectId:
@@ -53,6 +58,26 @@ class NewDelivery:
     state: DeliveryState = S.PENDING
     last_error: str | None = None
     error_class: ErrorClass | None = None
+
+
+ClaimHint = dict[str, str]  # token, postId, platform, dueAt [, scheduledFor, lateFrom, taken]: no secrets
+
+
+@dataclass(frozen=True)
+class Taken:
+    """One attempt of one delivery, as the state machine handed it to this worker."""
+
+    id: ObjectId
+    post_id: str
+    platform: str
+    attempt: int
+    attempt_id: str
+    scheduled_for: datetime | None
+    late_from: datetime | None  # scheduled time, or a later admin retry: lateness counts from here
+    first_pickup: bool  # never taken before (a deferral or crash does not restart the clock)
+    uncertain: bool  # may a previous attempt have created the post on the platform?
+    created_at: datetime | None = None
+    waiting_since: datetime | None = None
 
 
 class Ensured(NamedTuple):
@@ -127,6 +152,8 @@ def ensure(new: Sequence[NewDelivery], claim_lease_seconds: float | None = None)
                     "attempt": 0,
                     "lastError": None,
                     "errorClass": None,
+                    "firstTakenAt": None,
+                    "retriedAt": None,
                     "updatedAt": now,
                 }
             },
@@ -177,24 +204,68 @@ CLAIM_FIELDS = {
     "claimToken": 1,
     "attempt": 1,
     "needsReconcile": 1,
+    "scheduledFor": 1,
+    "retriedAt": 1,
+    "firstTakenAt": 1,
 }
 
 
-def claim_hint(delivery: dict[str, Any]) -> dict[str, str] | None:
+def claim_hint(delivery: Mapping[str, Any]) -> ClaimHint | None:
     """The hint that lets ``start_claimed`` skip a read: only for a first, unambiguous attempt."""
     if delivery.get("attempt", 0) != 0 or delivery.get("needsReconcile") or not delivery.get("claimToken"):
         return None
-    return {
+    hint: ClaimHint = {
         "token": str(delivery["claimToken"]),
         "postId": str(delivery["postId"]),
         "platform": str(delivery["platform"]),
         "dueAt": delivery["dueAt"].isoformat(),
     }
+    scheduled = delivery.get("scheduledFor")
+    if isinstance(scheduled, datetime):
+        hint["scheduledFor"] = scheduled.isoformat()
+    late_from = _late_from(delivery)
+    if late_from is not None:
+        hint["lateFrom"] = late_from.isoformat()
+    if delivery.get("firstTakenAt") is not None:
+        hint["taken"] = "1"
+    return hint
 
 
-def start_claimed(
-    delivery_id: str, hint: dict[str, str], lease_seconds: float
-) -> tuple[dict[str, Any], bool] | None:
+def _late_from(doc: Mapping[str, Any]) -> datetime | None:
+    """When lateness counts from: the scheduled time, or a later admin retry."""
+    times = [as_utc(doc.get(f)) for f in ("scheduledFor", "retriedAt") if isinstance(doc.get(f), datetime)]
+    return max((t for t in times if t is not None), default=None)
+
+
+def _hinted(hint: Mapping[str, str]) -> tuple[str, str, str, datetime, datetime | None, bool] | None:
+    """(token, post id, platform, scheduled for, late from, taken before) or None if garbled."""
+    try:  # a hand-made or garbled hint is ignored, never trusted
+        token, post_id, platform = (str(hint[k]) for k in ("token", "postId", "platform"))
+        scheduled_for = datetime.fromisoformat(str(hint.get("scheduledFor") or hint["dueAt"]))
+        late_text = hint.get("lateFrom")
+        late_from = datetime.fromisoformat(str(late_text)) if late_text else scheduled_for
+    except (KeyError, TypeError, ValueError):
+        return None
+    return token, post_id, platform, scheduled_for, late_from, bool(hint.get("taken"))
+
+
+def _take_fields(
+    now: datetime, lease_seconds: float, first_pickup: bool, owner: str | None
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "state": S.IN_FLIGHT.value,
+        "attemptId": uuid.uuid4().hex,
+        "leaseUntil": now + timedelta(seconds=lease_seconds),
+        "needsReconcile": True,
+        "owner": owner,
+        "updatedAt": now,
+    }
+    if first_pickup:
+        fields["firstTakenAt"] = now
+    return fields
+
+
+def start_claimed(delivery_id: str, hint: Mapping[str, str], lease_seconds: float) -> Taken | None:
     """First attempt of a delivery this caller's dispatcher claimed: queued → in_flight in ONE write.
 
     The filter is (id, queued, claim token): a token is drawn fresh for every claim and the
@@ -202,39 +273,146 @@ def start_claimed(
     still exactly as the dispatcher claimed it (attempt 0, nothing to reconcile, this post and
     platform). A stale or duplicated message simply fails to match and the caller falls back
     to ``start_attempt``. Each extra filter field costs SecantusDB a query-planning pass
-    (~0.3 ms), hence no more than that. Returns what ``start_attempt`` returns.
+    (~0.3 ms), hence no more than that.
     """
-    try:  # a hand-made or garbled hint is ignored, never trusted
-        token, post_id, platform = (str(hint[k]) for k in ("token", "postId", "platform"))
-        scheduled_for = datetime.fromisoformat(str(hint["dueAt"]))
-    except (KeyError, TypeError, ValueError):
+    parsed = _hinted(hint)
+    if parsed is None:
         return None
+    token, post_id, platform, scheduled_for, late_from, taken_before = parsed
     now = utcnow()
-    cas = {"_id": _oid(delivery_id), "state": S.QUEUED.value, "claimToken": token}
-    taken = {
-        "state": S.IN_FLIGHT.value,
-        "attemptId": uuid.uuid4().hex,
-        "leaseUntil": now + timedelta(seconds=lease_seconds),
-        "needsReconcile": True,
-        "attempt": 1,
-    }
-    result = deliveries().update_one(cas, {"$set": {**taken, "updatedAt": now}})
+    oid = _oid(delivery_id)
+    cas = {"_id": oid, "state": S.QUEUED.value, "claimToken": token}
+    fields = _take_fields(now, lease_seconds, not taken_before, liveness.owner())
+    result = deliveries().update_one(cas, {"$set": {**fields, "attempt": 1}})
     if result.modified_count != 1:
         return None
-    claimed = {"postId": post_id, "platform": platform, "scheduledFor": scheduled_for}
-    return {**cas, **taken, **claimed}, False
+    return Taken(
+        id=oid,
+        post_id=post_id,
+        platform=platform,
+        attempt=1,
+        attempt_id=fields["attemptId"],
+        scheduled_for=scheduled_for,
+        late_from=late_from,
+        first_pickup=not taken_before,
+        uncertain=False,
+    )
 
 
-def start_attempt(delivery_id: str, lease_seconds: float) -> tuple[dict[str, Any], bool] | None:
-    """Take the delivery for one attempt: queued / due pending / lease-expired in_flight → in_flight.
+@dataclass(frozen=True)
+class BatchItem:
+    """One delivery of a batch message: what its dispatcher read when it claimed it (ids, times)."""
+
+    delivery_id: str
+    post_id: str
+    platform: str
+    scheduled_for: datetime
+    late_from: datetime
+    taken_before: bool
+    attempt: int = 0  # attempts made before this one
+    uncertain: bool = False  # must look the post up on the platform before posting
+
+
+def batch_item(delivery: Mapping[str, Any]) -> list[str] | None:
+    """A claimed delivery as a batch message entry (ids, times and flags only; never secrets).
+
+    The claim token in the batch's filter proves the delivery is still as read here (a token is
+    drawn per claim and the delivery cannot leave ``queued`` without changing state).
+    """
+    if not delivery.get("claimToken") or not isinstance(delivery.get("dueAt"), datetime):
+        return None
+    scheduled = delivery.get("scheduledFor")
+    scheduled = scheduled if isinstance(scheduled, datetime) else delivery["dueAt"]
+    late_from = _late_from(delivery) or scheduled
+    return [
+        str(delivery["_id"]),
+        str(delivery["postId"]),
+        str(delivery["platform"]),
+        scheduled.isoformat(),
+        late_from.isoformat(),
+        "1" if delivery.get("firstTakenAt") is not None else "",
+        str(int(delivery.get("attempt") or 0)),
+        "1" if delivery.get("needsReconcile") else "",
+    ]
+
+
+def parse_batch_item(entry: Sequence[str]) -> BatchItem | None:
+    try:
+        delivery_id, post_id, platform, scheduled, late, taken, attempt, uncertain = (str(v) for v in entry)
+        return BatchItem(
+            delivery_id,
+            post_id,
+            platform,
+            as_utc(datetime.fromisoformat(scheduled)) or datetime.fromisoformat(scheduled),
+            as_utc(datetime.fromisoformat(late)) or datetime.fromisoformat(late),
+            bool(taken),
+            int(attempt),
+            bool(uncertain),
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def start_batch(items: Sequence[BatchItem], token: str, lease_seconds: float) -> list[Taken]:
+    """Take a dispatcher's batch for one attempt each: queued (this claim token) → in_flight.
+
+    First attempts and recovered ones alike (a reaped delivery carries its attempt count and
+    ``needsReconcile`` in its item, and is looked up on the platform before anything is posted).
+
+    One ``update_many`` whose filter names the prior state and the claim token, so each delivery
+    is a compare-and-swap of its own: one that a racing caller (a re-sent message, a single
+    ``publish_delivery``) took first simply does not match. When every delivery matched (the
+    usual case) nothing is read back; otherwise one read by the fresh attempt id says which were
+    won. The attempt id is drawn per take; with the delivery id it names one attempt. (A client
+    ``bulkWrite`` with per-operation results costs SecantusDB twice this; design §11.)
+    """
+    owner = liveness.owner()
+    now = utcnow()
+    taken: list[Taken] = []
+    # Deliveries a deferral gave back were picked up before: they keep their first pickup time.
+    for taken_before in (False, True):
+        group = {_oid(i.delivery_id): i for i in items if i.taken_before is taken_before}
+        if not group:
+            continue
+        fields = _take_fields(now, lease_seconds, not taken_before, owner)
+        result = deliveries().update_many(
+            {"_id": {"$in": list(group)}, "state": S.QUEUED.value, "claimToken": token},
+            {"$set": fields, "$inc": {"attempt": 1}},
+            hint=BY_ID,
+        )
+        won = list(group)
+        if result.modified_count != len(group):
+            query = {"_id": {"$in": won}, "attemptId": fields["attemptId"]}
+            won = [d["_id"] for d in deliveries().find(query, {"_id": 1}, hint=BY_ID)]
+        taken.extend(
+            Taken(
+                id=oid,
+                post_id=group[oid].post_id,
+                platform=group[oid].platform,
+                attempt=group[oid].attempt + 1,
+                attempt_id=fields["attemptId"],
+                scheduled_for=group[oid].scheduled_for,
+                late_from=group[oid].late_from,
+                first_pickup=not taken_before,
+                uncertain=group[oid].uncertain,
+            )
+            for oid in won
+        )
+    return taken
+
+
+def start_attempt(delivery_id: str, lease_seconds: float) -> Taken | None:
+    """Take the delivery for one attempt: queued / due pending / abandoned in_flight → in_flight.
 
     A compare-and-swap: read the delivery, decide in Python whether it may be taken, then one
     ``update_one`` whose filter repeats what was read (state, attemptId, claimToken and the due
     time or lease). Exactly one concurrent caller can match it. (A single findAndModify with an
     ``$or`` filter is equivalent but costs ~100 ms per call on SecantusDB; this costs ~1.2 ms.)
+    An in-flight delivery is taken only once its lease expired: a live worker keeps the lease of
+    a long call (video processing) extended.
 
-    Returns (delivery after the update, "may the previous attempt have reached the platform"),
-    or None when the delivery is not available (published, in flight elsewhere, not due …).
+    Returns the attempt, or None when the delivery is not available (published, in flight
+    elsewhere, not due …).
     """
     now = utcnow()
     before = deliveries().find_one({"_id": _oid(delivery_id)})
@@ -259,81 +437,209 @@ def start_attempt(delivery_id: str, lease_seconds: float) -> tuple[dict[str, Any
         cas["leaseUntil"] = lease
     elif state != S.QUEUED.value:
         return None
-    attempt_id = uuid.uuid4().hex
-    result = deliveries().update_one(
-        cas,
-        {
-            "$set": {
-                "state": S.IN_FLIGHT.value,
-                "attemptId": attempt_id,
-                "leaseUntil": now + timedelta(seconds=lease_seconds),
-                "needsReconcile": True,
-                "updatedAt": now,
-            },
-            "$inc": {"attempt": 1},
-        },
-    )
+    first_pickup = before.get("firstTakenAt") is None
+    fields = _take_fields(now, lease_seconds, first_pickup, liveness.owner())
+    result = deliveries().update_one(cas, {"$set": fields, "$inc": {"attempt": 1}})
     if result.modified_count != 1:
         return None  # another worker took it between our read and our write
-    after = dict(before)
-    after.update(state=S.IN_FLIGHT.value, attemptId=attempt_id, attempt=before.get("attempt", 0) + 1)
     # A delivery that was in flight when its lease expired may have reached the platform.
-    was_ambiguous = bool(before.get("needsReconcile")) or state == S.IN_FLIGHT.value
-    return after, was_ambiguous
-
-
-def _attempt_filter(delivery: dict[str, Any]) -> dict[str, Any]:
-    return {"_id": delivery["_id"], "state": S.IN_FLIGHT.value, "attemptId": delivery["attemptId"]}
-
-
-def extend_lease(delivery: dict[str, Any], lease_seconds: float) -> bool:
-    """Keep a long attempt (e.g. Instagram container polling) from being reaped."""
-    now = utcnow()
-    result = deliveries().update_one(
-        _attempt_filter(delivery),
-        {"$set": {"leaseUntil": now + timedelta(seconds=lease_seconds), "updatedAt": now}},
+    return Taken(
+        id=before["_id"],
+        post_id=str(before["postId"]),
+        platform=str(before["platform"]),
+        attempt=int(before.get("attempt", 0)) + 1,
+        attempt_id=fields["attemptId"],
+        scheduled_for=as_utc(before.get("scheduledFor")),
+        late_from=_late_from(before),
+        first_pickup=first_pickup,
+        uncertain=bool(before.get("needsReconcile")) or state == S.IN_FLIGHT.value,
+        created_at=as_utc(before.get("createdAt")),
+        waiting_since=as_utc(before.get("waitingSince")),
     )
-    return result.modified_count == 1
+
+
+# --- leaving in_flight: one compare-and-swap on (id, in_flight, attemptId) per transition -------
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One conditional write that moves an attempt out of ``in_flight`` (filter names the attempt)."""
+
+    taken: Taken
+    to: DeliveryState
+    filter: dict[str, Any]
+    update: dict[str, Any]
+
+
+def _leave_in_flight(
+    taken: Taken, to: DeliveryState, fields: Mapping[str, Any], *, give_back_attempt: bool = False
+) -> Transition:
+    """in_flight → ``to`` for this attempt only; ``give_back_attempt`` when no platform call counted."""
+    update: dict[str, Any] = {
+        "$set": {"state": to.value, "leaseUntil": None, "owner": None, "updatedAt": utcnow(), **fields}
+    }
+    if give_back_attempt:
+        update["$inc"] = {"attempt": -1}
+    return Transition(
+        taken, to, {"_id": taken.id, "state": S.IN_FLIGHT.value, "attemptId": taken.attempt_id}, update
+    )
+
+
+def apply(transition: Transition) -> bool:
+    """Write one transition; False when this attempt no longer owns the delivery."""
+    # The hint keeps SecantusDB from planning (state, dueAt) for an ``_id`` match.
+    return deliveries().update_one(transition.filter, transition.update, hint=BY_ID).modified_count == 1
+
+
+def apply_many(transitions: Sequence[Transition]) -> list[bool]:
+    """Write many transitions in one command where the server has client ``bulkWrite`` (MongoDB 8).
+
+    Each result says whether that attempt still owned its delivery (an outcome whose attempt no
+    longer owns the delivery is dropped, exactly as one by one). Older servers get one
+    conditional write per transition.
+    """
+    if not transitions:
+        return []
+    if len(transitions) > 1 and _client_bulk_write():
+        coll = deliveries()
+        namespace = f"{coll.database.name}.{coll.name}"
+        try:
+            result = coll.database.client.bulk_write(
+                [UpdateOne(t.filter, t.update, namespace=namespace, hint=BY_ID) for t in transitions],
+                ordered=False,
+                verbose_results=True,
+            )
+            return [result.update_results[i].modified_count == 1 for i in range(len(transitions))]
+        except (InvalidOperation, OperationFailure) as exc:
+            log.info("client bulkWrite unavailable (%s); writing one by one", type(exc).__name__)
+            _client_bulk_write.cache_clear()
+            _NO_CLIENT_BULK.add(True)
+    return [apply(t) for t in transitions]
+
+
+_NO_CLIENT_BULK: set[bool] = set()
+
+
+@functools.cache
+def _client_bulk_write() -> bool:
+    """Does the server speak client ``bulkWrite`` (wire version 25, MongoDB 8.0)?"""
+    if _NO_CLIENT_BULK:
+        return False
+    try:
+        hello = deliveries().database.client.admin.command("hello")
+    except PyMongoError:
+        return False
+    return int(hello.get("maxWireVersion", 0)) >= 25
+
+
+def complete_op(
+    taken: Taken,
+    platform_post_id: str,
+    url: str | None,
+    published_at: datetime,
+    call_started_at: datetime | None,
+) -> Transition:
+    """in_flight → published. The same write starts the analytics schedule (``analyticsDueAt``)."""
+    from mcmp.worker.analytics.snapshots import first_snapshot_due
+
+    return _leave_in_flight(
+        taken,
+        S.PUBLISHED,
+        {
+            "platformPostId": platform_post_id,
+            "platformUrl": url,
+            "publishedAt": published_at,
+            "callStartedAt": call_started_at,
+            "needsReconcile": False,
+            "lastError": None,
+            "errorClass": None,
+            "analyticsDueAt": first_snapshot_due(published_at),
+        },
+    )
+
+
+def retry_op(
+    taken: Taken,
+    due_at: datetime,
+    error: str,
+    error_class: ErrorClass,
+    *,
+    needs_reconcile: bool,
+    consume_attempt: bool = True,
+) -> Transition:
+    """in_flight → pending at ``due_at``. A deferral (rate limit) gives the attempt back."""
+    return _leave_in_flight(
+        taken,
+        S.PENDING,
+        {
+            "dueAt": due_at,
+            "needsReconcile": needs_reconcile,
+            "lastError": error,
+            "errorClass": error_class.value,
+        },
+        give_back_attempt=not consume_attempt,
+    )
+
+
+def wait_for_auth_op(taken: Taken, error: str, *, needs_reconcile: bool) -> Transition:
+    """in_flight → waiting_auth; the attempt is given back (the platform refused to act)."""
+    return _leave_in_flight(
+        taken,
+        S.WAITING_AUTH,
+        {
+            "needsReconcile": needs_reconcile,
+            "lastError": error,
+            "errorClass": ErrorClass.AUTH.value,
+            "waitingSince": taken.waiting_since or utcnow(),
+        },
+        give_back_attempt=True,
+    )
+
+
+def fail_op(taken: Taken, error: str, error_class: ErrorClass) -> Transition:
+    """in_flight → failed, with a readable reason."""
+    return _leave_in_flight(
+        taken, S.FAILED, {"needsReconcile": False, "lastError": error, "errorClass": error_class.value}
+    )
+
+
+def cancel_op(taken: Taken, reason: str) -> Transition:
+    """in_flight → cancelled (the post left ``scheduled`` before this platform was called)."""
+    return _leave_in_flight(
+        taken, S.CANCELLED, {"needsReconcile": False, "lastError": reason}, give_back_attempt=True
+    )
+
+
+def release_op(
+    taken: Taken, due_at: datetime, *, needs_reconcile: bool, note: str | None = None
+) -> Transition:
+    """in_flight → pending without a platform call (rescheduled post, campaign not started).
+
+    The delivery counts as never picked up: lateness counts from its new time.
+    """
+    fields: dict[str, Any] = {
+        "dueAt": due_at,
+        "scheduledFor": due_at,
+        "needsReconcile": needs_reconcile,
+        "firstTakenAt": None,
+    }
+    if note:
+        fields["lastError"] = note
+    return _leave_in_flight(taken, S.PENDING, fields, give_back_attempt=True)
 
 
 def complete(
-    delivery: dict[str, Any],
+    taken: Taken,
     platform_post_id: str,
     url: str | None,
     published_at: datetime,
     call_started_at: datetime | None,
 ) -> bool:
-    """in_flight → published, only if this attempt still owns the delivery.
-
-    The same write starts the analytics schedule (``analyticsDueAt`` = first snapshot slot), so
-    a published delivery can never miss its snapshots and no extra round trip is spent.
-    """
-    from mcmp.worker.analytics.snapshots import first_snapshot_due
-
-    now = utcnow()
-    result = deliveries().update_one(
-        _attempt_filter(delivery),
-        {
-            "$set": {
-                "state": S.PUBLISHED.value,
-                "platformPostId": platform_post_id,
-                "platformUrl": url,
-                "publishedAt": published_at,
-                "callStartedAt": call_started_at,
-                "needsReconcile": False,
-                "leaseUntil": None,
-                "lastError": None,
-                "errorClass": None,
-                "analyticsDueAt": first_snapshot_due(published_at),
-                "updatedAt": now,
-            }
-        },
-    )
-    return result.modified_count == 1
+    return apply(complete_op(taken, platform_post_id, url, published_at, call_started_at))
 
 
 def schedule_retry(
-    delivery: dict[str, Any],
+    taken: Taken,
     due_at: datetime,
     error: str,
     error_class: ErrorClass,
@@ -341,142 +647,146 @@ def schedule_retry(
     needs_reconcile: bool,
     consume_attempt: bool = True,
 ) -> bool:
-    """in_flight → pending at ``due_at``. A deferral (rate limit) gives the attempt back."""
-    now = utcnow()
-    update: dict[str, Any] = {
-        "$set": {
-            "state": S.PENDING.value,
-            "dueAt": due_at,
-            "needsReconcile": needs_reconcile,
-            "leaseUntil": None,
-            "lastError": error,
-            "errorClass": error_class.value,
-            "updatedAt": now,
-        }
-    }
-    if not consume_attempt:
-        update["$inc"] = {"attempt": -1}
-    return deliveries().update_one(_attempt_filter(delivery), update).modified_count == 1
-
-
-def wait_for_auth(delivery: dict[str, Any], error: str, *, needs_reconcile: bool) -> bool:
-    """in_flight → waiting_auth; the attempt is given back (the platform refused to act)."""
-    now = utcnow()
-    return (
-        deliveries()
-        .update_one(
-            _attempt_filter(delivery),
-            {
-                "$set": {
-                    "state": S.WAITING_AUTH.value,
-                    "needsReconcile": needs_reconcile,
-                    "leaseUntil": None,
-                    "lastError": error,
-                    "errorClass": ErrorClass.AUTH.value,
-                    "waitingSince": delivery.get("waitingSince") or now,
-                    "updatedAt": now,
-                },
-                "$inc": {"attempt": -1},
-            },
+    return apply(
+        retry_op(
+            taken,
+            due_at,
+            error,
+            error_class,
+            needs_reconcile=needs_reconcile,
+            consume_attempt=consume_attempt,
         )
-        .modified_count
-        == 1
     )
 
 
-def fail(delivery: dict[str, Any], error: str, error_class: ErrorClass) -> bool:
-    """in_flight → failed, with a readable reason."""
-    now = utcnow()
-    return (
-        deliveries()
-        .update_one(
-            _attempt_filter(delivery),
-            {
-                "$set": {
-                    "state": S.FAILED.value,
-                    "needsReconcile": False,
-                    "leaseUntil": None,
-                    "lastError": error,
-                    "errorClass": error_class.value,
-                    "updatedAt": now,
-                }
-            },
-        )
-        .modified_count
-        == 1
-    )
+def wait_for_auth(taken: Taken, error: str, *, needs_reconcile: bool) -> bool:
+    return apply(wait_for_auth_op(taken, error, needs_reconcile=needs_reconcile))
 
 
-def cancel_attempt(delivery: dict[str, Any], reason: str) -> bool:
-    """in_flight → cancelled (the post left ``scheduled`` before this platform was called)."""
-    now = utcnow()
-    return (
-        deliveries()
-        .update_one(
-            _attempt_filter(delivery),
-            {
-                "$set": {
-                    "state": S.CANCELLED.value,
-                    "needsReconcile": False,
-                    "leaseUntil": None,
-                    "lastError": reason,
-                    "updatedAt": now,
-                },
-                "$inc": {"attempt": -1},
-            },
-        )
-        .modified_count
-        == 1
-    )
+def fail(taken: Taken, error: str, error_class: ErrorClass) -> bool:
+    return apply(fail_op(taken, error, error_class))
 
 
-def release(
-    delivery: dict[str, Any], due_at: datetime, *, needs_reconcile: bool, note: str | None = None
-) -> bool:
-    """in_flight → pending without a platform call (rescheduled post, worker shutting down)."""
-    now = utcnow()
-    update: dict[str, Any] = {
-        "$set": {
-            "state": S.PENDING.value,
-            "dueAt": due_at,
-            "scheduledFor": due_at,
-            "needsReconcile": needs_reconcile,
-            "leaseUntil": None,
-            "updatedAt": now,
-        },
-        "$inc": {"attempt": -1},
-    }
-    if note:
-        update["$set"]["lastError"] = note
-    return deliveries().update_one(_attempt_filter(delivery), update).modified_count == 1
+def cancel_attempt(taken: Taken, reason: str) -> bool:
+    return apply(cancel_op(taken, reason))
+
+
+def release(taken: Taken, due_at: datetime, *, needs_reconcile: bool, note: str | None = None) -> bool:
+    return apply(release_op(taken, due_at, needs_reconcile=needs_reconcile, note=note))
 
 
 # --- transitions driven by maintenance, the admin API or account events ------------------
 
 
 def reap_expired_leases() -> tuple[int, int]:
-    """Return deliveries whose lease expired to pending: (from queued, from in_flight).
+    """Return abandoned deliveries to pending now: (from queued, from in_flight).
 
-    In-flight ones keep ``needsReconcile`` (set before the call), so they are looked up first.
+    ``queued`` ones whose lease expired (their message never ran). ``in_flight`` ones whose
+    owner's liveness key is gone (a killed worker: seconds, not a lease), or whose lease expired
+    (a live owner extends the lease of every attempt it still runs, so an expired one ended
+    without recording). In-flight ones keep ``needsReconcile`` (set before the call), so they are
+    looked up on the platform first.
     """
     now = utcnow()
+    settings = get_settings()
+    # A queued delivery was claimed at most a look-ahead before its due time, so an expired
+    # lease implies this bound on ``dueAt``: the (state, dueAt) index then skips a backlog of
+    # freshly queued deliveries instead of reading each one every pass.
+    due_bound = now + timedelta(seconds=settings.lookahead_seconds + 1 - settings.queued_lease_seconds)
     queued = deliveries().update_many(
-        {"state": S.QUEUED.value, "leaseUntil": {"$lt": now}},
+        {"state": S.QUEUED.value, "dueAt": {"$lt": due_bound}, "leaseUntil": {"$lt": now}},
         {"$set": {"state": S.PENDING.value, "dueAt": now, "leaseUntil": None, "updatedAt": now}},
     )
-    in_flight = deliveries().update_many(
-        {"state": S.IN_FLIGHT.value, "leaseUntil": {"$lt": now}},
-        {
-            "$set": {
-                "state": S.PENDING.value,
-                "dueAt": now,
-                "leaseUntil": None,
-                "needsReconcile": True,
-                "updatedAt": now,
-            }
-        },
+    # Bounded by the workers' total concurrency, whatever the backlog.
+    in_flight = list(deliveries().find({"state": S.IN_FLIGHT.value}, {"owner": 1, "leaseUntil": 1}))
+    owners = {str(d["owner"]) for d in in_flight if d.get("owner")}
+    live = liveness.alive(owners) if owners else set()
+    dead = sorted(owners - live) if live is not None else []
+    abandoned = [
+        d["_id"]
+        for d in in_flight
+        if d.get("owner") in dead or (d.get("leaseUntil") is not None and d["leaseUntil"] < now)
+    ]
+    reaped = 0
+    if abandoned:
+        # Owner or lease in the filter: a newer attempt has a live owner and a fresh lease.
+        reaped = (
+            deliveries()
+            .update_many(
+                {
+                    "_id": {"$in": abandoned},
+                    "state": S.IN_FLIGHT.value,
+                    "$or": [{"owner": {"$in": dead}}, {"leaseUntil": {"$lt": now}}],
+                },
+                {
+                    "$set": {
+                        "state": S.PENDING.value,
+                        "dueAt": now,
+                        "leaseUntil": None,
+                        "owner": None,
+                        "needsReconcile": True,
+                        "updatedAt": now,
+                    }
+                },
+                hint=BY_ID,
+            )
+            .modified_count
+        )
+    return queued.modified_count, reaped
+
+
+def extend_leases(ids: Sequence[ObjectId], owner: str) -> None:
+    """Keep the leases of this owner's attempts that are still running (long platform calls)."""
+    now = utcnow()
+    lease = now + timedelta(seconds=get_settings().inflight_lease_seconds)
+    result = deliveries().update_many(
+        {"_id": {"$in": list(ids)}, "state": S.IN_FLIGHT.value, "owner": owner},
+        {"$set": {"leaseUntil": lease, "updatedAt": now}},
+        hint=BY_ID,
     )
-    return queued.modified_count, in_flight.modified_count
+    if result.modified_count:
+        log.info("kept the lease of %d long-running attempts", result.modified_count)
+
+
+liveness.keep_leases_with(extend_leases)
+
+
+def still_owned(taken: Taken) -> bool:
+    """Does this attempt still own its delivery (in flight under its attempt id)?"""
+    found = deliveries().find_one(
+        {"_id": taken.id, "state": S.IN_FLIGHT.value, "attemptId": taken.attempt_id}, {"_id": 1}, hint=BY_ID
+    )
+    return found is not None
+
+
+def stranded(overdue_seconds: float, limit: int) -> list[dict[str, Any]]:
+    """``queued`` deliveries overdue by ``overdue_seconds`` and not re-sent within it: marked re-sent.
+
+    Their message may be lost (prefetched by a killed worker, or in a broker that restarted).
+    Sending it again is safe: whichever copy runs first takes the delivery, the other finds it
+    taken. The mark keeps one delivery from being re-sent more than once per ``overdue_seconds``.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=overdue_seconds)
+    page = list(
+        deliveries()
+        .find(
+            {
+                "state": S.QUEUED.value,
+                "dueAt": {"$lt": cutoff},
+                "$or": [{"resentAt": None}, {"resentAt": {"$lt": cutoff}}],
+            },
+            CLAIM_FIELDS,
+        )
+        .limit(limit)
+    )
+    if page:
+        deliveries().update_many(
+            {"_id": {"$in": [d["_id"] for d in page]}, "state": S.QUEUED.value},
+            {"$set": {"resentAt": now}},
+            hint=BY_ID,
+        )
+    return page
 
 
 def resume_waiting(
@@ -530,8 +840,14 @@ def cancel_open(post_id: str, platforms: Sequence[str] | None = None, reason: st
     return result.modified_count
 
 
-def reopen(post_id: str, due_at: datetime, platforms: Sequence[str] | None = None) -> int:
-    """failed / cancelled → pending at ``due_at`` (admin retry). Published ones are never reopened."""
+def reopen(
+    post_id: str, due_at: datetime, platforms: Sequence[str] | None = None, *, retried: bool = False
+) -> int:
+    """failed / cancelled → pending at ``due_at`` (admin retry or reschedule).
+
+    Published ones are never reopened. A retry records when it happened (``retriedAt``): the
+    stale-post limit counts from it. A reschedule moves the scheduled time itself.
+    """
     now = utcnow()
     query: dict[str, Any] = {"postId": post_id, "state": {"$in": [S.FAILED.value, S.CANCELLED.value]}}
     if platforms:
@@ -545,6 +861,8 @@ def reopen(post_id: str, due_at: datetime, platforms: Sequence[str] | None = Non
                 "attempt": 0,
                 "lastError": None,
                 "errorClass": None,
+                "firstTakenAt": None,
+                **({"retriedAt": now} if retried else {"scheduledFor": due_at, "retriedAt": None}),
                 "updatedAt": now,
             }
         },
@@ -557,7 +875,15 @@ def reschedule_open(post_id: str, due_at: datetime) -> int:
     now = utcnow()
     result = deliveries().update_many(
         {"postId": post_id, "state": {"$in": [S.PENDING.value, S.QUEUED.value]}},
-        {"$set": {"state": S.PENDING.value, "dueAt": due_at, "scheduledFor": due_at, "updatedAt": now}},
+        {
+            "$set": {
+                "state": S.PENDING.value,
+                "dueAt": due_at,
+                "scheduledFor": due_at,
+                "firstTakenAt": None,
+                "updatedAt": now,
+            }
+        },
     )
     return result.modified_count
 

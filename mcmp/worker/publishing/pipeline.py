@@ -1,14 +1,17 @@
 """The publish pipeline for one delivery: claim → preflight → (reconcile) → publish → record.
 
 Exactly-once rests on four explicit steps (README, invariant 1):
-1. ``start_attempt`` claims the delivery atomically and records a new attempt id and
-   ``needsReconcile=True`` *before* any platform call;
-2. if the previous attempt may have reached the platform (ambiguous answer, crash, expired
-   lease), the connector first looks the post up (``find_published``) and records it instead of
-   posting again;
+1. the delivery is taken atomically (``delivery_states.start_*``) with a new attempt id and
+   ``needsReconcile=True`` recorded *before* any platform call;
+2. if the previous attempt may have reached the platform (ambiguous answer, crash, abandoned
+   attempt), the connector first looks the post up (``find_published``) and records it instead
+   of posting again;
 3. the outcome is written only if this attempt id still owns the delivery;
-4. the post's status/ids are then derived from all its deliveries (``post_status.sync``).
-Running this again for a published delivery (a retry from Flower) does nothing and says so.
+4. the post's status/ids are then derived from all its deliveries (``post_status``).
+Between 1 and 2 the named :mod:`preflight` steps run. An attempt ends as a :class:`Record`:
+the delivery's transition plus what the post needs, written here one by one or by
+:mod:`batch` for many at once. Running this again for a published delivery (a retry from
+Flower) does nothing and says so.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from bson import ObjectId
 
@@ -32,22 +36,21 @@ from mcmp.connectors.errors import (
     RetryableError,
 )
 from mcmp.connectors.protocol import Connector
-from mcmp.connectors.registry import UnknownPlatformError, get_connector
+from mcmp.connectors.registry import get_connector
 from mcmp.connectors.types import PostContent, PublishRequest, PublishResult
-from mcmp.models import AccountStatus, DeliveryState, ErrorClass, PostStatus
+from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount
 from mcmp.models.base import as_utc, utcnow
-from mcmp.worker import metrics, rate_limit
+from mcmp.worker import liveness, metrics, rate_limit
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts import tokens
 from mcmp.worker.logs import log_context
-from mcmp.worker.publishing import campaign_bounds, delivery_states, post_status
-from mcmp.worker.publishing.content import build_content
+from mcmp.worker.publishing import delivery_states, post_status, preflight
+from mcmp.worker.publishing.delivery_states import Taken, Transition
+from mcmp.worker.publishing.preflight import PostDoc, Preflight
 from mcmp.worker.publishing.retry_policy import backoff_seconds
 
 log = logging.getLogger(__name__)
-# A delivery whose token cannot be refreshed right now (and is no longer valid) tries again after this.
-TOKEN_RETRY_SECONDS = 10.0
 # A token refreshed less than this long ago and still refused on publish is not refreshed again.
 AUTH_REFRESH_GUARD_SECONDS = 600.0
 
@@ -67,100 +70,144 @@ class Outcome(StrEnum):
     LOST_LEASE = "lost_lease"
 
 
-class _Attempt:
-    """State of one attempt while it runs (kept out of the function to keep steps small)."""
+@dataclass(frozen=True)
+class Record:
+    """How one attempt ends: the delivery's transition, then what its post needs once it applied.
 
-    def __init__(self, delivery: dict[str, Any], uncertain: bool, settings: Settings) -> None:
-        self.delivery = delivery
-        self.uncertain = uncertain  # may a previous attempt have created the post?
-        self.settings = settings
-        self.post_id: str = delivery["postId"]
-        self.platform: str = delivery["platform"]
-        self.attempt: int = delivery["attempt"]
-        self.post: dict[str, Any] | None = None  # as read by the preflight (status, platforms)
-        self.accounts = account_cache.for_ttl(settings.account_cache_seconds)
+    ``post_error`` is shown on the post while it is retried or held; ``settles`` means the post's
+    status is derived again (with ``settled``, the delivery as written, when it was published).
+    """
+
+    outcome: Outcome
+    transition: Transition
+    post_error: str | None = None
+    settles: bool = False
+    settled: dict[str, Any] | None = None
+    counted: bool = True  # reported to the outcome metric once written
+
+
+@dataclass
+class Attempt:
+    """One attempt while it runs: the taken delivery, the post read for it, the preflight's findings."""
+
+    taken: Taken
+    settings: Settings
+    post: PostDoc | None
+    uncertain: bool
+    account: IntegrationAccount | None = None
+
+    @property
+    def post_id(self) -> str:
+        return self.taken.post_id
+
+    @property
+    def platform(self) -> str:
+        return self.taken.platform
 
     def forget_account(self) -> None:
         """The account gave trouble: the next attempt reads it from the database."""
         if self.post is not None:
-            self.accounts.forget(str(self.post.get("clientId")), self.platform)
-
-    # --- outcomes ---------------------------------------------------------------------------
-    def fail(self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT) -> Outcome:
-        log.warning("delivery failed: %s", reason)
-        if delivery_states.fail(self.delivery, reason, error_class):
-            post_status.sync(self.post_id)
-            metrics.delivery_outcome(self.platform, Outcome.FAILED)
-            return Outcome.FAILED
-        return Outcome.LOST_LEASE
-
-    def retry(self, reason: str, error_class: ErrorClass, retry_after: float | None) -> Outcome:
-        if self.attempt >= self.settings.max_attempts and not self.uncertain:
-            return self.fail(f"gave up after {self.attempt} attempts: {reason}", error_class)
-        delay = backoff_seconds(self.attempt, self.settings, retry_after)
-        due = utcnow() + timedelta(seconds=delay)
-        log.info(
-            "attempt %d failed (%s: %s); retrying in %.1fs", self.attempt, error_class.value, reason, delay
-        )
-        if delivery_states.schedule_retry(
-            self.delivery, due, reason, error_class, needs_reconcile=self.uncertain
-        ):
-            post_status.record_error(
-                self.post_id, f"{self.platform}: {reason} (attempt {self.attempt}, retrying)"
+            account_cache.for_ttl(self.settings.account_cache_seconds).forget(
+                str(self.post.get("clientId")), self.platform
             )
-            metrics.delivery_outcome(self.platform, Outcome.RETRY)
-            return Outcome.RETRY
-        return Outcome.LOST_LEASE
+
+    # --- how an attempt can end (no write happens here) ---------------------------------------
+    def fail(self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT) -> Record:
+        log.warning("delivery failed: %s", reason)
+        return Record(Outcome.FAILED, delivery_states.fail_op(self.taken, reason, error_class), settles=True)
+
+    def retry(self, reason: str, error_class: ErrorClass, retry_after: float | None) -> Record:
+        attempt = self.taken.attempt
+        if attempt >= self.settings.max_attempts and not self.uncertain:
+            return self.fail(f"gave up after {attempt} attempts: {reason}", error_class)
+        delay = backoff_seconds(attempt, self.settings, retry_after)
+        log.info("attempt %d failed (%s: %s); retrying in %.1fs", attempt, error_class.value, reason, delay)
+        due = utcnow() + timedelta(seconds=delay)
+        transition = delivery_states.retry_op(
+            self.taken, due, reason, error_class, needs_reconcile=self.uncertain
+        )
+        message = f"{self.platform}: {reason} (attempt {attempt}, retrying)"
+        return Record(Outcome.RETRY, transition, post_error=message)
 
     def defer(
         self, until: datetime, reason: str, error_class: ErrorClass = ErrorClass.RATE_LIMITED
-    ) -> Outcome:
+    ) -> Record:
         log.info("deferred until %s (%s): %s", until.isoformat(), error_class.value, reason)
-        ok = delivery_states.schedule_retry(
-            self.delivery,
-            until,
-            reason,
-            error_class,
-            needs_reconcile=self.uncertain,
-            consume_attempt=False,
+        transition = delivery_states.retry_op(
+            self.taken, until, reason, error_class, needs_reconcile=self.uncertain, consume_attempt=False
         )
-        if ok:
-            metrics.delivery_outcome(self.platform, Outcome.DEFERRED)
-        return Outcome.DEFERRED if ok else Outcome.LOST_LEASE
+        return Record(Outcome.DEFERRED, transition)
 
-    def wait_for_auth(self, account: Any, reason: str) -> Outcome:
+    def wait_for_auth(self, account: IntegrationAccount, reason: str) -> Record:
         self.forget_account()
         if not accounts.mark_expired(account, reason):  # reconnected meanwhile: use the new token
             return self.defer(utcnow(), "account was reconnected during the attempt", ErrorClass.AUTH)
         message = f"{self.platform}: account must be reconnected ({reason})"
         log.warning("waiting for re-authorisation: %s", reason)
-        if delivery_states.wait_for_auth(self.delivery, message, needs_reconcile=self.uncertain):
-            post_status.record_error(self.post_id, message)
-            metrics.delivery_outcome(self.platform, Outcome.WAITING_AUTH)
-            return Outcome.WAITING_AUTH
-        return Outcome.LOST_LEASE
+        transition = delivery_states.wait_for_auth_op(self.taken, message, needs_reconcile=self.uncertain)
+        return Record(Outcome.WAITING_AUTH, transition, post_error=message)
 
-    def complete(self, result: PublishResult, call_started: datetime | None, reconciled: bool) -> Outcome:
+    def release(self, until: datetime, note: str | None) -> Record:
+        transition = delivery_states.release_op(self.taken, until, needs_reconcile=self.uncertain, note=note)
+        post_error = f"{self.platform}: {note}" if note else None
+        return Record(Outcome.RESCHEDULED, transition, post_error=post_error, counted=False)
+
+    def cancel(self, reason: str) -> Record:
+        log.info(reason)
+        return Record(Outcome.CANCELLED, delivery_states.cancel_op(self.taken, reason), counted=False)
+
+    def complete(self, result: PublishResult, call_started: datetime | None, reconciled: bool) -> Record:
         published_at = result.published_at or call_started or utcnow()
-        if not delivery_states.complete(
-            self.delivery, result.platform_post_id, result.url, published_at, call_started
-        ):
-            log.warning(
-                "lost the lease before recording %s; the newer attempt will reconcile",
-                result.platform_post_id,
-            )
-            return Outcome.LOST_LEASE
+        transition = delivery_states.complete_op(
+            self.taken, result.platform_post_id, result.url, published_at, call_started
+        )
         settled = {
-            **self.delivery,
+            "_id": self.taken.id,
+            "platform": self.platform,
             "state": DeliveryState.PUBLISHED.value,
             "platformPostId": result.platform_post_id,
             "publishedAt": published_at,
+            "attempt": self.taken.attempt,
         }
-        post_status.sync(self.post_id, self.post, settled)
-        outcome = Outcome.RECONCILED if reconciled else Outcome.PUBLISHED
         log.info("%s as %s", "reconciled" if reconciled else "published", result.platform_post_id)
-        metrics.delivery_outcome(self.platform, outcome)
-        return outcome
+        outcome = Outcome.RECONCILED if reconciled else Outcome.PUBLISHED
+        return Record(outcome, transition, settles=True, settled=settled)
+
+    def decide(self, decision: preflight.Decision) -> Record:
+        """The record of a preflight decision."""
+        if isinstance(decision, preflight.Fail):
+            return self.fail(decision.reason, decision.error_class)
+        if isinstance(decision, preflight.Defer):
+            return self.defer(decision.until, decision.reason, decision.error_class)
+        if isinstance(decision, preflight.Release):
+            return self.release(decision.until, decision.note)
+        if isinstance(decision, preflight.Cancel):
+            return self.cancel(decision.reason)
+        return self.wait_for_auth(decision.account, decision.reason)
+
+
+def commit(record: Record, post: PostDoc | None) -> Outcome:
+    """Write one attempt's record: the delivery first (if this attempt still owns it), then the post."""
+    if not delivery_states.apply(record.transition):
+        if record.settled is not None:
+            log.warning(
+                "lost the lease before recording %s; the newer attempt will reconcile",
+                record.settled["platformPostId"],
+            )
+        return Outcome.LOST_LEASE
+    after_commit(record, post)
+    return record.outcome
+
+
+def after_commit(record: Record, post: PostDoc | None) -> None:
+    """What the post needs once the delivery's transition was written (one delivery)."""
+    post_id = record.transition.taken.post_id
+    if record.settles:
+        post_status.sync(post_id, post if record.settled is not None else None, record.settled)
+    elif record.post_error:
+        post_status.record_error(post_id, record.post_error)
+    if record.counted:
+        metrics.delivery_outcome(record.transition.taken.platform, record.outcome)
 
 
 def publish_delivery(
@@ -172,27 +219,23 @@ def publish_delivery(
     when it no longer matches the stored delivery the normal compare-and-swap decides.
     """
     settings = settings or get_settings()
-    try:
-        taken = None
-        if claim and ObjectId.is_valid(delivery_id):
-            taken = delivery_states.start_claimed(delivery_id, claim, settings.inflight_lease_seconds)
-        if taken is None:
-            taken = delivery_states.start_attempt(delivery_id, settings.inflight_lease_seconds)
-    except Exception as exc:  # an invalid id must not crash the worker loop
-        if not ObjectId.is_valid(delivery_id):
-            log.error("publish_delivery: %r is not a delivery id", delivery_id)
-            return Outcome.NOT_FOUND
-        raise exc
+    if not ObjectId.is_valid(delivery_id):  # an invalid id must not crash the worker loop
+        log.error("publish_delivery: %r is not a delivery id", delivery_id)
+        return Outcome.NOT_FOUND
+    taken = None
+    if claim:
+        taken = delivery_states.start_claimed(delivery_id, claim, settings.inflight_lease_seconds)
+    if taken is None:
+        taken = delivery_states.start_attempt(delivery_id, settings.inflight_lease_seconds)
     if taken is None:
         return _explain_not_taken(delivery_id)
-    delivery, uncertain = taken
+    post = post_status.posts().find_one({"_id": ObjectId(taken.post_id)})
     with log_context(
-        delivery_id=delivery_id,
-        post_id=delivery["postId"],
-        platform=delivery["platform"],
-        attempt=delivery["attempt"],
+        delivery_id=delivery_id, post_id=taken.post_id, platform=taken.platform, attempt=taken.attempt
     ):
-        return _run(_Attempt(delivery, uncertain, settings))
+        attempt = Attempt(taken, settings, cast(PostDoc | None, post), taken.uncertain)
+        with liveness.running(taken.attempt_id, [taken.id]):
+            return commit(run_attempt(attempt), attempt.post)
 
 
 def _explain_not_taken(delivery_id: str) -> Outcome:
@@ -214,112 +257,58 @@ def _explain_not_taken(delivery_id: str) -> Outcome:
     return Outcome.NOT_AVAILABLE
 
 
-def _run(attempt: _Attempt) -> Outcome:
-    settings = attempt.settings
-    post = post_status.posts().find_one({"_id": ObjectId(attempt.post_id)})
-    attempt.post = post
-    if post is None:
-        delivery_states.cancel_attempt(attempt.delivery, "post was deleted")
-        return Outcome.CANCELLED
-    if post.get("status") != PostStatus.SCHEDULED.value:
-        reason = f"post is now {post.get('status')!r}; not publishing"
-        log.info(reason)
-        delivery_states.cancel_attempt(attempt.delivery, reason)
-        return Outcome.CANCELLED
-    schedule_time = (
-        as_utc(post.get("scheduleTime")) if isinstance(post.get("scheduleTime"), datetime) else None
+def run_attempt(attempt: Attempt) -> Record:
+    """Preflight, then (reconcile and) publish: how this attempt ends, not yet written."""
+    check = Preflight(
+        taken=attempt.taken,
+        settings=attempt.settings,
+        now=utcnow(),
+        post=attempt.post,
+        accounts=account_cache.for_ttl(attempt.settings.account_cache_seconds),
+        account=attempt.account,
     )
-    if schedule_time is not None and schedule_time > utcnow() + timedelta(
-        seconds=settings.lookahead_seconds + 1
-    ):
-        log.info("post was moved to %s; releasing the delivery until then", schedule_time.isoformat())
-        delivery_states.release(attempt.delivery, schedule_time, needs_reconcile=attempt.uncertain)
-        return Outcome.RESCHEDULED
-    # An uncertain delivery began inside the bounds and may be live already: reconcile it first.
-    outside = None if attempt.uncertain else campaign_bounds.check(post)
-    if outside is not None and outside.hold_until is None:
-        return attempt.fail(outside.reason)
-    if outside is not None and outside.hold_until is not None:
-        post_status.record_error(attempt.post_id, f"{attempt.platform}: {outside.reason}")
-        delivery_states.release(
-            attempt.delivery, outside.hold_until, needs_reconcile=attempt.uncertain, note=outside.reason
-        )
-        return Outcome.RESCHEDULED
-    try:
-        connector = get_connector(attempt.platform)
-    except UnknownPlatformError as exc:
-        return attempt.fail(str(exc))
-    client_id = str(post["clientId"])
-    account = attempt.accounts.get(client_id, attempt.platform) or accounts.find_account(
-        post["clientId"], attempt.platform
-    )
-    if account is None:
-        return attempt.fail(f"no IntegrationAccount for {attempt.platform} is connected to this client")
-    if account.status != AccountStatus.CONNECTED.value:
-        reason = (account.metadata or {}).get("authError") or f"account status is {account.status}"
-        return attempt.wait_for_auth(account, str(reason))
-    # Just-in-time refresh, single-flight, bounded well inside the in-flight lease.
-    fresh = tokens.ensure_fresh(account, settings, budget_seconds=settings.inflight_lease_seconds / 3)
-    if fresh.credentials is None:
-        if fresh.outcome is tokens.Outcome.REVOKED:
-            return attempt.wait_for_auth(fresh.account or account, fresh.reason)
-        retry_at = utcnow() + timedelta(seconds=TOKEN_RETRY_SECONDS)
-        return attempt.defer(retry_at, fresh.reason, ErrorClass.AUTH)  # no attempt consumed
-    account, credentials = fresh.account or account, fresh.credentials
-    if fresh.outcome is tokens.Outcome.NOT_DUE:
-        attempt.accounts.put(client_id, attempt.platform, account)
-    else:
-        attempt.forget_account()
-    try:
-        content = build_content(post, attempt.platform)
-        connector.validate(content, credentials)
-    except PermanentError as exc:
-        return attempt.fail(exc.message)
-    blocked = _blocked_until(attempt.platform, str(account.pk))
-    if blocked is not None:
-        return attempt.defer(blocked, "platform rate limit reached (shared budget)")
+    decision = preflight.run(check)
+    attempt.account = check.account
+    if decision is not None:
+        return attempt.decide(decision)
+    assert check.content is not None and check.credentials is not None and check.account is not None
     request = PublishRequest(
-        delivery_id=str(attempt.delivery["_id"]),
-        idempotency_key=str(attempt.delivery["_id"]),
-        attempt_id=attempt.delivery["attemptId"],
+        delivery_id=str(attempt.taken.id),
+        idempotency_key=str(attempt.taken.id),
+        attempt_id=attempt.taken.attempt_id,
         attempt_started_at=utcnow(),
-        content=content,
-        credentials=credentials,
-        first_attempt_at=as_utc(attempt.delivery.get("createdAt")),
-        keep_alive=_lease_keeper(attempt.delivery, settings.inflight_lease_seconds),
+        content=check.content,
+        credentials=check.credentials,
+        first_attempt_at=attempt.taken.created_at or as_utc(attempt.taken.id.generation_time),
+        keep_alive=_ownership_check(attempt.taken, attempt.settings.inflight_lease_seconds / 3),
     )
-    return _call_platform(attempt, connector, request, account)
+    return _call_platform(attempt, get_connector(attempt.platform), request, check.account)
 
 
-def _lease_keeper(delivery: dict[str, Any], lease_seconds: float) -> Callable[[], None]:
+def _ownership_check(taken: Taken, every_seconds: float) -> Callable[[], None]:
     """What a connector calls during a long publish (a video's upload and processing).
 
-    Renews this attempt's in-flight lease at most every third of the lease, so a live worker's
-    long call is never reclaimed by the reaper; raises once the attempt no longer owns the
-    delivery, so the connector stops before it could create a post the new owner also creates.
+    The lease itself is kept by this worker's liveness thread; this check, at most every
+    ``every_seconds``, stops the connector (``RetryableError``) once the attempt no longer owns
+    the delivery (the worker was judged dead and the delivery handed on), before it could create
+    a post the new owner also creates.
     """
-    renewed = [time.monotonic()]
+    checked = [time.monotonic()]
 
     def keep_alive() -> None:
         now = time.monotonic()
-        if now - renewed[0] < lease_seconds / 3:
+        if now - checked[0] < every_seconds:
             return
-        renewed[0] = now
-        if not delivery_states.extend_lease(delivery, lease_seconds):
+        checked[0] = now
+        if not delivery_states.still_owned(taken):
             raise RetryableError("this attempt no longer owns the delivery; stopping before publishing")
 
     return keep_alive
 
 
-def _blocked_until(platform: str, account_id: str) -> datetime | None:
-    try:
-        return rate_limit.blocked_until(platform, account_id)
-    except Exception as exc:  # Redis hiccup: the platform's own 429 still protects us
-        log.warning("rate-limit check unavailable (%s); proceeding", type(exc).__name__)
-        return None
-
-
-def _call_platform(attempt: _Attempt, connector: Connector, request: PublishRequest, account: Any) -> Outcome:
+def _call_platform(
+    attempt: Attempt, connector: Connector, request: PublishRequest, account: IntegrationAccount
+) -> Record:
     call_started: datetime | None = None
     try:
         if attempt.uncertain:
@@ -329,7 +318,7 @@ def _call_platform(attempt: _Attempt, connector: Connector, request: PublishRequ
             attempt.uncertain = False  # looked up: the post does not exist on the platform
             log.info("reconciled: no earlier post found; publishing")
         call_started = utcnow()
-        metrics.observe_lateness(attempt.platform, attempt.delivery.get("scheduledFor"), call_started)
+        metrics.observe_lateness(attempt.platform, attempt.taken.scheduled_for, call_started)
         result = connector.publish(request)
     except RateLimitedError as exc:
         _record_block(attempt.platform, exc, request.credentials.account_id)
@@ -354,7 +343,7 @@ def _call_platform(attempt: _Attempt, connector: Connector, request: PublishRequ
     return attempt.complete(result, call_started, reconciled=False)
 
 
-def _after_auth_error(attempt: _Attempt, account: Any, reason: str) -> Outcome:
+def _after_auth_error(attempt: Attempt, account: IntegrationAccount, reason: str) -> Record:
     """The platform refused the token on publish: one forced refresh before asking for a reconnect.
 
     Platforms invalidate access tokens before ``expiresAt`` (password change, session expiry,
@@ -384,4 +373,4 @@ def _record_block(platform: str, exc: RateLimitedError, account_id: str) -> None
         log.warning("could not record rate limit (%s)", type(err).__name__)
 
 
-__all__ = ["Outcome", "PostContent", "publish_delivery"]
+__all__ = ["Attempt", "Outcome", "PostContent", "Record", "commit", "publish_delivery", "run_attempt"]

@@ -10,13 +10,17 @@ permanently and none is still pending; otherwise the post stays ``scheduled``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
 from mcmp.models.base import utcnow
+from mcmp.models.db import BY_ID
 from mcmp.worker.publishing import delivery_states
 
 log = logging.getLogger(__name__)
@@ -25,8 +29,9 @@ MAX_CONFLICT_RETRIES = 5
 EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
 
 
-def posts() -> Collection:
-    return Post._get_collection()
+def posts() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = Post._get_collection()
+    return collection
 
 
 def history_entry(
@@ -96,8 +101,51 @@ def record_error(post_id: str, message: str) -> None:
     posts().update_one({"_id": ObjectId(post_id)}, {"$set": {"lastError": message, "updatedAt": utcnow()}})
 
 
+@dataclass(frozen=True)
+class PostWrite:
+    """One post update derived from its deliveries; ``new_status`` None for a write without a status change."""
+
+    post_id: str
+    filter: dict[str, Any]
+    update: dict[str, Any]
+    new_status: str | None
+
+
+def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite | None:
+    """The write ``sync`` would make for ``post`` (its ``status`` and ``platforms`` read), or None.
+
+    A status change is conditional on the status read; a write of ids/errors alone is not (it is
+    idempotent and the frontend does not own those fields).
+    """
+    if post.get("status") != PostStatus.SCHEDULED.value:
+        return None
+    post_id = str(post["_id"])
+    platforms = list(dict.fromkeys(post.get("platforms") or []))
+    new_status, last_error = derive(platforms, deliveries)
+    published = _published_fields(deliveries)
+    if new_status is None:
+        changes = dict(published)
+        if last_error:
+            changes["lastError"] = last_error
+        if not changes:
+            return None
+        changes["updatedAt"] = utcnow()
+        return PostWrite(post_id, {"_id": post["_id"]}, {"$set": changes}, None)
+    note = _note(new_status, deliveries)
+    update: dict[str, Any] = {
+        "$set": {**published, "status": new_status, "updatedAt": utcnow()},
+        "$push": {"statusHistory": history_entry(post["status"], new_status, note)},
+        "$unset": {EXPANDED_MARKER: ""},
+    }
+    if new_status == PostStatus.PUBLISHED.value:
+        update["$unset"]["lastError"] = ""
+    else:
+        update["$set"]["lastError"] = last_error
+    return PostWrite(post_id, {"_id": post["_id"], "status": post["status"]}, update, new_status)
+
+
 def sync(
-    post_id: str, post: dict[str, Any] | None = None, settled: dict[str, Any] | None = None
+    post_id: str, post: Mapping[str, Any] | None = None, settled: dict[str, Any] | None = None
 ) -> str | None:
     """Recompute the post's status from its deliveries; returns the new status if it changed.
 
@@ -110,42 +158,70 @@ def sync(
             post = posts().find_one({"_id": ObjectId(post_id)}, {"status": 1, "platforms": 1})
         if post is None:
             return None
-        if post.get("status") != PostStatus.SCHEDULED.value:
+        write = plan(post, _deliveries_of(post_id, post, settled))
+        if write is None:
             return None
-        platforms = list(dict.fromkeys(post.get("platforms") or []))
-        if settled is not None and platforms == [settled["platform"]]:
-            deliveries = [settled]
-        else:
-            deliveries = delivery_states.for_post(post_id)
-        new_status, last_error = derive(platforms, deliveries)
-        published = _published_fields(deliveries)
-        if new_status is None:
-            changes = dict(published)
-            if last_error:
-                changes["lastError"] = last_error
-            if changes:
-                changes["updatedAt"] = utcnow()
-                posts().update_one({"_id": post["_id"]}, {"$set": changes})
+        result = posts().update_one(write.filter, write.update, hint=BY_ID)
+        if write.new_status is None:
             return None
-        note = _note(new_status, deliveries)
-        update: dict[str, Any] = {
-            "$set": {**published, "status": new_status, "updatedAt": utcnow()},
-            "$push": {"statusHistory": history_entry(post["status"], new_status, note)},
-            "$unset": {EXPANDED_MARKER: ""},
-        }
-        if new_status == PostStatus.PUBLISHED.value:
-            update["$unset"]["lastError"] = ""
-        else:
-            update["$set"]["lastError"] = last_error
-        result = posts().update_one({"_id": post["_id"], "status": post["status"]}, update)
         if result.modified_count == 1:
             log.info(
-                "post %s is now %s", post_id, new_status, extra={"post_id": post_id, "status": new_status}
+                "post %s is now %s",
+                post_id,
+                write.new_status,
+                extra={"post_id": post_id, "status": write.new_status},
             )
-            return new_status
+            return write.new_status
         post = settled = None  # changed under us: the retry reads both afresh
     log.warning("post %s: status kept changing under us; the next sync will settle it", post_id)
     return None
+
+
+def _deliveries_of(
+    post_id: str, post: Mapping[str, Any], settled: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    platforms = list(dict.fromkeys(post.get("platforms") or []))
+    if settled is not None and platforms == [settled["platform"]]:
+        return [settled]
+    return delivery_states.for_post(post_id)
+
+
+def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], errors: Mapping[str, str]) -> int:
+    """Settle many posts after a batch in one bulk write (plus one read for multi-platform posts).
+
+    ``settled`` pairs each post (as read by the batch) with the delivery just finished on it;
+    ``errors`` is ``lastError`` to show on posts still being retried. A status write that did not
+    match (the post changed meanwhile) is redone one by one with ``sync``. Returns posts written.
+    """
+    by_post: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+    for post, delivery in settled:
+        by_post[str(post["_id"])] = (post, delivery)
+    multi = [
+        pid
+        for pid, (post, d) in by_post.items()
+        if list(dict.fromkeys(post.get("platforms") or [])) != [d["platform"]]
+    ]
+    found = delivery_states.for_posts(multi) if multi else {}
+    writes = []
+    for pid, (post, d) in by_post.items():
+        write = plan(post, found[pid] if pid in found else [d])
+        if write is not None:
+            writes.append(write)
+    now = utcnow()
+    # Hinted: with ``status`` in the filter SecantusDB would otherwise walk the status index.
+    ops: list[UpdateOne] = [UpdateOne(w.filter, w.update, hint=BY_ID) for w in writes]
+    ops += [
+        UpdateOne({"_id": ObjectId(pid)}, {"$set": {"lastError": message, "updatedAt": now}}, hint=BY_ID)
+        for pid, message in errors.items()
+    ]
+    if not ops:
+        return 0
+    result = posts().bulk_write(ops, ordered=False)
+    if result.matched_count != len(ops):
+        for w in writes:
+            if w.new_status is not None:
+                sync(w.post_id)
+    return len(ops)
 
 
 def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:

@@ -13,7 +13,7 @@ from mcmp.config import Settings
 
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None = None) -> float:
     """Delay after the ``attempt``-th failed attempt (1-based): base·2^(n-1), jittered, capped."""
-    exp = settings.retry_base_seconds * (2 ** max(0, attempt - 1))
+    exp = settings.retry_base_seconds * float(2 ** max(0, attempt - 1))
     delay = min(settings.retry_max_seconds, exp)
     delay = delay * random.uniform(0.5, 1.0)  # full-ish jitter: spread retries of a burst
     if retry_after is not None:

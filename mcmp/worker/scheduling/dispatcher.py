@@ -32,6 +32,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger(__name__)
 
 PUBLISH_TASK = "mcmp.publish_delivery"
+BATCH_TASK = "mcmp.publish_batch"
 
 
 @dataclass
@@ -54,14 +55,29 @@ def unschedulable_query(full: bool) -> dict[str, Any]:
     return {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": None}
 
 
+Message = tuple[str, list[Any], dict[str, Any] | None, datetime | None, list[ObjectId]]
+
+
+def _single(delivery: dict[str, Any], eta: datetime | None) -> Message:
+    """One ``mcmp.publish_delivery`` message; ``post_id`` and ``platform`` label it in Flower."""
+    hint = delivery_states.claim_hint(delivery)
+    kwargs: dict[str, Any] = {"post_id": str(delivery["postId"]), "platform": str(delivery["platform"])}
+    if hint:
+        kwargs["claim"] = hint
+    return PUBLISH_TASK, [str(delivery["_id"])], kwargs, eta, [delivery["_id"]]
+
+
 class Dispatcher:
-    def __init__(self, settings: Settings | None = None, send_task: Any = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, send_task: Any = None, queue_depth: Any = None
+    ) -> None:
         self.settings = settings or get_settings()
         if send_task is None:
             from mcmp.worker.app import app
 
             send_task = app.send_task
         self._send_task = send_task
+        self._queue_depth = queue_depth  # tests and benchmarks may count their own queue
         self._last_type_sweep = 0.0
 
     # --- expansion ---------------------------------------------------------------------------
@@ -90,12 +106,15 @@ class Dispatcher:
         known = set(available_platforms())
         new: list[delivery_states.NewDelivery] = []
         rejected_posts: list[str] = []
+        invalid: dict[str, str] = {}
         for post in page:
             post_id = str(post["_id"])
             client_id = str(post.get("clientId") or "")
             due = as_utc(post["scheduleTime"])
             assert due is not None
             problems = post_problems(post)
+            if problems:
+                invalid[post_id] = "; ".join(problems)
             platforms = [p for p in dict.fromkeys(post.get("platforms") or []) if isinstance(p, str)]
             if problems and not platforms:
                 post_status.fail_post(post_id, PostStatus.SCHEDULED.value, "; ".join(problems))
@@ -124,6 +143,8 @@ class Dispatcher:
             hint=BY_ID,
         )
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
+            if post_id in invalid:  # its older deliveries may carry an older error: name these
+                post_status.fail_post(post_id, PostStatus.SCHEDULED.value, invalid[post_id])
             post_status.sync(post_id)
         return len(page), ensured.created, ensured.reopened, sent
 
@@ -136,38 +157,96 @@ class Dispatcher:
         return len(claimed), self._send(claimed)
 
     def _send(self, claimed: list[dict[str, Any]]) -> int:
-        """Hand claimed deliveries to Celery (ETA = due time); give back what the broker refused."""
+        """Hand claimed deliveries to Celery; give back what the broker refused.
+
+        Deliveries claimed together go as ``mcmp.publish_batch`` messages of up to
+        ``MCMP_BATCH_SIZE`` (formed from what was claimed now: a batch never waits to fill), one
+        per distinct ETA second (each member still starts at its own due time); lone ones go
+        as ``mcmp.publish_delivery``. Messages carry ids, times and the claim token only.
+        """
+        messages = self._messages(claimed)
         sent = 0
-        unsent: list[ObjectId] = []
-        for i, delivery in enumerate(claimed):
-            due = as_utc(delivery["dueAt"])
-            eta = due if due is not None and due > utcnow() else None
-            hint = delivery_states.claim_hint(delivery)
+        for i, (name, args, kwargs, eta, members) in enumerate(messages):
             try:
-                self._send_task(
-                    PUBLISH_TASK,
-                    args=[str(delivery["_id"])],
-                    # post_id and platform label the task in Flower (search, Failed list).
-                    kwargs={
-                        "post_id": str(delivery["postId"]),
-                        "platform": str(delivery["platform"]),
-                        **({"claim": hint} if hint else {}),
-                    },
-                    eta=eta,
-                    queue="publish",
-                )
-                sent += 1
+                self._send_task(name, args=args, kwargs=kwargs, eta=eta, queue="publish")
+                sent += len(members)
             except Exception as exc:  # broker down: give the rest back now rather than after the lease
+                unsent = [oid for m in messages[i:] for oid in m[4]]
                 log.warning(
                     "broker unavailable (%s); releasing %d claimed deliveries",
                     type(exc).__name__,
-                    len(claimed) - i,
+                    len(unsent),
                 )
-                unsent = [d["_id"] for d in claimed[i:]]
+                delivery_states.unclaim(unsent)
                 break
-        if unsent:
-            delivery_states.unclaim(unsent)
         return sent
+
+    def _messages(self, claimed: list[dict[str, Any]]) -> list[Message]:
+        now = utcnow()
+        size = self.settings.batch_size
+        singles: list[Message] = []
+        groups: dict[tuple[str, datetime | None], list[tuple[dict[str, Any], list[str]]]] = {}
+        for delivery in claimed:
+            due = as_utc(delivery["dueAt"])
+            eta = due if due is not None and due > now else None
+            item = delivery_states.batch_item(delivery) if size > 1 else None
+            if item is None:
+                singles.append(_single(delivery, eta))
+                continue
+            # One message per claim token and ETA second (the batch runs when its first is due).
+            key = (str(delivery["claimToken"]), eta.replace(microsecond=0) if eta else None)
+            groups.setdefault(key, []).append((delivery, item))
+        messages = list(singles)
+        for (token, _), members in groups.items():
+            for start in range(0, len(members), size):
+                chunk = members[start : start + size]
+                first = min((t for d, _ in chunk if (t := as_utc(d["dueAt"])) is not None), default=None)
+                eta = first if first is not None and first > now else None
+                ids = [d["_id"] for d, _ in chunk]
+                if len(chunk) == 1:
+                    messages.append(_single(chunk[0][0], eta))
+                    continue
+                claim = {"token": token, "items": [item for _, item in chunk]}
+                messages.append((BATCH_TASK, [[str(i) for i in ids]], {"claim": claim}, eta, ids))
+        return messages
+
+    def resend_stranded(self) -> int:
+        """Send again the messages of ``queued`` deliveries that are overdue while nothing waits.
+
+        A worker killed with ``kill -9`` takes its prefetched messages with it, and a broker
+        restart can lose its queue; their deliveries stay ``queued`` until the queued lease. When
+        the publish queue is empty yet a delivery is ``MCMP_REQUEUE_AFTER_SECONDS`` overdue, its
+        message is taken as lost and sent again (tasks are idempotent: a copy that arrives late
+        finds the delivery taken). A non-empty queue means a backlog, not a loss: nothing is sent.
+        """
+        waiting = self._publish_queue_depth()
+        if waiting is None or waiting > 0:
+            return 0
+        stranded = delivery_states.stranded(
+            self.settings.requeue_after_seconds, self.settings.dispatch_batch_size
+        )
+        if not stranded:
+            return 0
+        sent = self._send(stranded)
+        log.warning("re-sent %d queued deliveries whose message was lost", sent)
+        return sent
+
+    def _publish_queue_depth(self) -> int | None:
+        """Messages waiting in the broker's publish queue (Redis or AMQP), None if unknown."""
+        if self._queue_depth is not None:
+            return int(self._queue_depth())
+        try:
+            from mcmp.worker.app import app
+
+            with app.connection_for_read() as conn:
+                channel = conn.default_channel
+                try:
+                    return int(channel.queue_declare(queue="publish", passive=True).message_count)
+                except conn.channel_errors:
+                    return 0  # no such queue: Redis drops an empty list, a broker restart all queues
+        except Exception as exc:  # broker down: nothing to decide on
+            log.info("publish queue depth unavailable (%s)", type(exc).__name__)
+            return None
 
     # --- maintenance -------------------------------------------------------------------------
     def fail_unschedulable_posts(self, full: bool | None = None) -> int:
@@ -294,6 +373,7 @@ class Dispatcher:
         return {
             "reaped_queued": queued,
             "reaped_in_flight": in_flight,
+            "resent_queued": self.resend_stranded(),
             "failed_invalid": self.fail_unschedulable_posts(),
             "resumed_auth": self.resume_reconnected_accounts(),
             "settled_posts": self.settle_stale_posts(),

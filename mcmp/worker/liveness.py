@@ -1,0 +1,159 @@
+"""Which worker processes are alive: one short-TTL Redis key per process, renewed by a thread.
+
+A delivery taken for an attempt records its ``owner`` (this process's id). The reaper hands on
+the deliveries of owners whose key has expired — a ``kill -9``'d worker costs seconds, not an
+in-flight lease. A live owner's attempt that is still running keeps its lease extended by the
+same thread, so a long call (Instagram video processing takes minutes) is never taken over,
+while an attempt that ended without recording (an exception) is recovered when its lease
+expires. When liveness cannot be judged (Redis unreachable, or restarted so recently that live
+workers may not have renewed their keys yet) only expired leases are reclaimed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from mcmp.config import get_settings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "mcmp:live:"
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+
+
+def _redis() -> redis.Redis:
+    return _client(get_settings().redis_url)
+
+
+class _Heartbeat:
+    """This process's key, renewed by a daemon thread (started lazily, again after a fork)."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.owner = ""
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        # attempt id:delivery id → (delivery id, monotonic time of the last lease extension)
+        self.running: dict[str, tuple[Any, float]] = {}
+        self.keeper: Callable[[Sequence[Any], str], None] | None = None
+
+    def ensure(self) -> str | None:
+        with self.lock:
+            if self.pid != os.getpid():  # first use in this process (or a prefork child)
+                self.pid = os.getpid()
+                self.owner = f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:8]}"
+                self.stop = threading.Event()
+                if not self._beat():
+                    self.pid = 0
+                    return None
+                threading.Thread(target=self._run, args=(self.stop,), name="liveness", daemon=True).start()
+            return self.owner
+
+    def _beat(self) -> bool:
+        ttl = get_settings().liveness_ttl_seconds
+        try:
+            _redis().set(KEY_PREFIX + self.owner, "1", px=int(ttl * 1000))
+            return True
+        except redis.RedisError as exc:
+            log.warning("liveness key not renewed (%s)", type(exc).__name__)
+            return False
+
+    def _run(self, stop: threading.Event) -> None:
+        interval = get_settings().liveness_ttl_seconds / 4
+        while not stop.wait(interval):
+            try:
+                self._beat()
+                self._keep_leases()
+            except Exception:  # the thread must outlive any surprise: a silent death reads as "dead"
+                log.exception("liveness renewal failed")
+
+    def _keep_leases(self) -> None:
+        """Extend the leases of attempts running longer than a third of the in-flight lease."""
+        every = get_settings().inflight_lease_seconds / 3
+        now = time.monotonic()
+        with self.lock:
+            due = [(a, d) for a, (d, last) in self.running.items() if now - last >= every]
+            for attempt_id, delivery_id in due:
+                self.running[attempt_id] = (delivery_id, now)
+        if due and self.keeper is not None:
+            self.keeper([d for _, d in due], self.owner)
+
+
+_heartbeat = _Heartbeat()
+
+
+def owner() -> str | None:
+    """This process's owner id with its key set, or None when Redis cannot be reached now.
+
+    A delivery taken with no owner is recovered by its lease alone, as before liveness.
+    """
+    return _heartbeat.ensure()
+
+
+@contextmanager
+def running(attempt_id: str, delivery_ids: Iterable[Any]) -> Iterator[None]:
+    """Mark attempts of this process as running: their leases are kept while they run."""
+    keys = [(f"{attempt_id}:{d}", d) for d in delivery_ids]
+    with _heartbeat.lock:
+        for key, delivery_id in keys:
+            _heartbeat.running[key] = (delivery_id, time.monotonic())
+    try:
+        yield
+    finally:
+        with _heartbeat.lock:
+            for key, _ in keys:
+                _heartbeat.running.pop(key, None)
+
+
+def keep_leases_with(keeper: Callable[[Sequence[Any], str], None]) -> None:
+    """How running attempts' leases are extended (the state machine's writer registers it)."""
+    _heartbeat.keeper = keeper
+
+
+def alive(owners: Iterable[str]) -> set[str] | None:
+    """The subset of ``owners`` whose process is alive, or None when that cannot be judged.
+
+    An owner whose key is missing is looked at again one renewal later before it is called
+    dead: a live process re-sets a key that was lost (Redis restarted or flushed) by then.
+    """
+    wanted = sorted(set(owners))
+    settings = get_settings()
+    try:
+        client = _redis()
+        uptime = int(client.info("server").get("uptime_in_seconds", 0))
+        if uptime < settings.liveness_ttl_seconds:
+            return None  # keys lost in a restart are being renewed right now
+        live = _present(client, wanted)
+        missing = [o for o in wanted if o not in live]
+        if missing:
+            time.sleep(settings.liveness_ttl_seconds / 4 + 0.25)
+            live |= _present(client, missing)
+    except redis.RedisError as exc:
+        log.warning("liveness unavailable (%s); only expired leases are reaped", type(exc).__name__)
+        return None
+    return live
+
+
+def _present(client: redis.Redis, owners: list[str]) -> set[str]:
+    if not owners:
+        return set()
+    found = client.mget([KEY_PREFIX + o for o in owners])
+    return {o for o, value in zip(owners, found, strict=True) if value is not None}
+
+
+__all__ = ["alive", "keep_leases_with", "owner", "running"]

@@ -1,0 +1,229 @@
+"""Publishing a dispatcher's batch of deliveries with a few database commands, not a few per delivery.
+
+One ``update_many`` takes the batch (a compare-and-swap per delivery on its claim token), one
+query reads its posts, one its accounts; the platform calls run concurrently on a bounded pool
+(started in due order, each no earlier than its own due time); the outcomes are written with one
+bulk write (per-operation results: an outcome whose attempt no longer owns its delivery is
+dropped, as one by one) and the posts with another. A slow delivery never holds the others: what
+has finished after ``MCMP_BATCH_RECORD_AFTER_SECONDS`` is recorded, and each straggler records
+itself when it ends, still under its own attempt and its worker's liveness.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from functools import lru_cache
+from typing import Any, cast
+
+from bson import ObjectId
+
+from mcmp.config import Settings, get_settings
+from mcmp.models import AccountStatus, IntegrationAccount
+from mcmp.models.base import as_utc, utcnow
+from mcmp.worker import liveness, metrics
+from mcmp.worker.accounts import cache as account_cache
+from mcmp.worker.logs import log_context
+from mcmp.worker.publishing import delivery_states, post_status
+from mcmp.worker.publishing.delivery_states import Taken
+from mcmp.worker.publishing.pipeline import Attempt, Outcome, Record, after_commit, commit, run_attempt
+from mcmp.worker.publishing.preflight import PostDoc
+
+log = logging.getLogger(__name__)
+# A batch member never starts earlier than its due time, nor waits longer than this for it.
+MAX_DUE_WAIT_SECONDS = 5.0
+
+
+@lru_cache(maxsize=4)
+def _pool(size: int) -> ThreadPoolExecutor:
+    """One pool per worker process: the bound holds across batches running at once."""
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="publish")
+
+
+def publish_batch(
+    delivery_ids: Sequence[str],
+    claim: Mapping[str, Any] | None,
+    settings: Settings | None = None,
+    on_failed: Callable[[Taken], None] | None = None,
+) -> dict[str, int]:
+    """Run one attempt of each delivery of a dispatcher batch; returns a count per outcome.
+
+    Deliveries not won (a re-sent copy or a single ``publish_delivery`` took them first, or they
+    were reaped and claimed again) are left to whoever holds them. ``on_failed`` is told of each
+    delivery that ended ``failed`` (the task sends a per-delivery message so Flower lists it).
+    """
+    settings = settings or get_settings()
+    items = _items(delivery_ids, claim)
+    token = str((claim or {}).get("token") or "")
+    if not items or not token:
+        log.error("publish_batch: the claim is missing or garbled; each delivery is tried on its own")
+        from mcmp.worker.publishing.pipeline import publish_delivery
+
+        return _count([publish_delivery(i, None, settings) for i in delivery_ids if ObjectId.is_valid(i)])
+    taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
+    if not taken:
+        return {}
+    posts = _posts(taken)
+    accounts = _accounts(taken, posts, settings)
+    attempts = [
+        Attempt(t, settings, posts.get(t.post_id), t.uncertain, accounts.get(_account_key(t, posts)))
+        for t in sorted(taken, key=lambda t: t.scheduled_for or utcnow())
+    ]
+    pool = _pool(settings.batch_concurrency)
+    with ExitStack() as running:
+        for attempt_id in {t.attempt_id for t in taken}:
+            running.enter_context(
+                liveness.running(attempt_id, [t.id for t in taken if t.attempt_id == attempt_id])
+            )
+        futures: dict[Future[Record | None], Attempt] = {pool.submit(_run, a): a for a in attempts}
+        done, stragglers = wait(futures, timeout=_record_after(attempts, settings))
+        finished = [(r, futures[f]) for f in done if (r := f.result()) is not None]
+        outcomes = _record(finished, on_failed)
+        if stragglers:
+            log.info("%d slow deliveries of the batch record their own outcome", len(stragglers))
+        for f in stragglers:  # each straggler is written alone, as soon as it ends
+            record = f.result()
+            if record is not None:
+                outcomes.append(_record_one(record, futures[f], on_failed))
+    return _count(outcomes)
+
+
+def _items(delivery_ids: Sequence[str], claim: Mapping[str, Any] | None) -> list[delivery_states.BatchItem]:
+    wanted = {str(i) for i in delivery_ids}
+    entries = (claim or {}).get("items") or []
+    parsed = [delivery_states.parse_batch_item(e) for e in entries if isinstance(e, list | tuple)]
+    return [
+        i for i in parsed if i is not None and i.delivery_id in wanted and ObjectId.is_valid(i.delivery_id)
+    ]
+
+
+def _posts(taken: Sequence[Taken]) -> dict[str, PostDoc]:
+    """The batch's posts in one query (never hinted: a hint on ``_id`` makes ``$in`` scan, §11)."""
+    ids = list({ObjectId(t.post_id) for t in taken if ObjectId.is_valid(t.post_id)})
+    return {str(p["_id"]): cast(PostDoc, p) for p in post_status.posts().find({"_id": {"$in": ids}})}
+
+
+def _account_key(t: Taken, posts: Mapping[str, PostDoc]) -> tuple[str, str]:
+    return str((posts.get(t.post_id) or {}).get("clientId") or ""), t.platform
+
+
+def _accounts(
+    taken: Sequence[Taken], posts: Mapping[str, PostDoc], settings: Settings
+) -> dict[tuple[str, str], IntegrationAccount]:
+    """Each (client, platform) account of the batch: from the process's cache, else one query."""
+    cache = account_cache.for_ttl(settings.account_cache_seconds)
+    found: dict[tuple[str, str], IntegrationAccount] = {}
+    missing: set[tuple[str, str]] = set()
+    for t in taken:
+        key = _account_key(t, posts)
+        cached = cache.get(*key)
+        if cached is not None:
+            found[key] = cached
+        elif key[0]:
+            missing.add(key)
+    if missing:
+        candidates: dict[tuple[str, str], list[IntegrationAccount]] = {}
+        query = IntegrationAccount.objects(
+            client_id__in=list({c for c, _ in missing}), platform__in=list({p for _, p in missing})
+        )
+        for account in query:
+            key = (str(account.client_id), str(account.platform))
+            if key in missing:
+                candidates.setdefault(key, []).append(account)
+        for key, pool in candidates.items():  # the same choice as accounts.store.find_account
+            connected = [a for a in pool if a.status == AccountStatus.CONNECTED.value] or pool
+            found[key] = max(
+                connected, key=lambda a: as_utc(a.updated_at) or as_utc(a.created_at) or utcnow()
+            )
+    return found
+
+
+def _record_after(attempts: Sequence[Attempt], settings: Settings) -> float:
+    last_due = max((a.taken.scheduled_for or utcnow() for a in attempts), default=utcnow())
+    wait_for_due = min(MAX_DUE_WAIT_SECONDS, max(0.0, (last_due - utcnow()).total_seconds()))
+    return wait_for_due + settings.batch_record_after_seconds
+
+
+def _run(attempt: Attempt) -> Record | None:
+    """One member: wait for its due time, then preflight and the platform call (nothing written).
+
+    An unexpected error (the database unreachable mid-preflight, say) ends this member alone, as
+    a crash would: it stays in flight, needing reconciliation, until its lease expires.
+    """
+    due = attempt.taken.scheduled_for
+    if due is not None:
+        delay = (due - utcnow()).total_seconds()
+        if delay > 0:
+            time.sleep(min(delay, MAX_DUE_WAIT_SECONDS))
+    with log_context(
+        delivery_id=str(attempt.taken.id),
+        post_id=attempt.post_id,
+        platform=attempt.platform,
+        attempt=attempt.taken.attempt,
+    ):
+        try:
+            return run_attempt(attempt)
+        except Exception:
+            log.exception("attempt ended without an outcome; its lease will hand it on")
+            return None
+
+
+def _record(
+    finished: list[tuple[Record, Attempt]], on_failed: Callable[[Taken], None] | None
+) -> list[Outcome]:
+    """The finished members' outcomes in one bulk write, then their posts in another."""
+    if not finished:
+        return []
+    applied = delivery_states.apply_many([r.transition for r, _ in finished])
+    outcomes: list[Outcome] = []
+    settled: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+    errors: dict[str, str] = {}
+    for (record, attempt), ok in zip(finished, applied, strict=True):
+        if not ok:
+            if record.settled is not None:
+                log.warning(
+                    "lost the lease before recording %s; the newer attempt will reconcile",
+                    record.settled["platformPostId"],
+                )
+            outcomes.append(Outcome.LOST_LEASE)
+            continue
+        outcomes.append(record.outcome)
+        if record.settled is not None and attempt.post is not None:
+            settled.append((attempt.post, record.settled))  # published: posts settled in bulk
+            if record.counted:
+                metrics.delivery_outcome(attempt.platform, record.outcome)
+        elif record.settles:
+            after_commit(record, attempt.post)  # failed: the post's other deliveries are read
+        else:
+            _note(record, attempt, errors)
+        if record.outcome is Outcome.FAILED and on_failed is not None:
+            on_failed(attempt.taken)
+    post_status.sync_many(settled, errors)
+    return outcomes
+
+
+def _note(record: Record, attempt: Attempt, errors: dict[str, str]) -> None:
+    if record.post_error:
+        errors[attempt.post_id] = record.post_error
+    if record.counted:
+        metrics.delivery_outcome(attempt.platform, record.outcome)
+
+
+def _record_one(record: Record, attempt: Attempt, on_failed: Callable[[Taken], None] | None) -> Outcome:
+    outcome = commit(record, attempt.post)
+    if outcome is Outcome.FAILED and on_failed is not None:
+        on_failed(attempt.taken)
+    return outcome
+
+
+def _count(outcomes: Sequence[Outcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
+    return counts
+
+
+__all__ = ["publish_batch"]

@@ -1,0 +1,275 @@
+"""The checks an attempt passes before any platform call, as named steps run in order.
+
+Each step looks at one concern and returns ``None`` ("go on") or a :data:`Decision` that ends
+the attempt without touching the platform. Steps may fill in what later steps need (the
+account, the credentials, the content), so the order matters and is written down once, in
+:data:`STEPS`. Every step runs on every attempt: a post edited, re-scheduled by the frontend
+or retried by an operator is checked again before it can reach a platform.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from mcmp.config import Settings
+from mcmp.connectors.errors import PermanentError
+from mcmp.connectors.registry import UnknownPlatformError, get_connector
+from mcmp.connectors.types import Credentials, PostContent
+from mcmp.models import AccountStatus, ErrorClass, IntegrationAccount, PostStatus
+from mcmp.models.base import as_utc
+from mcmp.worker import rate_limit
+from mcmp.worker.accounts import store as accounts
+from mcmp.worker.accounts import tokens
+from mcmp.worker.accounts.cache import AccountCache
+from mcmp.worker.publishing import campaign_bounds
+from mcmp.worker.publishing.delivery_states import Taken
+from mcmp.worker.publishing.validation import validate_for_platform
+
+log = logging.getLogger(__name__)
+
+# A delivery whose token cannot be refreshed right now (and is no longer valid) tries again after this.
+TOKEN_RETRY_SECONDS = 10.0
+
+
+class PostDoc(TypedDict, total=False):
+    """The fields of a stored post the publish path reads (Mongoose writes many more)."""
+
+    _id: Any
+    clientId: str
+    status: str
+    platforms: list[str]
+    scheduleTime: Any  # a BSON date when valid; anything the frontend wrote otherwise
+    title: str
+    body: str
+    assetUrls: list[str]
+    campaignId: str
+    campaignOverride: bool
+    platformPostIds: dict[str, Any]
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fail:
+    reason: str
+    error_class: ErrorClass = ErrorClass.PERMANENT
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Try again at ``until`` without spending an attempt."""
+
+    until: datetime
+    reason: str
+    error_class: ErrorClass = ErrorClass.RATE_LIMITED
+
+
+@dataclass(frozen=True)
+class Release:
+    """Back to pending until ``until`` (post moved later, campaign not started yet)."""
+
+    until: datetime
+    note: str | None = None  # shown on the post (``lastError``) while held
+
+
+@dataclass(frozen=True)
+class Cancel:
+    reason: str
+
+
+@dataclass(frozen=True)
+class WaitForAuth:
+    account: IntegrationAccount
+    reason: str
+
+
+Decision = Fail | Defer | Release | Cancel | WaitForAuth
+
+
+@dataclass
+class Preflight:
+    """One attempt as the steps see it; later steps read what earlier ones found."""
+
+    taken: Taken
+    settings: Settings
+    now: datetime
+    post: PostDoc | None
+    accounts: AccountCache
+    account: IntegrationAccount | None = None  # a batch may hand in the account it read
+    credentials: Credentials | None = None
+    content: PostContent | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def client_id(self) -> str:
+        return str((self.post or {}).get("clientId") or "")
+
+    def forget_account(self) -> None:
+        """The account gave trouble: the next attempt reads it from the database."""
+        self.accounts.forget(self.client_id, self.taken.platform)
+
+
+Step = Callable[[Preflight], Decision | None]
+
+
+def _schedule_time(post: Mapping[str, Any]) -> datetime | None:
+    value = post.get("scheduleTime")
+    return as_utc(value) if isinstance(value, datetime) else None
+
+
+def post_still_scheduled(p: Preflight) -> Decision | None:
+    """The post still exists, is still ``scheduled``, and was not moved past the look-ahead."""
+    if p.post is None:
+        return Cancel("post was deleted")
+    status = p.post.get("status")
+    if status != PostStatus.SCHEDULED.value:
+        return Cancel(f"post is now {status!r}; not publishing")
+    when = _schedule_time(p.post)
+    if when is not None and when > p.now + timedelta(seconds=p.settings.lookahead_seconds + 1):
+        log.info("post was moved to %s; releasing the delivery until then", when.isoformat())
+        return Release(when)
+    return None
+
+
+def not_too_late(p: Preflight) -> Decision | None:
+    """A delivery first picked up more than ``MCMP_MAX_LATENESS`` after its time is not published.
+
+    Only the first pickup is judged: a delivery that started in time (then was retried through
+    an outage, deferred by a rate limit or recovered after a crash) still goes out. Lateness
+    counts from the latest of the post's ``scheduleTime``, the delivery's scheduled time and an
+    admin retry.
+    """
+    limit = p.settings.max_lateness
+    if limit <= 0 or not p.taken.first_pickup or p.taken.uncertain or p.post is None:
+        return None
+    times = [t for t in (p.taken.late_from, p.taken.scheduled_for, _schedule_time(p.post)) if t is not None]
+    if not times:
+        return None
+    since = max(as_utc(t) or t for t in times)
+    late = (p.now - since).total_seconds()
+    if late <= limit:
+        return None
+    post_id = p.taken.post_id
+    return Fail(
+        f"not published: {_duration(late)} late (due {since:%Y-%m-%d %H:%M} UTC; the limit "
+        f"MCMP_MAX_LATENESS is {_duration(limit)}). To publish anyway, reschedule the post or retry "
+        f"it (POST /v1/posts/{post_id}/retry), which counts lateness from the retry"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    return " ".join(p for p in parts if p) or f"{seconds} s"
+
+
+def inside_campaign(p: Preflight) -> Decision | None:
+    """Campaign bounds; an uncertain delivery began inside them and may be live: reconcile it."""
+    if p.taken.uncertain or p.post is None:
+        return None
+    outside = campaign_bounds.check(p.post, p.now)
+    if outside is None:
+        return None
+    if outside.hold_until is None:
+        return Fail(outside.reason)
+    return Release(outside.hold_until, note=outside.reason)
+
+
+def account(p: Preflight) -> Decision | None:
+    """A known platform and a connected account of the post's client for it."""
+    platform = p.taken.platform
+    try:
+        get_connector(platform)
+    except UnknownPlatformError as exc:
+        return Fail(str(exc))
+    found = p.account or p.accounts.get(p.client_id, platform) or accounts.find_account(p.client_id, platform)
+    if found is None:
+        return Fail(f"no IntegrationAccount for {platform} is connected to this client")
+    p.account = found
+    if found.status != AccountStatus.CONNECTED.value:
+        reason = (found.metadata or {}).get("authError") or f"account status is {found.status}"
+        return WaitForAuth(found, str(reason))
+    return None
+
+
+def token(p: Preflight) -> Decision | None:
+    """A valid token: refreshed just in time, single-flight, well inside the in-flight lease."""
+    assert p.account is not None
+    budget = p.settings.inflight_lease_seconds / 3
+    fresh = tokens.ensure_fresh(p.account, p.settings, budget_seconds=budget)
+    if fresh.credentials is None:
+        if fresh.outcome is tokens.Outcome.REVOKED:
+            return WaitForAuth(fresh.account or p.account, fresh.reason)
+        return Defer(p.now + timedelta(seconds=TOKEN_RETRY_SECONDS), fresh.reason, ErrorClass.AUTH)
+    p.account, p.credentials = fresh.account or p.account, fresh.credentials
+    if fresh.outcome is tokens.Outcome.NOT_DUE:
+        p.accounts.put(p.client_id, p.taken.platform, p.account)
+    else:
+        p.forget_account()
+    return None
+
+
+def content(p: Preflight) -> Decision | None:
+    """The post as it is now passes every check (post fields, media, the connector's rules)."""
+    assert p.post is not None
+    try:
+        p.content = validate_for_platform(p.post, p.taken.platform, p.credentials)
+    except PermanentError as exc:
+        p.forget_account()  # the account's metadata may be the cause: a fix is seen at once
+        return Fail(exc.message)
+    return None
+
+
+def rate_limit_block(p: Preflight) -> Decision | None:
+    """The shared (Redis) budget of the account or app is not blocked."""
+    assert p.account is not None
+    try:
+        blocked = rate_limit.blocked_until(p.taken.platform, str(p.account.pk))
+    except Exception as exc:  # Redis hiccup: the platform's own 429 still protects us
+        log.warning("rate-limit check unavailable (%s); proceeding", type(exc).__name__)
+        return None
+    if blocked is None:
+        return None
+    return Defer(blocked, "platform rate limit reached (shared budget)")
+
+
+STEPS: tuple[Step, ...] = (
+    post_still_scheduled,
+    not_too_late,
+    inside_campaign,
+    account,
+    token,
+    content,
+    rate_limit_block,
+)
+
+
+def run(p: Preflight) -> Decision | None:
+    """The first decision a step takes, or None when the attempt may call the platform."""
+    for step in STEPS:
+        decision = step(p)
+        if decision is not None:
+            return decision
+    return None
+
+
+__all__ = [
+    "STEPS",
+    "Cancel",
+    "Decision",
+    "Defer",
+    "Fail",
+    "PostDoc",
+    "Preflight",
+    "Release",
+    "WaitForAuth",
+    "run",
+]
