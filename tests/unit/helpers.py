@@ -9,6 +9,7 @@ from mcmp.config import get_settings
 from mcmp.worker.accounts.cache import AccountCache
 from mcmp.worker.publishing import delivery_states
 from mcmp.worker.publishing.delivery_states import NewDelivery, Taken
+from mcmp.worker.publishing.post_status import EXPANDED_MARKER, posts
 from mcmp.worker.publishing.preflight import Preflight
 
 
@@ -17,12 +18,22 @@ def now() -> datetime:
 
 
 def new_delivery(post: dict[str, Any], platform: str, due: datetime | None = None) -> dict[str, Any]:
-    """One delivery born ``queued`` under a claim token, as the dispatcher's expansion makes it."""
+    """One delivery born ``queued`` under a claim token, its post marked expanded, as the
+    dispatcher's expansion makes them."""
     due = due or post["scheduleTime"]
     ensured = delivery_states.ensure(
         [NewDelivery(str(post["_id"]), str(post["clientId"]), platform, due)], claim_lease_seconds=60
     )
+    mark_expanded([post])
     return ensured.claimed[0]
+
+
+def mark_expanded(expanded: list[dict[str, Any]]) -> None:
+    """Posts whose deliveries exist, marked as the dispatcher marks them (only such settle)."""
+    marked = now()
+    posts().update_many({"_id": {"$in": [p["_id"] for p in expanded]}}, {"$set": {EXPANDED_MARKER: marked}})
+    for post in expanded:
+        post[EXPANDED_MARKER] = marked
 
 
 def take(post: dict[str, Any], platform: str = "website", due: datetime | None = None) -> Taken:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from mcmp.worker.publishing import delivery_states
 from mcmp.worker.publishing.batch import publish_batch
 from mcmp.worker.publishing.delivery_states import NewDelivery
-from tests.unit.helpers import now
+from tests.unit.helpers import mark_expanded, now
 
 
 def _claim(client, posts):
@@ -15,6 +15,7 @@ def _claim(client, posts):
         [NewDelivery(str(p["_id"]), str(client["_id"]), "website", p["scheduleTime"]) for p in posts],
         claim_lease_seconds=60,
     ).claimed
+    mark_expanded(posts)
     items = [delivery_states.batch_item(d) for d in claimed]
     return [str(d["_id"]) for d in claimed], {"token": claimed[0]["claimToken"], "items": items}
 

@@ -148,6 +148,8 @@ def test_liveness_cannot_be_judged_right_after_a_redis_restart(monkeypatch):
 
 def test_stranded_queued_deliveries_are_offered_once_per_interval(db, post):
     claimed = new_delivery(post, "website", due=now() - timedelta(seconds=30))
+    assert delivery_states.stranded(5, 100) == []  # due long ago, but its message was sent just now
+    db.deliveries.update_one({"_id": claimed["_id"]}, {"$set": {"updatedAt": now() - timedelta(seconds=6)}})
     first = delivery_states.stranded(5, 100)
     assert [d["_id"] for d in first] == [claimed["_id"]]
     assert delivery_states.stranded(5, 100) == []

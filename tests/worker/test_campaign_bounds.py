@@ -68,12 +68,13 @@ def test_pipeline_fails_ended_holds_not_started_and_honours_override(
 ) -> None:
     client = make_client()
     make_webhook_account(client)
+    start_worker(env)
+    start_dispatcher(env)
+    # The campaigns' times count from now, once the processes run (their start may take seconds).
     now = datetime.now(UTC)
     ended = _campaign(db, client, "Spring Sale", now - timedelta(days=30), now - timedelta(hours=1))
     starts_at = now + timedelta(seconds=6)
     upcoming = _campaign(db, client, "Summer Launch", starts_at, None)
-    start_worker(env)
-    start_dispatcher(env)
     soon = datetime.now(UTC) + timedelta(seconds=1)
     late = make_post(client, ["website"], when=soon, campaignId=ended)
     early = make_post(client, ["website"], when=soon, campaignId=upcoming)
@@ -82,7 +83,12 @@ def test_pipeline_fails_ended_holds_not_started_and_honours_override(
     def post(p: dict[str, Any]) -> dict[str, Any]:
         return db.posts.find_one({"_id": p["_id"]})
 
-    wait_until(lambda: post(late)["status"] == "failed" and post(forced)["status"] == "published", 30)
+    wait_until(
+        lambda: post(late)["status"] == "failed"
+        and post(forced)["status"] == "published"
+        and "lastError" in post(early),
+        30,
+    )
     assert post(late)["lastError"].startswith("website: campaign 'Spring Sale' ended ")
     assert post(late)["statusHistory"][-1]["note"] == "failed on website"
     held = post(early)

@@ -760,9 +760,12 @@ def still_owned(taken: Taken) -> bool:
 
 
 def stranded(overdue_seconds: float, limit: int) -> list[dict[str, Any]]:
-    """``queued`` deliveries overdue by ``overdue_seconds`` and not re-sent within it: marked re-sent.
+    """``queued`` deliveries overdue by ``overdue_seconds``, claimed (``updatedAt``) at least that
+    long ago and not re-sent within it: marked re-sent.
 
-    Their message may be lost (prefetched by a killed worker, or in a broker that restarted).
+    A delivery claimed late (a backlog, a post approved after its time) is due long ago but its
+    message was sent just now: only the time since the claim says a message may be lost. Their
+    message may be lost (prefetched by a killed worker, or in a broker that restarted).
     Sending it again is safe: whichever copy runs first takes the delivery, the other finds it
     taken. The mark keeps one delivery from being re-sent more than once per ``overdue_seconds``.
     """
@@ -774,6 +777,7 @@ def stranded(overdue_seconds: float, limit: int) -> list[dict[str, Any]]:
             {
                 "state": S.QUEUED.value,
                 "dueAt": {"$lt": cutoff},
+                "updatedAt": {"$lt": cutoff},
                 "$or": [{"resentAt": None}, {"resentAt": {"$lt": cutoff}}],
             },
             CLAIM_FIELDS,

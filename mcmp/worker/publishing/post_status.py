@@ -114,8 +114,8 @@ class PostWrite:
 def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite | None:
     """The write ``sync`` would make for ``post`` (its ``status`` and ``platforms`` read), or None.
 
-    A status change is conditional on the status read; a write of ids/errors alone is not (it is
-    idempotent and the frontend does not own those fields).
+    A status change is conditional on the status read and on the post still being expanded; a
+    write of ids/errors alone is not (it is idempotent and the frontend does not own those fields).
     """
     if post.get("status") != PostStatus.SCHEDULED.value:
         return None
@@ -141,7 +141,11 @@ def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite
         update["$unset"]["lastError"] = ""
     else:
         update["$set"]["lastError"] = last_error
-    return PostWrite(post_id, {"_id": post["_id"], "status": post["status"]}, update, new_status)
+    # Only while the post is expanded: a post the frontend scheduled again (marker cleared when it
+    # settled) waits for the dispatcher to re-open its deliveries; a late sync of the old outcome
+    # must not settle it back.
+    cas = {"_id": post["_id"], "status": post["status"], EXPANDED_MARKER: {"$exists": True}}
+    return PostWrite(post_id, cas, update, new_status)
 
 
 def sync(

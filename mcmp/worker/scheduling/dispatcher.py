@@ -136,12 +136,13 @@ class Dispatcher:
                     )
                 )
         ensured = delivery_states.ensure(new, claim_lease_seconds=self.settings.queued_lease_seconds)
-        sent = self._send(ensured.claimed)
+        # Marked before the deliveries are sent: a worker's outcome settles only an expanded post.
         posts.update_many(
             {"_id": {"$in": [p["_id"] for p in page]}, "status": PostStatus.SCHEDULED.value},
             {"$set": {EXPANDED_MARKER: utcnow()}},
             hint=BY_ID,
         )
+        sent = self._send(ensured.claimed)
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
             if post_id in invalid:  # its older deliveries may carry an older error: name these
                 post_status.fail_post(post_id, PostStatus.SCHEDULED.value, invalid[post_id])
