@@ -84,9 +84,11 @@ def test_pipeline_fails_ended_holds_not_started_and_honours_override(
         return db.posts.find_one({"_id": p["_id"]})
 
     wait_until(
-        lambda: post(late)["status"] == "failed"
-        and post(forced)["status"] == "published"
-        and "lastError" in post(early),
+        lambda: (
+            post(late)["status"] == "failed"
+            and post(forced)["status"] == "published"
+            and "lastError" in post(early)
+        ),
         30,
     )
     assert post(late)["lastError"].startswith("website: campaign 'Spring Sale' ended ")
