@@ -38,6 +38,7 @@ import redis
 import requests
 from bson import ObjectId
 from pymongo import MongoClient
+from pymongo.database import Database
 
 from mcmp.cli.common import CONFIG_NAME, DATA_DIR, console, redact, write_config
 from mcmp.devstack import (
@@ -502,7 +503,7 @@ def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
     _wait(stack, "Flower", lambda: _answers(flower_url, (user, password)))
     _wait(stack, "worker", lambda: b"worker ready" in stack.children["worker"].output())
     key = _demo_key(base, uri)
-    db = MongoClient(uri, tz_aware=True).get_default_database()
+    db: Database[dict[str, Any]] = MongoClient(uri, tz_aware=True).get_default_database()
     since = datetime.now(UTC)
     client_id, seeded = _seed(db, sims, demo_posts)
     _banner(base, api_url, key, flower_url, user, password, uri, redis_url, redis_note, sims)

@@ -449,12 +449,12 @@ class FacebookSimulator(GraphSimulator):
                 return self.graph_error(
                     6000, "There was a problem uploading your video file: it is too large", subcode=1363023
                 )
-            video = self._new_video(page_id, "video", int(size))
+            started = self._new_video(page_id, "video", int(size))
             return SimResponse(
                 200,
                 {
-                    "upload_session_id": video["upload_session_id"],
-                    "video_id": video["id"],
+                    "upload_session_id": started["upload_session_id"],
+                    "video_id": started["id"],
                     "start_offset": "0",
                     "end_offset": str(min(self.video_chunk_bytes, int(size))),
                 },
@@ -512,13 +512,13 @@ class FacebookSimulator(GraphSimulator):
         form = req.form()
         phase = form.get("upload_phase", "")
         if phase == "start":
-            video = self._new_video(page_id, "reel", None)
+            started = self._new_video(page_id, "reel", None)
             host = req.header("host", "127.0.0.1")
             return SimResponse(
                 200,
                 {
-                    "video_id": video["id"],
-                    "upload_url": f"http://{host}/video-upload/{RUPLOAD_VERSION}/{video['id']}",
+                    "video_id": started["id"],
+                    "upload_url": f"http://{host}/video-upload/{RUPLOAD_VERSION}/{started['id']}",
                 },
             )
         if phase != "finish":
