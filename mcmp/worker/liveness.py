@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +30,12 @@ from mcmp.config import get_settings
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "mcmp:live:"
+# Every process that renews a key is listed here with the time of its last renewal; one listed
+# longer ago than the TTL has died (or stopped), and its death is moved to LOSSES: the moments
+# after which a message a worker had prefetched may be gone (see :func:`last_loss`).
+MEMBERS = "mcmp:live:members"
+LOSSES = "mcmp:live:losses"
+LOSSES_KEPT_SECONDS = 86400.0
 
 
 @lru_cache(maxsize=4)
@@ -67,7 +74,10 @@ class _Heartbeat:
     def _beat(self) -> bool:
         ttl = get_settings().liveness_ttl_seconds
         try:
-            _redis().set(KEY_PREFIX + self.owner, "1", px=int(ttl * 1000))
+            pipe = _redis().pipeline(transaction=False)
+            pipe.set(KEY_PREFIX + self.owner, "1", px=int(ttl * 1000))
+            pipe.zadd(MEMBERS, {self.owner: time.time()})
+            pipe.execute()
             return True
         except redis.RedisError as exc:
             log.warning("liveness key not renewed (%s)", type(exc).__name__)
@@ -149,6 +159,36 @@ def alive(owners: Iterable[str]) -> set[str] | None:
     return live
 
 
+def last_loss() -> datetime | None:
+    """The latest moment a Celery message may have been lost, or None when that cannot be judged.
+
+    Messages are lost in two ways only: a worker process dies holding prefetched ones (its
+    heartbeat stops; the moment is its last renewal), or Redis restarts and drops its queues (the
+    moment is its start). A ``queued`` delivery whose message was sent after both is waiting in
+    the queue or in a live worker's prefetch buffer, so it is never sent again — under a backlog
+    that would double the work exactly when there is least capacity for it.
+    """
+    settings = get_settings()
+    try:
+        client = _redis()
+        seconds, micros = client.time()
+        now = seconds + micros / 1e6
+        restarted = now - int(client.info("server").get("uptime_in_seconds", 0))
+        gone = client.zrangebyscore(MEMBERS, 0, now - settings.liveness_ttl_seconds, withscores=True)
+        if gone:
+            pipe = client.pipeline(transaction=False)
+            pipe.zadd(LOSSES, {owner: score for owner, score in gone}, gt=True)
+            pipe.zrem(MEMBERS, *[owner for owner, _ in gone])
+            pipe.zremrangebyscore(LOSSES, 0, now - LOSSES_KEPT_SECONDS)
+            pipe.execute()
+        latest = client.zrevrange(LOSSES, 0, 0, withscores=True)
+    except redis.RedisError as exc:
+        log.warning("liveness unavailable (%s); no message is taken as lost", type(exc).__name__)
+        return None
+    moment = max([restarted] + [score for _, score in latest])
+    return datetime.fromtimestamp(moment, UTC)
+
+
 def _present(client: redis.Redis, owners: list[str]) -> set[str]:
     if not owners:
         return set()
@@ -156,4 +196,4 @@ def _present(client: redis.Redis, owners: list[str]) -> set[str]:
     return {o for o, value in zip(owners, found, strict=True) if value is not None}
 
 
-__all__ = ["alive", "keep_leases_with", "owner", "running"]
+__all__ = ["alive", "keep_leases_with", "last_loss", "owner", "running"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -146,14 +147,31 @@ def test_liveness_cannot_be_judged_right_after_a_redis_restart(monkeypatch):
     assert liveness.alive([owner, "gone:1:x"]) is None
 
 
-def test_stranded_queued_deliveries_are_offered_once_per_interval(db, post):
+def test_stranded_queued_deliveries_are_offered_once_per_loss(db, post):
     claimed = new_delivery(post, "website", due=now() - timedelta(seconds=30))
-    assert delivery_states.stranded(5, 100) == []  # due long ago, but its message was sent just now
-    db.deliveries.update_one({"_id": claimed["_id"]}, {"$set": {"updatedAt": now() - timedelta(seconds=6)}})
-    first = delivery_states.stranded(5, 100)
-    assert [d["_id"] for d in first] == [claimed["_id"]]
-    assert delivery_states.stranded(5, 100) == []
+    db.deliveries.update_one({"_id": claimed["_id"]}, {"$set": {"updatedAt": now() - timedelta(seconds=20)}})
+    # overdue, but no message was lost since it was sent: it waits in a queue or a live worker
+    assert delivery_states.stranded(5, 100, lost_after=now() - timedelta(seconds=30)) == []
+    loss = now() - timedelta(seconds=10)  # e.g. a worker that held it died
+    assert [d["_id"] for d in delivery_states.stranded(5, 100, lost_after=loss)] == [claimed["_id"]]
+    assert delivery_states.stranded(5, 100, lost_after=loss) == []  # sent again after that loss
     assert db.deliveries.find_one({"_id": claimed["_id"]})["state"] == "queued"
+    # sent just now: not overdue since its message went out, whatever the loss
+    fresh = new_delivery(post, "facebook", due=now() - timedelta(seconds=30))
+    assert fresh["_id"] not in [d["_id"] for d in delivery_states.stranded(5, 100, lost_after=now())]
+
+
+def test_a_worker_that_stops_renewing_marks_a_possible_message_loss(db):
+    redis_client = redis.Redis.from_url(get_settings().redis_url)
+    assert liveness.owner()  # this process renews its key and is listed as a member
+    before = liveness.last_loss()
+    assert before is not None and before < now() - timedelta(seconds=1)  # only Redis's start
+    died = time.time() - get_settings().liveness_ttl_seconds - 2
+    redis_client.zadd(liveness.MEMBERS, {"gone:1:x": died})
+    loss = liveness.last_loss()
+    assert loss is not None and abs(loss.timestamp() - died) < 0.01
+    assert redis_client.zscore(liveness.MEMBERS, "gone:1:x") is None  # moved to the losses
+    assert liveness.last_loss() == loss
 
 
 def test_an_admin_retry_records_when_it_happened(db, make_client, make_post):

@@ -759,26 +759,27 @@ def still_owned(taken: Taken) -> bool:
     return found is not None
 
 
-def stranded(overdue_seconds: float, limit: int) -> list[dict[str, Any]]:
-    """``queued`` deliveries overdue by ``overdue_seconds``, claimed (``updatedAt``) at least that
-    long ago and not re-sent within it: marked re-sent.
+def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[dict[str, Any]]:
+    """``queued`` deliveries whose message was sent before ``lost_after`` and is overdue by
+    ``overdue_seconds``: marked re-sent.
 
-    A delivery claimed late (a backlog, a post approved after its time) is due long ago but its
-    message was sent just now: only the time since the claim says a message may be lost. Their
-    message may be lost (prefetched by a killed worker, or in a broker that restarted).
-    Sending it again is safe: whichever copy runs first takes the delivery, the other finds it
-    taken. The mark keeps one delivery from being re-sent more than once per ``overdue_seconds``.
+    ``lost_after`` is the last moment a message may have been lost (a worker died holding its
+    prefetched messages, or the broker restarted: :func:`mcmp.worker.liveness.last_loss`). A
+    message sent (claimed, ``updatedAt``, or re-sent, ``resentAt``) after it is in the queue or
+    in a live worker's hands, however long a backlog keeps it there. Sending a lost one again is
+    safe: whichever copy runs first takes the delivery, the other finds it taken; the mark keeps it
+    from being sent again until another loss.
     """
     now = utcnow()
-    cutoff = now - timedelta(seconds=overdue_seconds)
+    sent_before = min(now - timedelta(seconds=overdue_seconds), as_utc(lost_after))
     page = list(
         deliveries()
         .find(
             {
                 "state": S.QUEUED.value,
-                "dueAt": {"$lt": cutoff},
-                "updatedAt": {"$lt": cutoff},
-                "$or": [{"resentAt": None}, {"resentAt": {"$lt": cutoff}}],
+                "dueAt": {"$lt": now - timedelta(seconds=overdue_seconds)},
+                "updatedAt": {"$lt": sent_before},
+                "$or": [{"resentAt": None}, {"resentAt": {"$lt": sent_before}}],
             },
             CLAIM_FIELDS,
         )

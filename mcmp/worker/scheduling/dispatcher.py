@@ -23,6 +23,7 @@ from mcmp.connectors.registry import available_platforms
 from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.worker import liveness
 from mcmp.worker.publishing import delivery_states, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from mcmp.worker.publishing.post_validation import describe_schedule_time, post_problems
@@ -212,19 +213,24 @@ class Dispatcher:
         return messages
 
     def resend_stranded(self) -> int:
-        """Send again the messages of ``queued`` deliveries that are overdue while nothing waits.
+        """Send again the messages of ``queued`` deliveries that a loss may have taken.
 
         A worker killed with ``kill -9`` takes its prefetched messages with it, and a broker
-        restart can lose its queue; their deliveries stay ``queued`` until the queued lease. When
-        the publish queue is empty yet a delivery is ``MCMP_REQUEUE_AFTER_SECONDS`` overdue, its
-        message is taken as lost and sent again (tasks are idempotent: a copy that arrives late
-        finds the delivery taken). A non-empty queue means a backlog, not a loss: nothing is sent.
+        restart can lose its queue; their deliveries would stay ``queued`` until the queued
+        lease. Once the publish queue is empty, a delivery ``MCMP_REQUEUE_AFTER_SECONDS`` overdue
+        whose message was sent before the last such loss is sent again (tasks are idempotent: a
+        copy that arrives late finds the delivery taken). Without a loss nothing is re-sent: a
+        message sent since is queued or prefetched by a live worker, and re-sending it under a
+        backlog would double the work when capacity is shortest.
         """
         waiting = self._publish_queue_depth()
         if waiting is None or waiting > 0:
             return 0
+        lost_after = liveness.last_loss()
+        if lost_after is None:
+            return 0
         stranded = delivery_states.stranded(
-            self.settings.requeue_after_seconds, self.settings.dispatch_batch_size
+            self.settings.requeue_after_seconds, self.settings.dispatch_batch_size, lost_after
         )
         if not stranded:
             return 0
