@@ -41,6 +41,7 @@ FULL: dict[str, list[str]] = {
     "bulk": [],
     "db_ops": [],
     "embedded_server": [],
+    "media_stream": [],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -50,6 +51,7 @@ QUICK: dict[str, list[str]] = {
     "bulk": ["--posts", "500", "--window", "5"],
     "db_ops": ["--rate", "30", "--seconds", "3"],
     "embedded_server": ["--rate", "20", "--seconds", "2"],
+    "media_stream": ["--size-mib", "64"],
 }
 
 
