@@ -39,7 +39,7 @@ FULL: dict[str, list[str]] = {
     "baseline_eta": [],
     "dispatcher_tick": ["--profile"],
     "bulk": [],
-    "db_ops": [],
+    "db_ops": ["--rate", "200"],
     "embedded_server": [],
     "media_stream": [],
 }
