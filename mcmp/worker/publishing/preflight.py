@@ -25,7 +25,7 @@ from mcmp.worker import rate_limit
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts import tokens
 from mcmp.worker.accounts.cache import AccountCache
-from mcmp.worker.publishing import campaign_bounds
+from mcmp.worker.publishing import auth, campaign_bounds
 from mcmp.worker.publishing.delivery_states import Taken
 from mcmp.worker.publishing.validation import validate_for_platform
 
@@ -204,7 +204,9 @@ def token(p: Preflight) -> Decision | None:
     """A valid token: refreshed just in time, single-flight, well inside the in-flight lease."""
     assert p.account is not None
     budget = p.settings.inflight_lease_seconds / 3
-    fresh = tokens.ensure_fresh(p.account, p.settings, budget_seconds=budget)
+    fresh = tokens.ensure_fresh(
+        p.account, p.settings, budget_seconds=budget, on_revoked=auth.rejecter(p.forget_account)
+    )
     if fresh.credentials is None:
         if fresh.outcome is tokens.Outcome.REVOKED:
             return WaitForAuth(fresh.account or p.account, fresh.reason)
