@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mcmp.models import IntegrationAccount
+from mcmp.models import AccountStatus, IntegrationAccount
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts.store import Expiry
 from mcmp.worker.publishing import delivery_states
@@ -52,6 +52,9 @@ def token_rejected(account: IntegrationAccount, reason: str, *, holding: int = 0
     parked = delivery_states.park_for_auth(
         str(account.client_id), str(account.platform), waiting_note(str(account.platform), reason)
     )
+    if parked and connected_now(account):  # reconnected between the two writes: release them now
+        delivery_states.resume_waiting(platform=str(account.platform), client_id=str(account.client_id))
+        return Rejection(Expiry.RECONNECTED)
     if expiry is Expiry.NOW or parked:
         log.warning(
             "account %s (%s): token rejected by the platform (%s); %s; %d deliveries wait for re-authorisation",
@@ -63,6 +66,12 @@ def token_rejected(account: IntegrationAccount, reason: str, *, holding: int = 0
             extra={"account_id": str(account.pk)},
         )
     return Rejection(expiry, parked)
+
+
+def connected_now(account: IntegrationAccount) -> bool:
+    """Is the account connected in the database now (whatever the copy in hand says)?"""
+    current = IntegrationAccount.objects(pk=account.pk).only("status").first()
+    return current is not None and current.status == AccountStatus.CONNECTED.value
 
 
 def rejecter(forget_account: Callable[[], None]) -> Callable[[IntegrationAccount, str], bool]:
@@ -81,4 +90,4 @@ def waiting_note(platform: str, reason: str) -> str:
     return f"{platform}: account must be reconnected ({reason})"
 
 
-__all__ = ["Rejection", "rejecter", "token_rejected", "waiting_note"]
+__all__ = ["Rejection", "connected_now", "rejecter", "token_rejected", "waiting_note"]

@@ -137,10 +137,14 @@ class Attempt:
         )
         return Record(Outcome.DEFERRED, transition)
 
-    def wait_for_auth(self, account: IntegrationAccount, reason: str) -> Record:
-        """The token is definitely rejected: :func:`auth.token_rejected` decides, this one waits."""
+    def wait_for_auth(self, account: IntegrationAccount, reason: str, *, rejected: bool = True) -> Record:
+        """Wait for a reconnect; a token just ``rejected`` goes through :func:`auth.token_rejected`."""
         self.forget_account()
-        if auth.token_rejected(account, reason, holding=1).reconnected:
+        if rejected:
+            reconnected = auth.token_rejected(account, reason, holding=1).reconnected
+        else:  # read moments ago (or cached): a reconnect since must not be missed
+            reconnected = auth.connected_now(account)
+        if reconnected:
             return self.defer(utcnow(), "account was reconnected during the attempt", ErrorClass.AUTH)
         message = auth.waiting_note(self.platform, reason)
         log.info("waiting for re-authorisation (no attempt used): %s", reason)
@@ -183,7 +187,7 @@ class Attempt:
             return self.release(decision.until, decision.note)
         if isinstance(decision, preflight.Cancel):
             return self.cancel(decision.reason)
-        return self.wait_for_auth(decision.account, decision.reason)
+        return self.wait_for_auth(decision.account, decision.reason, rejected=decision.rejected)
 
 
 def commit(record: Record, post: PostDoc | None) -> Outcome:

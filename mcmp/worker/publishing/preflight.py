@@ -84,8 +84,12 @@ class Cancel:
 
 @dataclass(frozen=True)
 class WaitForAuth:
+    """Wait for a reconnect. ``rejected``: the platform refused the token just now (the account
+    is expired by :func:`auth.token_rejected`); else the account was not connected already."""
+
     account: IntegrationAccount
     reason: str
+    rejected: bool = True
 
 
 Decision = Fail | Defer | Release | Cancel | WaitForAuth
@@ -196,7 +200,7 @@ def account(p: Preflight) -> Decision | None:
     p.account = found
     if found.status != AccountStatus.CONNECTED.value:
         reason = (found.metadata or {}).get("authError") or f"account status is {found.status}"
-        return WaitForAuth(found, str(reason))
+        return WaitForAuth(found, str(reason), rejected=False)
     return None
 
 
