@@ -3,6 +3,7 @@ NestJS/Mongoose frontend does (``__v``, ``_id`` in nested objects, BSON dates)."
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -93,9 +94,11 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A fresh database and an empty Redis DB per test; MCMP_* settings pointing at them."""
+@contextlib.contextmanager
+def fresh_env(
+    mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """A fresh database and an empty Redis DB; MCMP_* settings pointing at them (any fixture scope)."""
     from mcmp.config import reset_settings
     from mcmp.connectors import registry
     from mcmp.models.db import connect, ensure_schema, with_database
@@ -135,6 +138,13 @@ def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) ->
         db.client.drop_database(db_name)
     except Exception:
         pass
+
+
+@pytest.fixture
+def env(mongo_base_uri: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A fresh database and an empty Redis DB per test; MCMP_* settings pointing at them."""
+    with fresh_env(mongo_base_uri, redis_url, monkeypatch) as values:
+        yield values
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@
           │                             uncertain and look again later
           ├── RateLimitedError          throttled: defer until ``until``; the attempt is not consumed
           ├── AuthError                 token expired / revoked / missing scope: the account needs
-          │                             reconnecting; deliveries wait without consuming attempts
+          │                             reconnecting (after one refresh when ``refreshable``);
+          │                             deliveries wait without consuming attempts
           └── PermanentError            validation or policy: fail this platform with a readable reason
                └── ValidationError      our own pre-flight check failed (``field`` + ``reason``)
 
@@ -92,7 +93,22 @@ class RateLimitedError(ConnectorError):
 
 
 class AuthError(ConnectorError):
+    """The platform rejected the credentials.
+
+    ``refreshable`` says whether a refresh grant may recover: True for an OAuth 2 access token
+    the platform invalidated early (LinkedIn/Google 401, the refresh token may still be good);
+    False when the credential itself is dead or lacks a permission a refresh cannot add (Graph
+    190/102/10/200, a scope 403, a webhook secret or application password refused), so the
+    worker asks for a reconnect at once instead of calling a token endpoint that can only fail.
+    """
+
     error_class = "auth"
+
+    def __init__(
+        self, message: str, *, platform_code: str | int | None = None, refreshable: bool = True
+    ) -> None:
+        super().__init__(message, platform_code=platform_code)
+        self.refreshable = refreshable
 
 
 class PermanentError(ConnectorError):

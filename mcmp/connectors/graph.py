@@ -250,7 +250,12 @@ def classify(
         )
         return RateLimitedError(reason, retry_after=retry_after, scope=scope, platform_code=pcode)
     if code in AUTH_CODES or (code is not None and 200 <= code <= 299):
-        return AuthError(f"{reason} (the account must be reconnected or re-granted)", platform_code=pcode)
+        # A Page token has no refresh grant, and an exchange needs a still-valid token: no refresh helps.
+        return AuthError(
+            f"{reason} (the account must be reconnected or re-granted)",
+            platform_code=pcode,
+            refreshable=False,
+        )
     if code == 368:
         return RetryableError(
             f"{reason} (temporarily blocked for policy violations: waiting {POLICY_BLOCK_BACKOFF / 3600:.0f} h; "

@@ -142,8 +142,12 @@ def refresh_account(account_id: str, force: bool = True) -> str:
     Sent by the admin API (``force``: even when not due) and by ``refresh_due`` (only if due).
     """
     from mcmp.worker.accounts.tokens import refresh_account as run
+    from mcmp.worker.publishing.auth import token_rejected
 
-    return run(account_id, force=force)
+    def rejected(account: Any, reason: str) -> bool:  # the grant was refused: same end as a publish
+        return not token_rejected(account, reason).reconnected
+
+    return run(account_id, force=force, on_revoked=rejected)
 
 
 @app.task(name="mcmp.tokens.refresh_due", send_events=False)

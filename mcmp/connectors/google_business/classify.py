@@ -69,6 +69,7 @@ def classify(response: requests.Response, *, write: bool, account_id: str | None
             return AuthError(
                 f"the Google token lacks the business.manage scope; the account must be re-authorised ({reason})",
                 platform_code=canonical,
+                refreshable=False,  # a refreshed token carries the same scopes
             )
         return PermanentError(
             f"Google denied access to this location (API not enabled or location not managed by this account) ({reason})",

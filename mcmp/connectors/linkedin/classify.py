@@ -117,6 +117,7 @@ def classify(
             "LinkedIn denied the call: the token lacks a scope (w_organization_social / w_member_social) "
             f"or the member lacks a page role; the account must be re-authorised ({reason})",
             platform_code=code,
+            refreshable=False,  # a refreshed token carries the same scopes and roles
         )
     if status == 426:
         return PermanentError(

@@ -65,7 +65,9 @@ def classify(response: FetchResponse, *, write: bool, account_id: str | None) ->
     status = response.status_code
     reason = _reason(response)
     if status in (401, 403):
-        return AuthError(f"website rejected the webhook credentials ({reason})", platform_code=status)
+        return AuthError(
+            f"website rejected the webhook credentials ({reason})", platform_code=status, refreshable=False
+        )
     if status == 429:
         retry_after = retry_after_seconds(response)
         report(UsageReport("website", "account", account_id, retry_after=retry_after))

@@ -182,7 +182,9 @@ def classify(response: FetchResponse, *, step: Step, account_id: str | None) -> 
     # A wrong password on a lookup of non-public statuses comes back as 400 rest_invalid_param
     # whose details carry rest_forbidden_status with 401: it is an auth problem, not a bad request.
     if status in (401, 403) or nested_status in (401, 403):
-        return AuthError(f"WordPress rejected the credentials ({reason})", platform_code=code or status)
+        return AuthError(  # an application password does not expire: only a new one helps
+            f"WordPress rejected the credentials ({reason})", platform_code=code or status, refreshable=False
+        )
     if status == 429:
         retry_after = retry_after_seconds(response)
         report(UsageReport("website", "account", account_id, retry_after=retry_after))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from mcmp.connectors.types import Credentials
@@ -36,12 +37,19 @@ def credentials_for(account: IntegrationAccount) -> Credentials:
     )
 
 
-def mark_expired(account: IntegrationAccount, reason: str) -> bool:
+class Expiry(StrEnum):
+    """What marking an account expired did."""
+
+    NOW = "now"  # this call moved it from connected to expired
+    ALREADY = "already"  # it was expired (or otherwise not connected) already
+    RECONNECTED = "reconnected"  # a new token was written meanwhile: not expired
+
+
+def expire(account: IntegrationAccount, reason: str) -> Expiry:
     """Account needs reconnecting: status ``expired`` with the reason in ``metadata``.
 
     Conditional on the access token that failed, so a reconnect written meanwhile is never
-    marked expired. Returns False exactly in that case (the caller should try again with the new
-    token); True when the account is now expired (by us or earlier).
+    marked expired (``RECONNECTED``: the caller should try again with the new token).
     """
     now = utcnow()
     update: dict[str, Any] = {
@@ -62,13 +70,20 @@ def mark_expired(account: IntegrationAccount, reason: str) -> bool:
         update,
     )
     if result.modified_count == 1:
-        return True
+        return Expiry.NOW
     doc = coll.find_one({"_id": account.pk}, {"status": 1, "accessToken": 1})
-    return (
+    if (
         doc is None
         or doc.get("status") != AccountStatus.CONNECTED.value
         or doc.get("accessToken") == account.access_token
-    )
+    ):
+        return Expiry.ALREADY
+    return Expiry.RECONNECTED
+
+
+def mark_expired(account: IntegrationAccount, reason: str) -> bool:
+    """:func:`expire`; False exactly when the account was reconnected meanwhile."""
+    return expire(account, reason) is not Expiry.RECONNECTED
 
 
 def credentials_without_secrets(account: IntegrationAccount) -> Credentials:

@@ -8,7 +8,9 @@ refreshed, so a reconnect written meanwhile (frontend or admin API) is never ove
 the refresh token is only replaced when the platform replaced it.
 
 Only a definite revocation (the connector's ``AuthError``: ``invalid_grant``, Graph 190,
-LinkedIn 401 on refresh) marks the account ``expired``. Network errors, 5xx and 429 are retried
+LinkedIn 401 on refresh) marks the account ``expired`` (through the caller's ``on_revoked``: the
+publish path's also parks the account's deliveries). A refusal for another reason (our app's
+client credentials) is ``failed``: logged as an error, never "temporary". Network errors, 5xx and 429 are retried
 (tenacity) and then reported as ``unavailable``: the caller publishes with the old token while
 it is still valid, or defers without consuming an attempt. Tokens never leave this module in
 logs, exceptions or return values other than :class:`Credentials` (whose ``repr`` hides them).
@@ -39,7 +41,7 @@ from tenacity import (
 )
 
 from mcmp.config import PlatformSettings, Settings, get_settings
-from mcmp.connectors.errors import AuthError, RateLimitedError, RetryableError
+from mcmp.connectors.errors import AuthError, PermanentError, RateLimitedError, RetryableError
 from mcmp.connectors.protocol import Connector
 from mcmp.connectors.registry import UnknownPlatformError, available_platforms, get_connector
 from mcmp.connectors.types import Credentials, TokenGrant
@@ -63,6 +65,9 @@ REFRESH_ATTEMPTS = 3
 BACKOFF_SECONDS = 15
 QUEUED_TTL_SECONDS = 300
 CONNECTED = AccountStatus.CONNECTED.value
+# Called when the platform refuses the refresh grant itself: expires the account; False when it
+# was reconnected meanwhile. The publish path passes its own (it also parks the deliveries).
+OnRevoked = Callable[[IntegrationAccount, str], bool]
 
 
 class Outcome(StrEnum):
@@ -71,6 +76,7 @@ class Outcome(StrEnum):
     ALREADY_REFRESHED = "already_refreshed"  # another worker refreshed (or a reconnect) meanwhile
     REVOKED = "revoked"  # the account is expired: must be reconnected
     UNAVAILABLE = "unavailable"  # transient: refresh endpoint, lock or Redis unavailable
+    FAILED = "failed"  # the token endpoint refused for another reason than the grant (our app's credentials)
     KEY_ERROR = "key_error"  # the stored token cannot be decrypted with the configured keys
     NOT_FOUND = "not_found"
 
@@ -184,12 +190,14 @@ def ensure_fresh(
     *,
     force: bool = False,
     budget_seconds: float | None = None,
+    on_revoked: OnRevoked | None = None,
 ) -> Fresh:
     """Credentials with a token that is not about to expire, refreshing it at most once at a time.
 
     ``force`` refreshes even when the token is not due (the admin API's refresh action).
     ``budget_seconds`` bounds the time spent waiting for another refresher and retrying (a
     publish keeps it well inside its in-flight lease); then the old token or nothing is returned.
+    ``on_revoked`` expires the account when the grant is refused (default: ``mark_expired``).
     """
     settings = settings or get_settings()
     budget = budget_seconds if budget_seconds is not None else _lock_ttl(account.platform, settings)
@@ -202,7 +210,10 @@ def ensure_fresh(
     seen = account.access_token
     try:
         if _r(settings).exists(BACKOFF_PREFIX + str(account.pk)):
-            return _fallback(account, "token refresh failed moments ago; retrying later")
+            current = _reload(account.pk)  # the failure may have expired it meanwhile
+            if current is None or current.status != CONNECTED:
+                return _settled(current)
+            return _fallback(current, "token refresh failed moments ago; retrying later")
         lock = _r(settings).lock(
             LOCK_PREFIX + str(account.pk), timeout=_lock_ttl(account.platform, settings), thread_local=False
         )
@@ -225,7 +236,7 @@ def ensure_fresh(
             return Fresh(Outcome.NOT_FOUND, reason="account was deleted")
         if _changed(current, seen) or current.status != CONNECTED:
             return _settled(current)
-        return _refresh_locked(current, settings, budget)
+        return _refresh_locked(current, settings, budget, on_revoked or accounts.mark_expired)
     finally:
         try:
             lock.release()
@@ -233,7 +244,9 @@ def ensure_fresh(
             pass
 
 
-def _refresh_locked(account: IntegrationAccount, settings: Settings, budget: float) -> Fresh:
+def _refresh_locked(
+    account: IntegrationAccount, settings: Settings, budget: float, on_revoked: OnRevoked
+) -> Fresh:
     platform = account.platform
     if not secrets.can_seal():
         # A token the platform issued but that cannot be stored would be lost (and some platforms
@@ -253,12 +266,18 @@ def _refresh_locked(account: IntegrationAccount, settings: Settings, budget: flo
     except AuthError as exc:
         metrics.token_refresh(platform, Outcome.REVOKED)
         log.warning("token refresh refused for account %s: %s", account.pk, exc.message)
-        if not accounts.mark_expired(account, exc.message):
+        if not on_revoked(account, exc.message):
             return _settled(_reload(account.pk))
         return Fresh(Outcome.REVOKED, account, None, exc.message)
     except (RetryableError, RateLimitedError) as exc:
         return _transient(account, settings, exc.message)
-    except Exception as exc:  # a connector bug or PermanentError (e.g. our app credentials): not a revocation
+    except PermanentError as exc:  # e.g. our app's credentials refused: no token from this endpoint
+        metrics.token_refresh(platform, Outcome.FAILED)
+        log.error("token refresh of account %s (%s) refused: %s", account.pk, platform, exc.message)
+        _back_off(account, settings)
+        failed = _fallback(account, f"token refresh failed: {exc.message}")
+        return Fresh(Outcome.FAILED, account, failed.credentials, failed.reason)
+    except Exception as exc:  # a connector bug: not a revocation
         log.exception("token refresh of account %s failed unexpectedly", account.pk)
         return _transient(account, settings, f"token refresh failed ({type(exc).__name__})")
     return _save(account, grant)
@@ -343,11 +362,15 @@ def _settled(current: IntegrationAccount | None) -> Fresh:
 def _transient(account: IntegrationAccount, settings: Settings, reason: str) -> Fresh:
     metrics.token_refresh(account.platform, "failed_retryable")
     log.warning("token refresh of account %s failed transiently: %s", account.pk, reason)
+    _back_off(account, settings)
+    return _fallback(account, f"token refresh temporarily failed: {reason}")
+
+
+def _back_off(account: IntegrationAccount, settings: Settings) -> None:
     try:
         _r(settings).set(BACKOFF_PREFIX + str(account.pk), 1, ex=BACKOFF_SECONDS)
     except redis.RedisError:
         pass
-    return _fallback(account, f"token refresh temporarily failed: {reason}")
 
 
 def _fallback(account: IntegrationAccount, reason: str) -> Fresh:
@@ -367,7 +390,7 @@ def _key_error(account: IntegrationAccount, exc: crypto.TokenKeyError) -> Fresh:
 # --- entry points of the Celery tasks -------------------------------------------------------
 
 
-def refresh_account(account_id: str, *, force: bool = True) -> str:
+def refresh_account(account_id: str, *, force: bool = True, on_revoked: OnRevoked | None = None) -> str:
     """Refresh one account now (admin API, beat); returns the outcome, never a token."""
     if not ObjectId.is_valid(account_id):
         return Outcome.NOT_FOUND.value
@@ -378,7 +401,7 @@ def refresh_account(account_id: str, *, force: bool = True) -> str:
             return Outcome.NOT_FOUND.value
         if account.status != CONNECTED:
             return Outcome.REVOKED.value
-        return ensure_fresh(account, settings, force=force).outcome.value
+        return ensure_fresh(account, settings, force=force, on_revoked=on_revoked).outcome.value
     finally:
         try:
             _r(settings).delete(QUEUED_PREFIX + account_id)

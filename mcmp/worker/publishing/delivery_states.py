@@ -8,6 +8,7 @@ messages and retries from Flower can never move a delivery twice::
        ▲  ▲                   │                         │ ├──fail──────────▶ failed
        │  └────reap (lease)───┘                         │ ├──wait_for_auth─▶ waiting_auth ─resume─▶ pending
        └──────schedule_retry / defer / reap (lease)─────┘ └──cancel────────▶ cancelled
+    pending / queued ──park_for_auth (the account's token was rejected)──▶ waiting_auth
 
 ``needsReconcile`` is set *before* a platform call (with a new ``attemptId``) and cleared only
 by a definite outcome, so any crash or ambiguous answer makes the next attempt look the post up
@@ -794,10 +795,33 @@ def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[d
     return page
 
 
+def park_for_auth(client_id: str, platform: str, reason: str) -> int:
+    """pending / queued → waiting_auth for one account (the platform rejected its token).
+
+    No attempt is spent and ``dueAt`` is kept (a post moved to next week still waits for next
+    week once reconnected). A queued delivery's message then finds it not takeable.
+    """
+    now = utcnow()
+    result = deliveries().update_many(
+        {"clientId": client_id, "platform": platform, "state": {"$in": [S.PENDING.value, S.QUEUED.value]}},
+        {
+            "$set": {
+                "state": S.WAITING_AUTH.value,
+                "lastError": reason,
+                "errorClass": ErrorClass.AUTH.value,
+                "waitingSince": now,
+                "leaseUntil": None,
+                "updatedAt": now,
+            }
+        },
+    )
+    return result.modified_count
+
+
 def resume_waiting(
     post_ids: Iterable[str] | None = None, platform: str | None = None, client_id: str | None = None
 ) -> int:
-    """waiting_auth → pending now (the account was reconnected)."""
+    """waiting_auth → pending (the account was reconnected): now, or at a later ``dueAt`` it kept."""
     now = utcnow()
     query: dict[str, Any] = {"state": S.WAITING_AUTH.value}
     if post_ids is not None:
@@ -806,10 +830,12 @@ def resume_waiting(
         query["platform"] = platform
     if client_id is not None:
         query["clientId"] = client_id
-    result = deliveries().update_many(
-        query, {"$set": {"state": S.PENDING.value, "dueAt": now, "waitingSince": None, "updatedAt": now}}
+    resume = {"state": S.PENDING.value, "waitingSince": None, "updatedAt": now}
+    due = deliveries().update_many(
+        {**query, "$or": [{"dueAt": {"$lte": now}}, {"dueAt": None}]}, {"$set": {**resume, "dueAt": now}}
     )
-    return result.modified_count
+    later = deliveries().update_many(query, {"$set": resume})  # the rest: due in the future
+    return due.modified_count + later.modified_count
 
 
 def fail_waiting(delivery_id: ObjectId, reason: str) -> bool:

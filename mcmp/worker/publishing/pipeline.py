@@ -42,10 +42,9 @@ from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount
 from mcmp.models.base import as_utc, utcnow
 from mcmp.worker import liveness, metrics, rate_limit
 from mcmp.worker.accounts import cache as account_cache
-from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts import tokens
 from mcmp.worker.logs import log_context
-from mcmp.worker.publishing import delivery_states, post_status, preflight
+from mcmp.worker.publishing import auth, delivery_states, post_status, preflight
 from mcmp.worker.publishing.delivery_states import Taken, Transition
 from mcmp.worker.publishing.preflight import PostDoc, Preflight
 from mcmp.worker.publishing.retry_policy import backoff_seconds
@@ -138,12 +137,17 @@ class Attempt:
         )
         return Record(Outcome.DEFERRED, transition)
 
-    def wait_for_auth(self, account: IntegrationAccount, reason: str) -> Record:
+    def wait_for_auth(self, account: IntegrationAccount, reason: str, *, rejected: bool = True) -> Record:
+        """Wait for a reconnect; a token just ``rejected`` goes through :func:`auth.token_rejected`."""
         self.forget_account()
-        if not accounts.mark_expired(account, reason):  # reconnected meanwhile: use the new token
+        if rejected:
+            reconnected = auth.token_rejected(account, reason, holding=1).reconnected
+        else:  # read moments ago (or cached): a reconnect since must not be missed
+            reconnected = auth.connected_now(account)
+        if reconnected:
             return self.defer(utcnow(), "account was reconnected during the attempt", ErrorClass.AUTH)
-        message = f"{self.platform}: account must be reconnected ({reason})"
-        log.warning("waiting for re-authorisation: %s", reason)
+        message = auth.waiting_note(self.platform, reason)
+        log.info("waiting for re-authorisation (no attempt used): %s", reason)
         transition = delivery_states.wait_for_auth_op(self.taken, message, needs_reconcile=self.uncertain)
         return Record(Outcome.WAITING_AUTH, transition, post_error=message)
 
@@ -183,7 +187,7 @@ class Attempt:
             return self.release(decision.until, decision.note)
         if isinstance(decision, preflight.Cancel):
             return self.cancel(decision.reason)
-        return self.wait_for_auth(decision.account, decision.reason)
+        return self.wait_for_auth(decision.account, decision.reason, rejected=decision.rejected)
 
 
 def commit(record: Record, post: PostDoc | None) -> Outcome:
@@ -324,7 +328,7 @@ def _call_platform(
         _record_block(attempt.platform, exc, request.credentials.account_id)
         return attempt.defer(exc.until, exc.message)
     except AuthError as exc:
-        return _after_auth_error(attempt, account, exc.message)
+        return _after_auth_error(attempt, account, exc)
     except PermanentError as exc:
         return attempt.fail(exc.message)
     except AmbiguousError as exc:
@@ -343,23 +347,32 @@ def _call_platform(
     return attempt.complete(result, call_started, reconciled=False)
 
 
-def _after_auth_error(attempt: Attempt, account: IntegrationAccount, reason: str) -> Record:
-    """The platform refused the token on publish: one forced refresh before asking for a reconnect.
+def _after_auth_error(attempt: Attempt, account: IntegrationAccount, exc: AuthError) -> Record:
+    """The platform refused the token on publish: one forced refresh where that can help, else wait.
 
-    Platforms invalidate access tokens before ``expiresAt`` (password change, session expiry,
-    LinkedIn/Google 401); a still-valid refresh grant recovers without a human. A token that was
-    itself refreshed moments ago and is still refused means the grant is gone.
+    OAuth 2 platforms invalidate access tokens before ``expiresAt`` (password change, session
+    expiry: LinkedIn/Google 401); a still-valid refresh grant recovers without a human. Where no
+    refresh can help (``exc.refreshable`` is False: a dead Graph token, a refused webhook secret
+    or application password, a missing scope), or the token was itself refreshed moments ago and
+    is still refused, or the refresh is refused too, the account must be reconnected.
     """
     attempt.forget_account()
+    reason = exc.message
+    if not exc.refreshable:
+        return attempt.wait_for_auth(account, reason)
     refreshed_at = as_utc((account.metadata or {}).get("tokenRefreshedAt"))
     if refreshed_at is not None and utcnow() - refreshed_at < timedelta(seconds=AUTH_REFRESH_GUARD_SECONDS):
-        return attempt.wait_for_auth(account, reason)
-    fresh = tokens.ensure_fresh(account, attempt.settings, force=True)
+        return attempt.wait_for_auth(account, f"{reason}; refused again after a refresh")
+    fresh = tokens.ensure_fresh(
+        account, attempt.settings, force=True, on_revoked=auth.rejecter(attempt.forget_account)
+    )
     if fresh.outcome in (tokens.Outcome.REFRESHED, tokens.Outcome.ALREADY_REFRESHED):
         log.info("token refused (%s); retrying at once with the refreshed token", reason)
         return attempt.defer(utcnow(), f"token refused, refreshed: {reason}", ErrorClass.AUTH)
     if fresh.outcome is tokens.Outcome.REVOKED:
         return attempt.wait_for_auth(fresh.account or account, fresh.reason or reason)
+    if fresh.outcome is tokens.Outcome.FAILED:  # the token endpoint refused for good: no new token
+        return attempt.wait_for_auth(account, f"{reason}; the refresh failed too: {fresh.reason}")
     # Refresh endpoint unavailable: an ordinary retry, bounded by max_attempts.
     return attempt.retry(
         f"token refused and refresh unavailable: {fresh.reason or reason}", ErrorClass.AUTH, None

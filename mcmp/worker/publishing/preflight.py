@@ -25,7 +25,7 @@ from mcmp.worker import rate_limit
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts import tokens
 from mcmp.worker.accounts.cache import AccountCache
-from mcmp.worker.publishing import campaign_bounds
+from mcmp.worker.publishing import auth, campaign_bounds
 from mcmp.worker.publishing.delivery_states import Taken
 from mcmp.worker.publishing.validation import validate_for_platform
 
@@ -84,8 +84,12 @@ class Cancel:
 
 @dataclass(frozen=True)
 class WaitForAuth:
+    """Wait for a reconnect. ``rejected``: the platform refused the token just now (the account
+    is expired by :func:`auth.token_rejected`); else the account was not connected already."""
+
     account: IntegrationAccount
     reason: str
+    rejected: bool = True
 
 
 Decision = Fail | Defer | Release | Cancel | WaitForAuth
@@ -196,7 +200,7 @@ def account(p: Preflight) -> Decision | None:
     p.account = found
     if found.status != AccountStatus.CONNECTED.value:
         reason = (found.metadata or {}).get("authError") or f"account status is {found.status}"
-        return WaitForAuth(found, str(reason))
+        return WaitForAuth(found, str(reason), rejected=False)
     return None
 
 
@@ -204,7 +208,9 @@ def token(p: Preflight) -> Decision | None:
     """A valid token: refreshed just in time, single-flight, well inside the in-flight lease."""
     assert p.account is not None
     budget = p.settings.inflight_lease_seconds / 3
-    fresh = tokens.ensure_fresh(p.account, p.settings, budget_seconds=budget)
+    fresh = tokens.ensure_fresh(
+        p.account, p.settings, budget_seconds=budget, on_revoked=auth.rejecter(p.forget_account)
+    )
     if fresh.credentials is None:
         if fresh.outcome is tokens.Outcome.REVOKED:
             return WaitForAuth(fresh.account or p.account, fresh.reason)
