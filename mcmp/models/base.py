@@ -34,7 +34,10 @@ def as_utc(value: datetime | None) -> datetime | None:
 class TimestampedDocument(Document):
     """A document with Mongoose-style ``createdAt``/``updatedAt`` maintained on every save."""
 
-    meta: dict[str, Any] = {"abstract": True, "strict": False}
+    # Indexes are created once per process start by ``mcmp.models.db.ensure_schema``, with the
+    # options the frontend's Mongoose uses; mongoengine's own (on first use of a collection,
+    # ``background: false``) would collide with the frontend's indexes.
+    meta: dict[str, Any] = {"abstract": True, "strict": False, "auto_create_index": False}
 
     created_at = DateTimeField(db_field="createdAt")
     updated_at = DateTimeField(db_field="updatedAt")

@@ -45,6 +45,9 @@ class Post(TimestampedDocument):
             # expansion (marker missing, due), the settle sweep (marker old) and the check for
             # scheduled posts without a time (marker missing, time null): O(due), not O(backlog)
             ("status", "expanded_at", "schedule_time"),
+            # due string scheduleTimes (mcmp.models.schedule): only unexpanded posts with a
+            # string time carry the field, so date posts never pay for this index
+            {"fields": ["schedule_at"], "sparse": True},
         ],
     }
 
@@ -65,3 +68,6 @@ class Post(TimestampedDocument):
     last_error = StringField(db_field="lastError")
     # Worker bookkeeping (not in the seed; Mongoose ignores it): when deliveries were created.
     expanded_at = DateTimeField(db_field="mcmpExpandedAt")
+    # A string scheduleTime's instant and the string it was parsed from (mcmp.models.schedule).
+    schedule_at = DateTimeField(db_field="mcmpScheduleAt")
+    schedule_from = StringField(db_field="mcmpScheduleFrom")

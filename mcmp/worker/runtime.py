@@ -13,7 +13,7 @@ import redis
 
 from mcmp.config import Settings, get_settings
 from mcmp.connectors import registry, tenant_fetch
-from mcmp.models.db import connect, ensure_schema, wait_for_mongo
+from mcmp.models.db import IndexMismatch, connect, ensure_schema, wait_for_mongo
 from mcmp.worker import logs, metrics, rate_limit
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,11 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
         wait_for_redis(settings.redis_url)
     db = connect(settings.mongodb_uri)
     if schema:
-        ensure_schema(db)
+        try:
+            ensure_schema(db)
+        except IndexMismatch as exc:  # an operator must fix the index: say which, in one line
+            log.error("%s", exc, extra={"event": "index_mismatch"})
+            raise SystemExit(f"error: {exc}") from None
     rate_limit.install()
     registry.set_observer(metrics.instrument_connector)
     tenant_fetch.set_refusal_observer(metrics.fetch_refused)

@@ -83,7 +83,7 @@ def test_bad_input_fails_alone_with_a_clear_reason(
     assert "body: must not be empty" in post_of(db, empty_body)["lastError"]
     bad_time_doc = post_of(db, bad_time)
     assert bad_time_doc["status"] == "failed"
-    assert bad_time_doc["lastError"].startswith("scheduleTime: expected a date, got str")
+    assert bad_time_doc["lastError"].startswith("scheduleTime: 'tomorrow at 9' is not an ISO 8601 date-time")
     assert bad_time_doc["statusHistory"][-1]["toStatus"] == "failed"
     assert webhook_sim.state()["count"] == 4
 
@@ -91,20 +91,22 @@ def test_bad_input_fails_alone_with_a_clear_reason(
 def test_time_broken_after_the_dispatcher_started_fails_within_the_sweep_interval(
     env, db, make_client, make_webhook_account, make_post, webhook_sim, start_worker, start_dispatcher
 ):
-    """A string scheduleTime written later is found by the periodic full sweep; a removed one at once."""
+    """A number written later is found by the periodic full sweep, a garbage string by the next
+    parse of string times, a removed time at once."""
     client = make_client()
     make_webhook_account(client)
     start_worker(env)
     start_dispatcher(dict(env, MCMP_UNSCHEDULABLE_SWEEP_SECONDS="3"))
     future = datetime.now(UTC) + timedelta(hours=1)
-    as_text, removed = (
-        make_post(client, ["website"], when=future),
-        make_post(client, ["website"], when=future),
-    )
+    as_text, as_number, removed = (make_post(client, ["website"], when=future) for _ in range(3))
     db.posts.update_one({"_id": as_text["_id"]}, {"$set": {"scheduleTime": "next monday"}})
+    db.posts.update_one({"_id": as_number["_id"]}, {"$set": {"scheduleTime": 1765015200}})
     db.posts.update_one({"_id": removed["_id"]}, {"$unset": {"scheduleTime": ""}})
-    wait_until(lambda: settled(db, as_text, removed), 30)
-    assert post_of(db, as_text)["lastError"].startswith("scheduleTime: expected a date, got str")
+    wait_until(lambda: settled(db, as_text, as_number, removed), 30)
+    assert post_of(db, as_text)["lastError"].startswith("scheduleTime: 'next monday' is not an ISO 8601")
+    assert post_of(db, as_number)["lastError"].startswith(
+        "scheduleTime: expected a date or an ISO 8601 string, got int"
+    )
     assert post_of(db, removed)["lastError"].startswith("scheduleTime:")
     assert webhook_sim.state()["count"] == 0
 

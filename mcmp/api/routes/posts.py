@@ -29,6 +29,7 @@ from mcmp.api.schemas import (
     utc,
 )
 from mcmp.models import Post, PostStatus
+from mcmp.models.schedule import schedule_instant
 from mcmp.worker import services as operations
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=responses(401, 404, 422))
@@ -73,7 +74,7 @@ def _post(doc: dict[str, Any], deliveries: list[dict[str, Any]]) -> PostOut:
         title=_str(doc.get("title")),
         status=_str(doc.get("status")),
         platforms=[str(p) for p in doc.get("platforms") or []],
-        scheduleTime=utc(doc.get("scheduleTime")),
+        scheduleTime=schedule_instant(doc),
         lastError=_str(doc.get("lastError")),
         platformPostIds={k: str(v) for k, v in ids.items() if k != "_id" and v is not None}
         if isinstance(ids, dict)

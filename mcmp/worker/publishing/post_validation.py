@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcmp.models.schedule import ScheduleTimeError, parse_schedule_time
+
 
 def post_problems(post: dict[str, Any]) -> list[str]:
     """Problems that make the whole post unpublishable (every platform fails with them)."""
@@ -32,6 +34,9 @@ def post_problems(post: dict[str, Any]) -> list[str]:
 
 
 def describe_schedule_time(value: object) -> str:
-    if value is None:
-        return "scheduleTime: missing on a scheduled post"
-    return f"scheduleTime: expected a date, got {type(value).__name__} {str(value)[:40]!r}"
+    """Why ``value`` names no instant (``lastError`` of a post that cannot be scheduled)."""
+    try:
+        parse_schedule_time(value)
+    except ScheduleTimeError as exc:
+        return str(exc)
+    return "scheduleTime: valid"

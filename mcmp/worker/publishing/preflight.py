@@ -21,12 +21,14 @@ from mcmp.connectors.registry import UnknownPlatformError, get_connector
 from mcmp.connectors.types import Credentials, PostContent
 from mcmp.models import AccountStatus, ErrorClass, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc
+from mcmp.models.schedule import schedule_instant
 from mcmp.worker import rate_limit
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts import tokens
 from mcmp.worker.accounts.cache import AccountCache
 from mcmp.worker.publishing import auth, campaign_bounds
 from mcmp.worker.publishing.delivery_states import Taken
+from mcmp.worker.publishing.post_validation import describe_schedule_time
 from mcmp.worker.publishing.validation import validate_for_platform
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class PostDoc(TypedDict, total=False):
     clientId: str
     status: str
     platforms: list[str]
-    scheduleTime: Any  # a BSON date when valid; anything the frontend wrote otherwise
+    scheduleTime: Any  # a BSON date or ISO 8601 string when valid (mcmp.models.schedule)
     title: str
     body: str
     assetUrls: list[str]
@@ -122,8 +124,7 @@ Step = Callable[[Preflight], Decision | None]
 
 
 def _schedule_time(post: Mapping[str, Any]) -> datetime | None:
-    value = post.get("scheduleTime")
-    return as_utc(value) if isinstance(value, datetime) else None
+    return schedule_instant(post)
 
 
 def post_still_scheduled(p: Preflight) -> Decision | None:
@@ -133,6 +134,8 @@ def post_still_scheduled(p: Preflight) -> Decision | None:
     status = p.post.get("status")
     if status != PostStatus.SCHEDULED.value:
         return Cancel(f"post is now {status!r}; not publishing")
+    if p.post.get("scheduleTime") is not None and _schedule_time(p.post) is None:
+        return Fail(describe_schedule_time(p.post.get("scheduleTime")))  # edited to garbage since
     when = _schedule_time(p.post)
     if when is not None and when > p.now + timedelta(seconds=p.settings.lookahead_seconds + 1):
         log.info("post was moved to %s; releasing the delivery until then", when.isoformat())

@@ -47,6 +47,7 @@ from pymongo.errors import DuplicateKeyError
 
 from mcmp.models import Client, PostingSlot, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.schedule import schedule_instant
 from mcmp.worker.publishing import post_status
 
 log = logging.getLogger(__name__)
@@ -258,10 +259,9 @@ def _record_error(post_id: ObjectId, message: str, now: datetime) -> None:
 
 def _already_queued(post: Mapping[str, Any]) -> datetime | None:
     """The post's time if an earlier call already queued it (a retried API request)."""
-    when = post.get("scheduleTime")
-    if post.get("status") != PostStatus.SCHEDULED.value or not isinstance(when, datetime):
+    when = schedule_instant(post)
+    if post.get("status") != PostStatus.SCHEDULED.value or when is None:
         return None
-    when = as_utc(when)
     if slots().find_one({"postId": str(post["_id"]), "minute": when}, {"_id": 1}) is None:
         return None
     return when
