@@ -3,7 +3,8 @@ string itself never rewritten, an edit followed, an offset-less string failed.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from mcmp.config import get_settings
@@ -23,11 +24,11 @@ def test_a_string_time_is_due_at_its_instant_and_stays_as_written(db, make_clien
     post = make_post(client, ["website"], when=text)
     d, _ = dispatcher()
 
-    assert d.derive_schedule_times() == 1
+    assert d.derive_schedule_times(full=True) == 1
     stored = db.posts.find_one({"_id": post["_id"]})
     assert stored["scheduleTime"] == text and stored[SCHEDULE_FROM] == text
     assert stored[SCHEDULE_AT].replace(tzinfo=UTC) == due
-    assert d.derive_schedule_times() == 0, "a current instant costs no write"
+    assert d.derive_schedule_times(full=True) == 0, "a current instant costs no write"
 
     assert d.expand_due_posts(due - timedelta(seconds=1))[0] == 0, "not a second early"
     assert d.expand_due_posts(due)[0] == 1
@@ -44,7 +45,7 @@ def test_z_form_and_a_date_post_expand_together_in_due_order(db, make_client, ma
     as_z = make_post(client, ["website"], when="2031-03-01T12:00:01.000Z")
     as_date = make_post(client, ["website"], when=base)
     d, _ = dispatcher()
-    d.derive_schedule_times()
+    d.derive_schedule_times(full=True)
     assert d.expand_due_posts(base + timedelta(seconds=5))[0] == 2
     due = {r["postId"]: r["dueAt"].replace(tzinfo=UTC) for r in db.deliveries.find()}
     assert due == {str(as_z["_id"]): base + timedelta(seconds=1), str(as_date["_id"]): base}
@@ -54,7 +55,7 @@ def test_an_edited_string_is_parsed_again(db, make_client, make_post):
     client = make_client()
     post = make_post(client, ["website"], when="2031-03-01T12:00:00Z")
     d, _ = dispatcher()
-    d.derive_schedule_times()
+    d.derive_schedule_times(full=True)
     # the frontend moves it a day later: the old instant must not publish it
     db.posts.update_one({"_id": post["_id"]}, {"$set": {"scheduleTime": "2031-03-02T12:00:00Z"}})
     assert d.expand_due_posts(datetime(2031, 3, 1, 12, 0, 5, tzinfo=UTC))[0] == 0
@@ -62,7 +63,7 @@ def test_an_edited_string_is_parsed_again(db, make_client, make_post):
     assert stored[SCHEDULE_AT].replace(tzinfo=UTC) == datetime(2031, 3, 2, 12, 0, tzinfo=UTC)
     # and earlier again: the next pass follows
     db.posts.update_one({"_id": post["_id"]}, {"$set": {"scheduleTime": "2031-03-01T06:00:00-05:00"}})
-    assert d.derive_schedule_times() == 1
+    assert d.derive_schedule_times(full=True) == 1
     assert d.expand_due_posts(datetime(2031, 3, 1, 11, 0, 0, tzinfo=UTC))[0] == 1
     assert db.posts.find_one({"_id": post["_id"]})["scheduleTime"] == "2031-03-01T06:00:00-05:00"
 
@@ -72,7 +73,7 @@ def test_an_offset_less_or_garbage_string_fails_the_post_naming_scheduletime(db,
     naive = make_post(client, ["website"], when="2031-03-01T12:00:00")
     garbage = make_post(client, ["website"], when="soon")
     d, _ = dispatcher()
-    d.derive_schedule_times()
+    d.derive_schedule_times(full=True)
     naive_doc, garbage_doc = (db.posts.find_one({"_id": p["_id"]}) for p in (naive, garbage))
     assert naive_doc["status"] == "failed" and garbage_doc["status"] == "failed"
     assert naive_doc["lastError"].startswith("scheduleTime: '2031-03-01T12:00:00' has no UTC offset")
@@ -85,7 +86,21 @@ def test_a_string_post_moved_out_of_scheduled_leaves_the_index(db, make_client, 
     client = make_client()
     post = make_post(client, ["website"], when="2031-03-01T12:00:00Z")
     d, _ = dispatcher()
-    d.derive_schedule_times()
+    d.derive_schedule_times(full=True)
     db.posts.update_one({"_id": post["_id"]}, {"$set": {"status": "draft"}})
     assert d.expand_due_posts(datetime(2031, 3, 1, 13, 0, tzinfo=UTC))[0] == 0
     assert SCHEDULE_AT not in db.posts.find_one({"_id": post["_id"]})
+
+
+def test_a_pass_reads_only_strings_that_can_fall_due_soon(db, make_client, make_post):
+    client = make_client()
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+    near = make_post(client, ["website"], when=soon.astimezone(timezone(timedelta(hours=14))).isoformat())
+    far = make_post(client, ["website"], when="2031-03-01T12:00:00Z")
+    d, _ = dispatcher()
+    d._last_string_sweep = time.monotonic()  # the full sweep ran just now
+    assert d.derive_schedule_times() == 1, "only the string that can fall due within hours"
+    assert SCHEDULE_AT in db.posts.find_one({"_id": near["_id"]})
+    assert SCHEDULE_AT not in db.posts.find_one({"_id": far["_id"]})
+    assert d.derive_schedule_times(full=True) == 1  # the periodic sweep reaches the far one
+    assert SCHEDULE_AT in db.posts.find_one({"_id": far["_id"]})

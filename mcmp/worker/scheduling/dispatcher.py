@@ -48,6 +48,8 @@ FIRST_DATE = datetime(1, 1, 1, tzinfo=UTC)
 # Every string time, bounded on both sides: SecantusDB otherwise walked on into the dates of the
 # (status, marker, scheduleTime) index (5,000 date posts, no strings: 500 ms a pass, 2 ms bounded).
 STRING_TIMES = {"$gte": "", "$lt": "\U0010ffff"}
+# How far the text of an ISO 8601 time can read ahead of its instant: UTC+14 is the largest offset.
+STRING_LEAD = timedelta(hours=14, minutes=1)
 _EXPAND_FIELDS = {"clientId": 1, "platforms": 1, "scheduleTime": 1, "title": 1, "body": 1, "assetUrls": 1}
 BATCH_TASK = "mcmp.publish_batch"
 
@@ -96,6 +98,7 @@ class Dispatcher:
         self._send_task = send_task
         self._queue_depth = queue_depth  # tests and benchmarks may count their own queue
         self._last_type_sweep = 0.0
+        self._last_string_sweep = 0.0
         # Whether the last parse of string times saw any unexpanded one: while none exist (a
         # frontend writing dates) a tick skips their due query (one round trip, ~0.6 ms). A new
         # string time is due-queryable only once parsed, which the same pass does.
@@ -231,14 +234,28 @@ class Dispatcher:
         posts.update_one(current, {"$set": {SCHEDULE_AT: when, SCHEDULE_FROM: value}}, hint=BY_ID)
         return when
 
-    def derive_schedule_times(self) -> int:
+    def derive_schedule_times(self, full: bool | None = None) -> int:
         """Parse the string scheduleTime of unexpanded scheduled posts not parsed yet (or edited).
 
-        Reads only the string part of the (status, marker, scheduleTime) index, and only the
-        time fields; posts whose instant is current cost no write. Returns how many changed.
+        Every pass reads the strings that can fall due soon: an ISO 8601 text reads at most 14 h
+        ahead of its instant (UTC+14), so every string due by the look-ahead sorts below the text
+        of ``now + look-ahead + 14 h`` — a window of hours, not of every future post. Every
+        ``unschedulable_sweep_seconds`` (``full`` forces or skips it) one pass reads them all, to
+        fail garbage that sorts above the window and to follow far-future edits. Reads only the
+        string part of the (status, marker, scheduleTime) index and the time fields; posts whose
+        instant is current cost no write. Returns how many changed.
         """
+        now = utcnow()
+        if full is None:
+            full = time.monotonic() - self._last_string_sweep >= self.settings.unschedulable_sweep_seconds
+        if full:
+            self._last_string_sweep = time.monotonic()
+            times = STRING_TIMES
+        else:
+            soon = now + timedelta(seconds=self.settings.lookahead_seconds) + STRING_LEAD
+            times = {"$gte": "", "$lt": soon.strftime("%Y-%m-%dT%H:%M:%S") + "\U0010ffff"}
         page = post_status.posts().find(
-            {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": STRING_TIMES},
+            {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": times},
             {"scheduleTime": 1, SCHEDULE_AT: 1, SCHEDULE_FROM: 1},
         )
         changed = seen = 0
@@ -247,7 +264,10 @@ class Dispatcher:
             if not derived_is_current(post):
                 self._derive(post)
                 changed += 1
-        self._string_times = seen > 0
+        if full:
+            self._string_times = seen > 0
+        else:
+            self._string_times = self._string_times or seen > 0
         return changed
 
     # --- claiming ----------------------------------------------------------------------------
