@@ -61,10 +61,11 @@ class LookupIncompleteError(AmbiguousError):
     into re-posting), its ``lastError`` saying why.
     """
 
-    def __init__(self, platform: str, scanned: int, since: datetime) -> None:
+    def __init__(self, platform: str, scanned: int, since: datetime, *, reason: str | None = None) -> None:
+        why = f" ({reason})" if reason else ""
         super().__init__(
             f"{platform} lookup read {scanned} recent posts without reaching "
-            f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, when the earlier attempt began; "
+            f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, when the earlier attempt began{why}; "
             "not publishing again while that attempt's post may exist"
         )
 

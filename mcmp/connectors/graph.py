@@ -37,9 +37,10 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -47,6 +48,7 @@ from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     ConnectorError,
+    LookupIncompleteError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -323,7 +325,8 @@ class GraphClient:
         self.version = version.strip("/")
         self.timeout = timeout
         self._local = threading.local()
-        self.session = BaseUrlSession(PUBLIC_BASE, base_url or PUBLIC_BASE)
+        self.base_url = (base_url or PUBLIC_BASE).rstrip("/")
+        self.session = BaseUrlSession(PUBLIC_BASE, self.base_url)
         self.session.hooks["response"].append(self._on_response)
         self._transport = _SdkTransport(self.session)
 
@@ -347,13 +350,55 @@ class GraphClient:
 
         ``files`` sends ``post_args`` and the files as ``multipart/form-data`` (a video chunk).
         """
+        return self._request(
+            token,
+            f"{self.version}/{path.lstrip('/')}",
+            account_id=account_id,
+            args=args,
+            post_args=post_args,
+            method=method,
+            write=write,
+            files=files,
+        )
+
+    def next_page(self, token: str, url: str, *, account_id: str | None) -> dict[str, Any] | None:
+        """``GET`` a ``paging.next`` URL as Graph wrote it, whatever its style (cursor or time based).
+
+        Only Graph's own host (``graph.facebook.com`` or the configured base URL's host) is
+        followed, always through the configured base URL and with our token (one in the URL is
+        dropped); ``None`` for any other URL, which the caller must treat as "cannot continue".
+        """
+        parts = urlsplit(url)
+        hosts = {urlsplit(PUBLIC_BASE).netloc, urlsplit(self.base_url).netloc}
+        if parts.scheme not in ("http", "https") or parts.netloc not in hosts or not parts.path.strip("/"):
+            return None
+        path = parts.path.lstrip("/")
+        if not _VERSIONED.match(path):
+            path = f"{self.version}/{path}"
+        args = {
+            k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items() if k != "access_token"
+        }
+        return self._request(token, path, account_id=account_id, args=args)
+
+    def _request(
+        self,
+        token: str | None,
+        full_path: str,
+        *,
+        account_id: str | None,
+        args: dict[str, Any] | None = None,
+        post_args: dict[str, Any] | None = None,
+        method: str | None = None,
+        write: bool = False,
+        files: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         graph = facebook.GraphAPI(access_token=token, timeout=self.timeout, session=self._transport)
         self._local.response = None
         self._local.account_id = account_id
         result: Any = None
         try:
             result = graph.request(
-                f"{self.version}/{path.lstrip('/')}",
+                full_path,
                 args=dict(args or {}),
                 post_args=post_args,
                 files=files,
@@ -371,6 +416,56 @@ class GraphClient:
         if response.status_code >= 400 or not isinstance(result, dict) or "error" in result:
             raise self.classify(response, write=write, account_id=account_id)
         return result
+
+
+_VERSIONED = re.compile(r"^v\d+\.\d+/")
+
+
+def scan_edge(
+    client: GraphClient,
+    token: str,
+    path: str,
+    args: dict[str, Any],
+    *,
+    account_id: str | None,
+    since: datetime,
+    max_pages: int,
+    reached_start: Callable[[list[dict[str, Any]]], bool] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """An edge newest first, page by page, for a reconciliation lookup back to ``since``.
+
+    Every ``paging.next`` is followed as Graph wrote it: cursor paging (``after``) and time-based
+    paging (``until``/``since``, no cursors) alike. The lookup ends only when Graph gives no
+    ``next`` or ``reached_start`` says a page went back past ``since``. Anything else — the page
+    budget spent, a ``next`` to another host, a later page failing (other than throttling or a
+    token problem, which keep their meaning) — is :class:`LookupIncompleteError`: "not found"
+    after a partial read would be a guess, and publishing on a guess makes duplicates.
+    """
+    scanned = 0
+    result = client.call(token, path, account_id=account_id, args=args)
+    for _ in range(max_pages):
+        data = [item for item in result.get("data") or [] if isinstance(item, dict)]
+        scanned += len(data)
+        yield from data
+        if reached_start is not None and reached_start(data):
+            return
+        next_url = (result.get("paging") or {}).get("next")
+        if not next_url:
+            return
+        try:
+            page = client.next_page(token, str(next_url), account_id=account_id)
+        except (RateLimitedError, AuthError):
+            raise
+        except ConnectorError as exc:
+            raise LookupIncompleteError(
+                client.platform, scanned, since, reason=f"a later page failed ({exc.message})"
+            ) from exc
+        if page is None:
+            raise LookupIncompleteError(
+                client.platform, scanned, since, reason="the next page is not on the Graph API host"
+            )
+        result = page
+    raise LookupIncompleteError(client.platform, scanned, since)
 
 
 BATCH_LIMIT = 50  # Graph answers at most 50 requests per batch
@@ -555,6 +650,7 @@ __all__ = [
     "container_error",
     "redact",
     "report_usage",
+    "scan_edge",
 ]
 
 
