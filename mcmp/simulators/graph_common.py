@@ -30,6 +30,16 @@ Control endpoints (besides the core's ``/_sim/faults``, ``/_sim/state``, ``/_sim
     POST /_sim/budget {"app_call_limit": 100, "owner_call_limit": 5, "window_seconds": 60}
     POST /_sim/delete {"id": "<post or media id>"}     # deleted on the platform
     POST /_sim/paging {"style": "time" | "cursor", "owners": ["1000001"]}  # owners omitted → all
+    POST /_sim/throttle {"posts_per_minute": 300, "window_seconds": 60, "regain": true,
+                         "owners": ["1000001"]}     # posts_per_minute null/0 → off
+
+Page throttling (``/_sim/throttle``): a post (a POST to one of the twin's ``publish_edges``) that
+would make more than ``posts_per_minute`` accepted posts of its owner in the trailing
+``window_seconds`` is refused with Graph's code 32 "Page request limit reached" and an
+``X-Page-Usage`` header (``call_count`` ≥ 100; ``estimated_time_to_regain_access`` in minutes,
+until the oldest post leaves the window, unless ``"regain": false``). Accepted posts carry
+``X-Page-Usage`` with the share of the limit used. ``state()["throttle_log"]`` lists each refusal
+with the block it announced (seconds, or null).
     POST /_sim/seed {"posts": [{"id": "…", "owner": "<page or IG user>", "age_seconds": 86400}]}
 
 Batch requests (Meta's ``POST /{version}/`` with ``batch=[{"method", "relative_url"}, …]``, at
@@ -190,6 +200,9 @@ class GraphSimulator(Simulator):
             self.owner_calls: Counter[str] = Counter()
             self.over_limit_refused = 0
             self.paging_styles: dict[str, str] = {}  # owner (or "*") → "cursor" | "time"
+            self.throttle: dict[str, Any] | None = None  # see /_sim/throttle
+            self.throttle_posts: dict[str, list[float]] = {}  # owner → accepted post times
+            self.throttle_log: list[dict[str, Any]] = []
             self._next_id = 1_000_000_000_000 + self.rng.randrange(1_000_000)
 
     def new_id(self) -> str:
@@ -206,6 +219,8 @@ class GraphSimulator(Simulator):
             "tokens": len(self.tokens),
             "revoked": len(self.revoked),
             "over_limit_refused": self.over_limit_refused,
+            "throttled": len(self.throttle_log),
+            "throttle_log": list(self.throttle_log),
         }
 
     # --- hooks for subclasses -------------------------------------------------------------------
@@ -523,6 +538,22 @@ class GraphSimulator(Simulator):
             for item in posts:
                 self.seed_object(str(item["id"]), str(item["owner"]), now - float(item.get("age_seconds", 0)))
             return SimResponse(200, {"ok": True, "seeded": len(posts)})
+        if req.method == "POST" and req.path == "/_sim/throttle":
+            data = req.json() or {}
+            limit = data.get("posts_per_minute")
+            with self.lock:
+                self.throttle = (
+                    {
+                        "limit": int(limit),
+                        "window": float(data.get("window_seconds", 60.0)),
+                        "regain": bool(data.get("regain", True)),
+                        "owners": set(map(str, data["owners"])) if data.get("owners") else None,
+                    }
+                    if limit
+                    else None
+                )
+                self.throttle_posts.clear()
+            return SimResponse(200, {"ok": True})
         if req.method == "POST" and req.path == "/_sim/paging":
             data = req.json() or {}
             style = str(data.get("style", "cursor"))
@@ -588,10 +619,63 @@ class GraphSimulator(Simulator):
         if path.startswith("/oauth/"):
             resp = super().dispatch(routed)
         else:
-            resp = self.check_token(self.token_of(routed)) or self._spend(owner) or super().dispatch(routed)
+            resp = (
+                self.check_token(self.token_of(routed)) or self._spend(owner) or self._publish(routed, owner)
+            )
         for key, value in self.usage_headers(owner).items():
             resp.headers[key] = value
         return resp
+
+    # --- page throttling (posts per minute) ------------------------------------------------------
+    publish_edges: tuple[str, ...] = ()  # the edges whose POST creates a post (counted when throttling)
+
+    def _publish(self, req: SimRequest, owner: str | None) -> SimResponse:
+        """Route the request; a post beyond the owner's posts-per-window limit is Graph's code 32."""
+        parts = req.path.strip("/").split("/")
+        with self.lock:
+            config = self.throttle
+        counted = (
+            config is not None
+            and owner is not None
+            and req.method == "POST"
+            and len(parts) == 2
+            and parts[1] in self.publish_edges
+            and (config["owners"] is None or owner in config["owners"])
+        )
+        if not counted or config is None or owner is None:
+            return super().dispatch(req)
+        now = time.time()
+        with self.lock:
+            recent = [t for t in self.throttle_posts.get(owner, []) if t > now - config["window"]]
+            self.throttle_posts[owner] = recent
+            full = len(recent) >= config["limit"]
+            regain = (recent[0] + config["window"] - now) if full else 0.0
+        if full:
+            minutes = max(1, math.ceil(regain / 60)) if config["regain"] else None
+            with self.lock:
+                self.throttle_log.append(
+                    {"t": now, "owner": owner, "announced": minutes * 60 if minutes else None}
+                )
+            resp = self.graph_error(32, "(#32) Page request limit reached")
+            resp.headers["X-Page-Usage"] = self._page_usage(
+                100 * (len(recent) + 1) // config["limit"], minutes
+            )
+            return resp
+        resp = super().dispatch(req)
+        with self.lock:
+            if resp.status < 400:
+                self.throttle_posts[owner].append(now)
+            used = len(self.throttle_posts[owner])
+        resp.headers["X-Page-Usage"] = self._page_usage(100 * used // config["limit"], None)
+        return resp
+
+    @staticmethod
+    def _page_usage(pct: int, regain_minutes: int | None) -> str:
+        """``X-Page-Usage``: percentages like ``X-App-Usage``, plus the regain time when throttled."""
+        usage: dict[str, Any] = {"call_count": pct, "total_cputime": pct // 4, "total_time": pct // 4}
+        if regain_minutes is not None:
+            usage["estimated_time_to_regain_access"] = regain_minutes
+        return json.dumps(usage)
 
     def _batch(self, req: SimRequest) -> SimResponse:
         token = self.token_of(req)
