@@ -45,14 +45,14 @@ class Drain:
     longest_stall: float
     announced: float | None  # the longest block the Page announced (None: never announced one)
     throttles: int
-    episodes: list[
-        tuple[float, float, float | None]
-    ]  # per throttle episode: time, wait to the next post, announced
+    # per throttle episode: when, the wait to the next call that reached the Page, the block announced
+    episodes: list[tuple[float, float, float | None]]
+    window: float = 60.0
 
     @property
     def minimum_seconds(self) -> float:
-        """The backlog at the Page's allowed rate (``per_minute`` posts a minute)."""
-        return self.posts / self.per_minute * 60.0
+        """The backlog at the Page's allowed rate (``per_minute`` posts per window)."""
+        return self.posts / self.per_minute * self.window
 
     @property
     def overrun(self) -> float:
@@ -66,7 +66,7 @@ class Drain:
     def line(self) -> str:
         announced = f"{self.announced:.0f} s" if self.announced is not None else "none (bare code 32)"
         return (
-            f"posts={self.posts} limit={self.per_minute}/min published={self.published} "
+            f"posts={self.posts} limit={self.per_minute}/{self.window:.0f}s published={self.published} "
             f"duplicates={self.duplicates} lost={self.lost} drain={self.drain_seconds:.1f} s "
             f"(Page minimum {self.minimum_seconds:.0f} s, {self.drain_seconds / max(1.0, self.minimum_seconds):.2f}×) "
             f"longest stall={self.longest_stall:.1f} s announced block={announced} throttles={self.throttles} "
@@ -137,7 +137,15 @@ def throttle(sim_url: str, per_minute: int, regain: bool, window_seconds: float 
     ).raise_for_status()
 
 
-def measure(sim_url: str, count: int, per_minute: int, db: Any, ids: list[ObjectId], timeout: float) -> Drain:
+def measure(
+    sim_url: str,
+    count: int,
+    per_minute: int,
+    db: Any,
+    ids: list[ObjectId],
+    timeout: float,
+    window: float = 60.0,
+) -> Drain:
     """Wait for the backlog, then read the Page's own record (the twin's posts and refusals)."""
     wait_settled(db, ids, timeout)
     state = requests.get(f"{sim_url}/_sim/state", timeout=10).json()
@@ -147,13 +155,22 @@ def measure(sim_url: str, count: int, per_minute: int, db: Any, ids: list[Object
     start = first_due.timestamp() if isinstance(first_due, datetime) else times[0]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     announced = [e["announced"] for e in state["throttle_log"] if e["announced"] is not None]
+    # An episode: refusals close together (calls that were in flight at once). Its wait runs to
+    # the next call that reached the Page: an accepted post or the next episode's first refusal.
+    events = sorted(state["throttle_log"], key=lambda e: e["t"])
+    starts = [e for i, e in enumerate(events) if i == 0 or e["t"] - events[i - 1]["t"] > 3.0]
     episodes: list[tuple[float, float, float | None]] = []
-    for event in sorted(state["throttle_log"], key=lambda e: e["t"]):
-        if episodes and event["t"] < episodes[-1][0] + episodes[-1][1]:
-            continue  # refused while the episode's wait was still running: the same episode
-        after = [t for t in times if t > event["t"]]
-        if after:
-            episodes.append((event["t"], after[0] - event["t"], event["announced"]))
+    for i, event in enumerate(starts):
+        last_refusal = max(
+            e["t"]
+            for e in events
+            if e["t"] >= event["t"] and (i + 1 == len(starts) or e["t"] < starts[i + 1]["t"])
+        )
+        reached = [t for t in times if t > last_refusal] + (
+            [starts[i + 1]["t"]] if i + 1 < len(starts) else []
+        )
+        if reached:
+            episodes.append((event["t"], min(reached) - event["t"], event["announced"]))
     return Drain(
         posts=count,
         per_minute=per_minute,
@@ -164,6 +181,7 @@ def measure(sim_url: str, count: int, per_minute: int, db: Any, ids: list[Object
         announced=max(announced) if announced else None,
         throttles=state["throttled"],
         episodes=episodes,
+        window=window,
     )
 
 

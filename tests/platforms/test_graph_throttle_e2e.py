@@ -30,7 +30,7 @@ def test_a_throttling_page_is_drained_with_growing_blocks_and_spread_retries(
     start_worker(run_env, concurrency=4, pool="threads")
     start_dispatcher(run_env)
     ids = facebook_posts(db, str(client["_id"]), POSTS, "Throttled")
-    drain = measure(sim_url, POSTS, LIMIT, db, ids, timeout=240)
+    drain = measure(sim_url, POSTS, LIMIT, db, ids, timeout=240, window=WINDOW)
     print(f"graph throttle e2e: {drain.line()}")
 
     assert drain.published == POSTS and drain.duplicates == 0
