@@ -40,6 +40,11 @@ class PlatformSettings(BaseModel):
     analytics_app_calls_per_second: float = Field(default=5.0, gt=0)
     analytics_account_calls_per_second: float = Field(default=1.0, gt=0)
     analytics_burst: int = Field(default=50, gt=0)
+    # Publishing pace (mcmp/worker/rate_limit.py) while the platform says a budget is nearly spent
+    # (usage headers ≥ 90 %) or after a throttle: calls per second per account and per app. After a
+    # block, the deliveries it deferred come due this far apart instead of all at once.
+    pace_calls_per_second: float = Field(default=1.0, gt=0)
+    pace_app_calls_per_second: float = Field(default=10.0, gt=0)
 
 
 class WebsiteSettings(PlatformSettings):

@@ -62,16 +62,22 @@ class LookupIncompleteError(AmbiguousError):
     into re-posting), its ``lastError`` saying why.
     """
 
-    def __init__(self, platform: str, scanned: int, since: datetime) -> None:
+    def __init__(self, platform: str, scanned: int, since: datetime, *, reason: str | None = None) -> None:
+        why = f" ({reason})" if reason else ""
         super().__init__(
             f"{platform} lookup read {scanned} recent posts without reaching "
-            f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, when the earlier attempt began; "
+            f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, when the earlier attempt began{why}; "
             "not publishing again while that attempt's post may exist"
         )
 
 
 class RateLimitedError(ConnectorError):
-    """Throttled. ``scope`` names the budget (e.g. ``app``, ``account``, ``ig-publish-quota``)."""
+    """Throttled. ``scope`` names the budget (e.g. ``app``, ``account``, ``user``, ``ig-publish-quota``).
+
+    ``hinted`` says whether the platform named the wait (``Retry-After``, a regain time): without
+    a hint the worker chooses the block itself (short at first, longer on repeats), and
+    ``retry_after`` is only a fallback for callers that keep no shared state.
+    """
 
     error_class = "rate_limited"
 
@@ -84,6 +90,7 @@ class RateLimitedError(ConnectorError):
         platform_code: str | int | None = None,
     ) -> None:
         super().__init__(message, platform_code=platform_code)
+        self.hinted = retry_after is not None
         self.retry_after = 60.0 if retry_after is None else max(0.0, retry_after)
         self.scope = scope
 

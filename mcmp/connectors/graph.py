@@ -8,9 +8,12 @@
   response hook records the last response per thread and reports the usage headers.
 * :func:`classify` is the one place where a Graph answer becomes an error of
   ``mcmp.connectors.errors`` (both connectors call it; see the table below).
-* Usage headers (``X-App-Usage``, ``X-Business-Use-Case-Usage``) are read on every response
-  and forwarded to ``mcmp.connectors.usage.report`` (scope ``app`` / ``account``; ``used_pct`` is
-  the largest percentage in the header).
+* Usage headers (``X-App-Usage``, ``X-Page-Usage``, ``X-Business-Use-Case-Usage``) are read on
+  every response and forwarded to ``mcmp.connectors.usage.report`` (scope ``app`` / ``account``;
+  ``used_pct`` is the largest percentage in the header, ``retry_after`` the
+  ``estimated_time_to_regain_access`` when Graph gives one). A throttling error's wait comes from
+  the same regain times or ``Retry-After``; without any, ``RateLimitedError.hinted`` is False and
+  the worker picks a block that grows on repeats (``mcmp.worker.rate_limit``).
 
 Error table (code / subcode → class), from Meta's error-handling guide and the IG error codes:
 
@@ -18,7 +21,8 @@ Error table (code / subcode → class), from Meta's error-handling guide and the
 |---|---|---|
 | 1, 2 | Retryable (Ambiguous on a write) | temporary/downtime; a write may still have landed, so reconcile first |
 | 4, 341 | RateLimited, scope ``app`` | application call budget |
-| 17, 32, 613, 80000–80099 | RateLimited, scope ``account`` | user/Page/BUC budget |
+| 17 | RateLimited, scope ``user`` | the token user's call budget |
+| 32, 613, 80000–80099 | RateLimited, scope ``account`` | Page/BUC budget |
 | 9 (2207042) | RateLimited, scope ``ig-publish-quota`` | IG publishing limit: defer, no attempt used |
 | 4 (2207051) | Permanent | IG blocked the post as possible spam: never auto-retry |
 | -1/-2 (2207001, 2207003, 2207020, 2207032, 2207053), 9007 (2207027) | Retryable | IG container failed/expired/not ready: a new attempt makes a new container |
@@ -37,9 +41,10 @@ import logging
 import re
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -47,6 +52,7 @@ from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     ConnectorError,
+    LookupIncompleteError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -60,13 +66,12 @@ with warnings.catch_warnings():  # facebook-sdk 3.1.0 has an invalid escape in a
     import facebook
 
 PUBLIC_BASE = "https://graph.facebook.com"
-DEFAULT_APP_BACKOFF = 300.0  # no usage hint: X-App-Usage is a rolling hour, retry in 5 min
-DEFAULT_ACCOUNT_BACKOFF = 300.0
 DEFAULT_IG_QUOTA_BACKOFF = 3600.0  # the oldest of the 24 h publishes must age out; check hourly
 POLICY_BLOCK_BACKOFF = 6 * 3600.0
 
 APP_THROTTLE = frozenset({4, 341})
 ACCOUNT_THROTTLE = frozenset({17, 32, 613})
+USER_THROTTLE = 17  # the user's own call budget (the token's user), not the Page's
 AUTH_CODES = frozenset({190, 102, 104, 10})
 IG_QUOTA_SUBCODE = 2207042
 IG_SPAM_SUBCODE = 2207051
@@ -121,13 +126,18 @@ def _max_pct(entry: Mapping[str, Any]) -> float | None:
     return max(values) if values else None
 
 
+def _regain_minutes(entry: Mapping[str, Any]) -> float:
+    value = entry.get("estimated_time_to_regain_access")
+    return float(value) if isinstance(value, int | float) and value > 0 else 0.0
+
+
 def buc_regain_seconds(headers: Mapping[str, str]) -> float | None:
     """Largest ``estimated_time_to_regain_access`` (minutes) in the BUC header, in seconds."""
     data = _json_header(headers, "X-Business-Use-Case-Usage")
     if not isinstance(data, dict):
         return None
     minutes = [
-        float(e.get("estimated_time_to_regain_access") or 0)
+        _regain_minutes(e)
         for entries in data.values()
         if isinstance(entries, list)
         for e in entries
@@ -137,32 +147,47 @@ def buc_regain_seconds(headers: Mapping[str, str]) -> float | None:
     return best * 60.0 if best > 0 else None
 
 
+def page_regain_seconds(headers: Mapping[str, str]) -> float | None:
+    """``estimated_time_to_regain_access`` (minutes) of ``X-Page-Usage``, in seconds."""
+    data = _json_header(headers, "X-Page-Usage")
+    minutes = _regain_minutes(data) if isinstance(data, dict) else 0.0
+    return minutes * 60.0 if minutes > 0 else None
+
+
+def regain_seconds(headers: Mapping[str, str]) -> float | None:
+    """How long Graph says the budget stays spent (BUC or Page usage header), when it says so."""
+    found = [s for s in (buc_regain_seconds(headers), page_regain_seconds(headers)) if s]
+    return max(found) if found else None
+
+
 def report_usage(platform: str, account_id: str | None, headers: Mapping[str, str]) -> None:
-    """Forward ``X-App-Usage`` (scope app) and ``X-Business-Use-Case-Usage`` (scope account)."""
+    """Forward ``X-App-Usage`` (scope app), ``X-Page-Usage`` and ``X-Business-Use-Case-Usage``
+    (scope account: the Page / IG user), each the largest percentage it carries, with the regain
+    time when Graph gives one."""
     app = _json_header(headers, "X-App-Usage")
     if isinstance(app, dict):
         pct = _max_pct(app)
         if pct is not None:
             report(UsageReport(platform, "app", None, used_pct=pct))
+    pcts: list[float] = []
     buc = _json_header(headers, "X-Business-Use-Case-Usage")
     if isinstance(buc, dict):
-        pcts = [
+        pcts += [
             p
             for entries in buc.values()
             if isinstance(entries, list)
             for e in entries
             if isinstance(e, dict) and (p := _max_pct(e)) is not None
         ]
-        if pcts:
-            report(
-                UsageReport(
-                    platform,
-                    "account",
-                    account_id,
-                    used_pct=max(pcts),
-                    retry_after=buc_regain_seconds(headers),
-                )
+    page = _json_header(headers, "X-Page-Usage")
+    if isinstance(page, dict) and (p := _max_pct(page)) is not None:
+        pcts.append(p)
+    if pcts:
+        report(
+            UsageReport(
+                platform, "account", account_id, used_pct=max(pcts), retry_after=regain_seconds(headers)
             )
+        )
 
 
 # --- classification -------------------------------------------------------------------------------
@@ -202,7 +227,7 @@ def classify(
             if status == 429:
                 return RateLimitedError(
                     f"{name} throttled the call (HTTP 429)",
-                    retry_after=retry_after or DEFAULT_ACCOUNT_BACKOFF,
+                    retry_after=retry_after,
                     scope="account",
                     platform_code=429,
                 )
@@ -233,22 +258,11 @@ def classify(
     if sub in IG_RETRY_SUBCODES:
         return RetryableError(reason, retry_after=retry_after_seconds(response), platform_code=pcode)
     if code in APP_THROTTLE or code in ACCOUNT_THROTTLE or (code is not None and 80000 <= code <= 80099):
-        scope = "app" if code in APP_THROTTLE else "account"
-        retry_after = (
-            buc_regain_seconds(response.headers)
-            or retry_after_seconds(response)
-            or (DEFAULT_APP_BACKOFF if scope == "app" else DEFAULT_ACCOUNT_BACKOFF)
-        )
-        report(
-            UsageReport(
-                platform,
-                scope,
-                account_id if scope == "account" else None,
-                used_pct=100.0,
-                retry_after=retry_after,
-            )
-        )
-        return RateLimitedError(reason, retry_after=retry_after, scope=scope, platform_code=pcode)
+        # No default wait here: without a hint the worker picks a block that grows on repeats.
+        # The usage headers of this answer were already reported by the response hook.
+        scope = "app" if code in APP_THROTTLE else "user" if code == USER_THROTTLE else "account"
+        hint = regain_seconds(response.headers) or retry_after_seconds(response)
+        return RateLimitedError(reason, retry_after=hint, scope=scope, platform_code=pcode)
     if code in AUTH_CODES or (code is not None and 200 <= code <= 299):
         # A Page token has no refresh grant, and an exchange needs a still-valid token: no refresh helps.
         return AuthError(
@@ -328,7 +342,8 @@ class GraphClient:
         self.version = version.strip("/")
         self.timeout = timeout
         self._local = threading.local()
-        self.session = BaseUrlSession(PUBLIC_BASE, base_url or PUBLIC_BASE)
+        self.base_url = (base_url or PUBLIC_BASE).rstrip("/")
+        self.session = BaseUrlSession(PUBLIC_BASE, self.base_url)
         self.session.hooks["response"].append(self._on_response)
         self._transport = _SdkTransport(self.session)
 
@@ -352,13 +367,55 @@ class GraphClient:
 
         ``files`` sends ``post_args`` and the files as ``multipart/form-data`` (a video chunk).
         """
+        return self._request(
+            token,
+            f"{self.version}/{path.lstrip('/')}",
+            account_id=account_id,
+            args=args,
+            post_args=post_args,
+            method=method,
+            write=write,
+            files=files,
+        )
+
+    def next_page(self, token: str, url: str, *, account_id: str | None) -> dict[str, Any] | None:
+        """``GET`` a ``paging.next`` URL as Graph wrote it, whatever its style (cursor or time based).
+
+        Only Graph's own host (``graph.facebook.com`` or the configured base URL's host) is
+        followed, always through the configured base URL and with our token (one in the URL is
+        dropped); ``None`` for any other URL, which the caller must treat as "cannot continue".
+        """
+        parts = urlsplit(url)
+        hosts = {urlsplit(PUBLIC_BASE).netloc, urlsplit(self.base_url).netloc}
+        if parts.scheme not in ("http", "https") or parts.netloc not in hosts or not parts.path.strip("/"):
+            return None
+        path = parts.path.lstrip("/")
+        if not _VERSIONED.match(path):
+            path = f"{self.version}/{path}"
+        args = {
+            k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items() if k != "access_token"
+        }
+        return self._request(token, path, account_id=account_id, args=args)
+
+    def _request(
+        self,
+        token: str | None,
+        full_path: str,
+        *,
+        account_id: str | None,
+        args: dict[str, Any] | None = None,
+        post_args: dict[str, Any] | None = None,
+        method: str | None = None,
+        write: bool = False,
+        files: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         graph = facebook.GraphAPI(access_token=token, timeout=self.timeout, session=self._transport)
         self._local.response = None
         self._local.account_id = account_id
         result: Any = None
         try:
             result = graph.request(
-                f"{self.version}/{path.lstrip('/')}",
+                full_path,
                 args=dict(args or {}),
                 post_args=post_args,
                 files=files,
@@ -376,6 +433,56 @@ class GraphClient:
         if response.status_code >= 400 or not isinstance(result, dict) or "error" in result:
             raise self.classify(response, write=write, account_id=account_id)
         return result
+
+
+_VERSIONED = re.compile(r"^v\d+\.\d+/")
+
+
+def scan_edge(
+    client: GraphClient,
+    token: str,
+    path: str,
+    args: dict[str, Any],
+    *,
+    account_id: str | None,
+    since: datetime,
+    max_pages: int,
+    reached_start: Callable[[list[dict[str, Any]]], bool] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """An edge newest first, page by page, for a reconciliation lookup back to ``since``.
+
+    Every ``paging.next`` is followed as Graph wrote it: cursor paging (``after``) and time-based
+    paging (``until``/``since``, no cursors) alike. The lookup ends only when Graph gives no
+    ``next`` or ``reached_start`` says a page went back past ``since``. Anything else — the page
+    budget spent, a ``next`` to another host, a later page failing (other than throttling or a
+    token problem, which keep their meaning) — is :class:`LookupIncompleteError`: "not found"
+    after a partial read would be a guess, and publishing on a guess makes duplicates.
+    """
+    scanned = 0
+    result = client.call(token, path, account_id=account_id, args=args)
+    for _ in range(max_pages):
+        data = [item for item in result.get("data") or [] if isinstance(item, dict)]
+        scanned += len(data)
+        yield from data
+        if reached_start is not None and reached_start(data):
+            return
+        next_url = (result.get("paging") or {}).get("next")
+        if not next_url:
+            return
+        try:
+            page = client.next_page(token, str(next_url), account_id=account_id)
+        except (RateLimitedError, AuthError):
+            raise
+        except ConnectorError as exc:
+            raise LookupIncompleteError(
+                client.platform, scanned, since, reason=f"a later page failed ({exc.message})"
+            ) from exc
+        if page is None:
+            raise LookupIncompleteError(
+                client.platform, scanned, since, reason="the next page is not on the Graph API host"
+            )
+        result = page
+    raise LookupIncompleteError(client.platform, scanned, since)
 
 
 BATCH_LIMIT = 50  # Graph answers at most 50 requests per batch
@@ -556,10 +663,13 @@ __all__ = [
     "GraphClient",
     "GraphNotFound",
     "buc_regain_seconds",
+    "page_regain_seconds",
+    "regain_seconds",
     "classify",
     "container_error",
     "redact",
     "report_usage",
+    "scan_edge",
 ]
 
 

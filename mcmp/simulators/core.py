@@ -15,7 +15,8 @@ implements the platform's documented paths, validation, bodies and error formats
          {"kind": "token_revoked", "count": 3, "path": "/oauth"}]}
 
   A rule applies to write requests (POST/PUT/PATCH/DELETE) unless it names ``methods``; ``path``
-  is a substring filter, ``body`` one on the request body (e.g. ``"upload_phase=finish"``); ``count`` limits how many times it fires; ``until`` (epoch seconds)
+  is a substring filter, ``body`` one on the request body (e.g. ``"upload_phase=finish"``), ``query``
+  one on the query parameter names (e.g. ``"__paging_token"``: only later pages); ``count`` limits how many times it fires; ``until`` (epoch seconds)
   ends it. ``commit_then_timeout`` runs the handler (the post is stored) and then holds the
   connection open without answering; ``timeout`` holds without committing; ``reset`` drops the
   TCP connection with RST before handling.
@@ -226,6 +227,7 @@ class FaultRule:
     retry_after: float | None = None
     until: float | None = None
     body: str | None = None
+    query: str | None = None
     fired: int = 0
 
     @classmethod
@@ -243,6 +245,7 @@ class FaultRule:
             retry_after=data.get("retry_after"),
             until=data.get("until"),
             body=data.get("body"),
+            query=data.get("query"),
         )
 
     def matches(self, req: SimRequest, rng: random.Random) -> bool:
@@ -253,6 +256,8 @@ class FaultRule:
         if req.method not in self.methods or (self.path and self.path not in req.path):
             return False
         if self.body and self.body not in req.body.decode(errors="replace"):
+            return False
+        if self.query and not any(self.query in name for name in req.query):
             return False
         return rng.random() < self.rate
 

@@ -103,6 +103,7 @@ class FacebookSimulator(GraphSimulator):
     buc_type = "pages"
     buc_code = 80001
     default_metrics = VALID_POST_METRICS
+    publish_edges = ("feed", "photos")
 
     def __init__(
         self,

@@ -29,6 +29,17 @@ Control endpoints (besides the core's ``/_sim/faults``, ``/_sim/state``, ``/_sim
     POST /_sim/tokens {"revoke": ["t1"], "restore": ["t2"]}
     POST /_sim/budget {"app_call_limit": 100, "owner_call_limit": 5, "window_seconds": 60}
     POST /_sim/delete {"id": "<post or media id>"}     # deleted on the platform
+    POST /_sim/paging {"style": "time" | "cursor", "owners": ["1000001"]}  # owners omitted → all
+    POST /_sim/throttle {"posts_per_minute": 300, "window_seconds": 60, "regain": true,
+                         "owners": ["1000001"]}     # posts_per_minute null/0 → off
+
+Page throttling (``/_sim/throttle``): a post (a POST to one of the twin's ``publish_edges``) that
+would make more than ``posts_per_minute`` accepted posts of its owner in the trailing
+``window_seconds`` is refused with Graph's code 32 "Page request limit reached" and an
+``X-Page-Usage`` header (``call_count`` ≥ 100; ``estimated_time_to_regain_access`` in minutes,
+until the oldest post leaves the window, unless ``"regain": false``). Accepted posts carry
+``X-Page-Usage`` with the share of the limit used. ``state()["throttle_log"]`` lists each refusal
+with the block it announced (seconds, or null).
     POST /_sim/seed {"posts": [{"id": "…", "owner": "<page or IG user>", "age_seconds": 86400}]}
 
 Batch requests (Meta's ``POST /{version}/`` with ``batch=[{"method", "relative_url"}, …]``, at
@@ -39,7 +50,7 @@ JSON string). ``state()["over_limit_refused"]`` counts calls refused for exceedi
 Shared by both twins as well: owner checks (an owner is a numeric Page / IG user id, optionally
 restricted to ``known_owners``), the node read ``GET /{v}/{id}`` and ``GET /{v}/{id}/insights``
 (each twin supplies the view and the metric values), edge listings newest first with cursor
-paging, engagement ages and the invisible delivery marker found in a message or caption.
+(default) or time-based paging, engagement ages and the invisible delivery marker found in a message or caption.
 """
 
 from __future__ import annotations
@@ -55,12 +66,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from mcmp.simulators.core import Handler, SimRequest, SimResponse, Simulator, route
 
 TEST_TOKEN_PREFIX = "EAAB"
 LONG_LIVED_SECONDS = 5_183_944
+API_VERSION = "v21.0"  # the version written into paging URLs (any version is accepted)
 _VERSION = re.compile(r"^/(v\d+\.\d+)(/.*)?$")
 _ALNUM = string.ascii_letters + string.digits
 
@@ -187,6 +199,10 @@ class GraphSimulator(Simulator):
             self.app_calls = 0
             self.owner_calls: Counter[str] = Counter()
             self.over_limit_refused = 0
+            self.paging_styles: dict[str, str] = {}  # owner (or "*") → "cursor" | "time"
+            self.throttle: dict[str, Any] | None = None  # see /_sim/throttle
+            self.throttle_posts: dict[str, list[float]] = {}  # owner → accepted post times
+            self.throttle_log: list[dict[str, Any]] = []
             self._next_id = 1_000_000_000_000 + self.rng.randrange(1_000_000)
 
     def new_id(self) -> str:
@@ -203,6 +219,8 @@ class GraphSimulator(Simulator):
             "tokens": len(self.tokens),
             "revoked": len(self.revoked),
             "over_limit_refused": self.over_limit_refused,
+            "throttled": len(self.throttle_log),
+            "throttle_log": list(self.throttle_log),
         }
 
     # --- hooks for subclasses -------------------------------------------------------------------
@@ -251,21 +269,75 @@ class GraphSimulator(Simulator):
         created: Callable[[dict[str, Any]], float],
         view: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> SimResponse:
-        """An edge listing newest first (``since``/``until`` unix filters, ``limit`` ≤ 100, cursors)."""
+        """An edge listing newest first (``since``/``until`` unix filters, ``limit`` ≤ 100).
+
+        Paging is cursor based (``paging.cursors`` and ``next`` with ``after``) unless time-based
+        paging is switched on for the owner (``POST /_sim/paging``): then ``next`` carries
+        ``until`` and ``__paging_token`` and there are no cursors, as Graph pages some edges.
+        """
         since = float(req.query["since"]) if req.query.get("since", "").isdigit() else None
         until = float(req.query["until"]) if req.query.get("until", "").isdigit() else None
         limit = min(100, max(1, int(req.query.get("limit", "25") or 25)))
-        start = offset_of(req.query.get("after"))
         ordered = [
             item
-            for item in sorted(items, key=created, reverse=True)
-            if (since is None or created(item) >= since) and (until is None or created(item) <= until)
+            for item in sorted(items, key=lambda i: (created(i), str(i.get("id"))), reverse=True)
+            # Graph times are whole seconds: ``until`` takes in the whole second it names.
+            if (since is None or created(item) >= since) and (until is None or int(created(item)) <= until)
         ]
+        with self.lock:
+            style = self.paging_styles.get(owner, self.paging_styles.get("*", "cursor"))
+        if style == "time":
+            return self._time_page(req, owner, edge, ordered, created, view, limit)
+        start = offset_of(req.query.get("after"))
         page = ordered[start : start + limit]
         paging: dict[str, Any] = {"cursors": {"before": cursor(start), "after": cursor(start + len(page))}}
         if start + limit < len(ordered):
-            paging["next"] = f"https://graph.facebook.com/{owner}/{edge}?after={cursor(start + limit)}"
+            paging["next"] = self._edge_url(req, owner, edge, {"after": cursor(start + limit)})
         return SimResponse(200, {"data": [view(item) for item in page], "paging": paging})
+
+    def _time_page(
+        self,
+        req: SimRequest,
+        owner: str,
+        edge: str,
+        ordered: list[dict[str, Any]],
+        created: Callable[[dict[str, Any]], float],
+        view: Callable[[dict[str, Any]], dict[str, Any]],
+        limit: int,
+    ) -> SimResponse:
+        """Time-based paging: the page after the item named by ``__paging_token``."""
+        token = req.query.get("__paging_token", "")
+        if token:
+            last = base64.urlsafe_b64decode(token.encode()).decode()
+            ids = [str(item.get("id")) for item in ordered]
+            ordered = ordered[ids.index(last) + 1 :] if last in ids else ordered
+        page = ordered[:limit]
+        paging: dict[str, Any] = {}
+        if page:
+            newest = int(created(page[0]))
+            paging["previous"] = self._edge_url(req, owner, edge, {"since": str(newest), "__previous": "1"})
+        if len(ordered) > limit:
+            last_item = page[-1]
+            paging["next"] = self._edge_url(
+                req,
+                owner,
+                edge,
+                {
+                    "until": str(int(created(last_item))),
+                    "__paging_token": base64.urlsafe_b64encode(str(last_item.get("id")).encode()).decode(),
+                },
+            )
+        return SimResponse(200, {"data": [view(item) for item in page], "paging": paging})
+
+    def _edge_url(self, req: SimRequest, owner: str, edge: str, extra: dict[str, str]) -> str:
+        """A ``paging`` URL as Graph writes it: its own host, the version, the original query."""
+        host = req.header("host") or "graph.facebook.com"
+        scheme = "https" if host == "graph.facebook.com" else "http"
+        keep = {
+            k: v for k, v in req.query.items() if k not in ("after", "until", "__paging_token", "__previous")
+        }
+        keep.update(extra)
+        return f"{scheme}://{host}/{API_VERSION}/{owner}/{edge}?{urlencode(keep)}"
 
     @route("GET", "/{object_id}")
     def read_object(self, req: SimRequest) -> SimResponse:
@@ -466,6 +538,31 @@ class GraphSimulator(Simulator):
             for item in posts:
                 self.seed_object(str(item["id"]), str(item["owner"]), now - float(item.get("age_seconds", 0)))
             return SimResponse(200, {"ok": True, "seeded": len(posts)})
+        if req.method == "POST" and req.path == "/_sim/throttle":
+            data = req.json() or {}
+            limit = data.get("posts_per_minute")
+            with self.lock:
+                self.throttle = (
+                    {
+                        "limit": int(limit),
+                        "window": float(data.get("window_seconds", 60.0)),
+                        "regain": bool(data.get("regain", True)),
+                        "owners": set(map(str, data["owners"])) if data.get("owners") else None,
+                    }
+                    if limit
+                    else None
+                )
+                self.throttle_posts.clear()
+            return SimResponse(200, {"ok": True})
+        if req.method == "POST" and req.path == "/_sim/paging":
+            data = req.json() or {}
+            style = str(data.get("style", "cursor"))
+            if style not in ("cursor", "time"):
+                return SimResponse(400, {"error": "style must be cursor or time"})
+            with self.lock:
+                for owner in data.get("owners") or ["*"]:
+                    self.paging_styles[str(owner)] = style
+            return SimResponse(200, {"ok": True})
         if req.method == "POST" and req.path == "/_sim/delete":
             deleted = self.delete_object(str((req.json() or {}).get("id", "")))
             return SimResponse(200 if deleted else 404, {"ok": deleted})
@@ -522,10 +619,63 @@ class GraphSimulator(Simulator):
         if path.startswith("/oauth/"):
             resp = super().dispatch(routed)
         else:
-            resp = self.check_token(self.token_of(routed)) or self._spend(owner) or super().dispatch(routed)
+            resp = (
+                self.check_token(self.token_of(routed)) or self._spend(owner) or self._publish(routed, owner)
+            )
         for key, value in self.usage_headers(owner).items():
             resp.headers[key] = value
         return resp
+
+    # --- page throttling (posts per minute) ------------------------------------------------------
+    publish_edges: tuple[str, ...] = ()  # the edges whose POST creates a post (counted when throttling)
+
+    def _publish(self, req: SimRequest, owner: str | None) -> SimResponse:
+        """Route the request; a post beyond the owner's posts-per-window limit is Graph's code 32."""
+        parts = req.path.strip("/").split("/")
+        with self.lock:
+            config = self.throttle
+        counted = (
+            config is not None
+            and owner is not None
+            and req.method == "POST"
+            and len(parts) == 2
+            and parts[1] in self.publish_edges
+            and (config["owners"] is None or owner in config["owners"])
+        )
+        if not counted or config is None or owner is None:
+            return super().dispatch(req)
+        now = time.time()
+        with self.lock:
+            recent = [t for t in self.throttle_posts.get(owner, []) if t > now - config["window"]]
+            self.throttle_posts[owner] = recent
+            full = len(recent) >= config["limit"]
+            regain = (recent[0] + config["window"] - now) if full else 0.0
+        if full:
+            minutes = max(1, math.ceil(regain / 60)) if config["regain"] else None
+            with self.lock:
+                self.throttle_log.append(
+                    {"t": now, "owner": owner, "announced": minutes * 60 if minutes else None}
+                )
+            resp = self.graph_error(32, "(#32) Page request limit reached")
+            resp.headers["X-Page-Usage"] = self._page_usage(
+                100 * (len(recent) + 1) // config["limit"], minutes
+            )
+            return resp
+        resp = super().dispatch(req)
+        with self.lock:
+            if resp.status < 400:
+                self.throttle_posts[owner].append(now)
+            used = len(self.throttle_posts[owner])
+        resp.headers["X-Page-Usage"] = self._page_usage(100 * used // config["limit"], None)
+        return resp
+
+    @staticmethod
+    def _page_usage(pct: int, regain_minutes: int | None) -> str:
+        """``X-Page-Usage``: percentages like ``X-App-Usage``, plus the regain time when throttled."""
+        usage: dict[str, Any] = {"call_count": pct, "total_cputime": pct // 4, "total_time": pct // 4}
+        if regain_minutes is not None:
+            usage["estimated_time_to_regain_access"] = regain_minutes
+        return json.dumps(usage)
 
     def _batch(self, req: SimRequest) -> SimResponse:
         token = self.token_of(req)

@@ -84,6 +84,7 @@ class InstagramSimulator(GraphSimulator):
     buc_message = "There have been too many calls to this Instagram account. Wait a bit and try again."
     include_is_transient = True
     default_metrics = VALID_MEDIA_METRICS
+    publish_edges = ("media_publish",)
 
     def __init__(
         self,

@@ -1,17 +1,32 @@
 """Global rate-limit state in Redis, shared by every worker process and machine.
 
-A connector's usage report (``mcmp.connectors.usage``) or a throttling error blocks a scope until a
-time; ``blocked_until`` is checked before each platform call so throttled deliveries are
-deferred without consuming an attempt. The block is written with a Lua script that only ever
-extends it (atomic max), so concurrent reports cannot shorten a block.
-Keys: ``mcmp:rl:<platform>:app`` and ``mcmp:rl:<platform>:acct:<account id>`` (a hash of
-scope → epoch seconds).
+Three things, each atomic in one Lua script:
+
+* **Blocks.** A regain time (``Retry-After``, Graph's ``estimated_time_to_regain_access`` in
+  ``X-Page-Usage`` / ``X-Business-Use-Case-Usage``) blocks its scope for that long. A throttling
+  error without one (Graph 4/17/32/613/80001 bare) blocks for a time that *grows on repeats*:
+  15 s, 30 s, 60 s … capped at 300 s, per scope (``app`` for 4, ``user`` for 17, the Page for
+  32/80001), back to 15 s after a quiet period; throttles answered while the scope is already
+  blocked are the same episode and do not escalate. Blocks only ever extend (atomic max).
+* **Pacing.** While a usage header says a budget is nearly spent (≥ ``PACE_AT_PCT``), and for a
+  while after a block, calls of that scope go out one per ``1 / pace_calls_per_second`` (account)
+  and ``1 / pace_app_calls_per_second`` (app) — a GCRA "theoretical arrival time" per scope.
+* **Spread.** A delivery that must wait is given its own slot on that pacing timeline (at or after
+  the block's end) and keeps it (a reservation per delivery): when a block ends, the deferred
+  deliveries come due one slot apart — a window as long as their number over the allowed rate —
+  instead of all at the same instant, which would only get the Page throttled again.
+
+Keys: ``mcmp:rl:<platform>:app`` and ``mcmp:rl:<platform>:acct:<account id>`` (hash: scope → block
+end, epoch seconds), ``…:strikes:<scope key>`` (escalation count, expires after the quiet
+period), ``…:hot:<scope key>`` (pacing on), ``…:tat:<scope key>`` (next free slot),
+``mcmp:rl:slot:<delivery id>`` (a deferred delivery's slot). All carry a TTL.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -22,8 +37,12 @@ from mcmp.connectors.usage import UsageReport, set_sink
 
 log = logging.getLogger(__name__)
 
-BLOCK_AT_PCT = 95.0  # Graph starts throttling at 100%; stop a little before it
-DEFAULT_BLOCK_SECONDS = 60.0
+PACE_AT_PCT = 90.0  # Graph throttles at 100 %: from here calls are paced, not sent in bursts
+PACE_HOLD_SECONDS = 60.0  # pacing stays on this long after the last high reading or block
+ESCALATE_FIRST_SECONDS = 15.0
+ESCALATE_MAX_SECONDS = 300.0
+ESCALATE_QUIET_SECONDS = 600.0  # no throttle for this long after a block: start short again
+SHORT_WAIT_SECONDS = 1.0  # a slot this close is waited for in the worker instead of deferring
 
 _EXTEND = """
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -33,7 +52,63 @@ if untilv > current then
 end
 local ttl = math.ceil(untilv - tonumber(ARGV[3])) + 5
 if ttl > redis.call('TTL', KEYS[1]) then redis.call('EXPIRE', KEYS[1], ttl) end
+redis.call('SET', KEYS[2], '1', 'EX', ttl + tonumber(ARGV[4]))
 return 1
+"""
+
+# KEYS: block hash, strikes, hot. ARGV: scope field, now, first, cap, quiet, hold.
+_ESCALATE = """
+local now = tonumber(ARGV[2])
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if current > now then return tostring(current - now) end
+local n = redis.call('INCR', KEYS[2])
+local secs = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (n - 1))
+redis.call('EXPIRE', KEYS[2], math.ceil(secs + tonumber(ARGV[5])))
+redis.call('HSET', KEYS[1], ARGV[1], tostring(now + secs))
+local ttl = math.ceil(secs) + 5
+if ttl > redis.call('TTL', KEYS[1]) then redis.call('EXPIRE', KEYS[1], ttl) end
+redis.call('SET', KEYS[3], '1', 'EX', ttl + tonumber(ARGV[6]))
+return tostring(secs)
+"""
+
+# KEYS: app hash, acct hash, app hot, acct hot, app tat, acct tat, the delivery's slot.
+# ARGV: now, acct interval, app interval, short wait.
+# Returns {slot, deferred, blocked}; slot "0" = go now.
+_ADMIT = """
+local now = tonumber(ARGV[1])
+local short = tonumber(ARGV[4])
+local function latest(key)
+  local m = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do
+    local x = tonumber(v)
+    if x and x > m then m = x end
+  end
+  return m
+end
+local app_block = latest(KEYS[1])
+local acct_block = latest(KEYS[2])
+local block = math.max(app_block, acct_block)
+local blocked = block > now and 1 or 0
+local held = tonumber(redis.call('GET', KEYS[7]) or '0')
+if held > 0 and held >= block then
+  if held <= now + short then
+    redis.call('DEL', KEYS[7])
+    return {tostring(held), 0, 0}
+  end
+  return {tostring(held), 1, blocked}
+end
+local app_on = app_block > now or redis.call('EXISTS', KEYS[3]) == 1
+local acct_on = acct_block > now or redis.call('EXISTS', KEYS[4]) == 1
+if not app_on and not acct_on then return {'0', 0, 0} end
+local slot = math.max(now, block)
+if app_on then slot = math.max(slot, tonumber(redis.call('GET', KEYS[5]) or '0')) end
+if acct_on then slot = math.max(slot, tonumber(redis.call('GET', KEYS[6]) or '0')) end
+local ttl = math.ceil(slot - now) + 60
+if app_on then redis.call('SET', KEYS[5], tostring(slot + tonumber(ARGV[3])), 'EX', ttl) end
+if acct_on then redis.call('SET', KEYS[6], tostring(slot + tonumber(ARGV[2])), 'EX', ttl) end
+if slot <= now + short then return {tostring(slot), 0, 0} end
+redis.call('SET', KEYS[7], tostring(slot), 'EX', ttl + 600)
+return {tostring(slot), 1, blocked}
 """
 
 
@@ -52,12 +127,58 @@ def _key(platform: str, scope: str, account_id: str | None) -> str:
     return f"mcmp:rl:{platform}:acct:{account_id}"
 
 
+def _sub(platform: str, kind: str, scope: str, account_id: str | None) -> str:
+    """A companion key of a scope: ``strikes`` per budget (app / user / Page …), ``hot``/``tat`` per key."""
+    if scope == "app" or not account_id:
+        return f"mcmp:rl:{platform}:{kind}:app"
+    if kind == "strikes":
+        return f"mcmp:rl:{platform}:{kind}:{scope}:{account_id}"
+    return f"mcmp:rl:{platform}:{kind}:acct:{account_id}"
+
+
 def block(platform: str, scope: str, account_id: str | None, seconds: float) -> None:
+    """Block the scope for ``seconds`` (the platform said so); pacing follows the block."""
     now = time.time()
     client().eval(
-        _EXTEND, 1, _key(platform, scope, account_id), scope, str(now + max(0.0, seconds)), str(now)
+        _EXTEND,
+        2,
+        _key(platform, scope, account_id),
+        _sub(platform, "hot", scope, account_id),
+        scope,
+        str(now + max(0.0, seconds)),
+        str(now),
+        str(int(PACE_HOLD_SECONDS)),
     )
     log.info("rate limit: %s %s blocked for %.0fs", platform, scope, seconds)
+
+
+def throttled(platform: str, scope: str, account_id: str | None, hint: float | None) -> float:
+    """Record a throttling answer; returns how long the scope is blocked from now.
+
+    With the platform's ``hint`` the block is that long. Without one it escalates per budget
+    (``ESCALATE_FIRST_SECONDS`` doubling up to ``ESCALATE_MAX_SECONDS``); a throttle met while the
+    scope is still blocked (calls that were in flight together) is the same episode.
+    """
+    if hint is not None:
+        block(platform, scope, account_id, hint)
+        return hint
+    seconds = float(
+        client().eval(
+            _ESCALATE,
+            3,
+            _key(platform, scope, account_id),
+            _sub(platform, "strikes", scope, account_id),
+            _sub(platform, "hot", scope, account_id),
+            scope,
+            repr(time.time()),
+            repr(ESCALATE_FIRST_SECONDS),
+            repr(ESCALATE_MAX_SECONDS),
+            repr(ESCALATE_QUIET_SECONDS),
+            str(int(PACE_HOLD_SECONDS)),
+        )
+    )
+    log.info("rate limit: %s %s throttled without a hint; blocked for %.0fs", platform, scope, seconds)
+    return seconds
 
 
 def blocked_until(platform: str, account_id: str) -> datetime | None:
@@ -72,15 +193,60 @@ def blocked_until(platform: str, account_id: str) -> datetime | None:
     return datetime.fromtimestamp(latest, UTC)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """When a delivery may call the platform: now (``at`` None), shortly (wait), or later (defer)."""
+
+    at: datetime | None
+    deferred: bool = False
+    blocked: bool = False  # deferred by a block (else by pacing)
+
+    def wait_seconds(self) -> float:
+        return 0.0 if self.at is None else max(0.0, self.at.timestamp() - time.time())
+
+
+def admit(
+    platform: str, account_id: str, delivery_id: str, *, per_second: float, app_per_second: float
+) -> Admission:
+    """Take this delivery's slot on the account's (and app's) pacing timeline.
+
+    No block and no pacing: go now. Otherwise the next free slot at or after the block's end; a
+    slot more than ``SHORT_WAIT_SECONDS`` away is reserved for the delivery and returned as
+    ``deferred``, and the same delivery coming back gets the same slot (unless a newer block
+    covers it).
+    """
+    raw = client().eval(
+        _ADMIT,
+        7,
+        _key(platform, "app", None),
+        _key(platform, "account", account_id),
+        _sub(platform, "hot", "app", None),
+        _sub(platform, "hot", "account", account_id),
+        _sub(platform, "tat", "app", None),
+        _sub(platform, "tat", "account", account_id),
+        f"mcmp:rl:slot:{delivery_id}",
+        repr(time.time()),
+        repr(1.0 / per_second),
+        repr(1.0 / app_per_second),
+        repr(SHORT_WAIT_SECONDS),
+    )
+    slot, deferred, blocked = float(raw[0]), bool(int(raw[1])), bool(int(raw[2]))
+    if slot <= 0:
+        return Admission(None)
+    return Admission(datetime.fromtimestamp(slot, UTC), deferred, blocked)
+
+
 def observe(usage: UsageReport) -> None:
-    """Usage sink: block a scope that is (nearly) exhausted according to the platform."""
-    exhausted = usage.used_pct is not None and usage.used_pct >= BLOCK_AT_PCT
-    if exhausted or (usage.used_pct is None and usage.retry_after is not None):
-        seconds = usage.retry_after if usage.retry_after is not None else DEFAULT_BLOCK_SECONDS
-        try:
-            block(usage.platform, usage.scope, usage.account_id, seconds)
-        except redis.RedisError as exc:  # the limiter must not break publishing; the platform still throttles
-            log.warning("could not record rate limit in Redis: %s", type(exc).__name__)
+    """Usage sink: a regain time blocks the scope; a nearly spent budget turns pacing on."""
+    try:
+        if usage.retry_after is not None and usage.retry_after > 0:
+            block(usage.platform, usage.scope, usage.account_id, usage.retry_after)
+        elif usage.used_pct is not None and usage.used_pct >= PACE_AT_PCT:
+            client().set(
+                _sub(usage.platform, "hot", usage.scope, usage.account_id), "1", ex=int(PACE_HOLD_SECONDS)
+            )
+    except redis.RedisError as exc:  # the limiter must not break publishing; the platform still throttles
+        log.warning("could not record rate limit in Redis: %s", type(exc).__name__)
 
 
 def install() -> None:

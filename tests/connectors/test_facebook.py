@@ -5,6 +5,7 @@ long-lived token exchange, insights that Meta deprecates)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,6 +18,7 @@ from mcmp.connectors import (
     AmbiguousError,
     AuthError,
     Credentials,
+    LookupIncompleteError,
     MediaItem,
     MetricsRef,
     PostContent,
@@ -264,3 +266,48 @@ def test_a_deleted_post_gives_a_deleted_snapshot(connector: FacebookConnector, b
         creds(), [MetricsRef("p", kept.platform_post_id), MetricsRef("p", gone.platform_post_id)]
     )
     assert [s.deleted for s in snaps] == [False, True] and snaps[1].metrics == {}
+
+
+# --- reconciliation paging -------------------------------------------------------------------------
+def _seed_newer(base: str, count: int) -> None:
+    posts = [{"id": f"{PAGE}_9{i:05d}", "owner": PAGE, "age_seconds": 0} for i in range(count)]
+    requests.post(f"{base}/_sim/seed", json={"posts": posts}, timeout=5).raise_for_status()
+
+
+def test_lookup_follows_time_based_paging_to_our_post(
+    connector: FacebookConnector, sim: FacebookSimulator, base: str
+) -> None:
+    """Graph pages some edges by time (``next`` with ``until``, no cursors): the lookup reads on."""
+    ours = connector.publish(request())
+    time.sleep(0.01)
+    _seed_newer(base, 150)
+    requests.post(f"{base}/_sim/paging", json={"style": "time", "owners": [PAGE]}, timeout=2)
+    listing = requests.get(
+        f"{base}/v21.0/{PAGE}/published_posts", params={"access_token": TOKEN, "limit": "100"}, timeout=2
+    ).json()
+    assert "cursors" not in listing["paging"] and "until=" in listing["paging"]["next"]
+    found = connector.find_published(request())
+    assert found is not None and found.platform_post_id == ours.platform_post_id
+    assert connector.find_published(request(key="never-sent")) is None
+
+
+def test_a_later_page_that_fails_is_lookup_incomplete_not_not_found(
+    connector: FacebookConnector, sim: FacebookSimulator, base: str
+) -> None:
+    connector.publish(request())
+    time.sleep(0.01)
+    _seed_newer(base, 150)
+    requests.post(f"{base}/_sim/paging", json={"style": "time"}, timeout=2)
+    sim.set_faults({"rules": [{"kind": "http_500", "methods": ["GET"], "query": "__paging_token"}]})
+    with pytest.raises(LookupIncompleteError, match="a later page failed"):
+        connector.find_published(request(key="never-sent"))
+    with pytest.raises(LookupIncompleteError):
+        connector.find_published(request())
+    sim.set_faults({"rules": []})
+    assert connector.find_published(request()) is not None
+
+
+def test_a_next_page_on_another_host_is_never_followed(connector: FacebookConnector) -> None:
+    client = connector.client
+    assert client.next_page(TOKEN, "https://graph.evil.example/v21.0/1/feed?until=1", account_id=None) is None
+    assert client.next_page(TOKEN, "file:///etc/passwd", account_id=None) is None

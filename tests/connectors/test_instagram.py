@@ -15,6 +15,7 @@ from mcmp.config.settings import InstagramSettings
 from mcmp.connectors import (
     AmbiguousError,
     Credentials,
+    LookupIncompleteError,
     MediaItem,
     MetricsRef,
     PermanentError,
@@ -249,3 +250,21 @@ def test_fetch_metrics_mapping_rejected_metric_and_deleted_media(
     assert set(snaps[0].metrics) == {"impressions", "reach", "likes", "comments", "shares"}
     assert snaps[0].metrics["impressions"] > snaps[0].metrics["reach"] > snaps[0].metrics["likes"] > 0
     assert snaps[1].deleted and snaps[1].metrics == {}
+
+
+def test_lookup_follows_time_based_paging_and_a_failed_page_is_incomplete(
+    connector: InstagramConnector, sim: InstagramSimulator, base: str
+) -> None:
+    """More than 100 newer media listed with time-based paging (``until``, no cursors)."""
+    ours = connector.publish(request())
+    time.sleep(0.01)
+    seeded = [{"id": f"179{i:08d}", "owner": USER, "age_seconds": 0} for i in range(130)]
+    requests.post(f"{base}/_sim/seed", json={"posts": seeded}, timeout=5).raise_for_status()
+    requests.post(f"{base}/_sim/paging", json={"style": "time", "owners": [USER]}, timeout=2)
+    found = connector.find_published(request())
+    assert found is not None and found.platform_post_id == ours.platform_post_id
+    sim.set_faults(
+        {"rules": [{"kind": "http_503", "methods": ["GET"], "query": "__paging_token", "count": 1}]}
+    )
+    with pytest.raises(LookupIncompleteError, match="a later page failed"):
+        connector.find_published(request())

@@ -64,7 +64,6 @@ from mcmp.config import Settings
 from mcmp.connectors.errors import (
     AmbiguousError,
     ConnectorError,
-    LookupIncompleteError,
     PermanentError,
     RetryableError,
     ValidationError,
@@ -78,6 +77,7 @@ from mcmp.connectors.graph import (
     batch_get,
     exchange_token,
     parse_graph_time,
+    scan_edge,
 )
 from mcmp.connectors.http import send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
@@ -514,25 +514,20 @@ class FacebookConnector:
         self, creds: Credentials, page: str, edge: str, fields: str, since: datetime
     ) -> Iterator[dict[str, Any]]:
         """A Page edge since ``since``, page by page; ``LookupIncompleteError`` if the pages run out first."""
-        scanned = 0
         args: dict[str, Any] = {
             "fields": fields,
             "since": str(int(since.timestamp())),
             "limit": str(RECONCILE_PAGE_SIZE),
         }
-        for _ in range(RECONCILE_MAX_PAGES):
-            result = self.client.call(
-                creds.access_token, f"{page}/{edge}", account_id=creds.account_id, args=args
-            )
-            data = result.get("data") or []
-            scanned += len(data)
-            yield from data
-            paging = result.get("paging") or {}
-            after = (paging.get("cursors") or {}).get("after")
-            if not paging.get("next") or not after:
-                return
-            args = {**args, "after": after}
-        raise LookupIncompleteError(PLATFORM, scanned, since)
+        return scan_edge(
+            self.client,
+            creds.access_token,
+            f"{page}/{edge}",
+            args,
+            account_id=creds.account_id,
+            since=since,
+            max_pages=RECONCILE_MAX_PAGES,
+        )
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials

@@ -34,7 +34,6 @@ from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
     ConnectorError,
-    LookupIncompleteError,
     PermanentError,
     RateLimitedError,
     RetryableError,
@@ -49,6 +48,7 @@ from mcmp.connectors.graph import (
     batch_get,
     exchange_token,
     parse_graph_time,
+    scan_edge,
 )
 from mcmp.connectors.instagram.classify import PLATFORM, classify, container_error
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
@@ -300,22 +300,22 @@ class InstagramConnector:
     def _recent_media(self, creds: Credentials, user: str, since: datetime) -> Iterator[dict[str, Any]]:
         """Media newest first back to ``since``; ``LookupIncompleteError`` if the pages run out first."""
         args: dict[str, Any] = {"fields": "id,caption,timestamp,permalink", "limit": str(RECONCILE_PAGE_SIZE)}
-        scanned = 0
-        for _ in range(RECONCILE_MAX_PAGES):
-            result = self.client.call(
-                creds.access_token, f"{user}/media", account_id=creds.account_id, args=args
-            )
-            data = [m for m in result.get("data") or [] if isinstance(m, dict)]
-            scanned += len(data)
-            yield from data
+
+        def reached_start(data: list[dict[str, Any]]) -> bool:
+            """Newest first: a page that reaches before the window ends the search."""
             times = [t for m in data if (t := parse_graph_time(m.get("timestamp"))) is not None]
-            paging = result.get("paging") or {}
-            after = (paging.get("cursors") or {}).get("after")
-            # Newest first: a page that reaches before the window ends the search.
-            if not paging.get("next") or not after or (times and min(times) < since):
-                return
-            args = {**args, "after": after}
-        raise LookupIncompleteError(PLATFORM, scanned, since)
+            return bool(times) and min(times) < since
+
+        return scan_edge(
+            self.client,
+            creds.access_token,
+            f"{user}/media",
+            args,
+            account_id=creds.account_id,
+            since=since,
+            max_pages=RECONCILE_MAX_PAGES,
+            reached_start=reached_start,
+        )
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials

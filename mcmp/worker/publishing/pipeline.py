@@ -325,8 +325,8 @@ def _call_platform(
         metrics.observe_lateness(attempt.platform, attempt.taken.scheduled_for, call_started)
         result = connector.publish(request)
     except RateLimitedError as exc:
-        _record_block(attempt.platform, exc, request.credentials.account_id)
-        return attempt.defer(exc.until, exc.message)
+        until = _record_block(attempt, exc, request.credentials.account_id)
+        return attempt.defer(until, exc.message)
     except AuthError as exc:
         return _after_auth_error(attempt, account, exc)
     except PermanentError as exc:
@@ -379,11 +379,22 @@ def _after_auth_error(attempt: Attempt, account: IntegrationAccount, exc: AuthEr
     )
 
 
-def _record_block(platform: str, exc: RateLimitedError, account_id: str) -> None:
+def _record_block(attempt: Attempt, exc: RateLimitedError, account_id: str) -> datetime:
+    """Block the scope for every worker, then this delivery's turn after it (spread, not all at once)."""
+    pace = preflight.pace_of(attempt.settings, attempt.platform)
     try:
-        rate_limit.block(platform, exc.scope, account_id, exc.retry_after)
+        rate_limit.throttled(attempt.platform, exc.scope, account_id, exc.retry_after if exc.hinted else None)
+        slot = rate_limit.admit(
+            attempt.platform,
+            account_id,
+            str(attempt.taken.id),
+            per_second=pace.pace_calls_per_second,
+            app_per_second=pace.pace_app_calls_per_second,
+        )
     except Exception as err:  # best effort; the delivery is deferred regardless
         log.warning("could not record rate limit (%s)", type(err).__name__)
+        return exc.until
+    return slot.at or exc.until
 
 
 __all__ = ["Attempt", "Outcome", "PostContent", "Record", "commit", "publish_delivery", "run_attempt"]

@@ -10,12 +10,14 @@ or retried by an operator is checked again before it can reach a platform.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from mcmp.config import Settings
+from mcmp.config.settings import PlatformSettings
 from mcmp.connectors.errors import PermanentError
 from mcmp.connectors.registry import UnknownPlatformError, get_connector
 from mcmp.connectors.types import Credentials, PostContent
@@ -238,16 +240,38 @@ def content(p: Preflight) -> Decision | None:
 
 
 def rate_limit_block(p: Preflight) -> Decision | None:
-    """The shared (Redis) budget of the account or app is not blocked."""
+    """The shared (Redis) budget of the account or app: not blocked, and this delivery's paced slot.
+
+    A slot a moment away is waited for here; a later one (a block, or many deliveries paced
+    ahead of this one) defers the delivery to it without spending an attempt.
+    """
     assert p.account is not None
+    pace = pace_of(p.settings, p.taken.platform)
     try:
-        blocked = rate_limit.blocked_until(p.taken.platform, str(p.account.pk))
+        slot = rate_limit.admit(
+            p.taken.platform,
+            str(p.account.pk),
+            str(p.taken.id),
+            per_second=pace.pace_calls_per_second,
+            app_per_second=pace.pace_app_calls_per_second,
+        )
     except Exception as exc:  # Redis hiccup: the platform's own 429 still protects us
         log.warning("rate-limit check unavailable (%s); proceeding", type(exc).__name__)
         return None
-    if blocked is None:
+    if slot.at is None:
         return None
-    return Defer(blocked, "platform rate limit reached (shared budget)")
+    if not slot.deferred:
+        time.sleep(slot.wait_seconds())
+        return None
+    if slot.blocked:
+        return Defer(
+            slot.at, "platform rate limit reached (shared budget); waiting for its turn after the block"
+        )
+    return Defer(slot.at, "platform budget nearly spent; paced to the allowed rate")
+
+
+def pace_of(settings: Settings, platform: str) -> PlatformSettings:
+    return settings.platform(platform) or PlatformSettings()
 
 
 STEPS: tuple[Step, ...] = (
