@@ -174,14 +174,16 @@ def last_loss() -> datetime | None:
         seconds, micros = client.time()
         now = seconds + micros / 1e6
         restarted = now - int(client.info("server").get("uptime_in_seconds", 0))
-        gone = client.zrangebyscore(MEMBERS, 0, now - settings.liveness_ttl_seconds, withscores=True)
+        gone: list[tuple[bytes, float]] = list(
+            client.zrangebyscore(MEMBERS, 0, now - settings.liveness_ttl_seconds, withscores=True)  # type: ignore[arg-type]
+        )
         if gone:
             pipe = client.pipeline(transaction=False)
             pipe.zadd(LOSSES, {owner: score for owner, score in gone}, gt=True)
             pipe.zrem(MEMBERS, *[owner for owner, _ in gone])
             pipe.zremrangebyscore(LOSSES, 0, now - LOSSES_KEPT_SECONDS)
             pipe.execute()
-        latest = client.zrevrange(LOSSES, 0, 0, withscores=True)
+        latest: list[tuple[bytes, float]] = list(client.zrevrange(LOSSES, 0, 0, withscores=True))  # type: ignore[arg-type]
     except redis.RedisError as exc:
         log.warning("liveness unavailable (%s); no message is taken as lost", type(exc).__name__)
         return None
