@@ -37,6 +37,7 @@ from mcmp.devstack import (  # noqa: E402
     Proc,
     SimClient,
     find_in,
+    scheduled_post,
     spawn,
     start_secantus,
     start_simulator,
@@ -306,22 +307,15 @@ def post_docs(
     """``count`` scheduled posts (as the frontend writes them) spread evenly over ``seconds``."""
     now = datetime.now(UTC)
     return [
-        {
-            "_id": ObjectId(),
-            "clientId": str(client["_id"]),
-            "title": f"{label} {i}",
-            "body": f"bench post {i}",
-            "platforms": ["website"],
-            "assetUrls": [],
-            "status": "scheduled",
-            "scheduleTime": start + timedelta(seconds=seconds * i / max(1, count)),
-            "platformPostIds": {},
-            "publishedAt": {},
-            "statusHistory": [],
-            "createdAt": now,
-            "updatedAt": now,
-            "__v": 0,
-        }
+        scheduled_post(
+            str(client["_id"]),
+            ["website"],
+            start + timedelta(seconds=seconds * i / max(1, count)),
+            title=f"{label} {i}",
+            body=f"bench post {i}",
+            now=now,
+            _id=ObjectId(),
+        )
         for i in range(count)
     ]
 

@@ -28,7 +28,7 @@ import requests
 from bson import ObjectId
 
 from bench.common import add_common_args, stack, wait_settled
-from mcmp.devstack import start_simulator
+from mcmp.devstack import scheduled_post, start_simulator
 from mcmp.worker import rate_limit
 
 PAGE = "1000001"
@@ -78,22 +78,15 @@ class Drain:
 def facebook_posts(db: Any, client_id: str, count: int, label: str) -> list[ObjectId]:
     now = datetime.now(UTC)
     docs = [
-        {
-            "_id": ObjectId(),
-            "clientId": client_id,
-            "title": f"{label} {i}",
-            "body": f"{label} post {i}",
-            "platforms": ["facebook"],
-            "assetUrls": [],
-            "status": "scheduled",
-            "scheduleTime": now,
-            "platformPostIds": {},
-            "publishedAt": {},
-            "statusHistory": [],
-            "createdAt": now,
-            "updatedAt": now,
-            "__v": 0,
-        }
+        scheduled_post(
+            client_id,
+            ["facebook"],
+            now,
+            title=f"{label} {i}",
+            body=f"{label} post {i}",
+            now=now,
+            _id=ObjectId(),
+        )
         for i in range(count)
     ]
     db.posts.insert_many(docs)

@@ -47,6 +47,7 @@ from mcmp.devstack import (
     embedded_uri,
     free_port,
     redis_server_command,
+    scheduled_post,
 )
 from mcmp.simulators import simulator_class, simulator_platforms, start_in_thread
 
@@ -318,22 +319,15 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> tuple[str, int]:
     for i in range(count):
         chosen = ["website"] if i % 2 == 0 else [p for p in platforms if p != "instagram"]
         posts.append(
-            {
-                "_id": ObjectId(),
-                "clientId": cid,
-                "title": f"Demo post {i + 1}",
-                "body": f"Hello from MCMP Publisher, demo post {i + 1} ({now:%H:%M:%S})",
-                "platforms": chosen,
-                "assetUrls": [],
-                "status": "scheduled",
-                "scheduleTime": now + timedelta(seconds=10 + i * 50 / max(1, count)),
-                "platformPostIds": {},
-                "publishedAt": {},
-                "statusHistory": [],
-                "createdAt": now,
-                "updatedAt": now,
-                "__v": 0,
-            }
+            scheduled_post(
+                cid,
+                chosen,
+                now + timedelta(seconds=10 + i * 50 / max(1, count)),
+                title=f"Demo post {i + 1}",
+                body=f"Hello from MCMP Publisher, demo post {i + 1} ({now:%H:%M:%S})",
+                now=now,
+                _id=ObjectId(),
+            )
         )
     if posts:
         db.posts.insert_many(posts)

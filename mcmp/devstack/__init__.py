@@ -6,6 +6,7 @@ stack, the test suite and the benchmarks start things exactly the same way. Noth
 used by a production process.
 """
 
+from mcmp.devstack.documents import scheduled_post
 from mcmp.devstack.mongo import (
     EMBEDDED_SWITCH_INTERVAL,
     EMBEDDED_URI_OPTIONS,
@@ -31,6 +32,7 @@ __all__ = [
     "find_in",
     "free_port",
     "redis_server_command",
+    "scheduled_post",
     "spawn",
     "start_secantus",
     "start_simulator",

@@ -24,7 +24,7 @@ import pytest
 import requests
 from bson import ObjectId
 
-from mcmp.devstack import Proc, SimClient, spawn, start_simulator, wait_until
+from mcmp.devstack import Proc, SimClient, scheduled_post, spawn, start_simulator, wait_until
 from tests import ROOT
 from tests.conftest import fresh_env
 from tests.worker.test_assets import JPEG, MediaServer
@@ -253,21 +253,15 @@ def scenario(mongo_base_uri: str, redis_url: str, run_dir: Path) -> Iterator[dic
                 case.revoke(url)
                 case.account_id = account["_id"]
                 case.post_id = db.posts.insert_one(
-                    {
-                        "clientId": str(client_id),
-                        "title": "Auth",
-                        "body": f"Post {slug}",
-                        "platforms": [case.platform],
-                        "assetUrls": [image] if case.with_image else [],
-                        "status": "scheduled",
-                        "scheduleTime": now + timedelta(seconds=3),
-                        "platformPostIds": {},
-                        "publishedAt": {},
-                        "statusHistory": [],
-                        "createdAt": now,
-                        "updatedAt": now,
-                        "__v": 0,
-                    }
+                    scheduled_post(
+                        str(client_id),
+                        [case.platform],
+                        now + timedelta(seconds=3),
+                        title="Auth",
+                        body=f"Post {slug}",
+                        asset_urls=[image] if case.with_image else [],
+                        now=now,
+                    )
                 ).inserted_id
             cli = [sys.executable, "-m", "mcmp.cli"]
             worker = _start(
