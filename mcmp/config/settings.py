@@ -42,7 +42,8 @@ class PlatformSettings(BaseModel):
     analytics_burst: int = Field(default=50, gt=0)
     # Publishing pace (mcmp/worker/rate_limit.py) while the platform says a budget is nearly spent
     # (usage headers ≥ 90 %) or after a throttle: calls per second per account and per app. After a
-    # block, the deliveries it deferred come due this far apart instead of all at once.
+    # block, the deliveries it deferred come due this far apart instead of all at once. The default
+    # is Graph's (a Page; Meta publishes no per-second posting rate): other platforms set their own.
     pace_calls_per_second: float = Field(default=1.0, gt=0)
     pace_app_calls_per_second: float = Field(default=10.0, gt=0)
 
@@ -50,6 +51,9 @@ class PlatformSettings(BaseModel):
 class WebsiteSettings(PlatformSettings):
     base_url: str = ""  # each account carries its own site / webhook URL
     refresh_margin_seconds: int = 0
+    # Every site is its own receiver: after a 429 its Retry-After is honoured, then a brisk pace.
+    pace_calls_per_second: float = Field(default=50.0, gt=0)
+    pace_app_calls_per_second: float = Field(default=500.0, gt=0)
 
 
 class FacebookSettings(PlatformSettings):
@@ -91,6 +95,9 @@ class LinkedInSettings(PlatformSettings):
     analytics_app_calls_per_second: float = 1.0
     analytics_account_calls_per_second: float = 0.1
     analytics_burst: int = 20
+    # LinkedIn documents daily quotas, no per-second rate: pace only after a 429.
+    pace_calls_per_second: float = Field(default=5.0, gt=0)
+    pace_app_calls_per_second: float = Field(default=50.0, gt=0)
 
 
 class GoogleBusinessSettings(PlatformSettings):
@@ -102,6 +109,9 @@ class GoogleBusinessSettings(PlatformSettings):
     analytics_app_calls_per_second: float = 4.0
     analytics_account_calls_per_second: float = 4.0
     analytics_burst: int = 10
+    # The project quota is per minute (300/min by default): 5 calls/s is the whole of it.
+    pace_calls_per_second: float = Field(default=5.0, gt=0)
+    pace_app_calls_per_second: float = Field(default=5.0, gt=0)
 
 
 class Settings(BaseSettings):
