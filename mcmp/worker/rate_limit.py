@@ -52,7 +52,7 @@ if untilv > current then
 end
 local ttl = math.ceil(untilv - tonumber(ARGV[3])) + 5
 if ttl > redis.call('TTL', KEYS[1]) then redis.call('EXPIRE', KEYS[1], ttl) end
-redis.call('SET', KEYS[2], '1', 'EX', ttl + tonumber(ARGV[4]))
+redis.call('SET', KEYS[2], '1', 'EX', math.max(1, math.ceil(untilv - tonumber(ARGV[3]) + tonumber(ARGV[4]))))
 return 1
 """
 
@@ -137,8 +137,14 @@ def _sub(platform: str, kind: str, scope: str, account_id: str | None) -> str:
 
 
 def block(platform: str, scope: str, account_id: str | None, seconds: float) -> None:
-    """Block the scope for ``seconds`` (the platform said so); pacing follows the block."""
+    """Block the scope for ``seconds`` (the platform said so); pacing follows the block.
+
+    Pacing is held after the block for as long as the block itself, at most
+    ``PACE_HOLD_SECONDS``: a one-second ``Retry-After`` marks a burst, not a spent budget, and
+    must not slow a Page to the pace for a minute; a regain time of minutes does.
+    """
     now = time.time()
+    hold = min(PACE_HOLD_SECONDS, max(0.0, seconds))
     client().eval(
         _EXTEND,
         2,
@@ -147,7 +153,7 @@ def block(platform: str, scope: str, account_id: str | None, seconds: float) -> 
         scope,
         str(now + max(0.0, seconds)),
         str(now),
-        str(int(PACE_HOLD_SECONDS)),
+        str(int(hold)),
     )
     log.info("rate limit: %s %s blocked for %.0fs", platform, scope, seconds)
 
