@@ -43,8 +43,9 @@ class PlatformSettings(BaseModel):
     # Publishing pace (mcmp/worker/rate_limit.py) while the platform says a budget is nearly spent
     # (usage headers ≥ 90 %) or after a throttle: calls per second per account and per app. After a
     # block, the deliveries it deferred come due this far apart instead of all at once. The default
-    # is Graph's (a Page; Meta publishes no per-second posting rate): other platforms set their own.
-    pace_calls_per_second: float = Field(default=1.0, gt=0)
+    # is Graph's (a Page; Meta publishes no per-second posting rate, 5/s is 300 posts a minute):
+    # other platforms set their own. Set it to a Page's real allowance when you know it.
+    pace_calls_per_second: float = Field(default=5.0, gt=0)
     pace_app_calls_per_second: float = Field(default=10.0, gt=0)
 
 
