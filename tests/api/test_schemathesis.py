@@ -46,7 +46,7 @@ def test_api_conforms_to_its_schema(app: Any, seeded: tuple[Tenant, str]) -> Non
     for operation in operations:
 
         @settings(
-            max_examples=15,
+            max_examples=8,
             deadline=None,
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),

@@ -221,15 +221,18 @@ def test_rate_limited_account_budget_reports_usage(
 
 
 def test_reconcile_finds_a_post_behind_250_newer_media(
-    connector: InstagramConnector, sim: InstagramSimulator
+    connector: InstagramConnector, sim: InstagramSimulator, base: str
 ) -> None:
     """The chaos run's case: a worker killed after media_publish, reaped while 250 more went out."""
     sim.quota_total = 1_000
     sim.set_faults({"rules": [{"kind": "commit_then_timeout", "count": 1, "path": "/media_publish"}]})
     with pytest.raises(AmbiguousError):
         connector.publish(request())
-    for i in range(250):
+    for i in range(5):  # a few through the real publishing flow, the rest seeded as published
         connector.publish(request(key=f"other-{i}", body=f"Other {i}"))
+    time.sleep(0.01)
+    newer = [{"id": f"178{i:08d}", "owner": USER, "age_seconds": 0} for i in range(245)]
+    requests.post(f"{base}/_sim/seed", json={"posts": newer}, timeout=5).raise_for_status()
     found = connector.find_published(request())
     [ours] = [m for m in media(sim) if marker_for("delivery-1") in m["caption"]]
     assert found is not None and found.platform_post_id == ours["id"] and len(media(sim)) == 251

@@ -116,7 +116,7 @@ def _queue(case: dict) -> list[Slot]:
     return result
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case_st())
 def test_every_slot_is_inside_a_window_existing_unique_and_earliest(case: dict) -> None:
     zone = ZoneInfo(case["zone"])
