@@ -42,6 +42,7 @@ FULL: dict[str, list[str]] = {
     "db_ops": ["--rate", "200"],
     "embedded_server": [],
     "media_stream": [],
+    "graph_throttle": [],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -52,6 +53,7 @@ QUICK: dict[str, list[str]] = {
     "db_ops": ["--rate", "30", "--seconds", "3"],
     "embedded_server": ["--rate", "20", "--seconds", "2"],
     "media_stream": ["--size-mib", "64"],
+    "graph_throttle": ["--posts", "100", "--per-minute", "60", "--latency-ms", "20"],
 }
 
 
