@@ -145,7 +145,11 @@ def test_a_name_resolving_inside_is_refused_without_connecting(refusals: list[Ru
     err = refused(lambda: fetcher.download("http://media.example/x.jpg?sig=secret", what="assetUrls[1]"))
     assert str(err) == "assetUrls[1]: http://media.example/x.jpg resolves to 10.0.0.5, a private address"
     assert err.rule is Rule.PRIVATE and err.field == "assetUrls[1]"
-    mixed = TenantFetcher(resolver=resolving({"cdn.example": ["93.184.215.14", "169.254.169.254"]}))
+    # an admitted address beside a forbidden one (loopback admitted here, so a regression that
+    # tried the first address would still only reach this machine)
+    mixed = TenantFetcher(
+        ["127.0.0.0/8"], resolver=resolving({"cdn.example": ["127.0.0.1", "169.254.169.254"]})
+    )
     err = refused(lambda: mixed.request("GET", "https://cdn.example/a.png", what="assetUrls[0]"))
     assert err.rule is Rule.LINK_LOCAL
     assert refusals == [Rule.PRIVATE, Rule.LINK_LOCAL]  # the worker counts these by rule
