@@ -381,16 +381,9 @@ def _after_auth_error(attempt: Attempt, account: IntegrationAccount, exc: AuthEr
 
 def _record_block(attempt: Attempt, exc: RateLimitedError, account_id: str) -> datetime:
     """Block the scope for every worker, then this delivery's turn after it (spread, not all at once)."""
-    pace = preflight.pace_of(attempt.settings, attempt.platform)
     try:
         rate_limit.throttled(attempt.platform, exc.scope, account_id, exc.retry_after if exc.hinted else None)
-        slot = rate_limit.admit(
-            attempt.platform,
-            account_id,
-            str(attempt.taken.id),
-            per_second=pace.pace_calls_per_second,
-            app_per_second=pace.pace_app_calls_per_second,
-        )
+        slot = preflight.admit(attempt.settings, attempt.platform, account_id, str(attempt.taken.id))
     except Exception as err:  # best effort; the delivery is deferred regardless
         log.warning("could not record rate limit (%s)", type(err).__name__)
         return exc.until

@@ -246,15 +246,8 @@ def rate_limit_block(p: Preflight) -> Decision | None:
     ahead of this one) defers the delivery to it without spending an attempt.
     """
     assert p.account is not None
-    pace = pace_of(p.settings, p.taken.platform)
     try:
-        slot = rate_limit.admit(
-            p.taken.platform,
-            str(p.account.pk),
-            str(p.taken.id),
-            per_second=pace.pace_calls_per_second,
-            app_per_second=pace.pace_app_calls_per_second,
-        )
+        slot = admit(p.settings, p.taken.platform, str(p.account.pk), str(p.taken.id))
     except Exception as exc:  # Redis hiccup: the platform's own 429 still protects us
         log.warning("rate-limit check unavailable (%s); proceeding", type(exc).__name__)
         return None
@@ -270,8 +263,16 @@ def rate_limit_block(p: Preflight) -> Decision | None:
     return Defer(slot.at, "platform budget nearly spent; paced to the allowed rate")
 
 
-def pace_of(settings: Settings, platform: str) -> PlatformSettings:
-    return settings.platform(platform) or PlatformSettings()
+def admit(settings: Settings, platform: str, account_id: str, delivery_id: str) -> rate_limit.Admission:
+    """This delivery's slot on the account's and app's timeline, at the platform's configured pace."""
+    pace = settings.platform(platform) or PlatformSettings()
+    return rate_limit.admit(
+        platform,
+        account_id,
+        delivery_id,
+        per_second=pace.pace_calls_per_second,
+        app_per_second=pace.pace_app_calls_per_second,
+    )
 
 
 STEPS: tuple[Step, ...] = (
