@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "mcmp:live:"
 # Every process that renews a key is listed here with the time of its last renewal; one listed
 # longer ago than the TTL has died (or stopped), and its death is moved to LOSSES: the moments
-# after which a message a worker had prefetched may be gone (see :func:`last_loss`).
+# up to which a message a worker had prefetched may be gone (see :func:`last_loss`).
 MEMBERS = "mcmp:live:members"
 LOSSES = "mcmp:live:losses"
 LOSSES_KEPT_SECONDS = 86400.0
@@ -162,24 +162,28 @@ def alive(owners: Iterable[str]) -> set[str] | None:
 def last_loss() -> datetime | None:
     """The latest moment a Celery message may have been lost, or None when that cannot be judged.
 
-    Messages are lost in two ways only: a worker process dies holding prefetched ones (its
-    heartbeat stops; the moment is its last renewal), or Redis restarts and drops its queues (the
-    moment is its start). A ``queued`` delivery whose message was sent after both is waiting in
-    the queue or in a live worker's prefetch buffer, so it is never sent again — under a backlog
-    that would double the work exactly when there is least capacity for it.
+    Messages are lost in two ways only: a worker process dies holding prefetched ones, or Redis
+    restarts and drops its queues. A worker's death is known only to within a TTL after its last
+    renewal, and it may have prefetched a message sent in that time, so the moment is the last
+    renewal plus the TTL. A restart also drops the list of workers: one that fetched a message
+    after it and died before renewing again is listed nowhere, so that moment is the restart plus
+    the TTL (a live worker renews within a quarter of it). A ``queued`` delivery whose message was
+    sent after both is waiting in the queue or in a live worker's prefetch buffer, so it is never
+    sent again — under a backlog that would double the work exactly when there is least capacity.
     """
     settings = get_settings()
     try:
         client = _redis()
         seconds, micros = client.time()
         now = seconds + micros / 1e6
+        ttl = settings.liveness_ttl_seconds
         restarted = now - int(client.info("server").get("uptime_in_seconds", 0))
         gone: list[tuple[bytes, float]] = list(
-            client.zrangebyscore(MEMBERS, 0, now - settings.liveness_ttl_seconds, withscores=True)  # type: ignore[arg-type]
+            client.zrangebyscore(MEMBERS, 0, now - ttl, withscores=True)  # type: ignore[arg-type]
         )
         if gone:
             pipe = client.pipeline(transaction=False)
-            pipe.zadd(LOSSES, {owner: score for owner, score in gone}, gt=True)
+            pipe.zadd(LOSSES, {owner: score + ttl for owner, score in gone}, gt=True)
             pipe.zrem(MEMBERS, *[owner for owner, _ in gone])
             pipe.zremrangebyscore(LOSSES, 0, now - LOSSES_KEPT_SECONDS)
             pipe.execute()
@@ -187,7 +191,7 @@ def last_loss() -> datetime | None:
     except redis.RedisError as exc:
         log.warning("liveness unavailable (%s); no message is taken as lost", type(exc).__name__)
         return None
-    moment = max([restarted] + [score for _, score in latest])
+    moment = min(now, max([restarted + ttl] + [score for _, score in latest]))
     return datetime.fromtimestamp(moment, UTC)
 
 
