@@ -18,7 +18,7 @@ import redis
 from bson import ObjectId
 from cryptography.fernet import Fernet
 
-from mcmp.devstack import Proc, SimClient, spawn, start_secantus, start_simulator, wait_until
+from mcmp.devstack import Proc, SimClient, spawn, start_secantus, start_simulator, stop_all, wait_until
 from tests import ROOT
 
 REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -186,8 +186,7 @@ def procs(run_dir: Path) -> Iterator[Callable[..., Proc]]:
         return proc
 
     yield start
-    for proc in reversed(started):
-        proc.stop()
+    stop_all(started)
 
 
 MCMP = [sys.executable, "-m", "mcmp.cli"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcmp.devstack import Proc, SimClient, start_simulator
+from mcmp.devstack import Proc, SimClient, start_simulator, stop_all
 
 ACCOUNT_SPECS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "website": lambda url, client: {
@@ -53,8 +53,7 @@ class PlatformLab:
         return ACCOUNT_SPECS[platform](self.sims[platform].base_url, client)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.stop()
+        stop_all(self.procs)
 
 
 def start_lab(env: dict[str, str], platforms: list[str], log_dir: Path) -> Iterator[PlatformLab]:

@@ -14,7 +14,7 @@ from mcmp.devstack.mongo import (
     embedded_uri,
     start_secantus,
 )
-from mcmp.devstack.processes import Proc, free_port, spawn, wait_until
+from mcmp.devstack.processes import Proc, free_port, spawn, stop_all, wait_until
 from mcmp.devstack.queries import IN_CHUNK, find_in, still_scheduled
 from mcmp.devstack.redis import PrivateRedis, embedded_redis_binary, redis_server_command
 from mcmp.devstack.simulators import SimClient, start_simulator
@@ -36,6 +36,7 @@ __all__ = [
     "spawn",
     "start_secantus",
     "start_simulator",
+    "stop_all",
     "still_scheduled",
     "wait_until",
 ]

@@ -56,14 +56,33 @@ class Proc:
         self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(timeout=timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                self.kill9()
-        if self._log:
-            self._log.close()
+        stop_all([self], timeout)
+
+    def _terminate(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def stop_all(procs: list[Proc], timeout: float = 10.0) -> None:
+    """SIGTERM every process at once, then SIGKILL whichever has not exited by ``timeout``.
+
+    At once, not one after another: a worker whose broker is already gone waits out its
+    shutdown, and a fixture holding several would otherwise wait for each in turn.
+    """
+    running = [p for p in procs if p.popen.poll() is None]
+    for proc in running:
+        proc._terminate()
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill9()
+    for proc in procs:
+        if proc._log:
+            proc._log.close()
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path | None = None) -> Proc:

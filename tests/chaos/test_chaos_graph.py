@@ -14,7 +14,7 @@ from tests.chaos.harness import FAULTS, ChaosReport, audit, insert_posts, run_ch
 from tests.worker import test_assets
 from tests.worker.test_assets import JPEG
 
-POSTS = 500
+POSTS = 250  # Graph pacing (5 calls/s per Page) makes the run last as long as its posts need
 media = test_assets.media
 # Graph throttles (613) carry a Business-Use-Case regain time of at least one minute, and the
 # shared limiter rightly pauses the whole account for it: 5% of them would keep the account
