@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -21,7 +22,20 @@ from cryptography.fernet import Fernet
 from mcmp.devstack import Proc, SimClient, spawn, start_secantus, start_simulator, stop_all, wait_until
 from tests import ROOT
 
-REDIS_URL = os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _redis_url() -> str:
+    """The tests' Redis DB; under pytest-xdist each worker its own (gw1 the one below gw0's…).
+
+    Celery's queues, liveness and rate-limit keys live in the DB (and kombu prefixes its fanout
+    channels with it), so tests running side by side never take each other's messages.
+    """
+    url = urlsplit(os.environ.get("MCMP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base = int(url.path.strip("/") or 0)
+    return urlunsplit(url._replace(path=f"/{(base - int(worker.removeprefix('gw'))) % 16}"))
+
+
+REDIS_URL = _redis_url()
 
 # --- tiers -------------------------------------------------------------------------------------
 # Fixtures that start processes (workers, dispatchers, beat, simulators as processes, a real
