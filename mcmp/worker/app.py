@@ -79,6 +79,10 @@ def _init_child(**_: object) -> None:
 
 @worker_ready.connect
 def _ready(**_: object) -> None:
+    """The consumer process holds the prefetched messages: its death must count as their loss."""
     import logging
 
+    from mcmp.worker import liveness
+
+    liveness.announce()
     logging.getLogger(__name__).info("worker ready")

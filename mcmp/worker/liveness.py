@@ -59,13 +59,13 @@ class _Heartbeat:
         self.running: dict[str, tuple[Any, float]] = {}
         self.keeper: Callable[[Sequence[Any], str], None] | None = None
 
-    def ensure(self) -> str | None:
+    def ensure(self, *, keep_trying: bool = False) -> str | None:
         with self.lock:
             if self.pid != os.getpid():  # first use in this process (or a prefork child)
                 self.pid = os.getpid()
                 self.owner = f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:8]}"
                 self.stop = threading.Event()
-                if not self._beat():
+                if not self._beat() and not keep_trying:
                     self.pid = 0
                     return None
                 threading.Thread(target=self._run, args=(self.stop,), name="liveness", daemon=True).start()
@@ -113,6 +113,16 @@ def owner() -> str | None:
     A delivery taken with no owner is recovered by its lease alone, as before liveness.
     """
     return _heartbeat.ensure()
+
+
+def announce() -> None:
+    """Register this worker process at start, and keep renewing even while Redis is away.
+
+    A worker fetches messages (ETA ones at once) long before it takes a delivery, the lazy first
+    use of :func:`owner`; killed before that, it would be listed nowhere and the messages it
+    held never counted as lost (:func:`last_loss`).
+    """
+    _heartbeat.ensure(keep_trying=True)
 
 
 @contextmanager
@@ -202,4 +212,4 @@ def _present(client: redis.Redis, owners: list[str]) -> set[str]:
     return {o for o, value in zip(owners, found, strict=True) if value is not None}
 
 
-__all__ = ["alive", "keep_leases_with", "last_loss", "owner", "running"]
+__all__ = ["alive", "announce", "keep_leases_with", "last_loss", "owner", "running"]
