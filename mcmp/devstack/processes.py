@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -58,12 +59,6 @@ class Proc:
     def stop(self, timeout: float = 10.0) -> None:
         stop_all([self], timeout)
 
-    def _terminate(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
 
 def stop_all(procs: list[Proc], timeout: float = 10.0) -> None:
     """SIGTERM every process at once, then SIGKILL whichever has not exited by ``timeout``.
@@ -73,7 +68,8 @@ def stop_all(procs: list[Proc], timeout: float = 10.0) -> None:
     """
     running = [p for p in procs if p.popen.poll() is None]
     for proc in running:
-        proc._terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for proc in running:
         try:
