@@ -108,10 +108,11 @@ def test_the_report_names_each_trouble_and_nothing_else(troubles: Troubles) -> N
         "Beta Second Page",
     )
     assert 2090 <= throttle.seconds <= 2200
-    assert found.worker_processes == 0 and found.dispatchers == 0
+    # (this test process may be a registered worker itself: earlier tests ran attempts in it; the
+    # no-worker note is asserted with real processes in tests/deploy/test_prometheus_e2e.py)
+    assert found.dispatchers == 0
     attention = "\n".join(found.attention)
     for expected in (
-        "no live worker process",
         "no dispatcher has ever ticked",
         "linkedin: 1 deliveries failed for good (retryable)",
         "linkedin account 'Acme LinkedIn' of acme is expired with 2 scheduled posts",
@@ -125,16 +126,17 @@ def test_the_report_names_each_trouble_and_nothing_else(troubles: Troubles) -> N
 
 
 def test_a_dispatcher_tick_and_a_live_worker_clear_their_notes(env) -> None:
+    from mcmp.devstack import wait_until
     from mcmp.worker import fleet, liveness
     from mcmp.worker.ops_status import report
 
     before = report()
     assert before.dispatchers == 0 and before.last_dispatch_tick_age_seconds is None
     fleet.TickRecorder("test-dispatcher").ticked(claimed=3)
-    liveness.announce()
-    after = report()
+    liveness.announce()  # this process's key is renewed within a quarter TTL
+    after = wait_until(lambda: (r := report()).worker_processes and r, 5, 0.2, "no live worker seen")
     assert after.dispatchers == 1 and after.last_dispatch_tick_age_seconds is not None
-    assert after.last_dispatch_tick_age_seconds < 5 and after.worker_processes >= 1
+    assert after.last_dispatch_tick_age_seconds < 5
     assert after.attention == []
 
 
@@ -156,11 +158,11 @@ def test_mcmp_status_prints_the_troubles_and_exits_1(troubles: Troubles) -> None
         "Throttled now",
         "Beta Second Page",
         "Needs attention:",
-        "no live worker process: nothing is being published",
+        "linkedin account 'Acme LinkedIn' of acme is expired with 2 scheduled posts",
     ):
         assert expected in text, text
     as_json = CliRunner().invoke(app, ["status", "--json"])
     assert as_json.exit_code == 1
     data = json.loads(as_json.output)
-    assert data["worker_processes"] == 0 and len(data["accounts_at_risk"]) == 2
-    assert any("no live worker" in note for note in data["attention"])
+    assert data["dispatchers"] == 0 and len(data["accounts_at_risk"]) == 2
+    assert any("no dispatcher has ever ticked" in note for note in data["attention"])
