@@ -44,8 +44,11 @@ def worker(
     from mcmp.worker.runtime import bootstrap
 
     settings = bootstrap(wait=True)
+    from mcmp.connectors.registry import available_platforms
+    from mcmp.worker import metrics
     from mcmp.worker.app import app as celery_app
 
+    metrics.initialise(available_platforms())  # every platform's series from the start, at 0
     argv = [
         "worker",
         "-Q",

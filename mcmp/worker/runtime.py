@@ -54,6 +54,5 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
             raise SystemExit(f"error: {exc}") from None
     rate_limit.install()
     registry.set_observer(metrics.instrument_connector)
-    metrics.initialise(registry.available_platforms())
     tenant_fetch.set_refusal_observer(metrics.fetch_refused)
     return settings
