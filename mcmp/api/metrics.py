@@ -20,6 +20,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from mcmp.api.fleet_metrics import FleetCollector
+
 log = logging.getLogger(__name__)
 
 
@@ -64,4 +66,5 @@ def render() -> bytes:
         base = generate_latest(REGISTRY)
     backlog = CollectorRegistry()
     backlog.register(BacklogCollector())
+    backlog.register(FleetCollector())
     return base + generate_latest(backlog)

@@ -44,8 +44,11 @@ def worker(
     from mcmp.worker.runtime import bootstrap
 
     settings = bootstrap(wait=True)
+    from mcmp.connectors.registry import available_platforms
+    from mcmp.worker import metrics
     from mcmp.worker.app import app as celery_app
 
+    metrics.initialise(available_platforms())  # every platform's series from the start, at 0
     argv = [
         "worker",
         "-Q",
@@ -64,12 +67,23 @@ def worker(
 
 
 @app.command()
-def dispatcher() -> None:
+def dispatcher(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this dispatcher's Prometheus metrics on this port")
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the metrics port listens on (loopback unless you say otherwise)")
+    ] = "127.0.0.1",
+) -> None:
     """Run a dispatcher loop (any number may run; claims are atomic)."""
     from mcmp.worker.runtime import bootstrap
     from mcmp.worker.scheduling.dispatcher import Dispatcher
 
     bootstrap(wait=True)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -347,6 +361,23 @@ def tokens_rotate(
     if report.busy:
         typer.echo(f"{len(report.busy)} accounts changed during the run; run it again", err=True)
     if report.unreadable or report.busy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of tables")] = False,
+) -> None:
+    """What needs attention now: backlog, oldest due, failures by platform and reason, accounts at
+    risk, throttles, live workers and dispatchers. Exits 1 when something needs attention."""
+    from mcmp.cli.common import connect
+    from mcmp.cli.status import print_report
+    from mcmp.worker.ops_status import report
+
+    connect(redis_needed=False)
+    found = report()
+    print_report(found, as_json=as_json)
+    if found.attention:
         raise typer.Exit(1)
 
 

@@ -106,3 +106,61 @@ FETCH_REFUSALS = Counter(
 def fetch_refused(rule: str) -> None:
     """Count one refused tenant URL (installed as the fetcher's refusal observer by ``bootstrap``)."""
     FETCH_REFUSALS.labels(rule=str(rule)).inc()
+
+
+# --- platform publish calls, for the per-platform failure ratio (deploy/prometheus/alerts.yml) --
+PUBLISH_CALLS = Counter(
+    "mcmp_publish_calls_total",
+    "Publish calls made to a platform, by how the platform answered (ok, unavailable, ambiguous, "
+    "rejected, auth, rate_limited, error); content refused before any call is not counted",
+    ["platform", "result"],
+)
+
+
+def call_result(exc: BaseException | None) -> str:
+    """The ``result`` label of one publish call: what the platform's answer says about the platform."""
+    from mcmp.connectors.errors import (
+        AmbiguousError,
+        AuthError,
+        PermanentError,
+        RateLimitedError,
+        RetryableError,
+    )
+
+    if exc is None:
+        return "ok"
+    for kind, label in (
+        (AmbiguousError, "ambiguous"),
+        (RetryableError, "unavailable"),
+        (RateLimitedError, "rate_limited"),
+        (AuthError, "auth"),
+        (PermanentError, "rejected"),
+    ):
+        if isinstance(exc, kind):
+            return label
+    return "error"
+
+
+def publish_call(platform: str, exc: BaseException | None) -> None:
+    """Count one ``connector.publish`` call (``exc``: what it raised, None when it succeeded)."""
+    PUBLISH_CALLS.labels(platform=platform, result=call_result(exc)).inc()
+
+
+# --- dispatchers (``mcmp dispatcher --metrics-port``) --------------------------------------------
+DISPATCH_TICKS = Counter("mcmp_dispatcher_ticks_total", "Dispatcher ticks completed (this process)")
+DISPATCH_CLAIMED = Counter(
+    "mcmp_dispatcher_claimed_total", "Deliveries claimed and handed to Celery by this dispatcher"
+)
+
+
+def initialise(platforms: list[str]) -> None:
+    """Create every platform's series at zero, so a dashboard shows 0 (not "no data") and the
+    first failure of a platform already moves ``rate()`` (a series born at 1 hides its first step)."""
+    for platform in platforms:
+        for outcome in ("published", "failed", "retry"):
+            DELIVERIES.labels(platform=platform, outcome=outcome)
+        for result in ("ok", "unavailable", "rejected"):
+            PUBLISH_CALLS.labels(platform=platform, result=result)
+        for outcome in ("refreshed", "failed"):
+            TOKEN_REFRESHES.labels(platform=platform, outcome=outcome)
+        LATENESS.labels(platform=platform)

@@ -155,6 +155,7 @@ def block(platform: str, scope: str, account_id: str | None, seconds: float) -> 
         str(now),
         str(int(hold)),
     )
+    _episode(platform, scope, account_id, now + max(0.0, seconds))
     log.info("rate limit: %s %s blocked for %.0fs", platform, scope, seconds)
 
 
@@ -183,8 +184,83 @@ def throttled(platform: str, scope: str, account_id: str | None, hint: float | N
             str(int(PACE_HOLD_SECONDS)),
         )
     )
+    _episode(platform, scope, account_id, time.time() + seconds)
     log.info("rate limit: %s %s throttled without a hint; blocked for %.0fs", platform, scope, seconds)
     return seconds
+
+
+# Throttle episodes, for operators (``mcmp status``, the ``mcmp_throttled_seconds`` gauge): one
+# member per blocked scope key ("platform|scope|account id"), the start of its episode in one
+# sorted set and the end of its latest block in another. A block starting within
+# EPISODE_GAP_SECONDS of the previous one's end continues the episode: a Page blocked again and
+# again for an hour reads as throttled for an hour, not for its latest 300 s.
+EPISODE_STARTS = "mcmp:rl:episodes:start"
+EPISODE_ENDS = "mcmp:rl:episodes:end"
+EPISODE_GAP_SECONDS = 120.0
+
+_EPISODE = """
+local member, now, untilv, gap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ended = tonumber(redis.call('ZSCORE', KEYS[2], member) or '0')
+if ended + gap < now then redis.call('ZADD', KEYS[1], now, member) end
+redis.call('ZADD', KEYS[2], 'GT', untilv, member)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], 0, now - gap)
+for _, m in ipairs(stale) do redis.call('ZREM', KEYS[1], m); redis.call('ZREM', KEYS[2], m) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A scope blocked now, and since when it has been throttled without a pause."""
+
+    platform: str
+    scope: str
+    account_id: str | None
+    since: datetime
+    until: datetime
+
+
+def _episode(platform: str, scope: str, account_id: str | None, until: float) -> None:
+    key = "app" if scope == "app" or not account_id else scope
+    member = f"{platform}|{key}|{'' if key == 'app' else account_id}"
+    try:
+        client().eval(
+            _EPISODE,
+            2,
+            EPISODE_STARTS,
+            EPISODE_ENDS,
+            member,
+            repr(time.time()),
+            repr(until),
+            repr(EPISODE_GAP_SECONDS),
+        )
+    except redis.RedisError as exc:  # reporting only: the block itself is recorded
+        log.warning("throttle episode not recorded (%s)", type(exc).__name__)
+
+
+def throttled_now() -> list[Throttle]:
+    """Every scope blocked right now with the start of its episode, longest first (Redis errors propagate)."""
+    now = time.time()
+    ends: list[tuple[bytes, float]] = list(
+        client().zrangebyscore(EPISODE_ENDS, now, "+inf", withscores=True)  # type: ignore[arg-type]
+    )
+    if not ends:
+        return []
+    starts = client().zmscore(EPISODE_STARTS, [m.decode() for m, _ in ends])
+    found = []
+    for (member, end), start in zip(ends, starts, strict=True):
+        platform, scope, account = member.decode().split("|", 2)
+        since = float(start) if start is not None else now
+        found.append(
+            Throttle(
+                platform,
+                scope,
+                account or None,
+                datetime.fromtimestamp(since, UTC),
+                datetime.fromtimestamp(float(end), UTC),
+            )
+        )
+    return sorted(found, key=lambda t: t.since)
 
 
 def blocked_until(platform: str, account_id: str) -> datetime | None:

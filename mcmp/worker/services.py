@@ -34,6 +34,7 @@ from mcmp.models.base import as_utc, utcnow
 from mcmp.worker.accounts import crypto
 from mcmp.worker.accounts import secrets as token_secrets
 from mcmp.worker.accounts import store as account_store
+from mcmp.worker.ops_status import Gauges, Report
 from mcmp.worker.publishing import delivery_states, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from mcmp.worker.publishing.validation import PostInvalid, validate_for_platform
@@ -481,3 +482,20 @@ def backfill_job(job_id: str, scope: Mapping[str, Any]) -> dict[str, Any] | None
         return None
     found: dict[str, Any] | None = backfill.jobs().find_one({"_id": ObjectId(job_id), **scope})
     return found
+
+
+# --- what operators watch (``/metrics`` fleet gauges, ``mcmp status``) ---------------------------
+
+
+def fleet_gauges(now: datetime | None = None) -> Gauges:
+    """Fleet-wide figures for ``/metrics``: uncertain deliveries, accounts, throttles, live processes."""
+    from mcmp.worker import ops_status
+
+    return ops_status.gauges(now)
+
+
+def operator_report(now: datetime | None = None) -> Report:
+    """Everything ``mcmp status`` prints, with what needs attention."""
+    from mcmp.worker import ops_status
+
+    return ops_status.report(now)

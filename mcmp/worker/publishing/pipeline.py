@@ -323,7 +323,12 @@ def _call_platform(
             log.info("reconciled: no earlier post found; publishing")
         call_started = utcnow()
         metrics.observe_lateness(attempt.platform, attempt.taken.scheduled_for, call_started)
-        result = connector.publish(request)
+        try:
+            result = connector.publish(request)
+        except Exception as exc:
+            metrics.publish_call(attempt.platform, exc)
+            raise
+        metrics.publish_call(attempt.platform, None)
     except RateLimitedError as exc:
         until = _record_block(attempt, exc, request.credentials.account_id)
         return attempt.defer(until, exc.message)

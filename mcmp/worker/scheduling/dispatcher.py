@@ -31,7 +31,7 @@ from mcmp.models.schedule import (
     parse_schedule_string,
     schedule_instant,
 )
-from mcmp.worker import liveness
+from mcmp.worker import fleet, liveness
 from mcmp.worker.publishing import delivery_states, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from mcmp.worker.publishing.post_validation import describe_schedule_time, post_problems
@@ -549,10 +549,12 @@ class Dispatcher:
             target=self.run_maintenance, args=(stop,), name="dispatcher-maintenance", daemon=True
         )
         maintenance.start()
+        ticks = fleet.TickRecorder()
         while not stop.is_set():
             started = time.monotonic()
             try:
                 stats = self.tick()
+                ticks.ticked(stats.claimed)
                 if stats.claimed or stats.expanded_posts:
                     log.info(
                         "dispatch tick: %d posts expanded, %d deliveries claimed, %d sent",
