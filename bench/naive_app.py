@@ -24,7 +24,7 @@ from bson import ObjectId
 from celery import Celery
 from pymongo import MongoClient
 
-from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors.signing import signed_headers
 
 COLLECTION = "naive_posts"
 QUEUE = "naive"
@@ -68,13 +68,13 @@ def publish(post_id: str) -> str:
         return "skipped"
     account = db.integrationaccounts.find_one({"clientId": post["clientId"], "platform": "website"})
     body = json.dumps({"title": post["title"], "body": post["body"], "postId": post_id}).encode()
+    url = account["metadata"]["webhookUrl"]
     headers = {
         "Content-Type": "application/json",
-        IDEMPOTENCY_HEADER: post_id,
-        **signed_headers(account["accessToken"], body),
+        **signed_headers(account["accessToken"], "POST", url, post_id, body),
     }
     started = datetime.now(UTC)
-    resp = _session().post(account["metadata"]["webhookUrl"], data=body, headers=headers, timeout=10)
+    resp = _session().post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
     resp.raise_for_status()
     now = datetime.now(UTC)
     db[COLLECTION].update_one(

@@ -19,7 +19,16 @@ import redis
 from bson import ObjectId
 from cryptography.fernet import Fernet
 
-from mcmp.devstack import Proc, SimClient, spawn, start_secantus, start_simulator, stop_all, wait_until
+from mcmp.devstack import (
+    Proc,
+    SimClient,
+    simulator_env,
+    spawn,
+    start_secantus,
+    start_simulator,
+    stop_all,
+    wait_until,
+)
 from tests import ROOT
 
 
@@ -77,6 +86,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # Tests run with encryption on, as production does (one key per test session).
 TOKEN_KEY = Fernet.generate_key().decode()
 LOOPBACK = "127.0.0.0/8"
+# Where platform calls go in a test that starts no simulator for them: a closed loopback port, so
+# no test ever calls (nor sends a token to) a real platform. platform_lab aims them at simulators.
+NO_PLATFORM = "http://127.0.0.1:9"
+PLATFORM_URLS = {
+    key: value
+    for platform in ("facebook", "instagram", "linkedin", "google-business")
+    for key, value in simulator_env(platform, NO_PLATFORM).items()
+    if key.endswith("_URL")
+}
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +154,7 @@ def fresh_env(
         "MCMP_TOKEN_KEYS": TOKEN_KEY,
         # Simulators and media servers listen on loopback; production refuses it.
         "MCMP_FETCH_ALLOWED_NETWORKS": LOOPBACK,
+        **PLATFORM_URLS,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcmp.devstack import Proc, SimClient, start_simulator, stop_all
+from mcmp.devstack import Proc, SimClient, simulator_env, start_simulator, stop_all
 
 ACCOUNT_SPECS: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "website": lambda url, client: {
@@ -63,8 +63,8 @@ def start_lab(env: dict[str, str], platforms: list[str], log_dir: Path) -> Itera
             proc, url = start_simulator(platform, env, log_dir)
             lab.procs.append(proc)
             lab.sims[platform] = SimClient(url)
-            if platform != "website":
-                lab.env[f"MCMP_{platform.upper().replace('-', '_')}__BASE_URL"] = url
+            if platform != "website":  # every URL the worker calls, token endpoints included
+                lab.env.update(simulator_env(platform, url))
         yield lab
     finally:
         lab.stop()

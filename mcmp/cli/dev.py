@@ -48,6 +48,7 @@ from mcmp.devstack import (
     free_port,
     redis_server_command,
     scheduled_post,
+    simulator_env,
 )
 from mcmp.simulators import simulator_class, simulator_platforms, start_in_thread
 
@@ -67,6 +68,8 @@ DEMO_TOKENS = {
     "linkedin": "li-test-demo",
     "google-business": "gbp-test-demo",
 }
+# Refresh tokens the LinkedIn and Google simulators accept: the demo's tokens refresh in dev.
+DEMO_REFRESH_TOKENS = {"linkedin": "li-test-refresh-demo", "google-business": "gbp-test-refresh-demo"}
 DEMO_EXTERNAL_IDS = {
     "facebook": "1000001",
     "instagram": "17841400000001",
@@ -292,6 +295,11 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> tuple[str, int]:
     platforms = [p for p in DEMO_TOKENS if p in sims]
     for platform in platforms:
         if db.integrationaccounts.find_one({"clientId": cid, "platform": platform}):
+            if platform in DEMO_REFRESH_TOKENS:  # created by a version that gave it none
+                db.integrationaccounts.update_one(
+                    {"clientId": cid, "platform": platform, "refreshToken": {"$in": [None, ""]}},
+                    {"$set": {"refreshToken": DEMO_REFRESH_TOKENS[platform], "updatedAt": now}},
+                )
             continue
         metadata: dict[str, Any] = {}
         if platform == "website":
@@ -303,6 +311,9 @@ def _seed(db: Any, sims: dict[str, str], count: int) -> tuple[str, int]:
                 "accountName": f"Demo on {platform}",
                 "externalAccountId": DEMO_EXTERNAL_IDS.get(platform),
                 "accessToken": DEMO_TOKENS[platform],
+                **(
+                    {"refreshToken": DEMO_REFRESH_TOKENS[platform]} if platform in DEMO_REFRESH_TOKENS else {}
+                ),
                 "status": "connected",
                 "metadata": metadata,
                 "expiresAt": now + timedelta(days=50),
@@ -470,8 +481,8 @@ def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
         "MCMP_FETCH_ALLOWED_NETWORKS": os.environ.get("MCMP_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8"),
     }
     for platform, url in sims.items():
-        if platform in DEMO_EXTERNAL_IDS:
-            shared[f"MCMP_{platform.upper().replace('-', '_')}__BASE_URL"] = url
+        if platform in DEMO_EXTERNAL_IDS:  # every URL the worker calls, token endpoints included
+            shared.update(simulator_env(platform, url))
     env = dict(
         os.environ,
         **shared,

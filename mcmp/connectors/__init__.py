@@ -20,7 +20,9 @@ from mcmp.connectors.http import BaseUrlSession, retry_after_seconds, send
 from mcmp.connectors.markers import marker_for, strip_markers
 from mcmp.connectors.protocol import Connector
 from mcmp.connectors.signing import (
+    FUTURE_SKEW_SECONDS,
     IDEMPOTENCY_HEADER,
+    MIN_SECRET_BYTES,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     TOLERANCE_SECONDS,
@@ -42,7 +44,9 @@ from mcmp.connectors.usage import UsageReport
 from mcmp.connectors.usage import report as report_usage
 
 __all__ = [
+    "FUTURE_SKEW_SECONDS",
     "IDEMPOTENCY_HEADER",
+    "MIN_SECRET_BYTES",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",

@@ -17,7 +17,7 @@ from mcmp.devstack.mongo import (
 from mcmp.devstack.processes import Proc, free_port, spawn, stop_all, wait_until
 from mcmp.devstack.queries import IN_CHUNK, find_in, still_scheduled
 from mcmp.devstack.redis import PrivateRedis, embedded_redis_binary, redis_server_command
-from mcmp.devstack.simulators import SimClient, start_simulator
+from mcmp.devstack.simulators import SimClient, simulator_env, start_simulator
 
 __all__ = [
     "EMBEDDED_SWITCH_INTERVAL",
@@ -33,6 +33,7 @@ __all__ = [
     "free_port",
     "redis_server_command",
     "scheduled_post",
+    "simulator_env",
     "spawn",
     "start_secantus",
     "start_simulator",

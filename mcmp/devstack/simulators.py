@@ -9,7 +9,34 @@ from typing import Any
 
 import requests
 
+from mcmp.config.settings import PlatformSettings, Settings
 from mcmp.devstack.processes import Proc, spawn, wait_until
+from mcmp.simulators import simulator_class
+
+# App credentials the simulators accept (they check that some are sent, not which).
+SIM_APP_ID = "mcmp-dev-app"
+SIM_APP_SECRET = "mcmp-dev-app-secret"
+
+
+def simulator_env(platform: str, url: str) -> dict[str, str]:
+    """``MCMP_<PLATFORM>__*`` settings aiming every URL the worker calls for ``platform`` at its
+    simulator at ``url`` (base, video upload, token endpoint), with app credentials it accepts.
+
+    Derived from the platform's settings model, so a URL setting added later is covered too: in
+    dev and in tests no call (and no refresh token) leaves for the real platform.
+    """
+    attr = platform.replace("-", "_")
+    field = Settings.model_fields.get(attr)
+    model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, PlatformSettings)):
+        return {}  # a third-party platform: configured by its own plugin
+    token_path = str(getattr(simulator_class(platform), "token_path", ""))
+    prefix = f"MCMP_{attr.upper()}__"
+    env = {f"{prefix}APP_ID": SIM_APP_ID, f"{prefix}APP_SECRET": SIM_APP_SECRET}
+    for name in model.model_fields:
+        if name.endswith("_url"):
+            env[f"{prefix}{name.upper()}"] = url + token_path if name == "token_url" else url
+    return env
 
 
 def start_simulator(

@@ -117,6 +117,7 @@ class SimRequest:
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
     body_stream: BodyStream | None = None
+    target: str = ""  # path and query exactly as the request line carried them (signatures cover it)
 
     def json(self) -> Any:
         if not self.body:
@@ -395,12 +396,14 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             if sim.streams_body(self.command, parts.path):
                 stream = BodyStream(self.rfile, length, chunked)
-                return SimRequest(self.command, parts.path, query, headers, b"", body_stream=stream)
+                return SimRequest(
+                    self.command, parts.path, query, headers, b"", body_stream=stream, target=self.path
+                )
             if chunked:
                 body = b"".join(BodyStream(self.rfile, None, True))
             else:
                 body = self.rfile.read(length) if length else b""
-            return SimRequest(self.command, parts.path, query, headers, body)
+            return SimRequest(self.command, parts.path, query, headers, body, target=self.path)
 
         def _write(self, resp: SimResponse) -> None:
             payload, ctype = resp.encode()

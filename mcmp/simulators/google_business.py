@@ -64,6 +64,7 @@ def _rfc3339(ts: float) -> str:
 
 class GoogleBusinessSimulator(OAuthSimulator):
     platform = "google-business"
+    token_path = "/token"
     access_prefix = TEST_TOKEN_PREFIX
     refresh_prefix = TEST_REFRESH_PREFIX
     access_ttl = 3599.0

@@ -100,6 +100,7 @@ def _months_since(version: str, now: datetime) -> int | None:
 
 class LinkedInSimulator(OAuthSimulator):
     platform = "linkedin"
+    token_path = "/oauth/v2/accessToken"
     access_prefix = TEST_TOKEN_PREFIX
     refresh_prefix = TEST_REFRESH_PREFIX
     access_ttl = float(ACCESS_TTL)

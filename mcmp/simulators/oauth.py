@@ -38,6 +38,8 @@ TokenProblem = Literal["missing", "revoked", "unknown", "expired"]
 class OAuthSimulator(Simulator):
     """Bearer access tokens and the ``refresh_token`` grant of a platform twin."""
 
+    #: Path of the refresh endpoint under the simulator's URL (``token_url`` points there in dev).
+    token_path = ""
     access_prefix = "test-"
     refresh_prefix = "test-refresh-"
     access_ttl = 3600.0

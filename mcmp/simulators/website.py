@@ -2,7 +2,8 @@
 
 Sites are registered with ``POST /_sim/sites {"site": "acme", "secret": "..."}``; the simulator
 also accepts any site when signed with ``default_secret`` (``dev-webhook-secret`` unless set),
-so ``mcmp dev`` and end-to-end tests need no set-up. It verifies signatures and timestamps,
+so ``mcmp dev`` and end-to-end tests need no set-up. It verifies signatures (method, path and
+query, ``Idempotency-Key``, timestamp, body; see mcmp.connectors.signing) and timestamps,
 stores **every** accepted post (it does not de-duplicate by ``Idempotency-Key``, so a publisher
 that posts twice is caught), answers lookups by idempotency key, and injects the core's faults.
 """
@@ -14,7 +15,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from mcmp.connectors import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from mcmp.connectors import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from mcmp.connectors.signing import signature_problem
 from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
 
 DEFAULT_SECRET = "dev-webhook-secret"
@@ -54,8 +56,14 @@ class WebhookSimulator(Simulator):
         secret = self._secret(site)
         if secret is None:
             return self.error_response(401, f"unknown site {site!r}")
-        problem = verify(
-            secret, req.header(TIMESTAMP_HEADER.lower()), req.body, req.header(SIGNATURE_HEADER.lower())
+        problem = signature_problem(
+            secret,
+            method=req.method,
+            target=req.target,
+            idempotency_key=req.header(IDEMPOTENCY_HEADER.lower()),
+            timestamp=req.header(TIMESTAMP_HEADER.lower()),
+            body=req.body,
+            signature=req.header(SIGNATURE_HEADER.lower()),
         )
         if problem:
             return self.error_response(401, f"invalid signature: {problem}")

@@ -365,8 +365,10 @@ def store_token(
     """
     account_id = canonical(account_id, "account")
     try:
-        access = token_secrets.seal(access_token)
-        refresh = None if refresh_token is None else token_secrets.seal(refresh_token)
+        access = token_secrets.seal(access_token, account_id)
+        refresh = None if refresh_token is None else token_secrets.seal(refresh_token, account_id)
+    except crypto.TokenBindingError as exc:
+        raise InvalidRequest(str(exc), field="accessToken") from None
     except crypto.TokenKeyError as exc:
         raise Unavailable(str(exc)) from None
     now = utcnow()

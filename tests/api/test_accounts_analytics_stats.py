@@ -45,15 +45,15 @@ def test_put_token_connects_and_keeps_the_refresh_token(api, db, make_key, make_
     assert stored["expiresAt"] == expires and stored["status"] == "connected"
     from mcmp.worker.accounts import secrets
 
-    assert stored["accessToken"].startswith("mcmpenc:v1:")  # encrypted at rest, never plaintext
-    assert secrets.reveal(stored["accessToken"]) == "new-access"
+    assert stored["accessToken"].startswith("mcmpenc:v2:")  # encrypted at rest, never plaintext
+    assert secrets.reveal(stored["accessToken"], str(stored["_id"])) == "new-access"
     r = api.put(
         f"/v1/accounts/{tenant.account['_id']}/token",
         json={"accessToken": "a2", "refreshToken": "r2"},
         headers=headers(key),
     )
     stored = db.integrationaccounts.find_one({"_id": tenant.account["_id"]})
-    assert secrets.reveal(stored["refreshToken"]) == "r2" and "expiresAt" not in stored
+    assert secrets.reveal(stored["refreshToken"], str(stored["_id"])) == "r2" and "expiresAt" not in stored
 
 
 def test_refresh_enqueues_the_token_task_with_the_account_id_only(api, env, make_key, make_tenant):

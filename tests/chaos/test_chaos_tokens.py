@@ -151,7 +151,12 @@ def test_chaos_run_leaks_no_token(
     ciphertexts = {d[f] for d in stored for f in ("accessToken", "refreshToken") if d.get(f)}
     from mcmp.worker.accounts import secrets
 
-    plaintexts.update(secrets.reveal(c) for c in ciphertexts)
+    plaintexts.update(
+        secrets.reveal(d[f], str(d["_id"]))
+        for d in stored
+        for f in ("accessToken", "refreshToken")
+        if d.get(f)
+    )
     plaintexts.update(platform_lab.sims["linkedin"].state()["issued_tokens"])
     refreshes = {p: platform_lab.sims[p].state()["refresh_calls"] for p in ("linkedin", "google-business")}
     logs = "\n".join(

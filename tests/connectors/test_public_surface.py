@@ -43,6 +43,8 @@ PUBLIC = {
     "strip_markers",
     # the signed webhook
     "IDEMPOTENCY_HEADER",
+    "MIN_SECRET_BYTES",
+    "FUTURE_SKEW_SECONDS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "TOLERANCE_SECONDS",

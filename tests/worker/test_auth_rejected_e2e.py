@@ -37,8 +37,8 @@ SECRETS = (
     "li-test-refresh-auth-",
     "gbp-test-auth-",
     "gbp-test-refresh-auth-",
-    "auth-old-secret",
-    "auth-new-secret",
+    "auth-old-webhook-secret",
+    "auth-new-webhook-secret",
     "wp-old-app-password",
     "wp-new-app-password",
 )
@@ -136,11 +136,11 @@ CASES = [
         "website",
         "website",
         lambda url, client: {
-            "accessToken": "auth-old-secret",
+            "accessToken": "auth-old-webhook-secret",
             "metadata": {"mode": "webhook", "webhookUrl": f"{url}/hooks/{client['slug']}"},
         },
         lambda url: None,  # the site (registered below) knows only its new secret
-        "auth-new-secret",
+        "auth-new-webhook-secret",
         expect_reason="401",
         no_refresh=True,
     ),
@@ -236,7 +236,7 @@ def scenario(mongo_base_uri: str, redis_url: str, run_dir: Path) -> Iterator[dic
                 client_id = ObjectId()
                 db.clients.insert_one({"_id": client_id, "name": slug, "slug": slug, "timezone": "UTC"})
                 if case.name == "website-webhook":
-                    _post(url, "/_sim/sites", {"site": slug, "secret": "auth-new-secret"})
+                    _post(url, "/_sim/sites", {"site": slug, "secret": "auth-new-webhook-secret"})
                 account = {
                     "_id": ObjectId(),
                     "clientId": str(client_id),

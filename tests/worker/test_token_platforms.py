@@ -41,11 +41,11 @@ def _doc(account: dict[str, Any]) -> Any:
     return IntegrationAccount.objects(pk=account["_id"]).first()
 
 
-def _open(value: str) -> str:
+def _open(doc: dict[str, Any], field: str) -> str:
     from mcmp.worker.accounts import secrets
 
-    assert value.startswith("mcmpenc:v1:")
-    return secrets.reveal(value)
+    assert doc[field].startswith("mcmpenc:v2:")  # sealed, bound to the account
+    return secrets.reveal(doc[field], str(doc["_id"]))
 
 
 def _register(lab: Any, platform: str, token: str, expires_in: float | None) -> None:
@@ -74,7 +74,7 @@ def test_graph_long_lived_exchange_and_page_tokens_that_never_expire(
     fresh = tokens.ensure_fresh(_doc(user))
     assert fresh.outcome is tokens.Outcome.REFRESHED
     stored = db.integrationaccounts.find_one({"_id": user["_id"]})
-    assert _open(stored["accessToken"]) == fresh.credentials.access_token != "EAAB-user-short"
+    assert _open(stored, "accessToken") == fresh.credentials.access_token != "EAAB-user-short"
     assert stored["expiresAt"] > datetime.now(UTC) + timedelta(days=59)  # long-lived (~60 days)
 
     _register(lab_env, platform, "EAAB-page", None)  # a Page token from a long-lived user token
@@ -121,10 +121,10 @@ def test_google_oauth_refresh_keeps_the_refresh_token(lab_env, db, make_client, 
     assert fresh.outcome is tokens.Outcome.REFRESHED
     stored = db.integrationaccounts.find_one({"_id": account["_id"]})
     assert (
-        _open(stored["accessToken"]).startswith("gbp-test-")
-        and _open(stored["accessToken"]) != "gbp-test-old"
+        _open(stored, "accessToken").startswith("gbp-test-")
+        and _open(stored, "accessToken") != "gbp-test-old"
     )
-    assert _open(stored["refreshToken"]) == "gbp-test-refresh-keep"
+    assert _open(stored, "refreshToken") == "gbp-test-refresh-keep"
     assert timedelta(minutes=55) < stored["expiresAt"] - datetime.now(UTC) < timedelta(minutes=61)
     assert stored["status"] == "connected"
 
@@ -139,5 +139,5 @@ def test_website_secrets_do_not_expire(lab_env, db, make_client, make_account):
     assert fresh.credentials.access_token == "dev-webhook-secret"
     # ...and the plaintext secret written by the frontend is sealed on this first touch.
     assert (
-        _open(db.integrationaccounts.find_one({"_id": account["_id"]})["accessToken"]) == "dev-webhook-secret"
+        _open(db.integrationaccounts.find_one({"_id": account["_id"]}), "accessToken") == "dev-webhook-secret"
     )

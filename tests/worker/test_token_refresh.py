@@ -69,10 +69,10 @@ def _all_published(db: Any, post_ids: list[Any]) -> bool:
     return db.posts.count_documents({"_id": {"$in": post_ids}, "status": "published"}) == len(post_ids)
 
 
-def _open(stored: str) -> str:
+def _open(doc: dict[str, Any], field: str) -> str:
     from mcmp.worker.accounts import secrets
 
-    return secrets.reveal(stored)
+    return secrets.reveal(doc[field], str(doc["_id"]))
 
 
 def test_twenty_concurrent_publishes_share_one_refresh(
@@ -94,9 +94,9 @@ def test_twenty_concurrent_publishes_share_one_refresh(
     assert set(state["post_tokens"].values()) == {new_token}  # every post used the new token
     stored = db.integrationaccounts.find_one({"_id": account["_id"]})
     assert stored["status"] == "connected"
-    assert stored["accessToken"].startswith("mcmpenc:v1:") and _open(stored["accessToken"]) == new_token
-    assert stored["refreshToken"].startswith("mcmpenc:v1:")
-    assert _open(stored["refreshToken"]) == "li-test-refresh-original"  # not replaced → kept
+    assert stored["accessToken"].startswith("mcmpenc:v2:") and _open(stored, "accessToken") == new_token
+    assert stored["refreshToken"].startswith("mcmpenc:v2:")
+    assert _open(stored, "refreshToken") == "li-test-refresh-original"  # not replaced → kept
     assert stored["expiresAt"] > _now() + timedelta(days=59)
 
 
@@ -146,8 +146,8 @@ def test_revoked_grant_parks_deliveries_until_reconnected_then_each_publishes_on
     assert state["count"] == 10 and state["duplicates"] == 0  # each exactly once
     assert set(state["post_tokens"].values()) == {"li-test-reconnected"}
     stored = db.integrationaccounts.find_one({"_id": account["_id"]})
-    assert _open(stored["accessToken"]) == "li-test-reconnected"
-    assert _open(stored["refreshToken"]) == "li-test-refresh-revoked"  # the frontend did not replace it
+    assert _open(stored, "accessToken") == "li-test-reconnected"
+    assert _open(stored, "refreshToken") == "li-test-refresh-revoked"  # the frontend did not replace it
 
 
 def test_not_reconnected_within_the_deadline_fails_with_the_reason(
@@ -241,8 +241,8 @@ def test_a_reconnect_during_a_refresh_is_never_overwritten(
     assert fresh.outcome is tokens.Outcome.ALREADY_REFRESHED
     assert fresh.credentials is not None and fresh.credentials.access_token == "li-test-from-frontend"
     stored = db.integrationaccounts.find_one({"_id": account["_id"]})
-    assert _open(stored["accessToken"]) == "li-test-from-frontend"
-    assert _open(stored["refreshToken"]) == "li-test-refresh-original"
+    assert _open(stored, "accessToken") == "li-test-from-frontend"
+    assert _open(stored, "refreshToken") == "li-test-refresh-original"
 
 
 def test_refresh_task_by_name_returns_no_token_and_refreshes_ahead_of_expiry(
@@ -313,7 +313,7 @@ def test_admin_refresh_action_is_carried_out_by_a_worker(
     wait_until(lambda: sim.state()["refresh_calls"] == 1, 30, 0.3, "the refresh task did not run")
     (new_token,) = sim.state()["issued_tokens"]
     wait_until(
-        lambda: _open(db.integrationaccounts.find_one({"_id": account["_id"]})["accessToken"]) == new_token,
+        lambda: _open(db.integrationaccounts.find_one({"_id": account["_id"]}), "accessToken") == new_token,
         10,
         0.2,
     )

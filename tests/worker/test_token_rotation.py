@@ -1,8 +1,10 @@
-"""``mcmp tokens rotate`` as a real subprocess: killed midway through 1,000 accounts, run again,
-and every token is then readable with the new key alone. Also: a wrong key never overwrites."""
+"""``mcmp tokens rotate`` as a real subprocess: killed midway through 1,000 accounts sealed the
+old way (unbound, ``mcmpenc:v1:``) or plaintext, run again, and every token is then bound to its
+account and readable with the new key alone. Also: a wrong key never overwrites."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from bson import ObjectId
 from cryptography.fernet import Fernet, InvalidToken
 
 from mcmp.devstack import spawn, wait_until
-from mcmp.worker.accounts.crypto import PREFIX
+from mcmp.worker.accounts.crypto import PREFIX, UNBOUND_PREFIX
 from tests import ROOT
 
 ACCOUNTS = 1000
@@ -22,11 +24,20 @@ MCMP = [sys.executable, "-m", "mcmp.cli"]
 
 
 def _seal(fernet: Fernet, plain: str) -> str:
-    return PREFIX + fernet.encrypt(plain.encode()).decode()
+    """Sealed as before tokens were bound to their account."""
+    return UNBOUND_PREFIX + fernet.encrypt(plain.encode()).decode()
+
+
+def _open_bound(fernet: Fernet, stored: str, account_id: ObjectId) -> str:
+    """The token of a value sealed bound to ``account_id`` (asserting both)."""
+    assert stored.startswith(PREFIX)
+    payload = json.loads(fernet.decrypt(stored[len(PREFIX) :].encode()))
+    assert payload["account"] == str(account_id)
+    return payload["token"]
 
 
 def _insert_accounts(db: Any, old: Fernet) -> dict[ObjectId, tuple[str, str]]:
-    """990 accounts sealed with the old key, 10 plaintext ones as a frontend writes them."""
+    """990 accounts sealed unbound with the old key, 10 plaintext ones as a frontend writes them."""
     now = datetime.now(UTC)
     docs, plain = [], {}
     for i in range(ACCOUNTS):
@@ -84,7 +95,7 @@ def test_rotation_killed_midway_then_resumed_leaves_every_token_on_the_new_key(
     for d in stored:  # interrupted, yet every token readable (old key, new key or plaintext)
         access, refresh = plain[d["_id"]]
         opened = MultiOpen(new, old)
-        assert opened(d["accessToken"]) == access and opened(d["refreshToken"]) == refresh
+        assert opened(d["accessToken"], d["_id"]) == access and opened(d["refreshToken"], d["_id"]) == refresh
 
     second = subprocess.run(
         [*MCMP, "tokens", "rotate", "--batch-size", "100"],
@@ -99,8 +110,8 @@ def test_rotation_killed_midway_then_resumed_leaves_every_token_on_the_new_key(
     assert f"already_current={midway}" in second.stdout  # resumed: done work is not redone
     for d in db.integrationaccounts.find({}, {"accessToken": 1, "refreshToken": 1}):
         access, refresh = plain[d["_id"]]
-        assert new.decrypt(d["accessToken"][len(PREFIX) :].encode()).decode() == access
-        assert new.decrypt(d["refreshToken"][len(PREFIX) :].encode()).decode() == refresh
+        assert _open_bound(new, d["accessToken"], d["_id"]) == access
+        assert _open_bound(new, d["refreshToken"], d["_id"]) == refresh
 
 
 class MultiOpen:
@@ -109,12 +120,14 @@ class MultiOpen:
     def __init__(self, *fernets: Fernet) -> None:
         self.fernets = fernets
 
-    def __call__(self, stored: str) -> str:
-        if not stored.startswith(PREFIX):
+    def __call__(self, stored: str, account_id: ObjectId) -> str:
+        if not stored.startswith((PREFIX, UNBOUND_PREFIX)):
             return stored
         for f in self.fernets:
             try:
-                return f.decrypt(stored[len(PREFIX) :].encode()).decode()
+                if stored.startswith(PREFIX):
+                    return _open_bound(f, stored, account_id)
+                return f.decrypt(stored[len(UNBOUND_PREFIX) :].encode()).decode()
             except InvalidToken:
                 continue
         raise AssertionError("unreadable token")

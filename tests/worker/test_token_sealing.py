@@ -24,11 +24,14 @@ def _allow_plaintext(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_sealing_without_a_key_is_refused_unless_plaintext_is_allowed(no_token_keys, monkeypatch) -> None:
     with pytest.raises(crypto.TokenKeyError) as refused:
-        secrets.seal("li-secret-token")
+        secrets.seal("li-secret-token", "66f0c0ffee0000000000beef")
     assert "MCMP_TOKEN_KEYS is not set" in str(refused.value) and "li-secret-token" not in str(refused.value)
     assert not secrets.can_seal()
     _allow_plaintext(monkeypatch)
-    assert secrets.can_seal() and secrets.seal("li-secret-token") == "li-secret-token"
+    assert (
+        secrets.can_seal()
+        and secrets.seal("li-secret-token", "66f0c0ffee0000000000beef") == "li-secret-token"
+    )
 
 
 @pytest.mark.platforms("linkedin")

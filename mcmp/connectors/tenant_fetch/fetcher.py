@@ -212,11 +212,13 @@ class TenantFetcher:
         content: bytes | Iterable[bytes] | None = None,
         json: Any = None,
         auth: tuple[str, str] | None = None,
+        follow_redirects: bool | None = None,
     ) -> FetchResponse:
         """One request and its whole answer (at most ``max_bytes``).
 
-        GET/HEAD follow redirects (each hop checked); writes never do, so a 3xx comes back to
-        the caller. ``content`` may be an iterable of bytes (a large upload sent as it is read;
+        GET/HEAD follow redirects (each hop checked) unless ``follow_redirects=False`` (a signed
+        request: its headers must not reach another address); writes never do, so a 3xx comes
+        back to the caller. ``content`` may be an iterable of bytes (a large upload sent as it is read;
         give its ``Content-Length`` header and a ``total_timeout`` that covers the upload). Transport errors become the error tree: a failure before the request left is
         retried here (it cannot have taken effect), one after sending is ``AmbiguousError`` for a
         write and ``RetryableError`` for a read.
@@ -238,7 +240,7 @@ class TenantFetcher:
                     method,
                     url,
                     what=what,
-                    follow=not is_write,
+                    follow=(not is_write) if follow_redirects is None else follow_redirects and not is_write,
                     write=is_write,
                     read_timeout=read_timeout,
                     total_timeout=total_timeout,

@@ -4,14 +4,17 @@ Contract with the receiving site (documented in docs/connectors.md):
 * ``POST <metadata.webhookUrl>`` with the post as JSON (``media``: one object per ``assetUrls``
   entry, in order: ``url``, ``type`` image | video | file, ``altText``, ``mimeType``,
   ``sizeBytes``, ``durationSeconds``, ``width``, ``height``; ``null`` where unknown), headers
-  ``Idempotency-Key`` (stable per delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see ``signing``); the secret is the
-  account's ``accessToken``. A 2xx answer carries ``{"id": ..., "url": ...}``.
-* ``GET <metadata.webhookUrl>?idempotency_key=<key>`` (signed over an empty body) returns the
-  post created with that key (200) or 404 — used to reconcile after an ambiguous outcome.
+  ``Idempotency-Key`` (stable per delivery), ``X-MCMP-Timestamp`` and ``X-MCMP-Signature`` (see
+  ``signing``: method, path + query, key, timestamp and body); the secret is the account's
+  ``accessToken``, at least 16 bytes (a shorter one fails the delivery before any call). A 2xx
+  answer carries ``{"id": ..., "url": ...}``.
+* ``GET <metadata.webhookUrl>?idempotency_key=<key>`` (signed the same way, empty body, same
+  ``Idempotency-Key`` header) returns the post created with that key (200) or 404 — used to
+  reconcile after an ambiguous outcome.
 * The URL is fetched only through :class:`mcmp.connectors.tenant_fetch.TenantFetcher`: it must
-  resolve to a public address (or one in ``MCMP_FETCH_ALLOWED_NETWORKS``); the POST never follows
-  a redirect (a 3xx is the site refusing the post), the reconciliation GET follows at most 3; an
-  answer is at most 1 MB, read uncompressed (``Accept-Encoding: identity``).
+  resolve to a public address (or one in ``MCMP_FETCH_ALLOWED_NETWORKS``); neither request follows
+  a redirect (it would carry the signature headers to another address): a 3xx is the site
+  refusing. An answer is at most 1 MB, read uncompressed (``Accept-Encoding: identity``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
 
 from mcmp.connectors.errors import (
     AmbiguousError,
@@ -30,7 +35,7 @@ from mcmp.connectors.errors import (
     ValidationError,
 )
 from mcmp.connectors.http import retry_after_seconds
-from mcmp.connectors.signing import IDEMPOTENCY_HEADER, signed_headers
+from mcmp.connectors.signing import secret_problem, signed_headers
 from mcmp.connectors.tenant_fetch import FetchResponse, TenantFetcher
 from mcmp.connectors.types import Credentials, PostContent, PublishRequest, PublishResult
 from mcmp.connectors.usage import UsageReport, report
@@ -44,6 +49,21 @@ def webhook_url(credentials: Credentials) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValidationError("account.metadata.webhookUrl", "must be an http(s) URL of the site's webhook")
     return url
+
+
+def webhook_secret(credentials: Credentials) -> str:
+    """The signing secret, refused before any call when too short to resist guessing."""
+    problem = secret_problem(credentials.access_token or "")
+    if problem:
+        raise ValidationError(
+            "account.accessToken", f"{problem} (set a longer secret on the site and reconnect the account)"
+        )
+    return credentials.access_token
+
+
+def lookup_url(credentials: Credentials, idempotency_key: str) -> str:
+    """The reconciliation URL: the query is built here so the signed target is the one sent."""
+    return str(httpx.URL(webhook_url(credentials)).copy_merge_params({"idempotency_key": idempotency_key}))
 
 
 def _reason(response: FetchResponse) -> str:
@@ -83,6 +103,12 @@ def classify(response: FetchResponse, *, write: bool, account_id: str | None) ->
         return RetryableError(
             f"website unavailable ({reason})", retry_after=retry_after, platform_code=status
         )
+    if 300 <= status < 400:
+        return PermanentError(
+            f"website answered with a redirect ({reason}); signed webhook requests never follow one: "
+            "set metadata.webhookUrl to the final address",
+            platform_code=status,
+        )
     return PermanentError(f"website refused the post ({reason})", platform_code=status)
 
 
@@ -95,6 +121,7 @@ class WebhookPublisher:
 
     def validate(self, content: PostContent, credentials: Credentials) -> None:
         webhook_url(credentials)
+        webhook_secret(credentials)
         if len(content.body) > MAX_BODY_CHARS:
             raise ValidationError("body", f"longer than {MAX_BODY_CHARS} characters")
 
@@ -135,14 +162,14 @@ class WebhookPublisher:
 
     def publish(self, request: PublishRequest) -> PublishResult:
         creds = request.credentials
+        secret, url = webhook_secret(creds), webhook_url(creds)
         body = self._payload(request)
         headers = {
             "Content-Type": "application/json",
-            IDEMPOTENCY_HEADER: request.idempotency_key,
-            **signed_headers(creds.access_token, body),
+            **signed_headers(secret, "POST", url, request.idempotency_key, body),
         }
         response = self.fetcher.request(
-            "POST", webhook_url(creds), what=WHAT, content=body, headers=headers, read_timeout=self.timeout
+            "POST", url, what=WHAT, content=body, headers=headers, read_timeout=self.timeout
         )
         if 200 <= response.status_code < 300:
             return self._result(response)
@@ -150,14 +177,14 @@ class WebhookPublisher:
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
         creds = request.credentials
-        headers = signed_headers(creds.access_token, b"")
+        secret, url = webhook_secret(creds), lookup_url(creds, request.idempotency_key)
         response = self.fetcher.request(
             "GET",
-            webhook_url(creds),
+            url,
             what=WHAT,
-            params={"idempotency_key": request.idempotency_key},
-            headers=headers,
+            headers=signed_headers(secret, "GET", url, request.idempotency_key, b""),
             read_timeout=self.timeout,
+            follow_redirects=False,  # the signature headers must not reach another address
         )
         if response.status_code == 404:
             return None

@@ -1,11 +1,13 @@
-"""``mcmp tokens rotate``: re-encrypt every account's tokens with the newest key (resumable).
+"""``mcmp tokens rotate``: re-encrypt every account's tokens with the newest key, bound to the
+account (resumable).
 
 Accounts are walked in ``_id`` order in batches; each account is one conditional update naming
 the exact values read, so a token written meanwhile (a refresh, a reconnect) is never replaced
 and a run killed at any point leaves every token readable (old key or new). Values already
-sealed with the newest key are skipped, so running it again simply finishes the job; plaintext
-tokens written by a frontend are sealed on the way. A value no configured key opens is reported
-by account id and left untouched.
+sealed with the newest key and bound to their account are skipped, so running it again simply
+finishes the job; values sealed before binding (``mcmpenc:v1:``) and plaintext tokens written by
+a frontend are sealed bound on the way. A value no configured key opens, or one bound to another
+account (copied), is reported by account id and left untouched.
 """
 
 from __future__ import annotations
@@ -41,15 +43,16 @@ class RotationReport:
 
 
 def _resealed(doc: dict[str, Any]) -> dict[str, str]:
-    """New values for the fields not yet on the newest key (raises ``TokenKeyError``)."""
+    """New values for the fields not yet bound and on the newest key (raises ``TokenKeyError``)."""
     changes = {}
+    account_id = str(doc["_id"])
     for name in FIELDS:
         value = doc.get(name)
         if not value or not isinstance(value, str):
             continue
-        if crypto.is_encrypted(value) and crypto.uses_newest_key(value):
+        if crypto.is_current(value, account_id):
             continue
-        changes[name] = crypto.reseal(value)
+        changes[name] = crypto.reseal(value, account_id)
     return changes
 
 
@@ -76,7 +79,7 @@ def rotate_all(
     batch_size: int = 200, on_batch: Callable[[RotationReport], None] | None = None
 ) -> RotationReport:
     """Walk every account in ``_id`` order; ``on_batch`` is called after each batch (progress)."""
-    crypto.encrypt("")  # fail fast, with a clear message, when keys are missing or malformed
+    crypto.encrypt("", "")  # fail fast, with a clear message, when keys are missing or malformed
     coll = IntegrationAccount._get_collection()
     report = RotationReport(total=coll.count_documents({}))
     last_id = None

@@ -1,7 +1,8 @@
 """Token handling seam: sealing and opening stored tokens, registering them for log redaction.
 
-Tokens at rest are Fernet-encrypted (:mod:`mcmp.worker.accounts.crypto`, keys from ``MCMP_TOKEN_KEYS``); a
-value without the encryption prefix is a plaintext token written by a frontend and is accepted
+Tokens at rest are Fernet-encrypted and bound to their account (:mod:`mcmp.worker.accounts.crypto`,
+keys from ``MCMP_TOKEN_KEYS``): every call names the account the value belongs to. A value
+without the encryption prefix is a plaintext token written by a frontend and is accepted
 as is (the worker seals it on first touch). Without any key configured (``MCMP_ENV=prod``
 refuses to start), no process *writes* a token: :func:`seal` raises ``crypto.TokenKeyError``
 unless ``MCMP_ALLOW_PLAINTEXT_TOKENS=true`` says to store tokens unencrypted (a warning is
@@ -24,12 +25,13 @@ NO_KEYS = (
 )
 
 
-def reveal(stored: str) -> str:
-    """The plaintext of a stored token (decrypting it when encrypted) — registered for redaction."""
+def reveal(stored: str, account_id: str) -> str:
+    """The plaintext of ``account_id``'s stored token (decrypting it when encrypted; one sealed for
+    another account raises ``crypto.TokenBindingError``) — registered for redaction."""
     value = stored
     if crypto.is_encrypted(stored):
         redaction.register_secret(stored)
-        value = crypto.decrypt(stored)
+        value = crypto.decrypt(stored, account_id)
     redaction.register_secret(value)
     return value
 
@@ -44,21 +46,24 @@ def can_seal() -> bool:
     return crypto.has_keys() or plaintext_allowed()
 
 
-def seal(plain: str) -> str:
-    """The value to store for ``plain``: encrypted with the newest key.
+def seal(plain: str, account_id: str) -> str:
+    """The value to store on ``account_id`` for ``plain``: encrypted for it with the newest key.
 
-    Without keys, ``crypto.TokenKeyError`` — unless ``MCMP_ALLOW_PLAINTEXT_TOKENS`` is set, when
-    ``plain`` is stored as is (the message never contains the token).
+    A value already sealed is kept as is once it opens for this account (one sealed for another
+    raises ``crypto.TokenBindingError``). Without keys, ``crypto.TokenKeyError`` — unless
+    ``MCMP_ALLOW_PLAINTEXT_TOKENS`` is set, when ``plain`` is stored as is (the message never
+    contains the token).
     """
     redaction.register_secret(plain)
     if crypto.is_encrypted(plain):
-        return plain  # already sealed
+        reveal(plain, account_id)  # already sealed: only if it is this account's
+        return plain
     if not crypto.has_keys():
         if not plaintext_allowed():
             raise crypto.TokenKeyError(NO_KEYS)
         _warn_unencrypted()
         return plain
-    stored = crypto.encrypt(plain)
+    stored = crypto.encrypt(plain, account_id)
     redaction.register_secret(stored)
     return stored
 

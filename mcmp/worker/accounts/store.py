@@ -23,8 +23,8 @@ def find_account(client_id: str, platform: str) -> IntegrationAccount | None:
 
 def credentials_for(account: IntegrationAccount) -> Credentials:
     """Decrypted credentials for one call; the secrets are registered for log redaction."""
-    access = secrets.reveal(account.access_token) if account.access_token else ""
-    refresh = secrets.reveal(account.refresh_token) if account.refresh_token else None
+    access = secrets.reveal(account.access_token, str(account.pk)) if account.access_token else ""
+    refresh = secrets.reveal(account.refresh_token, str(account.pk)) if account.refresh_token else None
     return Credentials(
         account_id=str(account.pk),
         platform=account.platform,

@@ -155,9 +155,9 @@ def seal_plaintext(account: IntegrationAccount) -> IntegrationAccount:
         return account
     update: dict[str, Any] = {}
     if secrets.needs_sealing(access):
-        update["accessToken"] = secrets.seal(access)
+        update["accessToken"] = secrets.seal(access, str(account.pk))
     if secrets.needs_sealing(refresh):
-        update["refreshToken"] = secrets.seal(refresh)
+        update["refreshToken"] = secrets.seal(refresh, str(account.pk))
     result = _collection().update_one(
         {"_id": account.pk, "accessToken": access, "refreshToken": refresh}, {"$set": update}
     )
@@ -176,7 +176,7 @@ def _changed(current: IntegrationAccount, seen: str | None) -> bool:
     if not current.access_token or not seen:
         return True
     try:
-        return secrets.reveal(current.access_token) != secrets.reveal(seen)
+        return secrets.reveal(current.access_token, str(current.pk)) != secrets.reveal(seen, str(current.pk))
     except crypto.TokenKeyError:
         return True
 
@@ -304,7 +304,7 @@ def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
     now = utcnow()
     update: dict[str, Any] = {
         "$set": {
-            "accessToken": secrets.seal(grant.access_token),
+            "accessToken": secrets.seal(grant.access_token, str(account.pk)),
             "status": CONNECTED,
             "metadata.tokenRefreshedAt": now,
             "updatedAt": now,
@@ -316,7 +316,7 @@ def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
     else:
         update["$unset"]["expiresAt"] = ""
     if grant.refresh_token is not None:  # never drop a refresh token that was not replaced
-        update["$set"]["refreshToken"] = secrets.seal(grant.refresh_token)
+        update["$set"]["refreshToken"] = secrets.seal(grant.refresh_token, str(account.pk))
     result = _collection().update_one(
         {"_id": account.pk, "accessToken": account.access_token, "status": CONNECTED}, update
     )

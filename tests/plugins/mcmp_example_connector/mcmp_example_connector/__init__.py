@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import requests
 
 from mcmp.connectors import (
-    IDEMPOTENCY_HEADER,
+    MIN_SECRET_BYTES,
     AmbiguousError,
     AuthError,
     ConnectorError,
@@ -50,6 +51,10 @@ class EchoConnector:
     def validate(self, content: PostContent, credentials: Credentials) -> None:
         if credentials.metadata.get("reject"):
             raise ValidationError("account.metadata.reject", "this echo account refuses posts")
+        if len(credentials.access_token.encode()) < MIN_SECRET_BYTES:
+            raise ValidationError(
+                "account.accessToken", f"the secret is shorter than {MIN_SECRET_BYTES} bytes"
+            )
         if len(content.body) > MAX_BODY_CHARS:
             raise ValidationError("body", f"longer than {MAX_BODY_CHARS} characters")
 
@@ -74,25 +79,28 @@ class EchoConnector:
     def publish(self, request: PublishRequest) -> PublishResult:
         content = request.content
         body = json.dumps({"title": content.title, "body": content.body, "postId": content.post_id}).encode()
+        url = self._url(request.credentials)
         headers = {
             "Content-Type": "application/json",
-            IDEMPOTENCY_HEADER: request.idempotency_key,
-            **signed_headers(request.credentials.access_token, body),
+            **signed_headers(request.credentials.access_token, "POST", url, request.idempotency_key, body),
         }
-        url = self._url(request.credentials)
-        response = send(self.session, "POST", url, timeout=self.timeout, data=body, headers=headers)
+        response = send(
+            self.session, "POST", url, timeout=self.timeout, data=body, headers=headers, allow_redirects=False
+        )
         if response.status_code >= 300:
             raise self._classify(response, write=True, account_id=request.credentials.account_id)
         return PublishResult(str(response.json()["id"]), None, datetime.now(UTC))
 
     def find_published(self, request: PublishRequest) -> PublishResult | None:
+        key = request.idempotency_key
+        url = f"{self._url(request.credentials)}?{urlencode({'idempotency_key': key})}"
         response = send(
             self.session,
             "GET",
-            self._url(request.credentials),
+            url,
             timeout=self.timeout,
-            headers=signed_headers(request.credentials.access_token, b""),
-            params={"idempotency_key": request.idempotency_key},
+            headers=signed_headers(request.credentials.access_token, "GET", url, key, b""),
+            allow_redirects=False,  # signature headers never go to another address
         )
         if response.status_code == 404:
             return None
