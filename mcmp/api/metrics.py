@@ -64,4 +64,7 @@ def render() -> bytes:
         base = generate_latest(REGISTRY)
     backlog = CollectorRegistry()
     backlog.register(BacklogCollector())
+    from mcmp.api.readiness_metrics import PostsAtRiskCollector
+
+    backlog.register(PostsAtRiskCollector())
     return base + generate_latest(backlog)

@@ -36,7 +36,11 @@ class PostingWindow(EmbeddedDocument):
 
 
 class Client(TimestampedDocument):
-    meta = {"collection": "clients", "strict": False, "indexes": [{"fields": ["slug"], "unique": True}]}
+    meta = {
+        "collection": "clients",
+        "strict": False,
+        "indexes": [{"fields": ["slug"], "unique": True}, "updated_at"],
+    }
 
     name = StringField(required=True)
     slug = StringField()
