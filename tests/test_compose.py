@@ -49,5 +49,5 @@ def test_compose_has_every_role_with_a_health_check() -> None:
         "flower",
     }
     text = (ROOT / "docker-compose.yml").read_text()
-    assert '"--queues", "analytics"' in text and '"--queues", "publish,maintenance"' in text
+    assert '"--queues", "analytics,readiness"' in text and '"--queues", "publish,maintenance"' in text
     assert text.count("healthcheck:") >= 8 and "rs.initiate" in text and "--replSet" in text
