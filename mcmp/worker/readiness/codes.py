@@ -25,7 +25,7 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     ("assetUrls", "", "media_url_invalid"),
     (
         "media",
-        r"does not accept|takes photos only|only photos|takes images and videos",
+        r"does not accept|takes? photos only|only photos|takes images and videos",
         "media_kind_unsupported",
     ),
     ("media", r"is not accepted by|type \S+ is not accepted", "media_type_unsupported"),
