@@ -133,10 +133,7 @@ class Readiness:
         newest_seen = cursor
         for _ in range(_MAX_PAGES):
             page = list(
-                coll.find({"updatedAt": {"$gt": mark}}, dict(fields))
-                .hint(BY_UPDATED)
-                .sort("updatedAt", 1)
-                .limit(_PAGE)
+                coll.find({"updatedAt": {"$gt": mark}}, dict(fields)).sort("updatedAt", 1).limit(_PAGE)
             )
             found += page
             if page:
