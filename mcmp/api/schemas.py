@@ -190,7 +190,9 @@ class PlatformReadinessOut(Model):
 
 
 class ReadinessOut(Model):
-    checkedAt: datetime | None = None
+    checkedAt: datetime | None = Field(
+        None, description="When the stored verdict was written; null when computed for this answer"
+    )
     ok: bool
     scheduleTime: datetime | None = Field(
         None, description="The instant checked against (a queued post's next slot)"

@@ -64,12 +64,14 @@ def post_readiness(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any] | N
             **_plain(stored),
         }
     verdict = checks.check(post, get_settings())
+    computed = _plain(verdict.document(post.get("updatedAt")))
+    computed["checkedAt"] = None  # never stored: only a stored verdict has a time
     return {
         "postId": post_id,
         "status": post.get("status"),
         "watched": watched,
         "source": "computed",
-        **_plain(verdict.document(post.get("updatedAt"))),
+        **computed,
     }
 
 
