@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from bson import ObjectId
 
 from mcmp.worker.readiness.scan import Readiness
 
@@ -80,7 +81,7 @@ def scenarios(
     made["d"] = make_post(d, ["google-business"], when)
     e = make_client()
     campaign = {
-        "_id": __import__("bson").ObjectId(),
+        "_id": ObjectId(),
         "clientId": str(e["_id"]),
         "name": "Spring",
         "startDate": _now() - DAY,
@@ -230,3 +231,69 @@ def test_refused_refresh_and_revoked_grant_are_at_risk_until_reconnected(
     assert reasons == {"refresh_failed", "grant_revoked"}
     services.store_token(str(refused["_id"]), {}, "new-token", expires_at=_now() + 30 * DAY)
     assert {r["reason"] for r in services.accounts_at_risk({})} == {"grant_revoked"}
+
+
+def test_one_tenants_thousand_changes_do_not_hold_back_another(
+    db, readiness, make_client, make_account, make_post
+):
+    from mcmp.worker.readiness import scan
+
+    busy, quiet = make_client(), make_client()
+    for client in (busy, quiet):
+        make_account(
+            client,
+            "website",
+            accessToken="s",
+            metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"},
+        )
+    when = _now() + 2 * DAY
+    from mcmp.devstack.documents import scheduled_post
+
+    db.posts.insert_many(
+        [
+            scheduled_post(
+                str(busy["_id"]),
+                ["website"],
+                when,
+                title="t",
+                body=f"b{i}",
+                _id=ObjectId(),
+            )
+            for i in range(1000)
+        ]
+    )
+    lone = make_post(quiet, ["website"], when)
+    stats = readiness.run()
+    share = readiness.settings.readiness_tenant_share
+    assert _verdict(db, lone)["ok"] is True  # checked in the same pass as the busy tenant's first share
+    assert stats.checked == share + 1
+    assert readiness.redis.zcard(scan.pending_key(str(busy["_id"]))) == 1000 - share
+    while readiness.run().checked:
+        pass
+    assert db.posts.count_documents({"clientId": str(busy["_id"]), "mcmpReadiness.ok": True}) == 1000
+
+
+def test_media_facts_are_fetched_once_per_url_through_the_guarded_fetcher(
+    db, readiness, make_client, make_account, make_post
+):
+    from mcmp.worker.publishing.media_checks import clear_probe_cache
+    from tests.hostile_media import JPEG, HostileServer, Route
+
+    clear_probe_cache()
+    server = HostileServer()
+    try:
+        url = server.add("/same.jpg", Route("serve", "image/jpeg", JPEG))
+        client = make_client()
+        make_account(
+            client, "linkedin", accessToken="a", refreshToken="r", externalAccountId="urn:li:organization:1"
+        )
+        posts = [make_post(client, ["linkedin"], _now() + 2 * DAY, assetUrls=[url]) for _ in range(5)]
+        readiness.run()
+        assert all(_verdict(db, p)["ok"] is True for p in posts)
+        assert [(method, path) for method, path, _ in server.requests] == [("HEAD", "/same.jpg")]
+        # a URL inside our own network is refused before connecting (only loopback is allowed in tests)
+        private = make_post(client, ["linkedin"], _now() + 2 * DAY, assetUrls=["http://10.255.255.1/x.jpg"])
+        readiness.run()
+        assert _verdict(db, private)["ok"] is True  # unknown facts never refuse: the platform decides
+    finally:
+        server.stop()
