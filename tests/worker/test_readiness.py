@@ -297,3 +297,12 @@ def test_media_facts_are_fetched_once_per_url_through_the_guarded_fetcher(
         assert _verdict(db, private)["ok"] is True  # unknown facts never refuse: the platform decides
     finally:
         server.stop()
+
+
+def test_a_platform_without_account_still_shows_what_its_content_would_meet(
+    db, readiness, make_client, make_post
+):
+    client = make_client()
+    post = make_post(client, ["google-business"], _now() + 2 * DAY, assetUrls=[NOT_ROUTED])
+    readiness.run()
+    assert _codes(_verdict(db, post), "google-business") == ["account_missing", "media_kind_unsupported"]

@@ -211,9 +211,10 @@ def _platform(
     p = Preflight(_synthetic(post_id, platform, when), settings, when, post, cache)
     decision = preflight.account(p)
     if isinstance(decision, preflight.Fail):
-        if "IntegrationAccount" in decision.reason:
-            return [problem("account", codes.ACCOUNT_MISSING, f"{platform}: {decision.reason}")]
-        return [problem("platforms", "platform_unknown", decision.reason)]
+        if "IntegrationAccount" not in decision.reason:
+            return [problem("platforms", "platform_unknown", decision.reason)]
+        # no account yet: still say what the content would meet (the connector's own check waits)
+        found.append(problem("account", codes.ACCOUNT_MISSING, f"{platform}: {decision.reason}"))
     account = p.account
     if account is not None:
         cache.put(p.client_id, platform, account)
