@@ -306,3 +306,23 @@ def test_a_platform_without_account_still_shows_what_its_content_would_meet(
     post = make_post(client, ["google-business"], _now() + 2 * DAY, assetUrls=[NOT_ROUTED])
     readiness.run()
     assert _codes(_verdict(db, post), "google-business") == ["account_missing", "media_kind_unsupported"]
+
+
+def test_a_queued_post_is_checked_at_its_next_window_minute(
+    db, readiness, make_client, make_account, make_post
+):
+    client = make_client(
+        timezone="Mars/Base", defaultPostingWindows=[{"dayOfWeek": 1, "start": "09:00", "end": "10:00"}]
+    )
+    make_account(
+        client, "website", accessToken="s", metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"}
+    )
+    post = make_post(client, ["website"], None, status="approved", queue=True)
+    db.posts.update_one({"_id": post["_id"]}, {"$unset": {"scheduleTime": ""}})
+    readiness.run()
+    [found] = _verdict(db, post)["platforms"]["website"]["problems"]
+    assert found["code"] == "posting_window_invalid" and "Mars/Base" in found["message"]
+    _touch(db, "clients", client["_id"], timezone="Europe/Paris")
+    readiness.run()
+    verdict = _verdict(db, post)
+    assert verdict["ok"] is True and verdict["scheduleTime"].astimezone(UTC) > _now()
