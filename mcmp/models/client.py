@@ -39,6 +39,7 @@ class Client(TimestampedDocument):
     meta = {
         "collection": "clients",
         "strict": False,
+        # updated_at: readiness's changed-clients scan
         "indexes": [{"fields": ["slug"], "unique": True}, "updated_at"],
     }
 
