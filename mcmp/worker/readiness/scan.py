@@ -154,9 +154,9 @@ class Readiness:
                 items.append((str(doc.get("clientId")), str(doc["_id"])))
         return self.mark(items)
 
-    def _first_time(self, key: str) -> bool:
-        """True once per dependency version (the overlap reads a change several times)."""
-        return bool(self.redis.set(key, 1, nx=True, ex=3600))
+    def _handled(self, key: str) -> None:
+        """Remember a dependency version as handled: the overlap reads a change several times."""
+        self.redis.set(key, 1, ex=3600)
 
     def mark_changed_dependencies(self, now: datetime) -> int:
         marked = 0
@@ -194,7 +194,7 @@ class Readiness:
                 marked += self.mark(
                     (str(p.get("clientId")), str(p["_id"])) for p in affected if checks.is_candidate(p, now)
                 )
-                self._first_time(key)
+                self._handled(key)
         return marked
 
     def mark_lead_time(self, now: datetime) -> int:
