@@ -7,7 +7,7 @@ Layers, bottom to top (checked by ``lint-imports``, contracts in pyproject.toml)
 - ``mcmp.connectors``  one subpackage per platform behind a small Protocol; the public surface
                        a third-party connector imports
 - ``mcmp.simulators``  HTTP twins of every platform (dev, tests, benchmarks)
-- ``mcmp.worker``      Celery app and tasks; publishing, scheduling, accounts, analytics
+- ``mcmp.worker``      Celery app and tasks; publishing, scheduling, accounts, readiness, analytics
 - ``mcmp.api``         the admin API, on the worker's public services only
 - ``mcmp.devstack``    starters for embedded MongoDB, Redis, simulators and child processes
 - ``mcmp.cli``         the ``mcmp`` command and ``mcmp dev``: the composition root

@@ -227,7 +227,13 @@ MCMP = [sys.executable, "-m", "mcmp.cli"]
 
 @pytest.fixture
 def start_worker(procs: Callable[..., Proc]) -> Callable[..., Proc]:
-    def start(env: dict[str, str], concurrency: int = 2, pool: str = "prefork", name: str = "worker") -> Proc:
+    def start(
+        env: dict[str, str],
+        concurrency: int = 2,
+        pool: str = "prefork",
+        name: str = "worker",
+        queues: str | None = None,
+    ) -> Proc:
         proc = procs(
             name,
             [
@@ -239,6 +245,7 @@ def start_worker(procs: Callable[..., Proc]) -> Callable[..., Proc]:
                 pool,
                 "-n",
                 f"{name}-{uuid.uuid4().hex[:6]}@%h",
+                *(["-Q", queues] if queues else []),
             ],
             env,
         )

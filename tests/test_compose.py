@@ -53,7 +53,7 @@ def test_compose_has_every_role_with_a_health_check() -> None:
         "grafana",
     }
     text = (ROOT / "docker-compose.yml").read_text()
-    assert '"--queues", "analytics"' in text and '"--queues", "publish,maintenance"' in text
+    assert '"--queues", "analytics,readiness"' in text and '"--queues", "publish,maintenance"' in text
     assert text.count("healthcheck:") >= 10 and "rs.initiate" in text and "--replSet" in text
 
 

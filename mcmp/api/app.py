@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from mcmp.api import admission, problems
-from mcmp.api.routes import accounts, analytics, health, posts, stats
+from mcmp.api.routes import accounts, analytics, health, posts, readiness, stats
 from mcmp.config import get_settings
 
 API_VERSION = "1.0.0"
@@ -40,7 +40,7 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     admission.install(app, get_settings().api_max_body_bytes)
-    for module in (health, posts, accounts, analytics, stats):
+    for module in (health, readiness, posts, accounts, analytics, stats):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -67,4 +67,7 @@ def render() -> bytes:
     backlog = CollectorRegistry()
     backlog.register(BacklogCollector())
     backlog.register(FleetCollector())
+    from mcmp.api.readiness_metrics import PostsAtRiskCollector
+
+    backlog.register(PostsAtRiskCollector())
     return base + generate_latest(backlog)

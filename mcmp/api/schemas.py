@@ -85,6 +85,16 @@ class OperationOut(Model):
 
 
 # --- accounts -------------------------------------------------------------------------------
+class AccountRiskOut(Model):
+    reason: str = Field(
+        description="no_refresh_token | refresh_failed | grant_revoked | not_connected | no_token"
+    )
+    message: str
+    firstPostId: str
+    firstPostAt: datetime
+    posts: int = Field(description="Scheduled posts of this account that would fail")
+
+
 class AccountOut(Model):
     id: str
     clientId: str
@@ -96,6 +106,7 @@ class AccountOut(Model):
     hasAccessToken: bool
     hasRefreshToken: bool
     authError: str | None = None
+    atRisk: AccountRiskOut | None = None  # only with ?atRisk=true: the first post it would fail
 
 
 class AccountPage(Model):
@@ -163,3 +174,51 @@ class QueueStats(Model):
 
 def utc(value: Any) -> datetime | None:
     return as_utc(value) if isinstance(value, datetime) else None
+
+
+# --- readiness --------------------------------------------------------------------------------
+class ReadinessProblemOut(Model):
+    field: str
+    code: str = Field(description="Stable problem code (docs/frontend-contract.md lists each)")
+    message: str
+    reason: str | None = Field(None, description="Why an account problem cannot fix itself (at-risk reason)")
+
+
+class PlatformReadinessOut(Model):
+    ok: bool
+    problems: list[ReadinessProblemOut]
+
+
+class ReadinessOut(Model):
+    checkedAt: datetime | None = Field(
+        None, description="When the stored verdict was written; null when computed for this answer"
+    )
+    ok: bool
+    scheduleTime: datetime | None = Field(
+        None, description="The instant checked against (a queued post's next slot)"
+    )
+    platforms: dict[str, PlatformReadinessOut]
+
+
+class PostReadinessOut(ReadinessOut):
+    postId: str
+    status: str | None = None
+    watched: bool = Field(
+        description="Approved or scheduled for later: re-checked whenever it or its account changes"
+    )
+    source: Literal["stored", "computed"] = Field(
+        description="stored: the post's mcmpReadiness judged its latest version; computed: checked now, not stored"
+    )
+
+
+class DraftIn(BaseModel):
+    """A post as the frontend would store it; unknown fields are accepted (and ignored if unused)."""
+
+    model_config = ConfigDict(extra="allow")
+    clientId: str = Field(min_length=1, max_length=64)
+    title: str | None = Field(None, max_length=100_000)
+    body: str | None = Field(None, max_length=500_000)
+    platforms: list[str] = Field(default_factory=list, max_length=20)
+    assetUrls: list[str] = Field(default_factory=list, max_length=50)
+    scheduleTime: AwareDatetime | None = Field(None, description="Default: checked as if due now")
+    campaignId: str | None = Field(None, max_length=64)

@@ -133,7 +133,7 @@ class Stack:
         if self.config_path is not None:
             self.config_path.unlink(missing_ok=True)
         groups = [
-            ["api", "flower", "beat", "dispatcher"],
+            ["api", "flower", "beat", "dispatcher", "readiness"],
             ["worker"],
             ["mongo", "redis"],
         ]
@@ -497,6 +497,9 @@ def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
     write_config(stack.config_path, shared)
     mcmp = [sys.executable, "-m", "mcmp.cli"]
     stack.spawn("worker", [*mcmp, "worker", "-c", "2"], env)
+    # readiness checks of future posts: their own process, never a publishing worker's time
+    readiness = ["worker", "-Q", "readiness", "-c", "1", "--pool", "threads", "-n", "readiness@%h"]
+    stack.spawn("readiness", [*mcmp, *readiness], env)
     stack.spawn("dispatcher", [*mcmp, "dispatcher"], env)
     stack.spawn("beat", [*mcmp, "beat"], env)  # token refresh, analytics planning, posting windows
     stack.spawn("api", [*mcmp, "api"], env)

@@ -214,6 +214,16 @@ class Settings(BaseSettings):
     # An analytics task waits at most this long for the request budget, else it is re-planned.
     analytics_max_wait_seconds: float = Field(default=20.0, ge=0)
 
+    # Readiness (mcmp/worker/readiness): future posts checked ahead on the ``readiness`` queue.
+    readiness_interval_seconds: float = Field(default=1.0, gt=0)  # beat sends a pass this often
+    # Scheduled posts are checked once more when they come this close to their time.
+    readiness_lead_seconds: float = Field(default=3600.0, ge=0)
+    # Each pass re-reads changes this far behind its cursor (writers' clocks differ a little).
+    readiness_scan_overlap_seconds: float = Field(default=5.0, ge=0)
+    readiness_tenant_share: int = Field(default=200, gt=0)  # posts of one client per pass
+    readiness_concurrency: int = Field(default=4, gt=0, le=64)  # clients checked side by side
+    readiness_pass_seconds: float = Field(default=20.0, gt=0)  # a pass stops checking after this
+
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, gt=0, lt=65536)

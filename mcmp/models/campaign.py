@@ -8,7 +8,11 @@ from mcmp.models.base import TimestampedDocument
 
 
 class Campaign(TimestampedDocument):
-    meta = {"collection": "campaigns", "strict": False, "indexes": ["client_id"]}
+    meta = {
+        "collection": "campaigns",
+        "strict": False,
+        "indexes": ["client_id", "updated_at"],  # updated_at: readiness's changed-campaigns scan
+    }
 
     client_id = StringField(db_field="clientId", required=True)
     name = StringField(required=True)

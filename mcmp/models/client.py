@@ -36,7 +36,12 @@ class PostingWindow(EmbeddedDocument):
 
 
 class Client(TimestampedDocument):
-    meta = {"collection": "clients", "strict": False, "indexes": [{"fields": ["slug"], "unique": True}]}
+    meta = {
+        "collection": "clients",
+        "strict": False,
+        # updated_at: readiness's changed-clients scan
+        "indexes": [{"fields": ["slug"], "unique": True}, "updated_at"],
+    }
 
     name = StringField(required=True)
     slug = StringField()

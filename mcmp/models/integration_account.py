@@ -17,7 +17,7 @@ class IntegrationAccount(TimestampedDocument):
     meta = {
         "collection": "integrationaccounts",
         "strict": False,
-        "indexes": ["client_id", ("client_id", "platform")],
+        "indexes": ["client_id", ("client_id", "platform"), "updated_at"],  # updated_at: readiness's scan
     }
 
     client_id = StringField(db_field="clientId", required=True)

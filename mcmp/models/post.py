@@ -48,6 +48,8 @@ class Post(TimestampedDocument):
             # due string scheduleTimes (mcmp.models.schedule): only unexpanded posts with a
             # string time carry the field, so date posts never pay for this index
             {"fields": ["schedule_at"], "sparse": True},
+            # readiness (mcmp/worker/readiness/scan.py): what changed since its cursor, O(changed)
+            "updated_at",
         ],
     }
 

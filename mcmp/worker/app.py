@@ -34,6 +34,7 @@ def create_app() -> Celery:
             "mcmp.analytics.*": {"queue": "analytics"},
             "mcmp.maintenance.*": {"queue": "maintenance"},
             "mcmp.tokens.*": {"queue": "maintenance"},
+            "mcmp.readiness.*": {"queue": "readiness"},  # its own workers: never a publisher's time
         },
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=max(1, settings.task_time_limit_seconds - 30),
@@ -56,6 +57,12 @@ def create_app() -> Celery:
             "mcmp.analytics.plan": {
                 "task": "mcmp.analytics.plan",
                 "schedule": settings.analytics_plan_interval_seconds,
+            },
+            "mcmp.readiness.pass": {
+                "task": "mcmp.readiness.pass",
+                "schedule": settings.readiness_interval_seconds,
+                # passes a busy readiness worker could not start in time are dropped, not piled up
+                "options": {"expires": max(5.0, 5 * settings.readiness_interval_seconds)},
             },
             "mcmp.tokens.refresh_due": {
                 "task": "mcmp.tokens.refresh_due",

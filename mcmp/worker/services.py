@@ -374,7 +374,12 @@ def store_token(
     now = utcnow()
     update: dict[str, Any] = {
         "$set": {"accessToken": access, "status": "connected", "updatedAt": now},
-        "$unset": {"metadata.authError": "", "metadata.authErrorAt": ""},
+        "$unset": {
+            "metadata.authError": "",
+            "metadata.authErrorAt": "",
+            "metadata.refreshError": "",
+            "metadata.refreshErrorAt": "",
+        },
     }
     if refresh is not None:
         update["$set"]["refreshToken"] = refresh
@@ -501,3 +506,37 @@ def operator_report(now: datetime | None = None) -> Report:
     from mcmp.worker import ops_status
 
     return ops_status.report(now)
+
+
+# --- readiness (mcmp.worker.readiness): checked ahead, nothing published, nothing stored here ----
+
+
+def post_readiness(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The post's readiness verdict (stored, or computed now when the stored one is older)."""
+    from mcmp.worker.readiness import report
+
+    found = report.post_readiness(canonical(post_id, "post"), scope)
+    if found is None:
+        raise NotFound(f"post {post_id} not found")
+    return found
+
+
+def validate_draft(draft: Mapping[str, Any]) -> dict[str, Any]:
+    """A draft's payload checked as if scheduled as it stands (no write, no platform call)."""
+    from mcmp.worker.readiness import report
+
+    return report.validate_draft(draft)
+
+
+def accounts_at_risk(scope: Mapping[str, Any], limit: int = 200) -> list[dict[str, Any]]:
+    """Accounts whose token will fail one of their scheduled posts: reason, first post and when."""
+    from mcmp.worker.readiness import report
+
+    return report.at_risk(scope, limit)
+
+
+def posts_at_risk() -> dict[tuple[str, str], int]:
+    """Scheduled posts that would fail because of their account, by (platform, reason), all tenants."""
+    from mcmp.worker.readiness import report
+
+    return dict(report.posts_at_risk())

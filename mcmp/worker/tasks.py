@@ -184,3 +184,18 @@ def analytics_backfill(job_id: str) -> dict[str, object]:
     from mcmp.worker.analytics.backfill import run_job
 
     return run_job(job_id).as_dict()
+
+
+@functools.cache
+def _readiness() -> Any:
+    """One readiness runner per worker process (its Redis client and scripts are reused)."""
+    from mcmp.worker.readiness.scan import Readiness
+
+    return Readiness()
+
+
+@app.task(name="mcmp.readiness.pass", send_events=False, ignore_result=True)
+def readiness_pass() -> dict[str, int]:
+    """Check the future posts that changed (or whose account, campaign or client did); publish nothing."""
+    stats = _readiness().run()
+    return {"marked": stats.marked, "checked": stats.checked, "written": stats.written}

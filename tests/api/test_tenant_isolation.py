@@ -18,6 +18,7 @@ FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()
 # (method, path) → (which tenant-B id fills the path parameter, a valid body)
 REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/v1/posts/{post_id}"): ("post", None),
+    ("GET", "/v1/posts/{post_id}/readiness"): ("post", None),
     ("POST", "/v1/posts/{post_id}/retry"): ("post", {"platform": "website"}),
     ("POST", "/v1/posts/{post_id}/cancel"): ("post", {}),
     ("POST", "/v1/posts/{post_id}/reschedule"): ("post", {"scheduleTime": FUTURE}),

@@ -6,6 +6,8 @@
 //                                         prints {"indexes": {collection: [index, ...]}}
 //   node frontend.js write <uri> <json>   creates {client, account, posts: [...]} through the
 //                                         models; prints {"client", "account", "posts": [ids]}
+//   node frontend.js edit  <uri> <json>   {post, set}: findById, set the fields, save() — as an
+//                                         editor does; prints {"updatedAt", "stored": the raw document}
 //
 // A post whose scheduleTime is a string is written through a model typing it as a String, as
 // a frontend following the shared IPost interface (scheduleTime?: string) stores it.
@@ -179,12 +181,22 @@ async function write(spec) {
   return { client: String(client._id), account: String(account._id), posts };
 }
 
+async function edit(spec) {
+  const post = await Post.findById(spec.post);
+  post.set(spec.set);
+  await post.save();
+  const stored = await Post.collection.findOne({ _id: post._id });
+  return { updatedAt: post.updatedAt.toISOString(), stored };
+}
+
+const COMMANDS = { init: () => init(), write: (spec) => write(spec), edit: (spec) => edit(spec) };
+
 async function main() {
   const [command, uri, json] = process.argv.slice(2);
   // autoIndex (Mongoose's default) is what creates the schema indexes on init().
   await mongoose.connect(uri, { autoIndex: true, serverSelectionTimeoutMS: 10000 });
   try {
-    const result = command === 'init' ? await init() : await write(JSON.parse(json));
+    const result = await COMMANDS[command](json ? JSON.parse(json) : undefined);
     process.stdout.write(JSON.stringify(result) + '\n');
   } finally {
     await mongoose.disconnect();

@@ -120,3 +120,43 @@ def test_worker_first_then_mongoose_init_succeeds(env, webhook_sim, start_dispat
     assert no_offset["lastError"].startswith("scheduleTime: ")
     assert webhook_sim.state()["posts"][0]["receivedAt"] >= when.timestamp()
     assert db.posts.find_one({"title": "z form"})["scheduleTime"] == text
+
+
+def test_mongoose_save_keeps_the_readiness_verdict_and_the_recheck_sees_the_edit(env, webhook_sim):
+    """The frontend loads a post carrying ``mcmpReadiness``, edits it and ``save()``s it."""
+    import redis
+    from bson import ObjectId
+
+    from mcmp.config import get_settings
+    from mcmp.worker.readiness.scan import Readiness
+
+    uri = env["MCMP_MONGODB_URI"]
+    slug = f"fe-{uuid.uuid4().hex[:6]}"
+    both = {
+        **post("two platforms", datetime.now(UTC) + timedelta(days=2)),
+        "platforms": ["website", "linkedin"],
+    }
+    spec = {
+        "client": {"name": "Ready Co", "slug": slug},
+        "account": website(webhook_sim, slug),
+        "posts": [both],
+    }
+    post_id = ObjectId(frontend("write", uri, spec)["posts"][0])
+    readiness = Readiness(get_settings(), redis.Redis.from_url(env["MCMP_REDIS_URL"]))
+    readiness.run()
+    db = MongoClient(uri, tz_aware=True).get_default_database()
+    before = db.posts.find_one({"_id": post_id})["mcmpReadiness"]
+    assert before["ok"] is False and before["platforms"]["website"]["ok"] is True
+    assert [p["code"] for p in before["platforms"]["linkedin"]["problems"]] == ["account_missing"]
+    # the editor drops LinkedIn and saves: Mongoose keeps our field as it was
+    edited = frontend(
+        "edit", uri, {"post": str(post_id), "set": {"platforms": ["website"], "title": "website only"}}
+    )
+    kept = edited["stored"]["mcmpReadiness"]
+    assert kept["ok"] is False and kept["platforms"]["linkedin"]["problems"][0]["code"] == "account_missing"
+    readiness.run()  # the re-check sees the edit (Mongoose moved updatedAt)
+    after = db.posts.find_one({"_id": post_id})
+    assert after["title"] == "website only" and after["mcmpReadiness"]["ok"] is True
+    assert list(after["mcmpReadiness"]["platforms"]) == ["website"]
+    assert after["mcmpReadiness"]["postUpdatedAt"] == after["updatedAt"]
+    assert after["updatedAt"].isoformat()[:23] == edited["updatedAt"][:23]  # our write never moved it

@@ -141,3 +141,40 @@ def test_website_secrets_do_not_expire(lab_env, db, make_client, make_account):
     assert (
         _open(db.integrationaccounts.find_one({"_id": account["_id"]}), "accessToken") == "dev-webhook-secret"
     )
+
+
+def test_a_refused_refresh_is_remembered_for_readiness_until_a_refresh_succeeds(
+    lab_env, db, make_client, make_account, make_post, monkeypatch
+):
+    """Google refuses our OAuth client: the account says so (``metadata.refreshError``), its post
+    after the expiry is at risk (``refresh_failed``); the next good refresh clears it."""
+    from mcmp.config import reset_settings
+    from mcmp.connectors import registry
+    from mcmp.worker import services
+    from mcmp.worker.accounts import tokens
+
+    client = make_client()
+    account = make_account(
+        client,
+        "google-business",
+        accessToken="gbp-test-old",
+        refreshToken="gbp-test-refresh-1",
+        expiresAt=datetime.now(UTC) + timedelta(minutes=5),
+        externalAccountId="accounts/100/locations/200",
+    )
+    post = make_post(client, ["google-business"], datetime.now(UTC) + timedelta(days=1))
+    monkeypatch.setenv("MCMP_GOOGLE_BUSINESS__APP_SECRET", "")  # the sim answers invalid_client
+    reset_settings()
+    registry.clear_cache()
+    assert tokens.ensure_fresh(_doc(account)).outcome is tokens.Outcome.FAILED
+    stored = db.integrationaccounts.find_one({"_id": account["_id"]})
+    assert "invalid_client" in stored["metadata"]["refreshError"]
+    [risky] = services.accounts_at_risk({"clientId": str(client["_id"])})
+    assert (risky["reason"], risky["firstPostId"]) == ("refresh_failed", str(post["_id"]))
+    monkeypatch.setenv("MCMP_GOOGLE_BUSINESS__APP_SECRET", "gsecret")
+    reset_settings()
+    registry.clear_cache()
+    tokens._r(tokens.get_settings()).delete(tokens.BACKOFF_PREFIX + str(account["_id"]))
+    assert tokens.ensure_fresh(_doc(account)).outcome is tokens.Outcome.REFRESHED
+    assert "refreshError" not in db.integrationaccounts.find_one({"_id": account["_id"]})["metadata"]
+    assert services.accounts_at_risk({"clientId": str(client["_id"])}) == []

@@ -73,7 +73,15 @@ def list_accounts(
     platform: Annotated[str | None, Query(max_length=64)] = None,
     cursor: CursorParam = None,
     limit: LimitParam = 50,
+    at_risk: Annotated[
+        bool,
+        Query(alias="atRisk", description="Only accounts whose token will fail a scheduled post (one page)"),
+    ] = False,
 ) -> AccountPage:
+    if at_risk:
+        from mcmp.api.routes.readiness import at_risk_page
+
+        return at_risk_page(scope, client_id, known_platform(platform, "query.platform"))
     query = scope.query(client_id)
     if known_platform(platform, "query.platform") is not None:
         query["platform"] = platform

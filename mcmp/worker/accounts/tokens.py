@@ -275,6 +275,7 @@ def _refresh_locked(
         metrics.token_refresh(platform, Outcome.FAILED)
         log.error("token refresh of account %s (%s) refused: %s", account.pk, platform, exc.message)
         _back_off(account, settings)
+        _remember_refusal(account, exc.message)
         failed = _fallback(account, f"token refresh failed: {exc.message}")
         return Fresh(Outcome.FAILED, account, failed.credentials, failed.reason)
     except Exception as exc:  # a connector bug: not a revocation
@@ -299,6 +300,16 @@ def _call_with_retries(connector: Connector, credentials: Credentials, budget: f
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _remember_refusal(account: IntegrationAccount, reason: str) -> None:
+    """Record a refused refresh on the account (``metadata.refreshError``): readiness then warns,
+    days ahead, about the posts its token will not live to see. Cleared by the next refresh."""
+    now = utcnow()
+    _collection().update_one(
+        {"_id": account.pk},
+        {"$set": {"metadata.refreshError": reason, "metadata.refreshErrorAt": now, "updatedAt": now}},
+    )
+
+
 def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
     """Write the new token if the account still holds the one that was refreshed."""
     now = utcnow()
@@ -309,7 +320,12 @@ def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
             "metadata.tokenRefreshedAt": now,
             "updatedAt": now,
         },
-        "$unset": {"metadata.authError": "", "metadata.authErrorAt": ""},
+        "$unset": {
+            "metadata.authError": "",
+            "metadata.authErrorAt": "",
+            "metadata.refreshError": "",
+            "metadata.refreshErrorAt": "",
+        },
     }
     if grant.expires_at is not None:
         update["$set"]["expiresAt"] = as_utc(grant.expires_at)
