@@ -6,11 +6,15 @@
   works whatever the environment was when prometheus_client was imported.
 * Without it, the API's own default registry is served.
 * Backlog gauges are computed at scrape time from MongoDB (all tenants): they describe shared
-  state, not a process, so they must not come from any one worker.
+  state, not a process, so they must not come from any one worker. They are counted at most
+  once per ``MCMP_HEALTH_CACHE_SECONDS`` (5 s): scrapes in between get the same figures.
+* With ``MCMP_METRICS_TOKEN`` set, a scrape needs ``Authorization: Bearer <token>``
+  (:func:`authorized`; the route and the worker's metrics server both check it).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from collections.abc import Iterator
@@ -20,17 +24,26 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from mcmp.api.cache import Recent
+from mcmp.config import get_settings
+
 log = logging.getLogger(__name__)
 
 
+_recent = Recent()
+
+
 class BacklogCollector(Collector):
-    """Delivery queue gauges from MongoDB, computed when Prometheus scrapes."""
+    """Delivery queue gauges from MongoDB, computed when Prometheus scrapes (at most every few seconds)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from mcmp.api.routes.stats import queue_stats
 
+        settings = get_settings()
         try:
-            stats = queue_stats({})
+            stats = _recent.get(
+                ("backlog", settings.mongodb_uri), settings.health_cache_seconds, lambda: queue_stats({})
+            )
         except Exception as exc:  # a scrape during a MongoDB outage still returns process metrics
             log.warning("backlog gauges unavailable: %s", type(exc).__name__)
             return
@@ -51,6 +64,15 @@ class BacklogCollector(Collector):
             "Age of the oldest due pending delivery (0 when none)",
             value=stats.oldestDueAgeSeconds or 0.0,
         )
+
+
+def authorized(header: str | None) -> bool:
+    """Does an ``Authorization`` header carry ``MCMP_METRICS_TOKEN`` (always true when it is unset)?"""
+    expected = get_settings().metrics_token.get_secret_value()
+    if not expected:
+        return True
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
 def render() -> bytes:
