@@ -95,7 +95,7 @@ def address_problem(
             return None
     for network, rule in _V4 if address.version == 4 else _V6:
         if address in network:
-            if rule is Rule.RESERVED and network == _V4_COMPATIBLE:
+            if network == _V4_COMPATIBLE and isinstance(address, ipaddress.IPv6Address):
                 return rule, f"the IPv4-compatible form of {_low32(address)}, {_ADDRESS_TEXT[rule]}"
             return rule, _ADDRESS_TEXT[rule]
     if address.is_reserved or not address.is_global:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 
 from mcmp.config import Settings
 from mcmp.config.networks import AllowedNetwork, IPAddress, parse_allowed
@@ -255,7 +262,7 @@ class TenantFetcher:
 
         @retry(
             retry=retry_if_exception_type(_NotSent),
-            stop=stop_after_attempt(max(1, connect_retries)) | (lambda _: whole.expired()),
+            stop=stop_after_attempt(max(1, connect_retries)) | _PastDeadline(whole),
             wait=wait_exponential_jitter(initial=0.2, max=2.0),
             reraise=True,
         )
@@ -399,6 +406,16 @@ class TenantFetcher:
             **changes,
         }
         return TenantFetcher(self.allowed, **values)
+
+
+class _PastDeadline(stop_base):
+    """Stops retrying once the fetch's whole deadline has passed."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.expired()
 
 
 class _NotSent(Exception):
