@@ -6,16 +6,41 @@ have no field here at all, so no route can leak them by accident; only whether o
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from mcmp.models.base import as_utc
+from mcmp.models.base import as_utc, utcnow
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+ISO_WITH_OFFSET = "must be an ISO 8601 date-time string with an offset, e.g. 2025-01-31T09:00:00Z"
+
+
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only a date-time string reaches the parser: pydantic reads ``123`` (or ``"123"``) as a Unix time."""
+    if not isinstance(value, str) or not _ISO_DATE_TIME.fullmatch(value.strip()):
+        raise ValueError(ISO_WITH_OFFSET)
+    return value
+
+
+def _not_future(value: datetime) -> datetime:
+    if value > utcnow():
+        raise ValueError("must not be in the future")
+    return value
+
+
+# An instant the caller wrote: an ISO 8601 string with an offset ("Z" or "+02:00"), nothing else.
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+PastInstant = Annotated[IsoInstant, AfterValidator(_not_future)]
 
 
 # --- health ---------------------------------------------------------------------------------
@@ -74,7 +99,7 @@ class PlatformIn(Model):
 
 
 class RescheduleIn(Model):
-    scheduleTime: AwareDatetime = Field(description="New time, with an offset, in the future")
+    scheduleTime: IsoInstant = Field(description="New time, with an offset, in the future")
 
 
 class OperationOut(Model):
@@ -117,7 +142,7 @@ class AccountPage(Model):
 class TokenIn(Model):
     accessToken: str = Field(min_length=1, max_length=8192)
     refreshToken: str | None = Field(None, min_length=1, max_length=8192)
-    expiresAt: AwareDatetime | None = None
+    expiresAt: IsoInstant | None = Field(None, description="ISO 8601 with an offset; absent = never expires")
 
 
 class TaskOut(Model):
@@ -147,7 +172,7 @@ class CampaignAnalyticsOut(Model):
 
 class BackfillIn(Model):
     clientId: str = Field(min_length=1, max_length=64)
-    since: AwareDatetime
+    since: PastInstant = Field(description="ISO 8601 with an offset, not in the future")
     platform: str | None = Field(None, min_length=1, max_length=64)
 
 

@@ -3,9 +3,11 @@
 **Config file.** ``mcmp dev`` writes ``<data dir>/mcmp.env`` (``export MCMP_…=…`` lines: the
 MongoDB and Redis URIs, the token key, the simulators' base URLs) while it runs, and removes it
 when it stops. Every other ``mcmp`` command reads it, so ``mcmp apikey create`` or ``mcmp
-analytics backfill`` run beside a dev stack reach it with nothing typed. It is found through
-``MCMP_CONFIG`` (a path; empty = read none), else as ``.mcmp/mcmp.env`` in the current
-directory or one above it. Variables already set in the environment win, and a shell that set
+analytics backfill`` run beside a dev stack reach it with nothing typed. It is read from
+``MCMP_CONFIG`` (a path; empty = read none), else from ``.mcmp/mcmp.env`` in the current
+directory only — never from a parent folder, which another user may own — and only its
+``MCMP_*`` variables are honoured (a file that sets ``PATH``, ``PYTHONPATH`` or ``LD_PRELOAD``
+sets nothing). Variables already set in the environment win, and a shell that set
 ``MCMP_MONGODB_URI``, ``MCMP_REDIS_URL`` or ``MCMP_BROKER_URL`` itself is configured already: the
 file is then not read at all (unless ``MCMP_CONFIG`` names it), so a dev stack never captures a
 command pointed elsewhere. The same file can be ``source``d by a shell.
@@ -44,15 +46,12 @@ def console(stderr: bool = False) -> Console:
 
 
 def find_config(start: Path) -> Path | None:
-    """``MCMP_CONFIG`` if set (empty: none), else the nearest ``.mcmp/mcmp.env`` from ``start`` up."""
+    """``MCMP_CONFIG`` if set (empty: none), else ``start/.mcmp/mcmp.env`` when it exists."""
     explicit = os.environ.get(CONFIG_ENV)
     if explicit is not None:
         return Path(explicit) if explicit else None
-    for folder in (start, *start.parents):
-        candidate = folder / DATA_DIR / CONFIG_NAME
-        if candidate.is_file():
-            return candidate
-    return None
+    candidate = start / DATA_DIR / CONFIG_NAME
+    return candidate if candidate.is_file() else None
 
 
 def load_config(start: Path | None = None) -> Path | None:
@@ -67,9 +66,14 @@ def load_config(start: Path | None = None) -> Path | None:
         raise typer.BadParameter(f"{CONFIG_ENV}={path}: no such file")
     from dotenv import dotenv_values
 
+    ignored = []
     for key, value in dotenv_values(path).items():
-        if value is not None:
+        if not key.startswith("MCMP_"):
+            ignored.append(key)
+        elif value is not None:
             os.environ.setdefault(key, value)
+    if ignored:
+        typer.echo(f"warning: {path}: only MCMP_* variables are read; ignored {', '.join(ignored)}", err=True)
     _loaded_from = path
     from mcmp.config import reset_settings
 
@@ -81,13 +85,29 @@ def write_config(path: Path, values: dict[str, str]) -> None:
     """Write ``values`` as ``export KEY='value'`` lines, readable by this module and by a shell (mode 600)."""
     lines = [
         "# Written by `mcmp dev` while it runs (removed when it stops). Every mcmp command started",
-        "# in this folder or below reads it; a shell can `source` it.",
+        "# in the folder holding .mcmp/ reads it (MCMP_* lines only); a shell can `source` it.",
         *(f"export {key}='{value}'" for key, value in values.items()),
     ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_private(path, "\n".join(lines) + "\n")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, from the first byte.
+
+    The file is created 0600 (``O_EXCL`` under a temporary name, so a file planted there is never
+    reused) and renamed over ``path``: no moment exists when another user could open it, and a
+    reader never sees half a file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def redact(uri: str) -> str:

@@ -40,7 +40,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from mcmp.cli.common import CONFIG_NAME, DATA_DIR, console, redact, write_config
+from mcmp.cli.common import CONFIG_NAME, DATA_DIR, console, redact, write_config, write_private
 from mcmp.devstack import (
     embedded_redis_binary,
     embedded_server_command,
@@ -184,8 +184,7 @@ def _secret_file(path: Path, make: Callable[[], str]) -> tuple[str, bool]:
     if path.exists():
         return path.read_text().strip(), False
     value = make()
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    write_private(path, value + "\n")
     return value, True
 
 
@@ -357,8 +356,7 @@ def _demo_key(base: Path, uri: str) -> str:
         if find_active(key) is not None:
             return key
     key = create_key(DEMO_KEY_NAME, all_tenants=True).key
-    path.write_text(key + "\n")
-    path.chmod(0o600)
+    write_private(path, key + "\n")
     return key
 
 

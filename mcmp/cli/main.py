@@ -6,9 +6,12 @@ import os
 import signal
 import threading
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 app = typer.Typer(
     help="MCMP Publisher: exactly-once scheduled publishing.",
@@ -37,10 +40,14 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics of all pool processes on this port")
     ] = None,
+    metrics_address: Annotated[
+        str,
+        typer.Option(help="Address the metrics port listens on (default loopback; 0.0.0.0 for all)"),
+    ] = "127.0.0.1",
 ) -> None:
     """Run a Celery worker (waits for MongoDB and Redis first)."""
     if metrics_port is not None:
-        _serve_multiprocess_metrics(metrics_port)
+        _serve_multiprocess_metrics(metrics_port, metrics_address)
     from mcmp.worker.runtime import bootstrap
 
     settings = bootstrap(wait=True)
@@ -71,8 +78,9 @@ def dispatcher(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve this dispatcher's Prometheus metrics on this port")
     ] = None,
-    metrics_host: Annotated[
-        str, typer.Option(help="Address the metrics port listens on (loopback unless you say otherwise)")
+    metrics_address: Annotated[
+        str,
+        typer.Option(help="Address the metrics port listens on (default loopback; 0.0.0.0 for all)"),
     ] = "127.0.0.1",
 ) -> None:
     """Run a dispatcher loop (any number may run; claims are atomic)."""
@@ -81,9 +89,11 @@ def dispatcher(
 
     bootstrap(wait=True)
     if metrics_port is not None:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY
 
-        start_http_server(metrics_port, addr=metrics_host)
+        from mcmp.cli import metrics_server
+
+        metrics_server.serve(REGISTRY, metrics_address, metrics_port)  # the token, as the worker's
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -175,23 +185,26 @@ def dev(
     run_dev(data_dir=data_dir, demo_posts=demo_posts)
 
 
-def _serve_multiprocess_metrics(port: int) -> None:
+def _serve_multiprocess_metrics(port: int, address: str = "127.0.0.1") -> WSGIServer:
     """Prefork children count in their own processes: aggregate them through PROMETHEUS_MULTIPROC_DIR.
 
     Must run before prometheus_client is imported (it picks its value store at import time).
-    Without the variable, a fresh private directory is used.
+    Without the variable, a fresh private directory is used. Listens on loopback unless
+    ``address`` says otherwise; asks for ``MCMP_METRICS_TOKEN`` as a bearer token when it is set.
     """
     import tempfile
 
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="mcmp-metrics-")
     os.makedirs(path, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    from mcmp.cli.metrics_server import serve
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)
-    start_http_server(port, registry=registry)
+    return serve(registry, address, port)
 
 
 @app.command()

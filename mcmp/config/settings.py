@@ -229,6 +229,11 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, gt=0, lt=65536)
     # Larger request bodies are refused with 413 before they are read.
     api_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # /metrics (API and `mcmp worker --metrics-port`) asks for `Authorization: Bearer <token>`
+    # when set; unset, scrapers need none. /metrics' backlog figures and /v1/health/ready's
+    # checks are computed at most once per this many seconds (callers in between get the last).
+    metrics_token: SecretStr = SecretStr("")
+    health_cache_seconds: float = Field(default=5.0, ge=0)
 
     log_level: str = "INFO"
     log_json: bool = True

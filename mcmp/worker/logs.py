@@ -11,7 +11,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from mcmp.worker.redaction import RedactingFilter
+from mcmp.worker.redaction import RedactingFormatter
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "mcmp_log_context", default=None
@@ -47,12 +47,13 @@ def configure(level: str = "INFO", json_output: bool = True) -> None:
         if isinstance(installed, _Handler):
             root.removeHandler(installed)
     handler = _Handler(sys.__stderr__)  # Celery swaps sys.stderr for a logging proxy
+    formatter: logging.Formatter
     if json_output:
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False))
+        formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", timestamp=False)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(RedactingFormatter(formatter))  # every rendering path sees a redacted copy
     handler.addFilter(ContextFilter())
-    handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("urllib3", "pymongo", "kombu", "amqp", "googleapiclient.discovery_cache"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -113,6 +114,13 @@ def refused(fetch: Callable[[], object]) -> FetchRefused:
             Rule.PRIVATE,
             "the Teredo form of 10.0.0.5, a private address",
         ),
+        # IPv4-compatible IPv6 (::/96, deprecated): whatever the IPv4 inside, refused
+        ("::7f00:1", Rule.RESERVED, "the IPv4-compatible form of 127.0.0.1, a reserved address"),
+        ("::a9fe:a9fe", Rule.RESERVED, "the IPv4-compatible form of 169.254.169.254, a reserved address"),
+        ("::808:808", Rule.RESERVED, "the IPv4-compatible form of 8.8.8.8, a reserved address"),
+        # IETF-reserved IPv6 ranges that Python counts as global
+        ("4000::1", Rule.RESERVED, "a reserved address"),
+        ("e000::1", Rule.RESERVED, "a reserved address"),
     ],
 )
 def test_every_non_public_range_is_refused_by_name(address: str, rule: Rule, text: str) -> None:
@@ -143,7 +151,8 @@ def test_a_name_resolving_inside_is_refused_without_connecting(refusals: list[Ru
     """Any forbidden address among a name's answers refuses it (no address is tried)."""
     fetcher = TenantFetcher(resolver=resolving({"media.example": ["10.0.0.5"]}))
     err = refused(lambda: fetcher.download("http://media.example/x.jpg?sig=secret", what="assetUrls[1]"))
-    assert str(err) == "assetUrls[1]: http://media.example/x.jpg resolves to 10.0.0.5, a private address"
+    # the tenant reads the host and the rule, never the internal address it resolved to
+    assert str(err) == "assetUrls[1]: http://media.example/x.jpg resolves to a private address"
     assert err.rule is Rule.PRIVATE and err.field == "assetUrls[1]"
     # an admitted address beside a forbidden one (loopback admitted here, so a regression that
     # tried the first address would still only reach this machine)
@@ -153,6 +162,38 @@ def test_a_name_resolving_inside_is_refused_without_connecting(refusals: list[Ru
     err = refused(lambda: mixed.request("GET", "https://cdn.example/a.png", what="assetUrls[0]"))
     assert err.rule is Rule.LINK_LOCAL
     assert refusals == [Rule.PRIVATE, Rule.LINK_LOCAL]  # the worker counts these by rule
+
+
+def test_the_tenant_reads_the_rule_and_the_host_and_the_operator_the_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``lastError`` (the error's text) never names the internal address; the worker's log does."""
+    table = {"media.example": ["::ffff:10.0.0.5"], "meta.example": ["169.254.169.254"]}
+    fetcher = TenantFetcher(resolver=resolving(table))
+    with caplog.at_level("WARNING", logger="mcmp.connectors.tenant_fetch"):
+        mapped = refused(lambda: fetcher.download("https://media.example/x.jpg", what="assetUrls[0]"))
+        meta = refused(lambda: fetcher.head("http://meta.example/latest", what="assetUrls[1]"))
+    assert str(mapped) == "assetUrls[0]: https://media.example/x.jpg resolves to a private address"
+    assert str(meta) == "assetUrls[1]: http://meta.example/latest resolves to a link-local address"
+    assert "10.0.0.5" not in str(mapped) and "169.254" not in str(meta)
+    logged = caplog.text
+    assert "resolved to ::ffff:a00:5, the IPv4-mapped form of 10.0.0.5, a private address" in logged
+    assert "resolved to 169.254.169.254" in logged
+
+
+def test_a_failed_lookup_names_the_host_and_keeps_the_resolver_words_in_our_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def failing(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        raise OSError(-2, "Name or service not known (search corp.internal via 10.1.0.2)")
+
+    fetcher = TenantFetcher(resolver=failing)
+    with caplog.at_level("WARNING"), pytest.raises(RetryableError) as err:
+        fetcher.request("GET", "https://gone.example/x", what="assetUrls[0]", connect_retries=1)
+    assert str(err.value) == (
+        "assetUrls[0]: network error before the site answered (gone.example could not be resolved)"
+    )
+    assert "corp.internal via 10.1.0.2" in caplog.text
 
 
 def test_schemes_credentials_and_garbage_are_refused(servers, refusals: list[Rule]) -> None:
@@ -174,7 +215,7 @@ def test_the_unspecified_address_is_refused_even_with_loopback_allowed(servers) 
     fetcher = TenantFetcher(["127.0.0.0/8"])
     err = refused(lambda: fetcher.download(f"http://0.0.0.0:{server.port}/x.jpg", what="assetUrls[0]"))
     assert str(err) == (
-        f"assetUrls[0]: http://0.0.0.0:{server.port}/x.jpg resolves to 0.0.0.0, an unspecified address"
+        f"assetUrls[0]: http://0.0.0.0:{server.port}/x.jpg resolves to an unspecified address"
     )
     assert server.connections == 0
 
@@ -203,13 +244,34 @@ def test_a_redirect_to_a_refused_address_is_refused_at_that_hop(servers, refusal
     err = refused(lambda: fetcher.download(hop, what="assetUrls[2]"))
     assert str(err) == (
         f"assetUrls[2]: {hop} redirected to http://127.0.0.1:{inside.port}/secret.jpg, "
-        "which resolves to 127.0.0.1, a loopback address"
+        "which resolves to a loopback address"
     )
     assert refused(lambda: fetcher.head(allowed.base + "/zero", what="a")).rule is Rule.UNSPECIFIED
     err = refused(lambda: fetcher.request("GET", allowed.base + "/file", what="a"))
     assert err.rule is Rule.SCHEME and "redirected to file://" in str(err)
     assert inside.connections == 0 and allowed.connections == 3
     assert refusals == [Rule.LOOPBACK, Rule.UNSPECIFIED, Rule.SCHEME]
+
+
+def test_a_redirect_from_https_to_plain_http_is_refused(servers, tmp_path: Path) -> None:
+    server_ctx, client_ctx = _certificate(tmp_path, "media.test")
+    secure, plain = servers(tls=server_ctx), servers()
+    plain.add("/x.jpg", Route("serve", "image/jpeg", JPEG))
+    secure.add("/x.jpg", Route("redirect", location=f"http://127.0.0.1:{plain.port}/x.jpg"))
+    secure.add("/ok.jpg", Route("serve", "image/jpeg", JPEG))
+    secure.add("/same.jpg", Route("redirect", location="/ok.jpg"))
+    fetcher = TenantFetcher(
+        ["127.0.0.0/8"], resolver=resolving({"media.test": ["127.0.0.1"]}), ssl_context=client_ctx
+    )
+    start = f"https://media.test:{secure.port}"
+    err = refused(lambda: fetcher.download(f"{start}/x.jpg", what="assetUrls[0]"))
+    assert err.rule is Rule.SCHEME
+    assert str(err) == (
+        f"assetUrls[0]: {start}/x.jpg redirected to http://127.0.0.1:{plain.port}/x.jpg, "
+        "which leaves https for plain http"
+    )
+    assert plain.connections == 0
+    assert fetcher.download(f"{start}/same.jpg", what="assetUrls[0]").content == JPEG  # https → https
 
 
 def test_at_most_three_redirects_are_followed(servers) -> None:
@@ -400,3 +462,42 @@ def test_answers_are_capped_and_a_lost_answer_to_a_write_is_ambiguous(servers) -
     assert refused(lambda: fetcher.request("GET", url, what="w", max_bytes=4096)).rule is Rule.TOO_LARGE
     with pytest.raises(AmbiguousError, match="larger than"):
         fetcher.request("POST", url, what="w", content=b"{}", max_bytes=4096)
+
+
+# --- DNS inside the deadline --------------------------------------------------------------------
+@pytest.fixture
+def slow_dns() -> Iterator[Callable[[str, int], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]]:
+    """A resolver that answers only when the test ends (a name server that does not answer)."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        calls.append(host)
+        release.wait(60)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    resolve.calls = calls  # type: ignore[attr-defined]
+    yield resolve
+    release.set()
+
+
+def test_a_lookup_that_hangs_ends_within_the_connect_timeout(slow_dns) -> None:
+    fetcher = TenantFetcher(["127.0.0.0/8"], resolver=slow_dns, connect_timeout=0.5, total_timeout=30)
+    started = time.monotonic()
+    with pytest.raises(RetryableError, match=r"slow\.example did not resolve within 0\.5 s"):
+        fetcher.request("GET", "http://slow.example/x", what="assetUrls[0]", connect_retries=1)
+    assert time.monotonic() - started < 5  # not the 60 s the name server takes
+
+
+def test_lookups_and_their_retries_count_inside_the_fetch_deadline(slow_dns) -> None:
+    """The whole fetch, every retry's lookup included, ends at its total deadline."""
+    fetcher = TenantFetcher(["127.0.0.0/8"], resolver=slow_dns, connect_timeout=5, total_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(RetryableError, match="slow.example did not resolve within"):
+        fetcher.request("GET", "http://slow.example/x", what="assetUrls[0]", connect_retries=3)
+    assert time.monotonic() - started < 4  # not 3 tries x 5 s
+    with pytest.raises(RetryableError):
+        fetcher.head("http://slow.example/x", what="assetUrls[0]")
+    with pytest.raises(RetryableError):
+        fetcher.download("http://slow.example/x.jpg", what="assetUrls[0]")
+    assert time.monotonic() - started < 8

@@ -46,14 +46,14 @@ def test_unreachable_mongodb_or_redis_is_one_line_within_5_seconds(env, tmp_path
     assert seconds < 5
 
 
-def test_commands_read_the_dev_config_file_found_above_the_working_directory(env, tmp_path):
+def test_commands_read_the_dev_config_file_of_the_working_directory(env, tmp_path):
+    """Only ./.mcmp/mcmp.env (parent folders: tests/ops/test_config_file.py)."""
     data = tmp_path / ".mcmp"
     data.mkdir()
     (data / "mcmp.env").write_text(
         f"export MCMP_MONGODB_URI='{env['MCMP_MONGODB_URI']}'\nexport MCMP_REDIS_URL='{env['MCMP_REDIS_URL']}'\n"
     )
-    below = tmp_path / "src" / "app"
-    below.mkdir(parents=True)
+    below = tmp_path  # where `mcmp dev` runs
     done, _ = _run(["apikey", "create", "from-file", "--all-tenants"], _clean_env(env), below)
     assert done.returncode == 0, done.stderr
     key = done.stdout.strip().splitlines()[-1]

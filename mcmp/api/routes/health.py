@@ -1,5 +1,9 @@
 """Liveness, readiness and Prometheus metrics (no API key: probes and scrapers have none).
 
+Readiness and the backlog figures of ``/metrics`` are computed at most once per
+``MCMP_HEALTH_CACHE_SECONDS`` (:mod:`mcmp.api.cache`); ``/metrics`` asks for a bearer token
+when ``MCMP_METRICS_TOKEN`` is set.
+
 Readiness fails (503 problem) when MongoDB or Redis does not answer: without them the API can
 serve nothing. Whether a Celery worker answers a ping is *reported* but does not fail
 readiness: the API's job (reads, and enqueueing work that waits safely in Redis) does not need
@@ -12,15 +16,17 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from mcmp.api.metrics import render
+from mcmp.api.cache import Recent
+from mcmp.api.metrics import authorized, render
 from mcmp.api.problems import ApiProblem, responses
 from mcmp.api.schemas import Liveness, Readiness
 from mcmp.config import get_settings
 from mcmp.worker import services
 
 router = APIRouter(tags=["health"])
+_recent = Recent()
 
 
 @router.get("/v1/health/live", response_model=Liveness, summary="The process is up")
@@ -45,6 +51,14 @@ def _mongo_probe(uri: str) -> Any:
 def ready(
     worker_timeout: Annotated[float, Query(alias="workerTimeout", ge=0, le=1)] = 0.5,
 ) -> Readiness:
+    settings = get_settings()
+    key = ("ready", settings.mongodb_uri, settings.redis_url, round(worker_timeout, 1))
+    result: Readiness = _recent.get(key, settings.health_cache_seconds, lambda: _check(worker_timeout))
+    return result
+
+
+def _check(worker_timeout: float) -> Readiness:
+    """Ping MongoDB and Redis (and count answering workers): the figures ``ready`` keeps a few seconds."""
     import redis
     from pymongo.errors import PyMongoError
 
@@ -70,9 +84,14 @@ def ready(
         200: {
             "content": {"text/plain": {"schema": {"type": "string"}}},
             "description": "Prometheus text format",
-        }
+        },
+        **responses(401),
     },
     summary="Prometheus metrics",
 )
-def metrics() -> Response:
+def metrics(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
+    if not authorized(authorization):
+        raise ApiProblem(
+            401, "unauthorized", "this /metrics needs Authorization: Bearer <MCMP_METRICS_TOKEN>"
+        )
     return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")

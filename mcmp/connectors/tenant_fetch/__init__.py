@@ -6,22 +6,26 @@ by client users, while the worker runs inside a private network. A URL pointing 
 by the worker and, for media, uploaded to a public page. So every fetch of such a URL here:
 
 * accepts only ``http``/``https`` URLs without credentials in them;
-* resolves the host once, through an injectable :data:`Resolver`, and refuses it when any of
-  its addresses is unspecified, loopback, private, link-local, shared (CGNAT), multicast,
-  reserved or IPv6 unique-local — or an IPv4-mapped, IPv4-translated, 6to4, NAT64 or Teredo form
-  of one — unless ``MCMP_FETCH_ALLOWED_NETWORKS`` admits it;
+* resolves the host once, through an injectable :data:`Resolver` given at most the connect
+  timeout and what is left of the fetch's deadline, and refuses it when any of its addresses is
+  unspecified, loopback, private, link-local, shared (CGNAT), multicast, reserved (anything
+  ``is_reserved``, and every IPv4-compatible ``::/96`` address) or IPv6 unique-local — or an
+  IPv4-mapped, IPv4-translated, 6to4, NAT64 or Teredo form of one — unless
+  ``MCMP_FETCH_ALLOWED_NETWORKS`` admits it;
 * connects to the very address it checked (no second lookup, so DNS rebinding cannot swap it),
   while the ``Host`` header, the TLS server name (SNI) and the certificate check keep the URL's
   host name;
-* checks every redirect hop again (at most :data:`MAX_REDIRECTS`; writes never follow one);
+* checks every redirect hop again (at most :data:`MAX_REDIRECTS`, never from https to plain
+  http; writes never follow one);
 * bounds connect, read and **total** time (every socket read is cut at the deadline, so a server
   dripping a byte a second cannot hold a worker), and counts body bytes while streaming, whatever
   ``Content-Length`` says;
 * for media, checks the bytes' signature against the declared type (an HTML page served as
   ``image/jpeg`` is refused).
 
-A refusal raises :class:`FetchRefused`, a ``ValidationError`` naming the item and the rule
-(``assetUrls[1]: https://cdn.example/x.jpg resolves to 10.0.0.5, a private address``), so the
+A refusal raises :class:`FetchRefused`, a ``ValidationError`` naming the item, the host and the
+rule (``assetUrls[1]: https://cdn.example/x.jpg resolves to a private address``: what the tenant
+reads in ``lastError``; the address it resolved to is in the worker's log only), so the
 delivery fails permanently without a retry loop; the observer installed with
 :func:`set_refusal_observer` (the worker's Prometheus counter) is told the rule. Nothing is sent
 to a refused address: every check happens before connecting.

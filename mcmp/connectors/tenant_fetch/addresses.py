@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from mcmp.config.networks import AllowedNetwork, IPAddress, IPNetwork
@@ -43,6 +44,7 @@ _V4 = _nets(
 _V6 = _nets(
     ("::/128", Rule.UNSPECIFIED),
     ("::1/128", Rule.LOOPBACK),
+    ("::/96", Rule.RESERVED),  # IPv4-compatible (deprecated, RFC 4291): ::7f00:1, ::a9fe:a9fe
     ("fc00::/7", Rule.UNIQUE_LOCAL),
     ("fe80::/10", Rule.LINK_LOCAL),
     ("fec0::/10", Rule.PRIVATE),  # deprecated site-local
@@ -69,6 +71,7 @@ _EMBEDDED: tuple[tuple[IPNetwork, str, Callable[[ipaddress.IPv6Address], ipaddre
     (ipaddress.ip_network("2002::/16"), "6to4", _sixtofour),
 )
 _TEREDO = ipaddress.ip_network("2001::/32")
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 def address_problem(
@@ -92,10 +95,43 @@ def address_problem(
             return None
     for network, rule in _V4 if address.version == 4 else _V6:
         if address in network:
+            if network == _V4_COMPATIBLE and isinstance(address, ipaddress.IPv6Address):
+                return rule, f"the IPv4-compatible form of {_low32(address)}, {_ADDRESS_TEXT[rule]}"
             return rule, _ADDRESS_TEXT[rule]
-    if not address.is_global:
+    if address.is_reserved or not address.is_global:
         return Rule.RESERVED, _ADDRESS_TEXT[Rule.RESERVED]
     return None
+
+
+def rule_text(rule: Rule) -> str:
+    """What a rule refuses, without any address (``a private address``): the tenant-visible words."""
+    return _ADDRESS_TEXT.get(rule, rule.value)
+
+
+def resolve_within(resolver: Resolver, host: str, port: int, timeout: float) -> list[IPAddress]:
+    """``resolver(host, port)`` given at most ``timeout`` seconds; ``TimeoutError`` after that.
+
+    ``getaddrinfo`` has no timeout of its own (the system's can be 5 s times each nameserver and
+    attempt), so it runs in a daemon thread of its own: a slow name server costs the fetch that
+    asked, inside its deadline, and never holds a shared pool that other tenants' fetches need.
+    """
+    answer: list[IPAddress] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            answer.extend(resolver(host, port))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=lookup, name=f"mcmp-dns {host}", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if thread.is_alive():
+        raise TimeoutError(f"{host} did not resolve within {timeout:.3g} s")
+    if failure:
+        raise failure[0]
+    return answer
 
 
 def system_resolver(host: str, port: int) -> list[IPAddress]:

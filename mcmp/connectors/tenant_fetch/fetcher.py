@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import ssl
 import time
@@ -11,14 +12,26 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 
 from mcmp.config import Settings
 from mcmp.config.networks import AllowedNetwork, IPAddress, parse_allowed
 from mcmp.connectors.errors import AmbiguousError, PermanentError, RetryableError
-from mcmp.connectors.tenant_fetch.addresses import Resolver, address_problem, system_resolver
+from mcmp.connectors.tenant_fetch.addresses import (
+    Resolver,
+    address_problem,
+    resolve_within,
+    rule_text,
+    system_resolver,
+)
 from mcmp.connectors.tenant_fetch.media import Media, MediaStream, media_type
 from mcmp.connectors.tenant_fetch.refusals import MB, FetchRefused, Rule, refused, show, size_text
 from mcmp.connectors.tenant_fetch.transport import (
@@ -27,11 +40,13 @@ from mcmp.connectors.tenant_fetch.transport import (
     AddressRefused,
     Deadline,
     GuardedBackend,
+    NotResolved,
     PinnedTransport,
     ssl_context,
     transport_error,
 )
 
+log = logging.getLogger(__name__)
 MAX_REDIRECTS = 3
 MAX_ANSWER_BYTES = MB  # a webhook's or WordPress' JSON answer
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -108,25 +123,35 @@ class TenantFetcher:
         return cls(settings.fetch_allowed, **values)
 
     # --- checks ---------------------------------------------------------------------------------
-    def checked_addresses(self, host: str, port: int) -> list[IPAddress]:
-        """The addresses of ``host``, resolved once; ``AddressRefused`` if any may not be reached."""
+    def checked_addresses(self, host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
+        """The addresses of ``host``, resolved once within ``timeout`` (default: the connect
+        timeout); ``AddressRefused`` if any may not be reached."""
         try:
             addresses = [ipaddress.ip_address(host.strip("[]"))]
         except ValueError:
+            limit = self.connect_timeout if timeout is None else timeout
             try:
-                addresses = list(self.resolver(host, port))
+                addresses = resolve_within(self.resolver, host, port, limit)
+            except TimeoutError:
+                raise NotResolved(f"{host} did not resolve within {limit:.3g} s") from None
             except (OSError, UnicodeError) as exc:
-                raise httpcore.ConnectError(f"{host} could not be resolved ({type(exc).__name__})") from None
+                # the resolver's words (which name server, which search domain) stay in our log
+                log.warning("tenant URL host %s could not be resolved: %r", host, exc)
+                raise NotResolved(f"{host} could not be resolved") from None
         for address in addresses:
             problem = address_problem(address, port, self.allowed)
             if problem is not None:
                 raise AddressRefused(host, address, *problem)
         return addresses
 
-    def _check_url(self, url: httpx.URL, what: str, origin: httpx.URL | None) -> None:
+    def _check_url(
+        self, url: httpx.URL, what: str, origin: httpx.URL | None, previous: httpx.URL | None = None
+    ) -> None:
         prefix = f"{show(origin)} redirected to {show(url)}, which" if origin else show(url)
         if url.scheme not in ("http", "https"):
             raise refused(what, f"{prefix} is not an http(s) URL", Rule.SCHEME)
+        if previous is not None and previous.scheme == "https" and url.scheme == "http":
+            raise refused(what, f"{prefix} leaves https for plain http", Rule.SCHEME)
         if url.userinfo:
             raise refused(
                 what, f"{prefix} carries credentials (user:password@), never sent", Rule.CREDENTIALS
@@ -147,6 +172,7 @@ class TenantFetcher:
         read_timeout: float | None = None,
         total_timeout: float | None = None,
         auth: tuple[str, str] | None = None,
+        deadline: Deadline | None = None,
         **build: Any,
     ) -> Iterator[tuple[httpx.Response, Deadline]]:
         try:
@@ -154,7 +180,7 @@ class TenantFetcher:
         except (httpx.InvalidURL, TypeError):
             raise refused(what, "is not a valid URL", Rule.INVALID) from None
         self._check_url(target, what, None)
-        deadline = Deadline(total_timeout or self.total_timeout)
+        deadline = deadline or Deadline(total_timeout or self.total_timeout)
         read = read_timeout or self.read_timeout
         transport = PinnedTransport(
             GuardedBackend(self.checked_addresses, deadline), self._ssl or ssl_context()
@@ -182,7 +208,7 @@ class TenantFetcher:
                     )
                 hops += 1
                 origin = origin or target
-                self._check_url(next_request.url, what, origin)
+                self._check_url(next_request.url, what, origin, request.url)
                 request = next_request
             try:
                 yield response, deadline
@@ -193,7 +219,12 @@ class TenantFetcher:
         self, blocked: AddressRefused, what: str, url: httpx.URL, origin: httpx.URL | None
     ) -> FetchRefused:
         where = f"{show(origin)} redirected to {show(url)}, which" if origin else show(url)
-        return refused(what, f"{where} resolves to {blocked.address}, {blocked.text}", blocked.rule)
+        return refused(
+            what,
+            f"{where} resolves to {rule_text(blocked.rule)}",
+            blocked.rule,
+            internal=f"resolved to {blocked.address}, {blocked.text}",
+        )
 
     # --- public operations -----------------------------------------------------------------------
     def request(
@@ -227,9 +258,13 @@ class TenantFetcher:
         is_write = method not in SAFE_METHODS if write is None else write
         build: dict[str, Any] = {"params": params, "headers": headers, "content": content, "json": json}
 
+        # One deadline for every try: a lookup or connect that failed and was retried still
+        # counts against the fetch's total time.
+        whole = Deadline(total_timeout or self.total_timeout)
+
         @retry(
             retry=retry_if_exception_type(_NotSent),
-            stop=stop_after_attempt(max(1, connect_retries)),
+            stop=stop_after_attempt(max(1, connect_retries)) | _PastDeadline(whole),
             wait=wait_exponential_jitter(initial=0.2, max=2.0),
             reraise=True,
         )
@@ -245,6 +280,7 @@ class TenantFetcher:
                     read_timeout=read_timeout,
                     total_timeout=total_timeout,
                     auth=auth,
+                    deadline=whole,
                     **build,
                 ) as (response, deadline):
                     for hook in self.response_hooks:
@@ -372,6 +408,16 @@ class TenantFetcher:
             **changes,
         }
         return TenantFetcher(self.allowed, **values)
+
+
+class _PastDeadline(stop_base):
+    """Stops retrying once the fetch's whole deadline has passed."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.expired()
 
 
 class _NotSent(Exception):

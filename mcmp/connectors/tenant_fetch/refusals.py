@@ -50,9 +50,16 @@ def set_refusal_observer(observer: Callable[[Rule], None] | None) -> None:
     _observer = observer
 
 
-def refused(what: str, reason: str, rule: Rule) -> FetchRefused:
-    """The error for ``what`` (also logged and told to the observer)."""
-    log.warning("refused a tenant URL (%s): %s: %s", rule.value, what, reason)
+def refused(what: str, reason: str, rule: Rule, internal: str | None = None) -> FetchRefused:
+    """The error for ``what`` (also logged and told to the observer).
+
+    ``reason`` reaches the tenant (``lastError``); ``internal`` (the address a host resolved
+    to) is written to the operator's log only.
+    """
+    if internal:
+        log.warning("refused a tenant URL (%s): %s: %s (%s)", rule.value, what, reason, internal)
+    else:
+        log.warning("refused a tenant URL (%s): %s: %s", rule.value, what, reason)
     if _observer is not None:
         try:
             _observer(rule)

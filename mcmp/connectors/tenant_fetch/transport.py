@@ -21,15 +21,23 @@ from mcmp.config.networks import IPAddress
 from mcmp.connectors.errors import AmbiguousError, RetryableError
 from mcmp.connectors.tenant_fetch.refusals import Rule
 
-Check = Callable[[str, int], list[IPAddress]]
+Check = Callable[[str, int, float], list[IPAddress]]  # host, port, seconds the lookup may take
 
 
 class AddressRefused(Exception):
-    """Raised inside the transport; the fetcher turns it into a FetchRefused naming the URL."""
+    """Raised inside the transport; the fetcher turns it into a FetchRefused naming the URL.
+
+    ``address`` and ``text`` (which may name an embedded IPv4 address) are for the operator's
+    log only; the tenant sees the host and the rule.
+    """
 
     def __init__(self, host: str, address: IPAddress, rule: Rule, text: str) -> None:
         super().__init__(text)
         self.host, self.address, self.rule, self.text = host, address, rule, text
+
+
+class NotResolved(httpcore.ConnectError):
+    """A host name that did not resolve (or not in time); the message is safe for the tenant."""
 
 
 class Deadline:
@@ -94,7 +102,8 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses = self._check(host, port)
+        connect = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        addresses = self._check(host, port, connect)  # the lookup counts inside the deadline
         error: Exception | None = None
         for address in addresses:
             try:
@@ -190,7 +199,9 @@ def transport_error(exc: BaseException, deadline: Deadline, what: str, *, write:
     """A transport failure as the error tree: not sent → retry; sent → ambiguous for a write."""
     name = type(exc).__name__
     detail = f"no complete answer within {deadline.seconds:g} s" if deadline.expired() else name
-    if isinstance(exc, httpcore.ConnectError) and "CERTIFICATE" in str(exc).upper():
+    if isinstance(exc, NotResolved):
+        detail = str(exc)
+    elif isinstance(exc, httpcore.ConnectError) and "CERTIFICATE" in str(exc).upper():
         detail = f"TLS certificate not valid: {str(exc)[:200]}"
     if isinstance(exc, NOT_SENT):
         return RetryableError(f"{what}: network error before the site answered ({detail})")
