@@ -216,6 +216,13 @@ def build() -> Dashboard:
         )
         .with_panel(
             series(
+                "Scheduled posts at risk (token will not last), by platform and reason",
+                "none",
+                query("sum by (platform, reason) (mcmp_posts_at_risk)", "{{platform}} {{reason}}"),
+            )
+        )
+        .with_panel(
+            series(
                 "Token refreshes per hour by platform and outcome",
                 "none",
                 query(
