@@ -24,6 +24,9 @@ class Credentials:
     external_account_id: str | None = None
     account_name: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Built for validation ahead of an attempt (readiness, the API's retry checks): no token was
+    # decrypted, so ``validate`` must not judge the token itself (an empty one is not "too short").
+    secrets_withheld: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,24 @@ def test_retry_runs_the_platforms_own_check_with_the_account_but_no_token(
     db.posts.update_one({"_id": post["_id"]}, {"$set": {"body": "short enough"}})
     r = api.post(f"/v1/posts/{post['_id']}/retry", headers=headers(make_key(post["clientId"])))
     assert r.status_code == 200 and r.json()["platforms"] == ["linkedin"]
+
+
+def test_retrying_a_website_post_is_checked_without_decrypting_its_secret(
+    api, db, make_key, make_client, make_account, make_post
+):
+    """The API's checks carry no token: a website account's strong secret is not judged "0 bytes"."""
+    client = make_client()
+    make_account(
+        client,
+        "website",
+        accessToken="a-webhook-secret-of-32-bytes-len",
+        metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/hook"},
+    )
+    post = _failed_post(db, make_post, client, ["website"], body="Back in stock")
+    key = make_key(str(client["_id"]))
+
+    r = api.post(f"/v1/posts/{post['_id']}/retry", headers=headers(key))
+
+    assert r.status_code == 200 and r.json()["platforms"] == ["website"], r.text
+    delivery = db.deliveries.find_one({"postId": str(post["_id"]), "platform": "website"})
+    assert delivery["state"] == DeliveryState.PENDING

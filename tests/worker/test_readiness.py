@@ -93,7 +93,10 @@ def scenarios(
     }
     db.campaigns.insert_one(campaign)
     make_account(
-        e, "website", accessToken="s", metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"}
+        e,
+        "website",
+        accessToken="a-webhook-secret-of-32-bytes-len",
+        metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"},
     )
     made["e"] = make_post(e, ["website"], when, campaignId=str(campaign["_id"]))
     clean = make_client()
@@ -243,7 +246,7 @@ def test_one_tenants_thousand_changes_do_not_hold_back_another(
         make_account(
             client,
             "website",
-            accessToken="s",
+            accessToken="a-webhook-secret-of-32-bytes-len",
             metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"},
         )
     when = _now() + 2 * DAY
@@ -315,7 +318,10 @@ def test_a_queued_post_is_checked_at_its_next_window_minute(
         timezone="Mars/Base", defaultPostingWindows=[{"dayOfWeek": 1, "start": "09:00", "end": "10:00"}]
     )
     make_account(
-        client, "website", accessToken="s", metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"}
+        client,
+        "website",
+        accessToken="a-webhook-secret-of-32-bytes-len",
+        metadata={"mode": "webhook", "webhookUrl": "http://127.0.0.1:9/h"},
     )
     post = make_post(client, ["website"], None, status="approved", queue=True)
     db.posts.update_one({"_id": post["_id"]}, {"$unset": {"scheduleTime": ""}})

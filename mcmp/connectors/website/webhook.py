@@ -121,7 +121,8 @@ class WebhookPublisher:
 
     def validate(self, content: PostContent, credentials: Credentials) -> None:
         webhook_url(credentials)
-        webhook_secret(credentials)
+        if not credentials.secrets_withheld:
+            webhook_secret(credentials)
         if len(content.body) > MAX_BODY_CHARS:
             raise ValidationError("body", f"longer than {MAX_BODY_CHARS} characters")
 

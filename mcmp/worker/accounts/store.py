@@ -96,4 +96,5 @@ def credentials_without_secrets(account: IntegrationAccount) -> Credentials:
         external_account_id=account.external_account_id,
         account_name=account.account_name,
         metadata=dict(account.metadata or {}),
+        secrets_withheld=True,
     )
