@@ -25,6 +25,7 @@ period), ``…:hot:<scope key>`` (pacing on), ``…:tat:<scope key>`` (next free
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ import redis
 
 from mcmp.config import get_settings
 from mcmp.connectors.usage import UsageReport, set_sink
+from mcmp.connectors.waits import ABSURD_SECONDS, bounded_wait
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +143,15 @@ def block(platform: str, scope: str, account_id: str | None, seconds: float) -> 
 
     Pacing is held after the block for as long as the block itself, at most
     ``PACE_HOLD_SECONDS``: a one-second ``Retry-After`` marks a burst, not a spent budget, and
-    must not slow a Page to the pace for a minute; a regain time of minutes does.
+    must not slow a Page to the pace for a minute; a regain time of minutes does. ``seconds`` is
+    bounded first (:func:`mcmp.connectors.waits.bounded_wait`): a non-finite or absurd value
+    blocks nothing, a long one at most ``MCMP_MAX_RETRY_AFTER_SECONDS``.
     """
+    bounded = bounded_wait(seconds)
+    if bounded is None:
+        log.warning("rate limit: %s %s gave an unusable wait; not blocking on it", platform, scope)
+        return
+    seconds = bounded
     now = time.time()
     hold = min(PACE_HOLD_SECONDS, max(0.0, seconds))
     client().eval(
@@ -165,6 +174,7 @@ def throttled(platform: str, scope: str, account_id: str | None, hint: float | N
     (``ESCALATE_FIRST_SECONDS`` doubling up to ``ESCALATE_MAX_SECONDS``); a throttle met while the
     scope is still blocked (calls that were in flight together) is the same episode.
     """
+    hint = bounded_wait(hint)
     if hint is not None:
         block(platform, scope, account_id, hint)
         return hint
@@ -193,7 +203,7 @@ def blocked_until(platform: str, account_id: str) -> datetime | None:
     pipe.hvals(_key(platform, "app", None))
     pipe.hvals(_key(platform, "account", account_id))
     values = [float(v) for group in pipe.execute() for v in group]
-    latest = max(values, default=0.0)
+    latest = max((v for v in values if math.isfinite(v)), default=0.0)
     if latest <= time.time():
         return None
     return datetime.fromtimestamp(latest, UTC)
@@ -239,14 +249,19 @@ def admit(
     slot, deferred, blocked = float(raw[0]), bool(int(raw[1])), bool(int(raw[2]))
     if slot <= 0:
         return Admission(None)
+    if not math.isfinite(slot) or slot > time.time() + ABSURD_SECONDS:
+        # a block stored before waits were bounded (or by hand): never wait on it
+        log.warning("rate limit: %s account %s has an unusable block; ignoring it", platform, account_id)
+        return Admission(None)
     return Admission(datetime.fromtimestamp(slot, UTC), deferred, blocked)
 
 
 def observe(usage: UsageReport) -> None:
     """Usage sink: a regain time blocks the scope; a nearly spent budget turns pacing on."""
     try:
-        if usage.retry_after is not None and usage.retry_after > 0:
-            block(usage.platform, usage.scope, usage.account_id, usage.retry_after)
+        regain = bounded_wait(usage.retry_after)
+        if regain is not None and regain > 0:
+            block(usage.platform, usage.scope, usage.account_id, regain)
         elif usage.used_pct is not None and usage.used_pct >= PACE_AT_PCT:
             client().set(
                 _sub(usage.platform, "hot", usage.scope, usage.account_id), "1", ex=int(PACE_HOLD_SECONDS)
