@@ -46,8 +46,11 @@ ESCALATE_MAX_SECONDS = 300.0
 ESCALATE_QUIET_SECONDS = 600.0  # no throttle for this long after a block: start short again
 SHORT_WAIT_SECONDS = 1.0  # a slot this close is waited for in the worker instead of deferring
 
+# A stored time that is not a sane epoch second (inf, nan: written before waits were bounded, or
+# by hand) counts as no block at all, in every script.
 _EXTEND = """
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if current ~= current or current > 1e11 then current = 0 end
 local untilv = tonumber(ARGV[2])
 if untilv > current then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -61,7 +64,8 @@ return 1
 # KEYS: block hash, strikes, hot. ARGV: scope field, now, first, cap, quiet, hold.
 _ESCALATE = """
 local now = tonumber(ARGV[2])
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if current ~= current or current > 1e11 then current = 0 end
 if current > now then return tostring(current - now) end
 local n = redis.call('INCR', KEYS[2])
 local secs = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (n - 1))
@@ -83,7 +87,7 @@ local function latest(key)
   local m = 0
   for _, v in ipairs(redis.call('HVALS', key)) do
     local x = tonumber(v)
-    if x and x > m then m = x end
+    if x and x == x and x < 1e11 and x > m then m = x end
   end
   return m
 end
@@ -91,7 +95,8 @@ local app_block = latest(KEYS[1])
 local acct_block = latest(KEYS[2])
 local block = math.max(app_block, acct_block)
 local blocked = block > now and 1 or 0
-local held = tonumber(redis.call('GET', KEYS[7]) or '0')
+local held = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+if held ~= held or held > 1e11 then held = 0 end
 if held > 0 and held >= block then
   if held <= now + short then
     redis.call('DEL', KEYS[7])
@@ -103,8 +108,13 @@ local app_on = app_block > now or redis.call('EXISTS', KEYS[3]) == 1
 local acct_on = acct_block > now or redis.call('EXISTS', KEYS[4]) == 1
 if not app_on and not acct_on then return {'0', 0, 0} end
 local slot = math.max(now, block)
-if app_on then slot = math.max(slot, tonumber(redis.call('GET', KEYS[5]) or '0')) end
-if acct_on then slot = math.max(slot, tonumber(redis.call('GET', KEYS[6]) or '0')) end
+local function sane(key)
+  local x = tonumber(redis.call('GET', key) or '0') or 0
+  if x ~= x or x > 1e11 then return 0 end
+  return x
+end
+if app_on then slot = math.max(slot, sane(KEYS[5])) end
+if acct_on then slot = math.max(slot, sane(KEYS[6])) end
 local ttl = math.ceil(slot - now) + 60
 if app_on then redis.call('SET', KEYS[5], tostring(slot + tonumber(ARGV[3])), 'EX', ttl) end
 if acct_on then redis.call('SET', KEYS[6], tostring(slot + tonumber(ARGV[2])), 'EX', ttl) end
