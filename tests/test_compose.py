@@ -42,6 +42,7 @@ def test_compose_has_every_role_with_a_health_check() -> None:
         "mongo",
         "redis",
         "worker",
+        "long-worker",
         "analytics-worker",
         "dispatcher",
         "beat",
@@ -50,4 +51,5 @@ def test_compose_has_every_role_with_a_health_check() -> None:
     }
     text = (ROOT / "docker-compose.yml").read_text()
     assert '"--queues", "analytics"' in text and '"--queues", "publish,maintenance"' in text
-    assert text.count("healthcheck:") >= 8 and "rs.initiate" in text and "--replSet" in text
+    assert '"--queues", "publish-long"' in text
+    assert text.count("healthcheck:") >= 9 and "rs.initiate" in text and "--replSet" in text

@@ -6,7 +6,9 @@ query reads its posts, one its accounts; the platform calls run concurrently on 
 bulk write (per-operation results: an outcome whose attempt no longer owns its delivery is
 dropped, as one by one) and the posts with another. A slow delivery never holds the others: what
 has finished after ``MCMP_BATCH_RECORD_AFTER_SECONDS`` is recorded, and each straggler records
-itself when it ends, still under its own attempt and its worker's liveness.
+itself when it ends, still under its own attempt and its worker's liveness. Members that take
+long move to the long lane before their platform call (``lanes``); the batch sends them on
+together, and on that lane runs them on its own pool (``MCMP_LONG_LANE_CONCURRENCY``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,17 @@ from mcmp.models.base import as_utc, utcnow
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.logs import log_context
-from mcmp.worker.publishing import delivery_states, post_status
+from mcmp.worker.publishing import delivery_states, lanes, post_status
 from mcmp.worker.publishing.delivery_states import Taken
-from mcmp.worker.publishing.pipeline import Attempt, Outcome, Record, after_commit, commit, run_attempt
+from mcmp.worker.publishing.pipeline import (
+    Attempt,
+    Outcome,
+    Record,
+    after_commit,
+    after_moves,
+    commit,
+    run_attempt,
+)
 from mcmp.worker.publishing.preflight import PostDoc
 
 log = logging.getLogger(__name__)
@@ -38,9 +48,9 @@ MAX_DUE_WAIT_SECONDS = 5.0
 
 
 @lru_cache(maxsize=4)
-def _pool(size: int) -> ThreadPoolExecutor:
-    """One pool per worker process: the bound holds across batches running at once."""
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="publish")
+def _pool(lane: str, size: int) -> ThreadPoolExecutor:
+    """One pool per lane and worker process: the bound holds across batches running at once."""
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix=lane)
 
 
 def publish_batch(
@@ -48,6 +58,7 @@ def publish_batch(
     claim: Mapping[str, Any] | None,
     settings: Settings | None = None,
     on_failed: Callable[[Taken], None] | None = None,
+    lane: str = lanes.FAST,
 ) -> dict[str, int]:
     """Run one attempt of each delivery of a dispatcher batch; returns a count per outcome.
 
@@ -62,17 +73,29 @@ def publish_batch(
         log.error("publish_batch: the claim is missing or garbled; each delivery is tried on its own")
         from mcmp.worker.publishing.pipeline import publish_delivery
 
-        return _count([publish_delivery(i, None, settings) for i in delivery_ids if ObjectId.is_valid(i)])
+        return _count(
+            [publish_delivery(i, None, settings, lane) for i in delivery_ids if ObjectId.is_valid(i)]
+        )
     taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
     if not taken:
         return {}
     posts = _posts(taken)
     accounts = _accounts(taken, posts, settings)
+    token = lanes.new_token()  # the members this batch moves go on together
     attempts = [
-        Attempt(t, settings, posts.get(t.post_id), t.uncertain, accounts.get(_account_key(t, posts)))
+        Attempt(
+            t,
+            settings,
+            posts.get(t.post_id),
+            t.uncertain,
+            accounts.get(_account_key(t, posts)),
+            lane=lane,
+            handoff_token=token,
+        )
         for t in sorted(taken, key=lambda t: t.scheduled_for or utcnow())
     ]
-    pool = _pool(settings.batch_concurrency)
+    size = settings.long_lane_concurrency if lane == lanes.LONG else settings.batch_concurrency
+    pool = _pool(lane, size)
     with ExitStack() as running:
         for attempt_id in {t.attempt_id for t in taken}:
             running.enter_context(
@@ -181,6 +204,7 @@ def _record(
     outcomes: list[Outcome] = []
     settled: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
     errors: dict[str, str] = {}
+    moved: list[tuple[Record, str]] = []
     for (record, attempt), ok in zip(finished, applied, strict=True):
         if not ok:
             if record.settled is not None:
@@ -191,7 +215,9 @@ def _record(
             outcomes.append(Outcome.LOST_LEASE)
             continue
         outcomes.append(record.outcome)
-        if record.settled is not None and attempt.post is not None:
+        if record.outcome is Outcome.MOVED:
+            moved.append((record, attempt.client_id))
+        elif record.settled is not None and attempt.post is not None:
             settled.append((attempt.post, record.settled))  # published: posts settled in bulk
             if record.counted:
                 metrics.delivery_outcome(attempt.platform, record.outcome)
@@ -202,6 +228,7 @@ def _record(
         if record.outcome is Outcome.FAILED and on_failed is not None:
             on_failed(attempt.taken)
     post_status.sync_many(settled, errors)
+    after_moves(moved, finished[0][1].settings)
     return outcomes
 
 
