@@ -58,7 +58,9 @@ FLOWER_USER = "ops"
 PREFERRED_API_PORT = 8080
 PREFERRED_FLOWER_PORT = 5555
 START_TIMEOUT = 90.0
-# The long lane's worker: threads, since its deliveries wait on slow hosts, not on the CPU.
+# The dev stack's workers (benchmarks and tests run exactly these): the publish lane's two
+# processes, and the long lane's worker of threads (its deliveries wait on slow hosts, not the CPU).
+PUBLISH_WORKER_ARGS = ["worker", "-c", "2", "-Q", "publish,analytics,maintenance"]
 LONG_WORKER_ARGS = ["worker", "-Q", "publish-long", "--pool", "threads", "-c", "16", "-n", "long@%h"]
 WORKER_STOP_TIMEOUT = 40.0  # a publish attempt in flight is let finish (bounded by the HTTP timeouts)
 # Tokens each simulator accepts by default (see the simulators' docstrings).
@@ -489,7 +491,7 @@ def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
     mcmp = [sys.executable, "-m", "mcmp.cli"]
     # The publish lane (2 processes) and the long lane: a tenant's slow site or media moves
     # there (mcmp/worker/publishing/lanes.py), off the threads every tenant's due posts need.
-    stack.spawn("worker", [*mcmp, "worker", "-c", "2", "-Q", "publish,analytics,maintenance"], env)
+    stack.spawn("worker", [*mcmp, *PUBLISH_WORKER_ARGS], env)
     stack.spawn("worker-long", [*mcmp, *LONG_WORKER_ARGS], env)
     stack.spawn("dispatcher", [*mcmp, "dispatcher"], env)
     stack.spawn("beat", [*mcmp, "beat"], env)  # token refresh, analytics planning, posting windows
