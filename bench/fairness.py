@@ -30,11 +30,14 @@ import redis
 from bson import ObjectId
 
 from bench.common import Stack, find_in, git_rev, insert_docs, percentile, scheduled_post, stack, wait_settled
-from mcmp.cli.dev import LONG_WORKER_ARGS, PUBLISH_WORKER_ARGS
+from mcmp.cli import dev
 from mcmp.devstack import SimClient, start_simulator
 from mcmp.devstack.media import MediaHost
 from mcmp.worker import liveness
 
+# The dev stack's layout (an older checkout, run with --before, had one worker of 2 processes).
+PUBLISH_WORKER_ARGS: list[str] = getattr(dev, "PUBLISH_WORKER_ARGS", ["worker", "-c", "2"])
+LONG_WORKER_ARGS: list[str] | None = getattr(dev, "LONG_WORKER_ARGS", None)
 QUIET_POSTS = 10
 QUIET_AFTER = 3.0  # B's first post is due this long after A's
 QUIET_SPREAD = 4.5  # ... and its last this much later (3 to 7.5 s)
@@ -113,7 +116,9 @@ def start(workdir: Path, site_latency_ms: float) -> Iterator[Fleet]:
         s.env["MCMP_FACEBOOK__BASE_URL"] = fb_url
         media = MediaHost()
         try:
-            workers = [s.start("worker", *PUBLISH_WORKER_ARGS), s.start("worker-long", *LONG_WORKER_ARGS)]
+            workers = [s.start("worker", *PUBLISH_WORKER_ARGS)]
+            if LONG_WORKER_ARGS is not None:
+                workers.append(s.start("worker-long", *LONG_WORKER_ARGS))
             s.start("dispatcher", "dispatcher")
             deadline = time.monotonic() + 90
             live = redis.Redis.from_url(s.env["MCMP_REDIS_URL"])
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         print(f"# bench/fairness.py @ {git_rev()} — {fleet.s.describe()}")
         print(
-            f"# mcmp dev's workers ({' '.join(PUBLISH_WORKER_ARGS)} | {' '.join(LONG_WORKER_ARGS)}), default "
+            f"# mcmp dev's workers ({' | '.join(' '.join(a) for a in (PUBLISH_WORKER_ARGS, LONG_WORKER_ARGS) if a)}), default "
             f"settings; A: website answering after {args.site_latency_ms / 1000:g} s, {MEDIA_PER_POST} images "
             f"each answering after {args.media_delay:g} s; B: {QUIET_POSTS} Facebook posts due "
             f"{QUIET_AFTER:g}–{QUIET_AFTER + QUIET_SPREAD:g} s after A's"

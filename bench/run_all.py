@@ -43,6 +43,7 @@ FULL: dict[str, list[str]] = {
     "embedded_server": [],
     "media_stream": [],
     "graph_throttle": [],
+    "fairness": [],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -54,6 +55,7 @@ QUICK: dict[str, list[str]] = {
     "embedded_server": ["--rate", "20", "--seconds", "2"],
     "media_stream": ["--size-mib", "64"],
     "graph_throttle": ["--posts", "100", "--per-minute", "60", "--latency-ms", "20"],
+    "fairness": ["--noisy", "0,60"],
 }
 
 
