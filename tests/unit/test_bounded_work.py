@@ -170,3 +170,17 @@ def taken_id(delivery_id: str):
     from bson import ObjectId
 
     return ObjectId(delivery_id)
+
+
+def test_the_apis_retry_checks_run_under_the_same_deadline(website, make_post, media_host, monkeypatch):
+    from mcmp.config import reset_settings
+    from mcmp.worker import services
+
+    monkeypatch.setenv("MCMP_PREFLIGHT_DEADLINE_SECONDS", "1.5")
+    reset_settings()
+    post = make_post(
+        website, ["website"], assetUrls=[media_host.image(f"api{i}.jpg", delay=20) for i in range(3)]
+    )
+    started = time.monotonic()
+    services.check_publishable(str(post["_id"]), {}, ["website"])  # unknown facts refuse nothing
+    assert time.monotonic() - started < 3.0, "an API thread waited on a slow media host past the deadline"
