@@ -132,7 +132,9 @@ def start(workdir: Path, site_latency_ms: float) -> Iterator[Fleet]:
             media.stop()
 
 
-def run(fleet: Fleet, noisy: int, media_delay: float, lead: float = 6.0) -> Outcome:
+def run(
+    fleet: Fleet, noisy: int, media_delay: float, lead: float = 6.0, images: int = MEDIA_PER_POST
+) -> Outcome:
     """Seed both tenants, wait for every post to settle, read lateness, drain time and duplicates."""
     db = fleet.s.db
     fleet.site.reset()
@@ -149,9 +151,7 @@ def run(fleet: Fleet, noisy: int, media_delay: float, lead: float = 6.0) -> Outc
             due,
             title=f"noisy {i}",
             body=f"noisy post {i}",
-            asset_urls=[
-                fleet.media.image(f"{run_id}-{i}-{k}.jpg", delay=media_delay) for k in range(MEDIA_PER_POST)
-            ],
+            asset_urls=[fleet.media.image(f"{run_id}-{i}-{k}.jpg", delay=media_delay) for k in range(images)],
             now=now,
             _id=ObjectId(),
         )
@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noisy", default="0,150,500", help="tenant A's post counts, one run each")
     parser.add_argument("--site-latency-ms", type=float, default=8000.0)
     parser.add_argument("--media-delay", type=float, default=2.5)
+    parser.add_argument(
+        "--images", type=int, default=MEDIA_PER_POST, help="image URLs per post of A (0: a slow site alone)"
+    )
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="mcmp-bench-") as tmp,
@@ -200,13 +203,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"# bench/fairness.py @ {git_rev()} — {fleet.s.describe()}")
         print(
             f"# mcmp dev's workers ({' | '.join(' '.join(a) for a in (PUBLISH_WORKER_ARGS, LONG_WORKER_ARGS) if a)}), default "
-            f"settings; A: website answering after {args.site_latency_ms / 1000:g} s, {MEDIA_PER_POST} images "
+            f"settings; A: website answering after {args.site_latency_ms / 1000:g} s, {args.images} images "
             f"each answering after {args.media_delay:g} s; B: {QUIET_POSTS} Facebook posts due "
             f"{QUIET_AFTER:g}–{QUIET_AFTER + QUIET_SPREAD:g} s after A's"
         )
         print(HEADER, flush=True)
         for count in (int(n) for n in args.noisy.split(",")):
-            print(run(fleet, count, args.media_delay).row(), flush=True)
+            print(run(fleet, count, args.media_delay, images=args.images).row(), flush=True)
     sys.stdout.flush()
 
 

@@ -5,18 +5,20 @@ query reads its posts, one its accounts; the platform calls run concurrently on 
 (started in due order, each no earlier than its own due time); the outcomes are written with one
 bulk write (per-operation results: an outcome whose attempt no longer owns its delivery is
 dropped, as one by one) and the posts with another. A slow delivery never holds the others: what
-has finished after ``MCMP_BATCH_RECORD_AFTER_SECONDS`` is recorded, and each straggler records
-itself when it ends, still under its own attempt and its worker's liveness. Members that take
+has finished after ``MCMP_BATCH_RECORD_AFTER_SECONDS`` is recorded and the task returns its
+process to the lane; each straggler carries on on its own thread (having given its lane slot back,
+``runners``) and records itself when it ends, still under its own attempt and its worker's liveness. Members that take
 long move to the long lane before their platform call (``lanes``); the batch sends them on
 together, and on that lane runs them on its own pool (``MCMP_LONG_LANE_CONCURRENCY``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from contextlib import ExitStack
 from functools import lru_cache
 from typing import Any, cast
@@ -29,7 +31,7 @@ from mcmp.models.base import as_utc, utcnow
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.logs import log_context
-from mcmp.worker.publishing import delivery_states, lanes, post_status
+from mcmp.worker.publishing import delivery_states, lanes, post_status, runners
 from mcmp.worker.publishing.delivery_states import Taken
 from mcmp.worker.publishing.pipeline import (
     Attempt,
@@ -48,9 +50,9 @@ MAX_DUE_WAIT_SECONDS = 5.0
 
 
 @lru_cache(maxsize=4)
-def _pool(lane: str, size: int) -> ThreadPoolExecutor:
-    """One pool per lane and worker process: the bound holds across batches running at once."""
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix=lane)
+def _pool(lane: str, size: int, release_after: float | None) -> runners.Lane:
+    """One per lane and worker process: the bound holds across batches running at once."""
+    return runners.Lane(lane, size, release_after)
 
 
 def publish_batch(
@@ -94,8 +96,10 @@ def publish_batch(
         )
         for t in sorted(taken, key=lambda t: t.scheduled_for or utcnow())
     ]
-    size = settings.long_lane_concurrency if lane == lanes.LONG else settings.batch_concurrency
-    pool = _pool(lane, size)
+    if lane == lanes.LONG:
+        pool = _pool(lane, settings.long_lane_concurrency, None)
+    else:  # a slow member gives its slot back and carries on beside the lane (runners.py)
+        pool = _pool(lane, settings.batch_concurrency, settings.long_delivery_seconds)
     with ExitStack() as running:
         for attempt_id in {t.attempt_id for t in taken}:
             running.enter_context(
@@ -107,11 +111,21 @@ def publish_batch(
         outcomes = _record(finished, on_failed)
         if stragglers:
             log.info("%d slow deliveries of the batch record their own outcome", len(stragglers))
-        for f in stragglers:  # each straggler is written alone, as soon as it ends
-            record = f.result()
-            if record is not None:
-                outcomes.append(_record_one(record, futures[f], on_failed))
+        for f in stragglers:  # each straggler is written alone, as soon as it ends, on its thread
+            f.add_done_callback(functools.partial(_record_later, attempt=futures[f], on_failed=on_failed))
     return _count(outcomes)
+
+
+def _record_later(
+    future: Future[Record | None], attempt: Attempt, on_failed: Callable[[Taken], None] | None
+) -> None:
+    """A straggler's outcome, written when it ends (the batch task has long returned its process)."""
+    try:
+        record = future.result()
+        if record is not None:
+            _record_one(record, attempt, on_failed)
+    except Exception:  # its lease (kept while it ran) hands it on, as after a crash
+        log.exception("could not record a slow delivery's outcome; its lease will hand it on")
 
 
 def _items(delivery_ids: Sequence[str], claim: Mapping[str, Any] | None) -> list[delivery_states.BatchItem]:
@@ -181,11 +195,15 @@ def _run(attempt: Attempt) -> Record | None:
         delay = (due - utcnow()).total_seconds()
         if delay > 0:
             time.sleep(min(delay, MAX_DUE_WAIT_SECONDS))
-    with log_context(
-        delivery_id=str(attempt.taken.id),
-        post_id=attempt.post_id,
-        platform=attempt.platform,
-        attempt=attempt.taken.attempt,
+    with (
+        log_context(
+            delivery_id=str(attempt.taken.id),
+            post_id=attempt.post_id,
+            platform=attempt.platform,
+            attempt=attempt.taken.attempt,
+        ),
+        # its own liveness entry: a straggler outlives its batch task, and its lease is kept
+        liveness.running(f"{attempt.taken.attempt_id}/run", [attempt.taken.id]),
     ):
         try:
             return run_attempt(attempt)
