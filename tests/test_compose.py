@@ -44,6 +44,7 @@ def test_compose_has_every_role_with_a_health_check() -> None:
         "mongo",
         "redis",
         "worker",
+        "long-worker",
         "analytics-worker",
         "dispatcher",
         "beat",
@@ -54,7 +55,8 @@ def test_compose_has_every_role_with_a_health_check() -> None:
     }
     text = (ROOT / "docker-compose.yml").read_text()
     assert '"--queues", "analytics,readiness"' in text and '"--queues", "publish,maintenance"' in text
-    assert text.count("healthcheck:") >= 10 and "rs.initiate" in text and "--replSet" in text
+    assert '"--queues", "publish-long"' in text
+    assert text.count("healthcheck:") >= 11 and "rs.initiate" in text and "--replSet" in text
 
 
 def test_prometheus_and_grafana_get_the_shipped_rules_scrape_config_and_dashboard() -> None:
@@ -84,6 +86,7 @@ def test_prometheus_and_grafana_get_the_shipped_rules_scrape_config_and_dashboar
     assert scrape["rule_files"] == ["alerts.yml"] and "/etc/prometheus/alerts.yml" in prometheus
     jobs = {job["job_name"] for job in scrape["scrape_configs"]}
     assert jobs == {"mcmp-api", "mcmp-worker", "mcmp-dispatcher"}
+    assert all("--metrics-port" in services[name]["command"] for name in ("worker", "long-worker"))
     assert "--metrics-port" in services["worker"]["command"] and "9101" in services["dispatcher"]["command"]
     # Grafana never starts with its default admin password
     assert "GF_SECURITY_ADMIN_PASSWORD" in " ".join(services["grafana"]["entrypoint"])

@@ -59,6 +59,10 @@ FLOWER_USER = "ops"
 PREFERRED_API_PORT = 8080
 PREFERRED_FLOWER_PORT = 5555
 START_TIMEOUT = 90.0
+# The dev stack's workers (benchmarks and tests run exactly these): the publish lane's two
+# processes, and the long lane's worker of threads (its deliveries wait on slow hosts, not the CPU).
+PUBLISH_WORKER_ARGS = ["worker", "-c", "2", "-Q", "publish,analytics,maintenance"]
+LONG_WORKER_ARGS = ["worker", "-Q", "publish-long", "--pool", "threads", "-c", "16", "-n", "long@%h"]
 WORKER_STOP_TIMEOUT = 40.0  # a publish attempt in flight is let finish (bounded by the HTTP timeouts)
 # Tokens each simulator accepts by default (see the simulators' docstrings).
 DEMO_TOKENS = {
@@ -134,7 +138,7 @@ class Stack:
             self.config_path.unlink(missing_ok=True)
         groups = [
             ["api", "flower", "beat", "dispatcher", "readiness"],
-            ["worker"],
+            ["worker", "worker-long"],
             ["mongo", "redis"],
         ]
         for group in groups:
@@ -142,7 +146,7 @@ class Stack:
             for child in present:
                 _signal(child, signal.SIGTERM)
             for child in present:
-                timeout = WORKER_STOP_TIMEOUT if child.name == "worker" else 15.0
+                timeout = WORKER_STOP_TIMEOUT if child.name.startswith("worker") else 15.0
                 try:
                     child.popen.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
@@ -494,7 +498,10 @@ def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
     stack.config_path = base / CONFIG_NAME
     write_config(stack.config_path, shared)
     mcmp = [sys.executable, "-m", "mcmp.cli"]
-    stack.spawn("worker", [*mcmp, "worker", "-c", "2"], env)
+    # The publish lane (2 processes) and the long lane: a tenant's slow site or media moves
+    # there (mcmp/worker/publishing/lanes.py), off the threads every tenant's due posts need.
+    stack.spawn("worker", [*mcmp, *PUBLISH_WORKER_ARGS], env)
+    stack.spawn("worker-long", [*mcmp, *LONG_WORKER_ARGS], env)
     # readiness checks of future posts: their own process, never a publishing worker's time
     readiness = ["worker", "-Q", "readiness", "-c", "1", "--pool", "threads", "-n", "readiness@%h"]
     stack.spawn("readiness", [*mcmp, *readiness], env)
@@ -508,6 +515,7 @@ def _start(stack: Stack, demo_posts: int) -> tuple[Any, datetime]:
     _wait(stack, "admin API", lambda: _answers(f"{api_url}/v1/health/live"))
     _wait(stack, "Flower", lambda: _answers(flower_url, (user, password)))
     _wait(stack, "worker", lambda: b"worker ready" in stack.children["worker"].output())
+    _wait(stack, "long-lane worker", lambda: b"worker ready" in stack.children["worker-long"].output())
     key = _demo_key(base, uri)
     db: Database[dict[str, Any]] = MongoClient(uri, tz_aware=True).get_default_database()
     since = datetime.now(UTC)

@@ -35,7 +35,9 @@ def _read_dev_config(ctx: typer.Context) -> None:
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker processes/threads")] = 2,
     pool: Annotated[str, typer.Option(help="prefork | threads | solo")] = "prefork",
-    queues: Annotated[str, typer.Option("--queues", "-Q")] = "publish,analytics,maintenance",
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="publish-long is the long lane (run it apart in production)")
+    ] = "publish,publish-long,analytics,maintenance",
     hostname: Annotated[str | None, typer.Option("--hostname", "-n")] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics of all pool processes on this port")

@@ -172,6 +172,35 @@ class Settings(BaseSettings):
     requeue_after_seconds: float = Field(default=5.0, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 
+    # Fair share (mcmp/worker/scheduling/fair_share.py, mcmp/worker/publishing/lanes.py): one
+    # tenant's volume or slow site never holds another tenant's due posts.
+    # Deliveries of one tenant (client) queued or in flight at once, fleet-wide; the rest of its
+    # due deliveries wait in MongoDB, while other tenants' are claimed round-robin beside them.
+    tenant_max_in_flight: int = Field(default=50, gt=0)
+    # A delivery still in preflight this long into its attempt on the "publish" lane (slow media,
+    # slow DNS) is moved to the "publish-long" lane before any platform call, and its account
+    # (client × platform) is marked long: its next deliveries go to that lane directly. A platform
+    # call that takes longer than this marks the account too.
+    long_delivery_seconds: float = Field(default=1.0, gt=0)
+    # How long an account stays on the long lane after its last long delivery.
+    long_mark_seconds: float = Field(default=300.0, gt=0)
+    # Platform calls running at once per worker process on the long lane.
+    long_lane_concurrency: int = Field(default=64, gt=0, le=500)
+
+    # Bounded work per delivery
+    # One deadline for the whole preflight (media checks run concurrently inside it, DNS
+    # included); also bounds the admin API's retry/reschedule checks.
+    preflight_deadline_seconds: float = Field(default=20.0, gt=0)
+    # A media download whose average rate stays below this (after the first 10 s) is cut; a
+    # declared size gives it a deadline of that size at this rate.
+    media_min_bytes_per_second: int = Field(default=64 * 1024, gt=0)
+    # Retry-After and regain times are honoured up to this (a day: daily quotas reset by then);
+    # non-finite, negative or absurd values (over 30 days) are treated as absent.
+    max_retry_after_seconds: float = Field(default=86400.0, gt=0)
+    # An uncertain delivery (the last attempt may have posted) whose lookup on the platform cannot
+    # confirm either way this many times fails with a lastError saying what to check.
+    max_reconcile_lookups: int = Field(default=6, gt=0)
+
     # Secrets. Without keys no process writes a token (prod refuses to start), unless
     # allow_plaintext_tokens says to store them unencrypted.
     token_keys: Annotated[list[SecretStr], NoDecode] = Field(

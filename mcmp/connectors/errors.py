@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from mcmp.connectors.waits import bounded_wait
+
 
 class PublisherError(Exception):
     """Root of every error MCMP Publisher raises on purpose."""
@@ -47,7 +49,7 @@ class RetryableError(ConnectorError):
         self, message: str, *, retry_after: float | None = None, platform_code: str | int | None = None
     ) -> None:
         super().__init__(message, platform_code=platform_code)
-        self.retry_after = retry_after
+        self.retry_after = bounded_wait(retry_after)  # inf / nan / absurd: as if absent
 
 
 class AmbiguousError(RetryableError):
@@ -90,8 +92,9 @@ class RateLimitedError(ConnectorError):
         platform_code: str | int | None = None,
     ) -> None:
         super().__init__(message, platform_code=platform_code)
+        retry_after = bounded_wait(retry_after)  # inf / nan / absurd: as if the platform said nothing
         self.hinted = retry_after is not None
-        self.retry_after = 60.0 if retry_after is None else max(0.0, retry_after)
+        self.retry_after = 60.0 if retry_after is None else retry_after
         self.scope = scope
 
     @property

@@ -31,10 +31,51 @@ log = logging.getLogger(__name__)
 HEADER_BYTES = 2 * 1024 * 1024  # a fast-start MP4's moov box fits well inside this
 FACTS_CACHE_SECONDS = 300.0
 
-# The slowest transfer a media read is allowed (its total deadline is its cap at this rate, and
-# never less than the fetcher's own): a dripping host cannot hold an attempt for ever, and a
-# large video from a healthy host is never cut off.
-MIN_BYTES_PER_SECOND = 1024 * 1024
+# The slowest average transfer a media read is allowed (MCMP_MEDIA_MIN_BYTES_PER_SECOND, set by
+# the worker's bootstrap through :func:`configure`): measured from the first byte asked for, after
+# a grace of RATE_GRACE_SECONDS; a read below it is cut. A declared size gives the read a deadline
+# of that size at this rate (never less than the fetcher's own), never the platform's cap: a
+# dripping host cannot hold an attempt for hours, and a large video from a healthy host is never
+# cut off.
+MIN_BYTES_PER_SECOND = 64 * 1024
+RATE_GRACE_SECONDS = 10.0
+_min_rate = MIN_BYTES_PER_SECOND
+
+
+def configure(min_bytes_per_second: int) -> None:
+    global _min_rate
+    _min_rate = max(1, int(min_bytes_per_second))
+
+
+def min_rate() -> int:
+    return _min_rate
+
+
+class RateFloor:
+    """Cuts a download whose average rate stays below the floor, or that outlives its size's deadline."""
+
+    def __init__(self, what: str, floor: int, minimum: float, declared: int | None, cap: int) -> None:
+        self.what, self.floor = what, floor
+        self.started = time.monotonic()
+        self.deadline = max(minimum, (declared if declared is not None else cap) / floor)
+
+    def __call__(self, received: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.deadline:
+            raise RetryableError(
+                f"{self.what}: the download did not finish within {self.deadline:.0f} s "
+                f"(its size at {_rate(self.floor)}, MCMP_MEDIA_MIN_BYTES_PER_SECOND)"
+            )
+        if elapsed > RATE_GRACE_SECONDS and received / elapsed < self.floor:
+            raise RetryableError(
+                f"{self.what}: the media host sent {_rate(received / elapsed)} on average, below "
+                f"the floor of {_rate(self.floor)} (MCMP_MEDIA_MIN_BYTES_PER_SECOND); cut after {elapsed:.0f} s"
+            )
+
+
+def _rate(bytes_per_second: float) -> str:
+    return f"{bytes_per_second / 1024:.1f} KiB/s"
+
 
 MediaSource = MediaStream  # what open_media yields: content_type, declared_size, iter_bytes, read
 
@@ -54,10 +95,17 @@ def open_media(
     ``what`` names the item in errors (``assetUrls[0]``). A refused address, a ``Content-Length``
     above the cap or bytes that are no image/video (or not in ``accept``) raise ``FetchRefused``
     (permanent, naming ``what`` and the rule); a transport failure is Retryable (no platform call
-    was made because of it, so nothing can have been published).
+    was made because of it, so nothing can have been published). The read is cut below the
+    average-rate floor (:class:`RateFloor`), and by the deadline its declared size gives it.
     """
-    total = total_timeout or max(fetcher.total_timeout, max_bytes / MIN_BYTES_PER_SECOND)
-    with fetcher.stream(url, what=what, max_bytes=max_bytes, accept=accept, total_timeout=total) as media:
+    floor = min_rate()
+    total = total_timeout or max(fetcher.total_timeout, max_bytes / floor)
+    guard = RateFloor(what, floor, total_timeout or fetcher.total_timeout, None, max_bytes)
+    with fetcher.stream(
+        url, what=what, max_bytes=max_bytes, accept=accept, total_timeout=total, on_progress=guard
+    ) as media:
+        if media.declared_size is not None and total_timeout is None:
+            guard.deadline = max(fetcher.total_timeout, media.declared_size / floor)
         yield media
 
 
@@ -182,6 +230,7 @@ __all__ = [
     "StreamedBody",
     "VideoFacts",
     "clear_facts_cache",
+    "configure",
     "open_media",
     "parse_video_header",
     "video_facts",

@@ -11,7 +11,8 @@ the same bytes, so :func:`expected_sha256` tells a test what a platform should h
     after the data (not "fast start").
 ``GET|HEAD /i/<name>.jpg?size=N`` / ``.png`` / ``.gif``
     an image with the format's real signature, ``size`` bytes long.
-``&status=404`` answers that status; ``&drop_after=N`` cuts the connection after N body bytes.
+``&status=404`` answers that status; ``&drop_after=N`` cuts the connection after N body bytes;
+``&delay=S`` answers only after S seconds (a slow host; at most 60).
 
 ``served_bytes`` counts body bytes written, per path.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -171,6 +173,8 @@ class MediaHost:
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 with owner._lock:
                     owner.requests.append((self.command, self.path))
+                if "delay" in query:  # a slow host: answers (HEAD or GET) after this many seconds
+                    time.sleep(min(60.0, float(query["delay"])))
                 status = int(query.get("status", "200"))
                 if status != 200 or not parts.path.startswith(("/v/", "/i/")):
                     self.send_response(status if status != 200 else 404)

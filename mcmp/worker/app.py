@@ -11,7 +11,7 @@ Task events are on (Flower is the operator's UI). Beat's periodic tasks send non
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from mcmp.config import get_settings
 
@@ -93,3 +93,22 @@ def _ready(**_: object) -> None:
 
     liveness.announce()
     logging.getLogger(__name__).info("worker ready")
+
+
+# Attempts still running after their batch task returned (runners.py) end before the process does,
+# as a task would in Celery's warm shutdown; one that cannot is handed on by its lease.
+SHUTDOWN_WAIT_SECONDS = 30.0
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _finish_attempts(**_: object) -> None:
+    from mcmp.worker.publishing import runners
+
+    left = runners.finish_running(SHUTDOWN_WAIT_SECONDS)
+    if left:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%d attempts still running at shutdown; their leases hand them on", left
+        )

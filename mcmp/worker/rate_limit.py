@@ -25,6 +25,7 @@ period), ``…:hot:<scope key>`` (pacing on), ``…:tat:<scope key>`` (next free
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ import redis
 
 from mcmp.config import get_settings
 from mcmp.connectors.usage import UsageReport, set_sink
+from mcmp.connectors.waits import ABSURD_SECONDS, bounded_wait
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,11 @@ ESCALATE_MAX_SECONDS = 300.0
 ESCALATE_QUIET_SECONDS = 600.0  # no throttle for this long after a block: start short again
 SHORT_WAIT_SECONDS = 1.0  # a slot this close is waited for in the worker instead of deferring
 
+# A stored time that is not a sane epoch second (inf, nan: written before waits were bounded, or
+# by hand) counts as no block at all, in every script.
 _EXTEND = """
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if current ~= current or current > 1e11 then current = 0 end
 local untilv = tonumber(ARGV[2])
 if untilv > current then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -59,7 +64,8 @@ return 1
 # KEYS: block hash, strikes, hot. ARGV: scope field, now, first, cap, quiet, hold.
 _ESCALATE = """
 local now = tonumber(ARGV[2])
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if current ~= current or current > 1e11 then current = 0 end
 if current > now then return tostring(current - now) end
 local n = redis.call('INCR', KEYS[2])
 local secs = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (n - 1))
@@ -81,7 +87,7 @@ local function latest(key)
   local m = 0
   for _, v in ipairs(redis.call('HVALS', key)) do
     local x = tonumber(v)
-    if x and x > m then m = x end
+    if x and x == x and x < 1e11 and x > m then m = x end
   end
   return m
 end
@@ -89,7 +95,8 @@ local app_block = latest(KEYS[1])
 local acct_block = latest(KEYS[2])
 local block = math.max(app_block, acct_block)
 local blocked = block > now and 1 or 0
-local held = tonumber(redis.call('GET', KEYS[7]) or '0')
+local held = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+if held ~= held or held > 1e11 then held = 0 end
 if held > 0 and held >= block then
   if held <= now + short then
     redis.call('DEL', KEYS[7])
@@ -101,8 +108,13 @@ local app_on = app_block > now or redis.call('EXISTS', KEYS[3]) == 1
 local acct_on = acct_block > now or redis.call('EXISTS', KEYS[4]) == 1
 if not app_on and not acct_on then return {'0', 0, 0} end
 local slot = math.max(now, block)
-if app_on then slot = math.max(slot, tonumber(redis.call('GET', KEYS[5]) or '0')) end
-if acct_on then slot = math.max(slot, tonumber(redis.call('GET', KEYS[6]) or '0')) end
+local function sane(key)
+  local x = tonumber(redis.call('GET', key) or '0') or 0
+  if x ~= x or x > 1e11 then return 0 end
+  return x
+end
+if app_on then slot = math.max(slot, sane(KEYS[5])) end
+if acct_on then slot = math.max(slot, sane(KEYS[6])) end
 local ttl = math.ceil(slot - now) + 60
 if app_on then redis.call('SET', KEYS[5], tostring(slot + tonumber(ARGV[3])), 'EX', ttl) end
 if acct_on then redis.call('SET', KEYS[6], tostring(slot + tonumber(ARGV[2])), 'EX', ttl) end
@@ -141,8 +153,15 @@ def block(platform: str, scope: str, account_id: str | None, seconds: float) -> 
 
     Pacing is held after the block for as long as the block itself, at most
     ``PACE_HOLD_SECONDS``: a one-second ``Retry-After`` marks a burst, not a spent budget, and
-    must not slow a Page to the pace for a minute; a regain time of minutes does.
+    must not slow a Page to the pace for a minute; a regain time of minutes does. ``seconds`` is
+    bounded first (:func:`mcmp.connectors.waits.bounded_wait`): a non-finite or absurd value
+    blocks nothing, a long one at most ``MCMP_MAX_RETRY_AFTER_SECONDS``.
     """
+    bounded = bounded_wait(seconds)
+    if bounded is None:
+        log.warning("rate limit: %s %s gave an unusable wait; not blocking on it", platform, scope)
+        return
+    seconds = bounded
     now = time.time()
     hold = min(PACE_HOLD_SECONDS, max(0.0, seconds))
     client().eval(
@@ -166,6 +185,7 @@ def throttled(platform: str, scope: str, account_id: str | None, hint: float | N
     (``ESCALATE_FIRST_SECONDS`` doubling up to ``ESCALATE_MAX_SECONDS``); a throttle met while the
     scope is still blocked (calls that were in flight together) is the same episode.
     """
+    hint = bounded_wait(hint)
     if hint is not None:
         block(platform, scope, account_id, hint)
         return hint
@@ -269,7 +289,7 @@ def blocked_until(platform: str, account_id: str) -> datetime | None:
     pipe.hvals(_key(platform, "app", None))
     pipe.hvals(_key(platform, "account", account_id))
     values = [float(v) for group in pipe.execute() for v in group]
-    latest = max(values, default=0.0)
+    latest = max((v for v in values if math.isfinite(v)), default=0.0)
     if latest <= time.time():
         return None
     return datetime.fromtimestamp(latest, UTC)
@@ -315,14 +335,19 @@ def admit(
     slot, deferred, blocked = float(raw[0]), bool(int(raw[1])), bool(int(raw[2]))
     if slot <= 0:
         return Admission(None)
+    if not math.isfinite(slot) or slot > time.time() + ABSURD_SECONDS:
+        # a block stored before waits were bounded (or by hand): never wait on it
+        log.warning("rate limit: %s account %s has an unusable block; ignoring it", platform, account_id)
+        return Admission(None)
     return Admission(datetime.fromtimestamp(slot, UTC), deferred, blocked)
 
 
 def observe(usage: UsageReport) -> None:
     """Usage sink: a regain time blocks the scope; a nearly spent budget turns pacing on."""
     try:
-        if usage.retry_after is not None and usage.retry_after > 0:
-            block(usage.platform, usage.scope, usage.account_id, usage.retry_after)
+        regain = bounded_wait(usage.retry_after)
+        if regain is not None and regain > 0:
+            block(usage.platform, usage.scope, usage.account_id, regain)
         elif usage.used_pct is not None and usage.used_pct >= PACE_AT_PCT:
             client().set(
                 _sub(usage.platform, "hot", usage.scope, usage.account_id), "1", ex=int(PACE_HOLD_SECONDS)

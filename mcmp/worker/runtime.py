@@ -12,7 +12,7 @@ import time
 import redis
 
 from mcmp.config import Settings, get_settings
-from mcmp.connectors import registry, tenant_fetch
+from mcmp.connectors import media_source, registry, tenant_fetch, waits
 from mcmp.models.db import IndexMismatch, connect, ensure_schema, wait_for_mongo
 from mcmp.worker import logs, metrics, rate_limit
 
@@ -53,6 +53,8 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
             log.error("%s", exc, extra={"event": "index_mismatch"})
             raise SystemExit(f"error: {exc}") from None
     rate_limit.install()
+    waits.configure(settings.max_retry_after_seconds)
+    media_source.configure(settings.media_min_bytes_per_second)
     registry.set_observer(metrics.instrument_connector)
     tenant_fetch.set_refusal_observer(metrics.fetch_refused)
     return settings

@@ -20,6 +20,7 @@ deliveries before the reopen may have settled the post as ``failed`` again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from mcmp.config import get_settings
 from mcmp.connectors.errors import PermanentError
 from mcmp.connectors.registry import available_platforms
 from mcmp.models import DeliveryState, IntegrationAccount, PostStatus
@@ -203,11 +205,14 @@ def check_publishable(post_id: str, scope: Mapping[str, Any], platforms: Sequenc
     post = post_status.posts().find_one({"_id": ObjectId(post_id), **scope})
     if post is None:
         raise NotFound(f"post {post_id} not found")
+    # One deadline for all of it, as a worker's preflight has: a slow media host never holds an
+    # API thread longer (checks still running then count as unknown, which refuses nothing).
+    deadline = time.monotonic() + get_settings().preflight_deadline_seconds
     for platform in platforms:
         account = account_store.find_account(str(post.get("clientId")), platform)
         credentials = account_store.credentials_without_secrets(account) if account else None
         try:
-            validate_for_platform(post, platform, credentials)
+            validate_for_platform(post, platform, credentials, deadline=deadline)
         except PermanentError as exc:
             raise PostNotPublishable(post_id, platform, _problems(exc)) from None
 

@@ -45,19 +45,21 @@ def publish_delivery(
     claim: dict[str, str] | None = None,
     post_id: str | None = None,
     platform: str | None = None,
+    lane: str | None = None,
 ) -> str:
     """Publish one (post, platform) delivery; a no-op if it is already done or in flight.
 
     ``claim`` (claim token, post id, platform, due time — no secrets) lets a first attempt start
     with one write; a stale or re-sent hint is ignored safely. ``post_id`` and ``platform`` only
     label the task for operators (the delivery id decides what is published; a batch sends one
-    per failed delivery, so Flower lists each failure by post and platform).
+    per failed delivery, so Flower lists each failure by post and platform). ``lane`` is
+    ``publish-long`` for a delivery moved or sent to the long lane (``publishing/lanes.py``).
     """
     from mcmp.worker.publishing.delivery_states import deliveries
     from mcmp.worker.publishing.pipeline import Outcome
     from mcmp.worker.publishing.pipeline import publish_delivery as run
 
-    outcome = run(delivery_id, claim)
+    outcome = run(delivery_id, claim, lane=lane or "publish")
     if outcome not in (Outcome.FAILED, Outcome.RETRY, Outcome.NOT_AVAILABLE):
         return str(outcome)
     from bson import ObjectId
@@ -97,7 +99,9 @@ def retry_post(post_id: str, platform: str | None = None) -> dict[str, Any]:
 
 
 @app.task(name="mcmp.publish_batch", acks_late=True, reject_on_worker_lost=True)
-def publish_batch(delivery_ids: list[str], claim: dict[str, Any] | None = None) -> dict[str, int]:
+def publish_batch(
+    delivery_ids: list[str], claim: dict[str, Any] | None = None, lane: str | None = None
+) -> dict[str, int]:
     """Publish a dispatcher batch of first attempts (ids, times and the claim token only).
 
     Each delivery that ends ``failed`` gets its own ``mcmp.publish_delivery`` message (ids only),
@@ -110,7 +114,7 @@ def publish_batch(delivery_ids: list[str], claim: dict[str, Any] | None = None) 
             args=[str(taken.id)], kwargs={"post_id": taken.post_id, "platform": taken.platform}
         )
 
-    return run(delivery_ids, claim, on_failed=failed)
+    return run(delivery_ids, claim, on_failed=failed, lane=lane or "publish")
 
 
 @functools.cache

@@ -339,11 +339,14 @@ class TenantFetcher:
         max_bytes: int | None = None,
         accept: frozenset[str] | None = None,
         total_timeout: float | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> Iterator[MediaStream]:
         """``GET`` media: status and type checked before the body runs, bytes streamed under caps.
 
         ``accept`` limits the media types (by signature) the caller takes; ``max_bytes`` defaults
         to ``MCMP_FETCH_MAX_BYTES``. A ``Content-Length`` above the cap is refused at once.
+        ``on_progress`` is told the byte count after every chunk, from the first (it may raise to
+        cut the read: a rate floor).
         """
         cap = max_bytes or self.max_bytes
         deadline: Deadline | None = None
@@ -354,6 +357,7 @@ class TenantFetcher:
             )
             self._raise_for_status(response, what, url)
             media = MediaStream(response, deadline, what, url, cap)
+            media.on_progress = on_progress
             if media.declared_size is not None and media.declared_size > cap:
                 declared, limit = size_text(media.declared_size), size_text(cap)
                 if declared == limit:

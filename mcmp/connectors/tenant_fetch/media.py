@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import filetype  # type: ignore[import-untyped]
@@ -97,6 +97,8 @@ class MediaStream:
         self.received = 0
         self._buffer = bytearray()
         self._done = False
+        # Told the byte count after each chunk; may raise to cut a download (a rate floor).
+        self.on_progress: Callable[[int], None] | None = None
 
     def _next_raw(self) -> bytes | None:
         try:
@@ -107,6 +109,8 @@ class MediaStream:
             self._done = True
             return None
         self.received += len(chunk)
+        if self.on_progress is not None:
+            self.on_progress(self.received)
         if self.received > self.max_bytes:
             raise refused(
                 self.what, f"{show(self.url)} is larger than {size_text(self.max_bytes)}", Rule.TOO_LARGE

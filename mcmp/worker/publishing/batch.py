@@ -5,16 +5,20 @@ query reads its posts, one its accounts; the platform calls run concurrently on 
 (started in due order, each no earlier than its own due time); the outcomes are written with one
 bulk write (per-operation results: an outcome whose attempt no longer owns its delivery is
 dropped, as one by one) and the posts with another. A slow delivery never holds the others: what
-has finished after ``MCMP_BATCH_RECORD_AFTER_SECONDS`` is recorded, and each straggler records
-itself when it ends, still under its own attempt and its worker's liveness.
+has finished after ``MCMP_BATCH_RECORD_AFTER_SECONDS`` is recorded and the task returns its
+process to the lane; each straggler carries on on its own thread (having given its lane slot back,
+``runners``) and records itself when it ends, still under its own attempt and its worker's liveness. Members that take
+long move to the long lane before their platform call (``lanes``); the batch sends them on
+together, and on that lane runs them on its own pool (``MCMP_LONG_LANE_CONCURRENCY``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from contextlib import ExitStack
 from functools import lru_cache
 from typing import Any, cast
@@ -27,9 +31,17 @@ from mcmp.models.base import as_utc, utcnow
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.logs import log_context
-from mcmp.worker.publishing import delivery_states, post_status
+from mcmp.worker.publishing import delivery_states, lanes, post_status, runners
 from mcmp.worker.publishing.delivery_states import Taken
-from mcmp.worker.publishing.pipeline import Attempt, Outcome, Record, after_commit, commit, run_attempt
+from mcmp.worker.publishing.pipeline import (
+    Attempt,
+    Outcome,
+    Record,
+    after_commit,
+    after_moves,
+    commit,
+    run_attempt,
+)
 from mcmp.worker.publishing.preflight import PostDoc
 
 log = logging.getLogger(__name__)
@@ -38,9 +50,9 @@ MAX_DUE_WAIT_SECONDS = 5.0
 
 
 @lru_cache(maxsize=4)
-def _pool(size: int) -> ThreadPoolExecutor:
-    """One pool per worker process: the bound holds across batches running at once."""
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="publish")
+def _pool(lane: str, size: int, release_after: float | None) -> runners.Lane:
+    """One per lane and worker process: the bound holds across batches running at once."""
+    return runners.Lane(lane, size, release_after)
 
 
 def publish_batch(
@@ -48,6 +60,7 @@ def publish_batch(
     claim: Mapping[str, Any] | None,
     settings: Settings | None = None,
     on_failed: Callable[[Taken], None] | None = None,
+    lane: str = lanes.FAST,
 ) -> dict[str, int]:
     """Run one attempt of each delivery of a dispatcher batch; returns a count per outcome.
 
@@ -62,17 +75,31 @@ def publish_batch(
         log.error("publish_batch: the claim is missing or garbled; each delivery is tried on its own")
         from mcmp.worker.publishing.pipeline import publish_delivery
 
-        return _count([publish_delivery(i, None, settings) for i in delivery_ids if ObjectId.is_valid(i)])
+        return _count(
+            [publish_delivery(i, None, settings, lane) for i in delivery_ids if ObjectId.is_valid(i)]
+        )
     taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
     if not taken:
         return {}
     posts = _posts(taken)
     accounts = _accounts(taken, posts, settings)
+    token = lanes.new_token()  # the members this batch moves go on together
     attempts = [
-        Attempt(t, settings, posts.get(t.post_id), t.uncertain, accounts.get(_account_key(t, posts)))
+        Attempt(
+            t,
+            settings,
+            posts.get(t.post_id),
+            t.uncertain,
+            accounts.get(_account_key(t, posts)),
+            lane=lane,
+            handoff_token=token,
+        )
         for t in sorted(taken, key=lambda t: t.scheduled_for or utcnow())
     ]
-    pool = _pool(settings.batch_concurrency)
+    if lane == lanes.LONG:
+        pool = _pool(lane, settings.long_lane_concurrency, None)
+    else:  # a slow member gives its slot back and carries on beside the lane (runners.py)
+        pool = _pool(lane, settings.batch_concurrency, settings.long_delivery_seconds)
     with ExitStack() as running:
         for attempt_id in {t.attempt_id for t in taken}:
             running.enter_context(
@@ -84,11 +111,21 @@ def publish_batch(
         outcomes = _record(finished, on_failed)
         if stragglers:
             log.info("%d slow deliveries of the batch record their own outcome", len(stragglers))
-        for f in stragglers:  # each straggler is written alone, as soon as it ends
-            record = f.result()
-            if record is not None:
-                outcomes.append(_record_one(record, futures[f], on_failed))
+        for f in stragglers:  # each straggler is written alone, as soon as it ends, on its thread
+            f.add_done_callback(functools.partial(_record_later, attempt=futures[f], on_failed=on_failed))
     return _count(outcomes)
+
+
+def _record_later(
+    future: Future[Record | None], attempt: Attempt, on_failed: Callable[[Taken], None] | None
+) -> None:
+    """A straggler's outcome, written when it ends (the batch task has long returned its process)."""
+    try:
+        record = future.result()
+        if record is not None:
+            _record_one(record, attempt, on_failed)
+    except Exception:  # its lease (kept while it ran) hands it on, as after a crash
+        log.exception("could not record a slow delivery's outcome; its lease will hand it on")
 
 
 def _items(delivery_ids: Sequence[str], claim: Mapping[str, Any] | None) -> list[delivery_states.BatchItem]:
@@ -158,11 +195,15 @@ def _run(attempt: Attempt) -> Record | None:
         delay = (due - utcnow()).total_seconds()
         if delay > 0:
             time.sleep(min(delay, MAX_DUE_WAIT_SECONDS))
-    with log_context(
-        delivery_id=str(attempt.taken.id),
-        post_id=attempt.post_id,
-        platform=attempt.platform,
-        attempt=attempt.taken.attempt,
+    with (
+        log_context(
+            delivery_id=str(attempt.taken.id),
+            post_id=attempt.post_id,
+            platform=attempt.platform,
+            attempt=attempt.taken.attempt,
+        ),
+        # its own liveness entry: a straggler outlives its batch task, and its lease is kept
+        liveness.running(f"{attempt.taken.attempt_id}/run", [attempt.taken.id]),
     ):
         try:
             return run_attempt(attempt)
@@ -181,6 +222,7 @@ def _record(
     outcomes: list[Outcome] = []
     settled: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
     errors: dict[str, str] = {}
+    moved: list[tuple[Record, str]] = []
     for (record, attempt), ok in zip(finished, applied, strict=True):
         if not ok:
             if record.settled is not None:
@@ -191,7 +233,9 @@ def _record(
             outcomes.append(Outcome.LOST_LEASE)
             continue
         outcomes.append(record.outcome)
-        if record.settled is not None and attempt.post is not None:
+        if record.outcome is Outcome.MOVED:
+            moved.append((record, attempt.client_id))
+        elif record.settled is not None and attempt.post is not None:
             settled.append((attempt.post, record.settled))  # published: posts settled in bulk
             if record.counted:
                 metrics.delivery_outcome(attempt.platform, record.outcome)
@@ -202,6 +246,7 @@ def _record(
         if record.outcome is Outcome.FAILED and on_failed is not None:
             on_failed(attempt.taken)
     post_status.sync_many(settled, errors)
+    after_moves(moved, finished[0][1].settings)
     return outcomes
 
 

@@ -1,6 +1,7 @@
 """Builds the platform-neutral ``PostContent`` a connector receives from a stored post.
 
-* **Media**: each ``assetUrls`` entry matching an Asset of the same client takes that Asset's
+* **Media**: the number of items is checked against the platform's maximum before anything is
+  fetched; then the URLs are checked concurrently inside one deadline (the preflight's). Each ``assetUrls`` entry matching an Asset of the same client takes that Asset's
   ``type`` (which media flow the connector uses) and ``altText``; every http(s) URL is probed
   (one short ``HEAD``, cached briefly) for its MIME type and size, and a URL with no Asset takes
   its kind from that probe (or its extension). A video's duration and displayed size come from
@@ -19,6 +20,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from bson import ObjectId
@@ -29,7 +32,7 @@ from mcmp.connectors.media_source import video_facts
 from mcmp.connectors.registry import get_connector
 from mcmp.connectors.types import MediaItem, PostContent
 from mcmp.models import Asset, Client
-from mcmp.worker.publishing.media_checks import media_fetcher, probe
+from mcmp.worker.publishing.media_checks import PROBE_TIMEOUT, media_fetcher, probe
 
 CTA_PLATFORM = "google-business"
 DEFAULT_CTA_ACTION = "LEARN_MORE"
@@ -48,35 +51,86 @@ def _guess_kind(url: str) -> str | None:
     return None
 
 
-def media_for(client_id: str, urls: list[str], probe_urls: bool = True) -> tuple[MediaItem, ...]:
-    """Media items for a post's ``assetUrls``, enriched from the client's Asset library and a probe."""
+class MediaChecksUnfinished(Exception):  # noqa: N818 - a state, not a failure of the post
+    """Media checks were still running at the caller's ``move_at`` (see :func:`media_for`)."""
+
+
+def media_for(
+    client_id: str,
+    urls: list[str],
+    probe_urls: bool = True,
+    *,
+    deadline: float | None = None,
+    move_at: float | None = None,
+) -> tuple[MediaItem, ...]:
+    """Media items for a post's ``assetUrls``, enriched from the client's Asset library and a probe.
+
+    The URLs are checked concurrently, all inside ``deadline`` (``time.monotonic()``; each fetch,
+    DNS included, gets only what is left of it): a check still running then counts as unknown
+    facts, which never refuse a post. With ``move_at`` earlier than the deadline (a fast lane's
+    share of it), checks still running at ``move_at`` raise :class:`MediaChecksUnfinished`
+    instead, so the caller can finish them where slow work belongs.
+    """
     if not urls:
         return ()
     assets = {a.url: a for a in Asset.objects(client_id=client_id, url__in=urls)}
+    if not probe_urls:
+        return tuple(_item(i, url, assets.get(url), None, probe_urls=False) for i, url in enumerate(urls))
+    stop_at = deadline if move_at is None or deadline is None else min(deadline, move_at)
+    pool = ThreadPoolExecutor(max_workers=len(urls), thread_name_prefix="media-check")
+    try:
+        futures = [pool.submit(_item, i, url, assets.get(url), deadline) for i, url in enumerate(urls)]
+        timeout = None if stop_at is None else max(0.0, stop_at - time.monotonic())
+        done, running = wait(futures, timeout=timeout)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a late check ends by its own fetch deadline
+    if running and move_at is not None and stop_at == move_at and (deadline is None or move_at < deadline):
+        raise MediaChecksUnfinished(f"{len(running)} of {len(urls)} media checks still running")
     items = []
-    for index, url in enumerate(urls):
-        found = probe(url) if probe_urls else None
-        mime = found.mime_type if found else None
-        size = found.size_bytes if found else None
-        asset = assets.get(url)
-        if asset is not None:
-            kind, alt = asset.type, asset.alt_text
+    for index, (url, future) in enumerate(zip(urls, futures, strict=True)):
+        if future in done:
+            items.append(future.result())  # a 404/410 raises ValidationError here
         else:
-            kind, alt = kind_from_mime(mime), None
-            if kind in (None, "file"):  # generic types such as application/octet-stream
-                kind = _guess_kind(url) or kind
-        facts = (
-            video_facts(url, what=f"assetUrls[{index}]", fetcher=media_fetcher())
-            if probe_urls and kind == "video"
-            else None
-        )
-        if facts is None:
-            items.append(MediaItem(url, kind, alt, mime, size))
-        else:
-            items.append(
-                MediaItem(url, kind, alt, mime, size, facts.duration_seconds, facts.width, facts.height)
-            )
+            items.append(_item(index, url, assets.get(url), None, probe_urls=False))
     return tuple(items)
+
+
+def _item(
+    index: int, url: str, asset: Asset | None, deadline: float | None, *, probe_urls: bool = True
+) -> MediaItem:
+    """One URL's item: its Asset, a probe and (for a video) its header, inside ``deadline``."""
+    left = None if deadline is None else max(0.01, deadline - time.monotonic())
+    found = probe(url, _probe_timeout(left)) if probe_urls else None
+    mime = found.mime_type if found else None
+    size = found.size_bytes if found else None
+    if asset is not None:
+        kind, alt = asset.type, asset.alt_text
+    else:
+        kind, alt = kind_from_mime(mime), None
+        if kind in (None, "file"):  # generic types such as application/octet-stream
+            kind = _guess_kind(url) or kind
+    facts = None
+    if probe_urls and kind == "video":
+        left = None if deadline is None else max(0.01, deadline - time.monotonic())
+        fetcher = media_fetcher() if left is None else media_fetcher(total_timeout=left)
+        facts = video_facts(url, what=f"assetUrls[{index}]", fetcher=fetcher)
+    if facts is None:
+        return MediaItem(url, kind, alt, mime, size)
+    return MediaItem(url, kind, alt, mime, size, facts.duration_seconds, facts.width, facts.height)
+
+
+def _probe_timeout(left: float | None) -> tuple[float, float, float]:
+    connect, read, total = PROBE_TIMEOUT
+    if left is None:
+        return PROBE_TIMEOUT
+    return min(connect, left), min(read, left), min(total, left)
+
+
+def count_problem(urls: list[str], limits: MediaLimits | None, platform: str) -> str | None:
+    """Too many items for the platform: known from the post alone, so checked before any fetch."""
+    if limits is None or limits.max_items is None or len(urls) <= limits.max_items:
+        return None
+    return f"{platform} takes at most {limits.max_items} media items, got {len(urls)}"
 
 
 def limits_for(platform: str) -> MediaLimits | None:
@@ -124,15 +178,25 @@ def _apply_cta(
     return body, options
 
 
-def build_content(post: dict[str, Any], platform: str) -> PostContent:
-    """The content for ``platform``; raises ``ValidationError`` for media or a CTA it cannot take."""
+def build_content(
+    post: dict[str, Any], platform: str, *, deadline: float | None = None, move_at: float | None = None
+) -> PostContent:
+    """The content for ``platform``; raises ``ValidationError`` for media or a CTA it cannot take.
+
+    ``deadline`` / ``move_at`` bound the media checks (:func:`media_for`). The number of items is
+    checked against the platform's maximum first, before any URL is fetched.
+    """
     options = post.get("publishOptions") or {}
     platform_options = options.get(platform, {}) if isinstance(options, dict) else {}
     if not isinstance(platform_options, dict):
         platform_options = {}
     client_id = str(post["clientId"])
-    media = media_for(client_id, [u for u in post.get("assetUrls") or [] if isinstance(u, str)])
+    urls = [u for u in post.get("assetUrls") or [] if isinstance(u, str)]
     limits = limits_for(platform)
+    too_many = count_problem(urls, limits, platform)
+    if too_many:
+        raise ValidationError("media", too_many)
+    media = media_for(client_id, urls, deadline=deadline, move_at=move_at)
     if limits is not None:
         check_media(media, limits, platform)
     body, platform_options = _apply_cta(post, platform, str(post.get("body") or ""), platform_options)

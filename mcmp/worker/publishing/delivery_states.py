@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, InvalidOperation, OperationFailure, PyMongoError
 
@@ -164,11 +164,10 @@ def ensure(new: Sequence[NewDelivery], claim_lease_seconds: float | None = None)
 
 
 def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-    """Claim up to ``limit`` pending deliveries due by ``horizon``: pending → queued.
+    """Claim up to ``limit`` pending deliveries due by ``horizon``, in due order: pending → queued.
 
-    One indexed page read plus one conditional multi-update tagged with a fresh claim token,
-    then a point read of what this caller won (atomic per document; a racing dispatcher's
-    update cannot match a delivery that is no longer pending).
+    (The dispatcher chooses fairly across tenants first, :mod:`mcmp.worker.scheduling.fair_share`,
+    and claims its choice with :func:`claim_ids`.)
     """
     page = list(
         deliveries()
@@ -176,9 +175,19 @@ def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[
         .sort("dueAt", 1)
         .limit(limit)
     )
-    if not page:
+    return claim_ids([d["_id"] for d in page], lease_seconds)
+
+
+def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[dict[str, Any]]:
+    """Claim these pending deliveries: pending → queued, returned in the order given.
+
+    One conditional multi-update tagged with a fresh claim token, then a point read of what this
+    caller won (atomic per document; a racing dispatcher's update cannot match a delivery that
+    is no longer pending).
+    """
+    if not ids:
         return []
-    ids = [d["_id"] for d in page]
+    ids = list(ids)
     token = uuid.uuid4().hex
     now = utcnow()
     deliveries().update_many(
@@ -193,7 +202,11 @@ def claim_due(horizon: datetime, limit: int, lease_seconds: float) -> list[dict[
         },
         hint=BY_ID,
     )
-    return list(deliveries().find({"_id": {"$in": ids}, "claimToken": token}, CLAIM_FIELDS, hint=BY_ID))
+    won = {
+        d["_id"]: d
+        for d in deliveries().find({"_id": {"$in": ids}, "claimToken": token}, CLAIM_FIELDS, hint=BY_ID)
+    }
+    return [won[i] for i in ids if i in won]
 
 
 # What a publish task's ``claim`` hint is made of (ids and names only, never secrets).
@@ -208,6 +221,7 @@ CLAIM_FIELDS = {
     "scheduledFor": 1,
     "retriedAt": 1,
     "firstTakenAt": 1,
+    "clientId": 1,  # which tenant (fair share) and which account's lane
 }
 
 
@@ -597,11 +611,48 @@ def wait_for_auth_op(taken: Taken, error: str, *, needs_reconcile: bool) -> Tran
     )
 
 
-def fail_op(taken: Taken, error: str, error_class: ErrorClass) -> Transition:
-    """in_flight → failed, with a readable reason."""
+def fail_op(
+    taken: Taken, error: str, error_class: ErrorClass, *, needs_reconcile: bool = False
+) -> Transition:
+    """in_flight → failed, with a readable reason.
+
+    ``needs_reconcile`` keeps the flag of a delivery failed while still uncertain (its lookup
+    never answered): an operator's retry then looks the post up again before posting.
+    """
     return _leave_in_flight(
-        taken, S.FAILED, {"needsReconcile": False, "lastError": error, "errorClass": error_class.value}
+        taken,
+        S.FAILED,
+        {"needsReconcile": needs_reconcile, "lastError": error, "errorClass": error_class.value},
     )
+
+
+def handoff_op(taken: Taken, token: str, lease_seconds: float) -> Transition:
+    """in_flight → queued under ``token`` for the long lane, before any platform call was made.
+
+    The attempt is given back and the flags are as before it (``needsReconcile`` as it was, first
+    pickup kept: lateness was judged when it was first taken); the queued lease covers the hop.
+    """
+    return _leave_in_flight(
+        taken,
+        S.QUEUED,
+        {
+            "claimToken": token,
+            "leaseUntil": utcnow() + timedelta(seconds=lease_seconds),
+            "needsReconcile": taken.uncertain,
+        },
+        give_back_attempt=True,
+    )
+
+
+def note_lookup(taken: Taken) -> int:
+    """Count one lookup of an uncertain delivery on the platform; returns how many were made."""
+    doc = deliveries().find_one_and_update(
+        {"_id": taken.id, "state": S.IN_FLIGHT.value, "attemptId": taken.attempt_id},
+        {"$inc": {"lookups": 1}},
+        projection={"lookups": 1},
+        return_document=ReturnDocument.AFTER,
+    )
+    return int((doc or {}).get("lookups") or 1)
 
 
 def cancel_op(taken: Taken, reason: str) -> Transition:
@@ -890,6 +941,7 @@ def reopen(
                 "state": S.PENDING.value,
                 "dueAt": due_at,
                 "attempt": 0,
+                "lookups": 0,
                 "lastError": None,
                 "errorClass": None,
                 "firstTakenAt": None,
@@ -931,12 +983,16 @@ def for_posts(post_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def unclaim(ids: Sequence[ObjectId]) -> int:
-    """queued → pending now (the publish message could not be sent to the broker)."""
+def unclaim(ids: Sequence[ObjectId], *, keep_due: bool = False) -> int:
+    """queued → pending now (the publish message could not be sent to the broker).
+
+    ``keep_due``: at its own due time instead (claimed beyond its tenant's fair share).
+    """
     now = utcnow()
+    fields: dict[str, Any] = {"state": S.PENDING.value, "leaseUntil": None, "updatedAt": now}
+    if not keep_due:
+        fields["dueAt"] = now
     result = deliveries().update_many(
-        {"_id": {"$in": list(ids)}, "state": S.QUEUED.value},
-        {"$set": {"state": S.PENDING.value, "dueAt": now, "leaseUntil": None, "updatedAt": now}},
-        hint=BY_ID,
+        {"_id": {"$in": list(ids)}, "state": S.QUEUED.value}, {"$set": fields}, hint=BY_ID
     )
     return result.modified_count

@@ -40,9 +40,12 @@ _cache: dict[str, tuple[float, Probe]] = {}
 _cache_lock = threading.Lock()
 
 
-def media_fetcher() -> TenantFetcher:
-    """The guarded fetcher for the worker's own reads of tenant media (probes, video headers)."""
-    return TenantFetcher.from_settings(get_settings())
+def media_fetcher(**overrides: float) -> TenantFetcher:
+    """The guarded fetcher for the worker's own reads of tenant media (probes, video headers).
+
+    ``overrides`` (``total_timeout=…``) fit a read inside its caller's deadline.
+    """
+    return TenantFetcher.from_settings(get_settings(), **overrides)
 
 
 def probe(url: str, timeout: tuple[float, float, float] = PROBE_TIMEOUT) -> Probe:

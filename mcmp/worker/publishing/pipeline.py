@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
@@ -44,7 +44,7 @@ from mcmp.worker import liveness, metrics, rate_limit
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.accounts import tokens
 from mcmp.worker.logs import log_context
-from mcmp.worker.publishing import auth, delivery_states, post_status, preflight
+from mcmp.worker.publishing import auth, delivery_states, lanes, post_status, preflight
 from mcmp.worker.publishing.delivery_states import Taken, Transition
 from mcmp.worker.publishing.preflight import PostDoc, Preflight
 from mcmp.worker.publishing.retry_policy import backoff_seconds
@@ -67,6 +67,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     RESCHEDULED = "rescheduled"
     LOST_LEASE = "lost_lease"
+    MOVED = "moved"  # to the long lane before any platform call (lanes.py): continues there
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Record:
     settles: bool = False
     settled: dict[str, Any] | None = None
     counted: bool = True  # reported to the outcome metric once written
+    moved_token: str | None = None  # MOVED: the claim token it waits under on the long lane
 
 
 @dataclass
@@ -94,6 +96,13 @@ class Attempt:
     post: PostDoc | None
     uncertain: bool
     account: IntegrationAccount | None = None
+    lane: str = lanes.FAST
+    handoff_token: str = field(default_factory=lanes.new_token)  # shared by a batch's moved members
+    started: float = field(default_factory=time.monotonic)  # when its preflight began
+
+    @property
+    def client_id(self) -> str:
+        return str((self.post or {}).get("clientId") or "")
 
     @property
     def post_id(self) -> str:
@@ -111,9 +120,20 @@ class Attempt:
             )
 
     # --- how an attempt can end (no write happens here) ---------------------------------------
-    def fail(self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT) -> Record:
+    def fail(
+        self, reason: str, error_class: ErrorClass = ErrorClass.PERMANENT, *, still_uncertain: bool = False
+    ) -> Record:
         log.warning("delivery failed: %s", reason)
-        return Record(Outcome.FAILED, delivery_states.fail_op(self.taken, reason, error_class), settles=True)
+        transition = delivery_states.fail_op(self.taken, reason, error_class, needs_reconcile=still_uncertain)
+        return Record(Outcome.FAILED, transition, settles=True)
+
+    def move(self, reason: str) -> Record:
+        """To the long lane before any platform call: no attempt spent, flags as they were."""
+        log.info("moving to the long lane: %s", reason)
+        transition = delivery_states.handoff_op(
+            self.taken, self.handoff_token, self.settings.queued_lease_seconds
+        )
+        return Record(Outcome.MOVED, transition, counted=False, moved_token=self.handoff_token)
 
     def retry(self, reason: str, error_class: ErrorClass, retry_after: float | None) -> Record:
         attempt = self.taken.attempt
@@ -187,6 +207,8 @@ class Attempt:
             return self.release(decision.until, decision.note)
         if isinstance(decision, preflight.Cancel):
             return self.cancel(decision.reason)
+        if isinstance(decision, preflight.Move):
+            return self.move(decision.reason)
         return self.wait_for_auth(decision.account, decision.reason, rejected=decision.rejected)
 
 
@@ -203,9 +225,25 @@ def commit(record: Record, post: PostDoc | None) -> Outcome:
     return record.outcome
 
 
+def after_moves(moved: list[tuple[Record, str]], settings: Settings) -> None:
+    """Deliveries whose move was written (with their client): mark their accounts, send them on."""
+    if not moved:
+        return
+    for record, client_id in moved:
+        lanes.mark_long(client_id, record.transition.taken.platform, settings)
+    by_token: dict[str, list[Taken]] = {}
+    for record, _ in moved:
+        by_token.setdefault(record.moved_token or "", []).append(record.transition.taken)
+    for token, takens in by_token.items():
+        lanes.send_moved(takens, token)
+
+
 def after_commit(record: Record, post: PostDoc | None) -> None:
     """What the post needs once the delivery's transition was written (one delivery)."""
     post_id = record.transition.taken.post_id
+    if record.outcome is Outcome.MOVED:
+        after_moves([(record, str((post or {}).get("clientId") or ""))], get_settings())
+        return
     if record.settles:
         post_status.sync(post_id, post if record.settled is not None else None, record.settled)
     elif record.post_error:
@@ -215,7 +253,10 @@ def after_commit(record: Record, post: PostDoc | None) -> None:
 
 
 def publish_delivery(
-    delivery_id: str, claim: dict[str, str] | None = None, settings: Settings | None = None
+    delivery_id: str,
+    claim: dict[str, str] | None = None,
+    settings: Settings | None = None,
+    lane: str = lanes.FAST,
 ) -> Outcome:
     """Run one attempt of one delivery. Safe to call any number of times for the same id.
 
@@ -237,7 +278,7 @@ def publish_delivery(
     with log_context(
         delivery_id=delivery_id, post_id=taken.post_id, platform=taken.platform, attempt=taken.attempt
     ):
-        attempt = Attempt(taken, settings, cast(PostDoc | None, post), taken.uncertain)
+        attempt = Attempt(taken, settings, cast(PostDoc | None, post), taken.uncertain, lane=lane)
         with liveness.running(taken.attempt_id, [taken.id]):
             return commit(run_attempt(attempt), attempt.post)
 
@@ -262,19 +303,34 @@ def _explain_not_taken(delivery_id: str) -> Outcome:
 
 
 def run_attempt(attempt: Attempt) -> Record:
-    """Preflight, then (reconcile and) publish: how this attempt ends, not yet written."""
+    """Preflight, then (reconcile and) publish: how this attempt ends, not yet written.
+
+    On the fast lane, an account marked long moves at once, and a preflight past the lane's
+    share (``MCMP_LONG_DELIVERY_SECONDS``) moves before the platform call (:mod:`lanes`).
+    """
+    settings = attempt.settings
+    attempt.started = time.monotonic()
+    move_at = None
+    if attempt.lane != lanes.LONG:
+        move_at = attempt.started + settings.long_delivery_seconds
+        if lanes.is_long(attempt.client_id, attempt.platform):
+            return attempt.move("this account's deliveries take long; continuing on the long lane")
     check = Preflight(
         taken=attempt.taken,
-        settings=attempt.settings,
+        settings=settings,
         now=utcnow(),
         post=attempt.post,
-        accounts=account_cache.for_ttl(attempt.settings.account_cache_seconds),
+        accounts=account_cache.for_ttl(settings.account_cache_seconds),
         account=attempt.account,
+        deadline=attempt.started + settings.preflight_deadline_seconds,
+        move_at=move_at,
     )
     decision = preflight.run(check)
     attempt.account = check.account
     if decision is not None:
         return attempt.decide(decision)
+    if check.overdue_on_lane():
+        return attempt.move(f"preflight took longer than {settings.long_delivery_seconds:g} s")
     assert check.content is not None and check.credentials is not None and check.account is not None
     request = PublishRequest(
         delivery_id=str(attempt.taken.id),
@@ -316,18 +372,30 @@ def _call_platform(
     call_started: datetime | None = None
     try:
         if attempt.uncertain:
-            found = connector.find_published(request)
+            lookups = delivery_states.note_lookup(attempt.taken)
+            try:
+                found = connector.find_published(request)
+            except (RateLimitedError, AuthError):
+                raise
+            except Exception as exc:
+                if lookups >= attempt.settings.max_reconcile_lookups:
+                    return _unconfirmed(attempt, lookups, exc)
+                raise
             if found is not None:
                 return attempt.complete(found, None, reconciled=True)
             attempt.uncertain = False  # looked up: the post does not exist on the platform
             log.info("reconciled: no earlier post found; publishing")
         call_started = utcnow()
         metrics.observe_lateness(attempt.platform, attempt.taken.scheduled_for, call_started)
+        began = time.monotonic()
         try:
             result = connector.publish(request)
         except Exception as exc:
             metrics.publish_call(attempt.platform, exc)
             raise
+        finally:
+            if time.monotonic() - began > attempt.settings.long_delivery_seconds:
+                lanes.mark_long(attempt.client_id, attempt.platform, attempt.settings)
         metrics.publish_call(attempt.platform, None)
     except RateLimitedError as exc:
         until = _record_block(attempt, exc, request.credentials.account_id)
@@ -350,6 +418,20 @@ def _call_platform(
             f"internal error in connector ({type(exc).__name__})", ErrorClass.AMBIGUOUS, None
         )
     return attempt.complete(result, call_started, reconciled=False)
+
+
+def _unconfirmed(attempt: Attempt, lookups: int, exc: Exception) -> Record:
+    """An uncertain delivery whose lookup never answered: fail it, saying what to check. Never post blind."""
+    why = exc.message if isinstance(exc, ConnectorError) else f"internal error ({type(exc).__name__})"
+    first = attempt.taken.created_at or as_utc(attempt.taken.id.generation_time)
+    since = f" since {first:%Y-%m-%d %H:%M} UTC" if first else ""
+    reason = (
+        f"not published: an earlier attempt may have posted this on {attempt.platform}, and {lookups} "
+        f"lookups could not confirm either way (last: {why}). Check {attempt.platform} for a post of "
+        f"this delivery ({attempt.taken.id}){since}: if it is there, nothing is missing; if not, "
+        f"retry the post (POST /v1/posts/{attempt.post_id}/retry), which looks it up again before posting"
+    )
+    return attempt.fail(reason, ErrorClass.AMBIGUOUS, still_uncertain=True)
 
 
 def _after_auth_error(attempt: Attempt, account: IntegrationAccount, exc: AuthError) -> Record:
@@ -395,4 +477,13 @@ def _record_block(attempt: Attempt, exc: RateLimitedError, account_id: str) -> d
     return slot.at or exc.until
 
 
-__all__ = ["Attempt", "Outcome", "PostContent", "Record", "commit", "publish_delivery", "run_attempt"]
+__all__ = [
+    "Attempt",
+    "Outcome",
+    "PostContent",
+    "Record",
+    "after_moves",
+    "commit",
+    "publish_delivery",
+    "run_attempt",
+]

@@ -29,6 +29,7 @@ from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts import tokens
 from mcmp.worker.accounts.cache import AccountCache
 from mcmp.worker.publishing import auth, campaign_bounds
+from mcmp.worker.publishing.content import MediaChecksUnfinished
 from mcmp.worker.publishing.delivery_states import Taken
 from mcmp.worker.publishing.post_validation import describe_schedule_time
 from mcmp.worker.publishing.validation import validate_for_platform
@@ -87,6 +88,13 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Move:
+    """Slow work (media checks, a slow account): continue on the long lane, before any platform call."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class WaitForAuth:
     """Wait for a reconnect. ``rejected``: the platform refused the token just now (the account
     is expired by :func:`auth.token_rejected`); else the account was not connected already."""
@@ -96,7 +104,7 @@ class WaitForAuth:
     rejected: bool = True
 
 
-Decision = Fail | Defer | Release | Cancel | WaitForAuth
+Decision = Fail | Defer | Release | Cancel | WaitForAuth | Move
 
 
 @dataclass
@@ -112,6 +120,20 @@ class Preflight:
     credentials: Credentials | None = None
     content: PostContent | None = None
     notes: list[str] = field(default_factory=list)
+    # ``time.monotonic()`` instants: the whole preflight's deadline (MCMP_PREFLIGHT_DEADLINE_SECONDS
+    # from the first step that needs it), and on the fast lane the moment slow work moves on.
+    deadline: float | None = None
+    move_at: float | None = None
+
+    def until(self) -> float:
+        """The preflight's deadline, set on first use so that any step runs bounded on its own."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.settings.preflight_deadline_seconds
+        return self.deadline
+
+    def overdue_on_lane(self) -> bool:
+        """Past the fast lane's share: what is left belongs on the long lane."""
+        return self.move_at is not None and time.monotonic() >= self.move_at
 
     @property
     def client_id(self) -> str:
@@ -212,7 +234,7 @@ def account(p: Preflight) -> Decision | None:
 def token(p: Preflight) -> Decision | None:
     """A valid token: refreshed just in time, single-flight, well inside the in-flight lease."""
     assert p.account is not None
-    budget = p.settings.inflight_lease_seconds / 3
+    budget = max(1.0, min(p.settings.inflight_lease_seconds / 3, p.until() - time.monotonic()))
     fresh = tokens.ensure_fresh(
         p.account, p.settings, budget_seconds=budget, on_revoked=auth.rejecter(p.forget_account)
     )
@@ -232,7 +254,11 @@ def content(p: Preflight) -> Decision | None:
     """The post as it is now passes every check (post fields, media, the connector's rules)."""
     assert p.post is not None
     try:
-        p.content = validate_for_platform(p.post, p.taken.platform, p.credentials)
+        p.content = validate_for_platform(
+            p.post, p.taken.platform, p.credentials, deadline=p.until(), move_at=p.move_at
+        )
+    except MediaChecksUnfinished as exc:
+        return Move(f"slow media: {exc} after {p.settings.long_delivery_seconds:g} s")
     except PermanentError as exc:
         p.forget_account()  # the account's metadata may be the cause: a fix is seen at once
         return Fail(exc.message)
@@ -287,11 +313,18 @@ STEPS: tuple[Step, ...] = (
 
 
 def run(p: Preflight) -> Decision | None:
-    """The first decision a step takes, or None when the attempt may call the platform."""
+    """The first decision a step takes, or None when the attempt may call the platform.
+
+    All steps share one deadline (:meth:`Preflight.until`). On the fast lane, a preflight past its
+    share (``move_at``) moves to the long lane between steps, never after the last one decided.
+    """
+    p.until()
     for step in STEPS:
         decision = step(p)
         if decision is not None:
             return decision
+        if step is not STEPS[-1] and p.overdue_on_lane():
+            return Move(f"preflight took longer than {p.settings.long_delivery_seconds:g} s")
     return None
 
 
@@ -301,6 +334,7 @@ __all__ = [
     "Decision",
     "Defer",
     "Fail",
+    "Move",
     "PostDoc",
     "Preflight",
     "Release",

@@ -9,10 +9,15 @@ from __future__ import annotations
 import random
 
 from mcmp.config import Settings
+from mcmp.connectors.waits import bounded_wait
 
 
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None = None) -> float:
-    """Delay after the ``attempt``-th failed attempt (1-based): base·2^(n-1), jittered, capped."""
+    """Delay after the ``attempt``-th failed attempt (1-based): base·2^(n-1), jittered, capped.
+
+    ``retry_after`` is bounded (:mod:`mcmp.connectors.waits`): non-finite or absurd counts as absent.
+    """
+    retry_after = bounded_wait(retry_after)
     exp = settings.retry_base_seconds * float(2 ** max(0, attempt - 1))
     delay = min(settings.retry_max_seconds, exp)
     delay = delay * random.uniform(0.5, 1.0)  # full-ish jitter: spread retries of a burst

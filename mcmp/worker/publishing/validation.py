@@ -29,7 +29,12 @@ class PostInvalid(ValidationError):
 
 
 def validate_for_platform(
-    post: Mapping[str, Any], platform: str, credentials: Credentials | None
+    post: Mapping[str, Any],
+    platform: str,
+    credentials: Credentials | None,
+    *,
+    deadline: float | None = None,
+    move_at: float | None = None,
 ) -> PostContent:
     """The content to publish on ``platform``, or ``ValidationError`` naming field and reason.
 
@@ -44,7 +49,7 @@ def validate_for_platform(
         connector = get_connector(platform)
     except UnknownPlatformError as exc:
         raise ValidationError("platforms", str(exc)) from None
-    content = build_content(dict(post), platform)
+    content = build_content(dict(post), platform, deadline=deadline, move_at=move_at)
     if credentials is not None:
         connector.validate(content, credentials)
     return content

@@ -32,9 +32,10 @@ from mcmp.models.schedule import (
     schedule_instant,
 )
 from mcmp.worker import fleet, liveness
-from mcmp.worker.publishing import delivery_states, post_status
+from mcmp.worker.publishing import delivery_states, lanes, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from mcmp.worker.publishing.post_validation import describe_schedule_time, post_problems
+from mcmp.worker.scheduling import fair_share
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -84,6 +85,14 @@ def _single(delivery: dict[str, Any], eta: datetime | None) -> Message:
     if hint:
         kwargs["claim"] = hint
     return PUBLISH_TASK, [str(delivery["_id"])], kwargs, eta, [delivery["_id"]]
+
+
+def _on_lane(message: Message, lane: str) -> Message:
+    """The message for ``lane``: the publish lane's as it always was, the long lane's tagged."""
+    if lane == lanes.FAST:
+        return message
+    name, args, kwargs, eta, members = message
+    return name, args, {**(kwargs or {}), "lane": lane}, eta, members
 
 
 class Dispatcher:
@@ -169,7 +178,11 @@ class Dispatcher:
             {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
             hint=BY_ID,
         )
-        sent = self._send(ensured.claimed)
+        # Born claimed, but a tenant's share is capped like any claim: the rest waits, pending.
+        keep, rest = fair_share.share_of(ensured.claimed, self.settings.tenant_max_in_flight)
+        if rest:
+            delivery_states.unclaim(rest, keep_due=True)
+        sent = self._send(list(keep))
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
             if post_id in invalid:  # its older deliveries may carry an older error: name these
                 post_status.fail_post(post_id, PostStatus.SCHEDULED.value, invalid[post_id])
@@ -272,10 +285,12 @@ class Dispatcher:
 
     # --- claiming ----------------------------------------------------------------------------
     def claim_and_send(self, now: datetime) -> tuple[int, int]:
+        """Claim due deliveries fairly across tenants (``fair_share``), each under its cap, and send them."""
         horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
-        claimed = delivery_states.claim_due(
-            horizon, self.settings.dispatch_batch_size, self.settings.queued_lease_seconds
+        chosen = fair_share.choose_due(
+            horizon, self.settings.dispatch_batch_size, self.settings.tenant_max_in_flight
         )
+        claimed = delivery_states.claim_ids(chosen, self.settings.queued_lease_seconds)
         return len(claimed), self._send(claimed)
 
     def _send(self, claimed: list[dict[str, Any]]) -> int:
@@ -284,13 +299,15 @@ class Dispatcher:
         Deliveries claimed together go as ``mcmp.publish_batch`` messages of up to
         ``MCMP_BATCH_SIZE`` (formed from what was claimed now: a batch never waits to fill), one
         per distinct ETA second (each member still starts at its own due time); lone ones go
-        as ``mcmp.publish_delivery``. Messages carry ids, times and the claim token only.
+        as ``mcmp.publish_delivery``. Messages carry ids, times and the claim token only. The
+        deliveries of accounts marked long go to the ``publish-long`` lane (``publishing/lanes.py``).
         """
         messages = self._messages(claimed)
         sent = 0
         for i, (name, args, kwargs, eta, members) in enumerate(messages):
             try:
-                self._send_task(name, args=args, kwargs=kwargs, eta=eta, queue="publish")
+                queue = str((kwargs or {}).get("lane") or lanes.FAST)
+                self._send_task(name, args=args, kwargs=kwargs, eta=eta, queue=queue)
                 sent += len(members)
             except Exception as exc:  # broker down: give the rest back now rather than after the lease
                 unsent = [oid for m in messages[i:] for oid in m[4]]
@@ -306,30 +323,38 @@ class Dispatcher:
     def _messages(self, claimed: list[dict[str, Any]]) -> list[Message]:
         now = utcnow()
         size = self.settings.batch_size
+        long = lanes.long_accounts((str(d.get("clientId") or ""), str(d["platform"])) for d in claimed)
         singles: list[Message] = []
-        groups: dict[tuple[str, datetime | None], list[tuple[dict[str, Any], list[str]]]] = {}
+        groups: dict[tuple[str, str, datetime | None], list[tuple[dict[str, Any], list[str]]]] = {}
         for delivery in claimed:
             due = as_utc(delivery["dueAt"])
             eta = due if due is not None and due > now else None
+            lane = (
+                lanes.LONG
+                if (str(delivery.get("clientId") or ""), str(delivery["platform"])) in long
+                else lanes.FAST
+            )
             item = delivery_states.batch_item(delivery) if size > 1 else None
             if item is None:
-                singles.append(_single(delivery, eta))
+                singles.append(_on_lane(_single(delivery, eta), lane))
                 continue
-            # One message per claim token and ETA second (the batch runs when its first is due).
-            key = (str(delivery["claimToken"]), eta.replace(microsecond=0) if eta else None)
+            # One message per lane, claim token and ETA second (the batch runs when its first is due).
+            key = (lane, str(delivery["claimToken"]), eta.replace(microsecond=0) if eta else None)
             groups.setdefault(key, []).append((delivery, item))
         messages = list(singles)
-        for (token, _), members in groups.items():
+        for (lane, token, _), members in groups.items():
             for start in range(0, len(members), size):
                 chunk = members[start : start + size]
                 first = min((t for d, _ in chunk if (t := as_utc(d["dueAt"])) is not None), default=None)
                 eta = first if first is not None and first > now else None
                 ids = [d["_id"] for d, _ in chunk]
                 if len(chunk) == 1:
-                    messages.append(_single(chunk[0][0], eta))
+                    messages.append(_on_lane(_single(chunk[0][0], eta), lane))
                     continue
                 claim = {"token": token, "items": [item for _, item in chunk]}
-                messages.append((BATCH_TASK, [[str(i) for i in ids]], {"claim": claim}, eta, ids))
+                messages.append(
+                    _on_lane((BATCH_TASK, [[str(i) for i in ids]], {"claim": claim}, eta, ids), lane)
+                )
         return messages
 
     def resend_stranded(self) -> int:
@@ -366,11 +391,14 @@ class Dispatcher:
             from mcmp.worker.app import app
 
             with app.connection_for_read() as conn:
-                channel = conn.default_channel
-                try:
-                    return int(channel.queue_declare(queue="publish", passive=True).message_count)
-                except conn.channel_errors:
-                    return 0  # no such queue: Redis drops an empty list, a broker restart all queues
+                waiting = 0
+                for queue in lanes.QUEUES:
+                    channel = conn.default_channel
+                    try:
+                        waiting += int(channel.queue_declare(queue=queue, passive=True).message_count)
+                    except conn.channel_errors:
+                        pass  # no such queue: Redis drops an empty list, a broker restart all queues
+                return waiting
         except Exception as exc:  # broker down: nothing to decide on
             log.info("publish queue depth unavailable (%s)", type(exc).__name__)
             return None
