@@ -3,7 +3,7 @@
 A post two days ahead with a 70,000-character LinkedIn body shows ``body_too_long`` on
 ``GET /v1/posts/{id}/readiness`` (the stored verdict) within 10 s, and the edit clears it within
 10 s; ``POST /v1/posts/validate`` checks a draft without storing it; a post after the demo
-LinkedIn token's expiry (the demo account has no refresh token) puts that account in
+LinkedIn token's expiry, once the account has lost its refresh token, puts that account in
 ``GET /v1/accounts?atRisk=true`` and in ``mcmp_posts_at_risk``.
 """
 
@@ -79,7 +79,12 @@ def test_readiness_through_the_dev_stack_api_with_the_printed_key(tmp_path):
         )
         assert db.posts.count_documents({"title": "Teaser"}) == 0
 
-        # the demo LinkedIn account expires in 50 days without a refresh token: a post after that is at risk
+        # the demo LinkedIn account expires in 50 days; reconnected without offline access (no
+        # refresh token, as the frontend writes it), a post after that is at risk
+        db.integrationaccounts.update_one(
+            {"clientId": client_id, "platform": "linkedin"},
+            {"$unset": {"refreshToken": ""}, "$set": {"updatedAt": datetime.now(UTC)}},
+        )
         late = scheduled_post(client_id, ["linkedin"], now + timedelta(days=60), title="Far", body="Later")
         late_id = db.posts.insert_one({**late, "_id": ObjectId()}).inserted_id
         risky = requests.get(
