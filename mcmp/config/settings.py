@@ -195,6 +195,14 @@ class Settings(BaseSettings):
     # Media read whole into memory (images) when the platform states no smaller limit; a video is
     # streamed from its URL to the platform and capped by the platform's own limit instead.
     fetch_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # Kept-alive connections to tenant sites (one pool per process, keyed by the checked address):
+    # at most this many per site (0: as many as batch_concurrency, so no publish thread opens a
+    # connection that is then thrown away), idle at most this long (under the 5 s keep-alive of
+    # common servers, so a site rarely closes one as a webhook is written on it), for at most this
+    # many sites (the least recently used is closed first).
+    fetch_pool_idle_per_site: int = Field(default=0, ge=0)
+    fetch_pool_idle_seconds: float = Field(default=4.0, gt=0)
+    fetch_pool_sites: int = Field(default=256, gt=0)
 
     # Platforms
     website: WebsiteSettings = Field(default_factory=WebsiteSettings)
