@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     requeue_after_seconds: float = Field(default=5.0, gt=0)
     worker_prefetch_multiplier: int = Field(default=4, gt=0)
 
+    # Platform connections (Graph, LinkedIn, Google) kept alive per host in each process, shared
+    # by its connectors; 0: batch_concurrency + readiness_concurrency + analytics_backfill_concurrency,
+    # every thread of a worker process that may call a platform at once.
+    http_pool_per_host: int = Field(default=0, ge=0)
+
     # Secrets. Without keys no process writes a token (prod refuses to start), unless
     # allow_plaintext_tokens says to store them unencrypted.
     token_keys: Annotated[list[SecretStr], NoDecode] = Field(
