@@ -26,7 +26,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from mcmp.config import Settings, get_settings
 from mcmp.connectors.errors import AmbiguousError, RetryableError
 
 log = logging.getLogger(__name__)
@@ -45,12 +44,22 @@ def _not_sent(exc: BaseException) -> bool:
 
 
 PLATFORM_HOSTS = 16  # platform hosts whose connections are kept (Graph, video, LinkedIn, Google...)
+DEFAULT_POOL_SIZE = 32
 
 _adapter: HTTPAdapter | None = None
 _adapter_lock = threading.Lock()
 
 
-def pool_size_for(settings: Settings) -> int:
+class Concurrency(Protocol):
+    """The settings a pool is sized from (``mcmp.config.Settings`` has them)."""
+
+    http_pool_per_host: int
+    batch_concurrency: int
+    readiness_concurrency: int
+    analytics_backfill_concurrency: int
+
+
+def pool_size_for(settings: Concurrency) -> int:
     """Connections kept per platform host: every thread of a worker process that may call at once."""
     if settings.http_pool_per_host:
         return settings.http_pool_per_host
@@ -59,20 +68,30 @@ def pool_size_for(settings: Settings) -> int:
     )
 
 
-def shared_adapter() -> HTTPAdapter:
-    """The process' one pool of platform connections, sized by settings on first use."""
+def shared_adapter(pool_size: int | None = None) -> HTTPAdapter:
+    """The process' one pool of platform connections, kept at least ``pool_size`` per host.
+
+    Connectors ask for their settings' size when built (once per process); a larger request
+    replaces the pool before the first calls, so the largest size asked for is the one used.
+    """
     global _adapter
     with _adapter_lock:
-        if _adapter is None:
-            size = pool_size_for(get_settings())
-            _adapter = HTTPAdapter(pool_connections=PLATFORM_HOSTS, pool_maxsize=size, max_retries=0)
+        current: int = getattr(_adapter, "_pool_maxsize", 0)
+        wanted = pool_size or DEFAULT_POOL_SIZE
+        if _adapter is None or (pool_size is not None and pool_size > current):
+            _adapter = HTTPAdapter(
+                pool_connections=PLATFORM_HOSTS, pool_maxsize=max(wanted, current), max_retries=0
+            )
         return _adapter
 
 
 def _forget_after_fork() -> None:
-    # The parent's sockets stay the parent's: the child opens its own.
+    # The parent's sockets stay the parent's: the child opens its own (the size is kept).
     global _adapter, _adapter_lock
+    size = getattr(_adapter, "_pool_maxsize", None)
     _adapter, _adapter_lock = None, threading.Lock()
+    if size is not None:
+        shared_adapter(size)
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -81,10 +100,11 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 class BaseUrlSession(requests.Session):
     """A session that sends requests for ``public_base`` to ``base_url`` instead, over the shared pool."""
 
-    def __init__(self, public_base: str = "", base_url: str = "") -> None:
+    def __init__(self, public_base: str = "", base_url: str = "", pool_size: int | None = None) -> None:
         super().__init__()
         self.public_base = public_base.rstrip("/")
         self.base_url = base_url.rstrip("/")
+        shared_adapter(pool_size)
 
     def get_adapter(self, url: str) -> HTTPAdapter:
         """Always the process' pool (looked up per request, so a forked child never uses the parent's)."""

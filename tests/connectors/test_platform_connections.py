@@ -47,8 +47,8 @@ def test_connectors_built_apart_reuse_one_connection(sim: FacebookSimulator, bas
 
 def test_publish_threads_keep_their_connections(sim: FacebookSimulator, base: str) -> None:
     threads = get_settings().batch_concurrency
-    assert shared_adapter()._pool_maxsize >= threads == Settings().batch_concurrency  # type: ignore[attr-defined]
     fb = connector(base)
+    assert shared_adapter()._pool_maxsize >= threads == Settings().batch_concurrency  # type: ignore[attr-defined]
     before = accepted(base)
     with ThreadPoolExecutor(threads) as pool:
         ids = list(pool.map(lambda i: publish(fb, f"d{i}"), range(threads * 10)))
