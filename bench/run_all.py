@@ -44,6 +44,7 @@ FULL: dict[str, list[str]] = {
     "media_stream": [],
     "graph_throttle": [],
     "readiness": [],
+    "connections": ["--before", "4b7d63a"],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -56,6 +57,7 @@ QUICK: dict[str, list[str]] = {
     "media_stream": ["--size-mib", "64"],
     "graph_throttle": ["--posts", "100", "--per-minute", "60", "--latency-ms", "20"],
     "readiness": ["--future", "5000", "--seconds", "5"],
+    "connections": ["--deliveries", "200", "--seconds", "4", "--warm", "50"],
 }
 
 

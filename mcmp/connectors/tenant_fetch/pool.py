@@ -294,7 +294,7 @@ class GuardedTransport(httpx.BaseTransport):
         previous = _current.get(_NO_DEADLINE)
         token = _current.set(self._deadline)
         url = request.url
-        scheme, host = url.scheme, url.host
+        scheme, host = url.scheme, url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and SNI see it
         port = url.port or (443 if scheme == "https" else 80)
         timeouts = request.extensions.get("timeout", {})
         try:
