@@ -7,9 +7,10 @@ Real processes on loopback, as every benchmark: SecantusDB, a private Redis, the
 (webhook) and Facebook simulators, ``--workers`` Celery workers with ``--concurrency`` threads and
 a dispatcher. Each simulator counts the TCP connections it **accepted** (``GET
 /_sim/connections``), so the figure is what a client's site or a platform sees, not what our
-code thinks it did. Per target: an unmeasured warm-up (every thread connects once), then
-``--deliveries`` posts spread over ``--seconds``; reported: connections accepted during those,
-per 1,000 deliveries, with the published count and duplicates.
+code thinks it did. Per target: a warm-up at the same rate (what it opens is the once-per-process cost:
+about one connection per thread that calls at once), then ``--deliveries`` posts spread over
+``--seconds``; reported: connections accepted in each, per 1,000 measured deliveries, with the
+published count and duplicates.
 
 ``--before REV`` extracts ``mcmp/`` of that commit (``git archive``) and runs the same scenario
 with the workers and dispatcher of that code against the same simulators (this checkout's), one
@@ -97,10 +98,18 @@ Posts = Callable[[dict[str, Any], datetime, int, float], list[dict[str, Any]]]
 
 def measure(
     s: Stack, sim_url: str, client: dict[str, Any], make: Posts, count: int, seconds: float, warm: int
-) -> tuple[int, int, int]:
-    """(connections accepted, deliveries published, duplicates) for ``count`` posts after a warm-up."""
+) -> tuple[int, int, int, int]:
+    """(connections in the warm-up, in the measured posts, deliveries published, duplicates).
+
+    The warm-up runs at the measured rate, so each thread has met the concurrency it will see:
+    what it opens is the once-per-process cost, what the measured posts open is the running one.
+    """
     db = s.db
-    warm_ids = insert_docs(db.posts, make(client, datetime.now(UTC) + timedelta(seconds=2), warm, 2.0))
+    start = accepted(sim_url)
+    rate = count / seconds
+    warm_ids = insert_docs(
+        db.posts, make(client, datetime.now(UTC) + timedelta(seconds=2), warm, warm / rate)
+    )
     wait_settled(db, warm_ids, timeout=180)
     before = accepted(sim_url)
     ids = insert_docs(db.posts, make(client, datetime.now(UTC) + timedelta(seconds=1.5), count, seconds))
@@ -110,7 +119,7 @@ def measure(
         {"postId": {"$in": [str(i) for i in ids]}, "state": "published"}
     )
     duplicates = int(requests.get(f"{sim_url}/_sim/state", timeout=10).json().get("duplicates", 0))
-    return opened, published, duplicates
+    return before - start, opened, published, duplicates
 
 
 def extract(rev: str, into: Path) -> Path:
@@ -152,10 +161,12 @@ def run(label: str, code: Path, args: argparse.Namespace, workdir: Path) -> list
         ]
         for name, url, client, make in targets:
             load = load_avg()
-            opened, published, dups = measure(s, url, client, make, args.deliveries, args.seconds, args.warm)
+            warmed, opened, published, dups = measure(
+                s, url, client, make, args.deliveries, args.seconds, args.warm
+            )
             per_1000 = opened * 1000 / max(1, published)
             lines.append(
-                f"{label:<22} {name:<20} {published:>9} {opened:>11} {per_1000:>12.1f} {dups:>5}  {load}"
+                f"{label:<22} {name:<20} {warmed:>8} {published:>9} {opened:>11} {per_1000:>10.1f} {dups:>5}  {load}"
             )
         return lines
 
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--deliveries", type=int, default=1000, help="measured posts per target")
     parser.add_argument("--seconds", type=float, default=10.0, help="spread the measured posts over this")
-    parser.add_argument("--warm", type=int, default=200, help="unmeasured posts first (threads connect)")
+    parser.add_argument("--warm", type=int, default=300, help="unmeasured posts first, same rate")
     parser.add_argument("--before", metavar="REV", help="also run the workers of this commit first")
     add_worker_args(parser)
     add_common_args(parser)
@@ -177,9 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         runs.append((f"before ({args.before})", extract(args.before, workdir / "before-code")))
     runs.append((f"after ({git_rev()})", ROOT))
     print(
-        f"connections accepted per {args.deliveries} deliveries ({args.deliveries / args.seconds:.0f}/s, "
-        f"after {args.warm} unmeasured), {args.workers} workers x {args.concurrency} threads, "
-        f"simulator latency {args.latency_ms:g} ms"
+        f"TCP connections accepted by the simulator: during {args.warm} unmeasured posts (warm-up), then "
+        f"during {args.deliveries} measured ones, both at {args.deliveries / args.seconds:.0f}/s; "
+        f"{args.workers} workers x {args.concurrency} threads, simulator latency {args.latency_ms:g} ms"
     )
     print(
         f"{'code':<22} {'target':<20} {'published':>9} {'connections':>11} {'per 1,000':>12} {'dups':>5}  load"
