@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--deliveries", type=int, default=1000, help="measured posts per target")
     parser.add_argument("--seconds", type=float, default=10.0, help="spread the measured posts over this")
-    parser.add_argument("--warm", type=int, default=300, help="unmeasured posts first, same rate")
+    parser.add_argument("--warm", type=int, default=1000, help="unmeasured posts first, same rate")
     parser.add_argument("--before", metavar="REV", help="also run the workers of this commit first")
     add_worker_args(parser)
     add_common_args(parser)
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.workers} workers x {args.concurrency} threads, simulator latency {args.latency_ms:g} ms"
     )
     print(
-        f"{'code':<22} {'target':<20} {'published':>9} {'connections':>11} {'per 1,000':>12} {'dups':>5}  load"
+        f"{'code':<22} {'target':<20} {'warm-up':>8} {'published':>9} {'connections':>11} "
+        f"{'per 1,000':>10} {'dups':>5}  load"
     )
     for label, code in runs:
         for line in run(label, code, args, workdir / label.split()[0]):
