@@ -228,7 +228,7 @@ def test_kept_connections_are_bounded_per_site(sites) -> None:
     site = sites()
     pools = ConnectionPools(sites=4, idle_per_site=2, idle_seconds=30.0)
     fetcher = TenantFetcher(["127.0.0.0/8"], pools=pools)
-    url = f"http://127.0.0.1:{site.port}/slow/0.3"
+    url = f"http://127.0.0.1:{site.port}/slow/1.0"
     with ThreadPoolExecutor(6) as threads:
         assert list(threads.map(lambda _: post(fetcher, url), range(6))) == [200] * 6
     assert site.accepted == 6  # six at once: the pool never queues the worker's threads
