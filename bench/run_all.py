@@ -45,6 +45,7 @@ FULL: dict[str, list[str]] = {
     "graph_throttle": [],
     "readiness": [],
     "fairness": [],
+    "connections": ["--before", "4b7d63a"],
 }
 QUICK: dict[str, list[str]] = {
     "lateness": ["--rates", "50,100", "--seconds", "3"],
@@ -58,6 +59,7 @@ QUICK: dict[str, list[str]] = {
     "graph_throttle": ["--posts", "100", "--per-minute", "60", "--latency-ms", "20"],
     "readiness": ["--future", "5000", "--seconds", "5"],
     "fairness": ["--noisy", "0,60"],
+    "connections": ["--deliveries", "200", "--seconds", "4", "--warm", "50"],
 }
 
 

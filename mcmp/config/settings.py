@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     # An uncertain delivery (the last attempt may have posted) whose lookup on the platform cannot
     # confirm either way this many times fails with a lastError saying what to check.
     max_reconcile_lookups: int = Field(default=6, gt=0)
+    # Platform connections (Graph, LinkedIn, Google) kept alive per host in each process, shared
+    # by its connectors; 0: batch_concurrency + readiness_concurrency + analytics_backfill_concurrency,
+    # every thread of a worker process that may call a platform at once.
+    http_pool_per_host: int = Field(default=0, ge=0)
 
     # Secrets. Without keys no process writes a token (prod refuses to start), unless
     # allow_plaintext_tokens says to store them unencrypted.
@@ -224,6 +228,14 @@ class Settings(BaseSettings):
     # Media read whole into memory (images) when the platform states no smaller limit; a video is
     # streamed from its URL to the platform and capped by the platform's own limit instead.
     fetch_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # Kept-alive connections to tenant sites (one pool per process, keyed by the checked address):
+    # at most this many per site (0: as many as batch_concurrency, so no publish thread opens a
+    # connection that is then thrown away), idle at most this long (under the 5 s keep-alive of
+    # common servers, so a site rarely closes one as a webhook is written on it), for at most this
+    # many sites (the least recently used is closed first).
+    fetch_pool_idle_per_site: int = Field(default=0, ge=0)
+    fetch_pool_idle_seconds: float = Field(default=4.0, gt=0)
+    fetch_pool_sites: int = Field(default=256, gt=0)
 
     # Platforms
     website: WebsiteSettings = Field(default_factory=WebsiteSettings)

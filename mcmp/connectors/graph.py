@@ -328,10 +328,16 @@ class Classifier(Protocol):
 
 
 class GraphClient:
-    """One pooled session per connector; thread-safe (per-thread capture of the last response)."""
+    """A session over the process' platform pool; thread-safe (per-thread capture of the last response)."""
 
     def __init__(
-        self, platform: str, base_url: str, version: str, timeout: float, classifier: Classifier | None = None
+        self,
+        platform: str,
+        base_url: str,
+        version: str,
+        timeout: float,
+        classifier: Classifier | None = None,
+        pool_size: int | None = None,
     ) -> None:
         self.platform = platform
         self.classify: Classifier = classifier or (
@@ -343,7 +349,7 @@ class GraphClient:
         self.timeout = timeout
         self._local = threading.local()
         self.base_url = (base_url or PUBLIC_BASE).rstrip("/")
-        self.session = BaseUrlSession(PUBLIC_BASE, self.base_url)
+        self.session = BaseUrlSession(PUBLIC_BASE, self.base_url, pool_size)
         self.session.hooks["response"].append(self._on_response)
         self._transport = _SdkTransport(self.session)
 

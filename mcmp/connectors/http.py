@@ -7,11 +7,18 @@
   for a read, and is never retried in-process (the worker reconciles first).
 * ``BaseUrlSession`` rewrites a platform's public base URL to a configured one, so SDKs that
   hard-code ``https://graph.facebook.com`` reach a simulator without patching the SDK.
+* Every platform session of a process sends through one connection pool (:func:`shared_adapter`):
+  kept-alive connections (and so TLS sessions) per platform host, as many per host as the
+  process' threads may call at once, so no publish thread opens a connection that is then
+  thrown away. Each connector keeps its own session object for its hooks (metrics by platform,
+  usage headers); a forked child gets a pool of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -36,16 +43,75 @@ def _not_sent(exc: BaseException) -> bool:
     return False
 
 
-class BaseUrlSession(requests.Session):
-    """A session that sends requests for ``public_base`` to ``base_url`` instead."""
+PLATFORM_HOSTS = 16  # platform hosts whose connections are kept (Graph, video, LinkedIn, Google...)
+DEFAULT_POOL_SIZE = 32
 
-    def __init__(self, public_base: str = "", base_url: str = "", pool_size: int = 32) -> None:
+_adapter: HTTPAdapter | None = None
+_adapter_lock = threading.Lock()
+
+
+class Concurrency(Protocol):
+    """The settings a pool is sized from (``mcmp.config.Settings`` has them)."""
+
+    http_pool_per_host: int
+    batch_concurrency: int
+    readiness_concurrency: int
+    analytics_backfill_concurrency: int
+
+
+def pool_size_for(settings: Concurrency) -> int:
+    """Connections kept per platform host: every thread of a worker process that may call at once."""
+    if settings.http_pool_per_host:
+        return settings.http_pool_per_host
+    return (
+        settings.batch_concurrency + settings.readiness_concurrency + settings.analytics_backfill_concurrency
+    )
+
+
+def shared_adapter(pool_size: int | None = None) -> HTTPAdapter:
+    """The process' one pool of platform connections, kept at least ``pool_size`` per host.
+
+    Connectors ask for their settings' size when built (once per process); a larger request
+    replaces the pool before the first calls, so the largest size asked for is the one used.
+    """
+    global _adapter
+    with _adapter_lock:
+        current: int = getattr(_adapter, "_pool_maxsize", 0)
+        wanted = pool_size or DEFAULT_POOL_SIZE
+        if _adapter is None or (pool_size is not None and pool_size > current):
+            _adapter = HTTPAdapter(
+                pool_connections=PLATFORM_HOSTS, pool_maxsize=max(wanted, current), max_retries=0
+            )
+        return _adapter
+
+
+def _forget_after_fork() -> None:
+    # The parent's sockets stay the parent's: the child opens its own (the size is kept).
+    global _adapter, _adapter_lock
+    size = getattr(_adapter, "_pool_maxsize", None)
+    _adapter, _adapter_lock = None, threading.Lock()
+    if size is not None:
+        shared_adapter(size)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+class BaseUrlSession(requests.Session):
+    """A session that sends requests for ``public_base`` to ``base_url`` instead, over the shared pool."""
+
+    def __init__(self, public_base: str = "", base_url: str = "", pool_size: int | None = None) -> None:
         super().__init__()
         self.public_base = public_base.rstrip("/")
         self.base_url = base_url.rstrip("/")
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-        self.mount("http://", adapter)
-        self.mount("https://", adapter)
+        shared_adapter(pool_size)
+
+    def get_adapter(self, url: str) -> HTTPAdapter:
+        """Always the process' pool (looked up per request, so a forked child never uses the parent's)."""
+        return shared_adapter()
+
+    def close(self) -> None:
+        """The pool is the process': closing one connector's session leaves it to the others."""
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         url = url.decode() if isinstance(url, bytes) else url

@@ -20,6 +20,8 @@ implements the platform's documented paths, validation, bodies and error formats
   ends it. ``commit_then_timeout`` runs the handler (the post is stored) and then holds the
   connection open without answering; ``timeout`` holds without committing; ``reset`` drops the
   TCP connection with RST before handling.
+* ``GET /_sim/connections``: TCP connections accepted since the server started (what a client's
+  connection reuse looks like from the platform's side; never reset);
 * ``GET /_sim/state`` (simulator-specific dump), ``GET /_sim/requests`` (request log),
   ``POST /_sim/reset`` (forget everything), ``DELETE /_sim/faults``.
 
@@ -279,6 +281,7 @@ class Simulator:
         self.rules: list[FaultRule] = []
         self.request_log: list[dict[str, Any]] = []
         self.fault_log: list[dict[str, Any]] = []
+        self.connections_accepted = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         for klass in reversed(type(self).__mro__):
             for value in vars(klass).values():
@@ -365,6 +368,9 @@ class Simulator:
         if req.path == "/_sim/faults" and req.method == "GET":
             with self.lock:
                 return SimResponse(200, {"latency_ms": self.latency_ms, "fired": list(self.fault_log)})
+        if req.path == "/_sim/connections":
+            with self.lock:
+                return SimResponse(200, {"accepted": self.connections_accepted})
         if req.path == "/_sim/state":
             with self.lock:
                 return SimResponse(200, self.state())
@@ -387,6 +393,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             log.debug("%s %s", sim.platform, format % args)
+
+        def setup(self) -> None:  # once per accepted TCP connection
+            with sim.lock:
+                sim.connections_accepted += 1
+            super().setup()
 
         def _read(self) -> SimRequest:
             parts = urlsplit(self.path)

@@ -79,7 +79,7 @@ from mcmp.connectors.graph import (
     parse_graph_time,
     scan_edge,
 )
-from mcmp.connectors.http import send
+from mcmp.connectors.http import pool_size_for, send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media, item_name, ratio_text
 from mcmp.connectors.media_source import MediaSource, StreamedBody, open_media
@@ -165,7 +165,12 @@ class FacebookConnector:
         # Video bytes come from the tenant's URL: only through the guarded fetcher.
         self.fetcher = fetcher or TenantFetcher.from_settings(settings)
         self.client = GraphClient(
-            PLATFORM, self.cfg.base_url, self.cfg.api_version, self.cfg.timeout_seconds, classifier=classify
+            PLATFORM,
+            self.cfg.base_url,
+            self.cfg.api_version,
+            self.cfg.timeout_seconds,
+            classifier=classify,
+            pool_size=pool_size_for(settings),
         )
         # Same SDK, other host: its graph.facebook.com URLs are sent to the video upload host.
         self.video_client = GraphClient(
@@ -174,6 +179,7 @@ class FacebookConnector:
             self.cfg.api_version,
             self.cfg.timeout_seconds,
             classifier=classify,
+            pool_size=pool_size_for(settings),
         )
         self.insights = InsightsReader(self.client, INSIGHT_METRICS)
         self.media_limits = MediaLimits(

@@ -41,7 +41,7 @@ from mcmp.connectors.errors import (
     ValidationError,
 )
 from mcmp.connectors.google_business.classify import classify
-from mcmp.connectors.http import BaseUrlSession, send
+from mcmp.connectors.http import BaseUrlSession, pool_size_for, send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media, item_name
 from mcmp.connectors.types import (
@@ -180,7 +180,7 @@ class GoogleBusinessConnector:
         self.cfg = settings.google_business
         self.base = f"{self.cfg.base_url.rstrip('/')}/{self.cfg.api_version.strip('/')}"
         self.timeout = self.cfg.timeout_seconds
-        self.session = BaseUrlSession()
+        self.session = BaseUrlSession(pool_size=pool_size_for(settings))
 
     def _headers(self, token: str) -> dict[str, str]:
         headers: dict[str, str] = {"Content-Type": "application/json"}

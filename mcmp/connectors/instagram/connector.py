@@ -50,6 +50,7 @@ from mcmp.connectors.graph import (
     parse_graph_time,
     scan_edge,
 )
+from mcmp.connectors.http import pool_size_for
 from mcmp.connectors.instagram.classify import PLATFORM, classify, container_error
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media
@@ -122,7 +123,12 @@ class InstagramConnector:
     def __init__(self, settings: Settings) -> None:
         self.cfg = settings.instagram
         self.client = GraphClient(
-            PLATFORM, self.cfg.base_url, self.cfg.api_version, self.cfg.timeout_seconds, classifier=classify
+            PLATFORM,
+            self.cfg.base_url,
+            self.cfg.api_version,
+            self.cfg.timeout_seconds,
+            classifier=classify,
+            pool_size=pool_size_for(settings),
         )
         self.insights = InsightsReader(self.client, INSIGHT_METRICS)
 

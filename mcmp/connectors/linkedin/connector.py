@@ -56,7 +56,7 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from mcmp.connectors.http import BaseUrlSession, send
+from mcmp.connectors.http import BaseUrlSession, pool_size_for, send
 from mcmp.connectors.linkedin.classify import ThrottleMemory, classify
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import KB, MB, MediaLimits, check_media
@@ -174,7 +174,7 @@ class LinkedInConnector:
         self.cfg = settings.linkedin
         self.base = self.cfg.base_url.rstrip("/")
         self.timeout = self.cfg.timeout_seconds
-        self.session = BaseUrlSession()
+        self.session = BaseUrlSession(pool_size=pool_size_for(settings))
         self.fetcher = fetcher or TenantFetcher.from_settings(settings)
         self.throttle = ThrottleMemory()
         self.media_limits = MediaLimits(

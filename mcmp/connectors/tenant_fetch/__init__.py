@@ -14,7 +14,8 @@ by the worker and, for media, uploaded to a public page. So every fetch of such 
   ``MCMP_FETCH_ALLOWED_NETWORKS`` admits it;
 * connects to the very address it checked (no second lookup, so DNS rebinding cannot swap it),
   while the ``Host`` header, the TLS server name (SNI) and the certificate check keep the URL's
-  host name;
+  host name; connections are kept alive in one pool per process, keyed by host, port, TLS name and
+  the addresses that passed, and chosen only after each request's own check (``pool``);
 * checks every redirect hop again (at most :data:`MAX_REDIRECTS`, never from https to plain
   http; writes never follow one);
 * bounds connect, read and **total** time (every socket read is cut at the deadline, so a server
@@ -49,8 +50,9 @@ so a compressed bomb cannot outgrow the cap.
 
 Built on httpx (requests, redirects, auth) over httpcore, whose network backend is the one seam
 that both pins the address and bounds every read. Modules: ``refusals`` (rules, the error, the
-observer), ``addresses`` (ranges, resolver), ``transport`` (pinned, deadline-bound connections),
-``media`` (signatures, the stream), ``fetcher`` (checks, redirects, caps).
+observer), ``addresses`` (ranges, resolver), ``transport`` (deadline, error tree), ``pool`` (kept,
+pinned, deadline-bound connections), ``media`` (signatures, the stream), ``fetcher`` (checks,
+redirects, caps).
 """
 
 from mcmp.connectors.tenant_fetch.addresses import Resolver, address_problem, system_resolver

@@ -33,15 +33,14 @@ from mcmp.connectors.tenant_fetch.addresses import (
     system_resolver,
 )
 from mcmp.connectors.tenant_fetch.media import Media, MediaStream, media_type
+from mcmp.connectors.tenant_fetch.pool import ConnectionPools, shared_pools
 from mcmp.connectors.tenant_fetch.refusals import MB, FetchRefused, Rule, refused, show, size_text
 from mcmp.connectors.tenant_fetch.transport import (
     NOT_SENT,
     TRANSPORT,
     AddressRefused,
     Deadline,
-    GuardedBackend,
     NotResolved,
-    PinnedTransport,
     ssl_context,
     transport_error,
 )
@@ -99,6 +98,7 @@ class TenantFetcher:
         total_timeout: float = 60.0,
         max_bytes: int = 50 * MB,
         ssl_context: ssl.SSLContext | None = None,
+        pools: ConnectionPools | None = None,
     ) -> None:
         self.allowed = tuple(a if isinstance(a, AllowedNetwork) else parse_allowed(a) for a in allowed)
         self.resolver = resolver
@@ -107,6 +107,9 @@ class TenantFetcher:
         self.total_timeout = total_timeout
         self.max_bytes = max_bytes
         self._ssl = ssl_context
+        # Kept-alive connections, keyed by what the checks passed (pool.py); the process' own
+        # unless given (tests count a private one).
+        self._pools = pools
         # Told (method, status, seconds to the answer's headers) after each request(): the worker
         # times a website's webhook and WordPress calls like any platform call.
         self.response_hooks: list[Callable[[str, int, float], None]] = []
@@ -182,8 +185,8 @@ class TenantFetcher:
         self._check_url(target, what, None)
         deadline = deadline or Deadline(total_timeout or self.total_timeout)
         read = read_timeout or self.read_timeout
-        transport = PinnedTransport(
-            GuardedBackend(self.checked_addresses, deadline), self._ssl or ssl_context()
+        transport = (self._pools or shared_pools()).transport(
+            self.checked_addresses, deadline, self._ssl or ssl_context()
         )
         timeout = httpx.Timeout(connect=min(self.connect_timeout, read), read=read, write=read, pool=read)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -409,6 +412,7 @@ class TenantFetcher:
             "total_timeout": self.total_timeout,
             "max_bytes": self.max_bytes,
             "ssl_context": self._ssl,
+            "pools": self._pools,
             **changes,
         }
         return TenantFetcher(self.allowed, **values)

@@ -1,8 +1,7 @@
-"""The transport: connections pinned to the checked address, every socket read bounded by the deadline.
+"""What the transport shares with the fetcher: the deadline, the refusal raised inside, the error tree.
 
-httpcore's network backend is the one seam that does both: ``connect_tcp`` resolves once (through
-the fetcher's check) and connects to the address it checked, while the ``Host`` header, SNI and
-the certificate check keep the URL's name; every stream read and write is cut at the deadline.
+The connections themselves (pinned to the checked addresses, every read and write cut at the
+deadline, kept alive per key) are in ``pool``.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 import httpcore
 import httpx
@@ -20,8 +17,6 @@ import httpx
 from mcmp.config.networks import IPAddress
 from mcmp.connectors.errors import AmbiguousError, RetryableError
 from mcmp.connectors.tenant_fetch.refusals import Rule
-
-Check = Callable[[str, int, float], list[IPAddress]]  # host, port, seconds the lookup may take
 
 
 class AddressRefused(Exception):
@@ -58,124 +53,6 @@ class Deadline:
         if remaining <= 0:
             raise exc(f"no complete answer within {self.seconds:g} s")
         return remaining if timeout is None else min(timeout, remaining)
-
-
-class DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline) -> None:
-        self._inner = inner
-        self._deadline = deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        wrapped = self._inner.start_tls(
-            ssl_context, server_hostname, self._deadline.clamp(timeout, httpcore.ConnectTimeout)
-        )
-        return DeadlineStream(wrapped, self._deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class GuardedBackend(httpcore.NetworkBackend):
-    """Resolves once, refuses forbidden addresses, connects to the address it checked."""
-
-    def __init__(self, check: Check, deadline: Deadline) -> None:
-        self._check = check
-        self._deadline = deadline
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        connect = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
-        addresses = self._check(host, port, connect)  # the lookup counts inside the deadline
-        error: Exception | None = None
-        for address in addresses:
-            try:
-                stream = self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=self._deadline.clamp(timeout, httpcore.ConnectTimeout),
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-                continue
-            return DeadlineStream(stream, self._deadline)
-        raise error or httpcore.ConnectError(f"{host} has no address")
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("unix sockets are never reached from a tenant URL")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-class ResponseStream(httpx.SyncByteStream):
-    def __init__(self, stream: Iterable[bytes]) -> None:
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
-
-    def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if callable(close):
-            close()
-
-
-class PinnedTransport(httpx.BaseTransport):
-    """httpx's transport contract over an httpcore pool that uses the guarded backend."""
-
-    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext) -> None:
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context, network_backend=backend, max_connections=4, retries=0
-        )
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, Iterable)
-        answer = self._pool.handle_request(
-            httpcore.Request(
-                method=request.method,
-                url=httpcore.URL(
-                    scheme=request.url.raw_scheme,
-                    host=request.url.raw_host,
-                    port=request.url.port,
-                    target=request.url.raw_path,
-                ),
-                headers=request.headers.raw,
-                content=request.stream,
-                extensions=request.extensions,
-            )
-        )
-        assert isinstance(answer.stream, Iterable)
-        return httpx.Response(
-            status_code=answer.status,
-            headers=answer.headers,
-            stream=ResponseStream(answer.stream),
-            extensions=answer.extensions,
-        )
-
-    def close(self) -> None:
-        self._pool.close()
 
 
 # Failures before the request could have reached the server; anything else may have.
