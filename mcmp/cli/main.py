@@ -31,6 +31,12 @@ def _read_dev_config(ctx: typer.Context) -> None:
         load_config()
 
 
+# Where a process's metrics port listens: loopback unless told (worker and dispatcher alike).
+MetricsAddress = Annotated[
+    str, typer.Option(help="Address the metrics port listens on (default loopback; 0.0.0.0 for all)")
+]
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker processes/threads")] = 2,
@@ -42,10 +48,7 @@ def worker(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics of all pool processes on this port")
     ] = None,
-    metrics_address: Annotated[
-        str,
-        typer.Option(help="Address the metrics port listens on (default loopback; 0.0.0.0 for all)"),
-    ] = "127.0.0.1",
+    metrics_address: MetricsAddress = "127.0.0.1",
 ) -> None:
     """Run a Celery worker (waits for MongoDB and Redis first)."""
     if metrics_port is not None:
@@ -80,10 +83,7 @@ def dispatcher(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve this dispatcher's Prometheus metrics on this port")
     ] = None,
-    metrics_address: Annotated[
-        str,
-        typer.Option(help="Address the metrics port listens on (default loopback; 0.0.0.0 for all)"),
-    ] = "127.0.0.1",
+    metrics_address: MetricsAddress = "127.0.0.1",
 ) -> None:
     """Run a dispatcher loop (any number may run; claims are atomic)."""
     from mcmp.worker.runtime import bootstrap
