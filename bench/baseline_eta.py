@@ -30,6 +30,7 @@ from bench.common import (
     Stack,
     add_common_args,
     add_worker_args,
+    cpu_seconds,
     git_rev,
     insert_docs,
     load_avg,
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         naive_app.conf.broker_url = naive_url
         naive_env = dict(s.env, NAIVE_BROKER_URL=naive_url, NAIVE_MONGODB_URI=s.mongo_uri)
         late_rows: list[str] = []
+        cpu_rows: list[str] = []
         mem_rows: list[str] = []
 
         # --- ours -----------------------------------------------------------------------------
@@ -119,8 +121,16 @@ def main(argv: list[str] | None = None) -> None:
         warm = insert_docs(db.posts, post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm"))
         wait_settled(db, warm, timeout=120)  # first tasks import and connect: not measured
         s.sim.reset()
+        ours_groups = {
+            "workers": [w.popen.pid for w in workers],
+            "dispatcher": [dispatcher.popen.pid],
+            **server_groups(s),
+        }
         for rate in rates:
-            late_rows.append(f"{'ours':<10} {offer(s, client, rate, args.seconds)[0].row()}")
+            cpu = CpuMeter(ours_groups)
+            measured = offer(s, client, rate, args.seconds)[0]
+            late_rows.append(f"{'ours':<10} {measured.row()}")
+            cpu_rows.append(cpu.row("ours", rate, len(measured.lateness.late)))
             print(late_rows[-1], flush=True)
         total = 0
         for n in steps:
@@ -151,9 +161,11 @@ def main(argv: list[str] | None = None) -> None:
         send_eta(warm_docs)
         wait_settled(db, [d["_id"] for d in warm_docs], timeout=120, collection=COLLECTION)
         s.sim.reset()
+        naive_groups = {"workers": [p.popen.pid for p in naive], "dispatcher": [], **server_groups(s)}
         for rate in rates:
             count = int(rate * args.seconds)
             load = load_avg()
+            cpu = CpuMeter(naive_groups)
             docs = post_docs(
                 client, datetime.now(UTC) + timedelta(seconds=4 + count / 2000), count, args.seconds
             )
@@ -163,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 db, [d["_id"] for d in docs], timeout=args.seconds * 10 + 180, collection=COLLECTION
             )
             naive_run = Offered(rate, naive_lateness(db, docs), s.sim.state()["duplicates"], settled, load)
+            cpu_rows.append(cpu.row("naive ETA", rate, len(naive_run.lateness.late)))
             late_rows.append(f"{'naive ETA':<10} {naive_run.row()}")
             print(late_rows[-1], flush=True)
             s.sim.reset()
@@ -188,9 +201,51 @@ def main(argv: list[str] | None = None) -> None:
         print("\n## lateness and throughput (same schedules, same servers)")
         print(LATE_HEADER)
         print("\n".join(late_rows))
+        print("\n## CPU per delivery of every process, ms (from /proc, over each rate's window)")
+        print(CPU_HEADER)
+        print("\n".join(cpu_rows))
+        print(
+            "# 'ours w/o db' = workers + dispatcher + redis-server: the part that carries over to a real mongod; "
+            "the simulator is the platform's side"
+        )
         print("\n## memory with future posts scheduled over the next 30 days")
         print(MEM_HEADER)
         print("\n".join(mem_rows))
+
+
+CPU_GROUPS = ("workers", "dispatcher", "redis-server", "SecantusDB", "simulator")
+CPU_HEADER = (
+    f"{'design':<10} {'offered/s':>9} {'delivered':>9} "
+    + " ".join(f"{g:>12}" for g in CPU_GROUPS)
+    + f" {'w/o db':>8} {'total':>8}"
+)
+
+
+def server_groups(s: Stack) -> dict[str, list[int]]:
+    """The processes both designs share: database server (embedded only), Redis, simulator."""
+    return {
+        "redis-server": [s.redis_pid],
+        "SecantusDB": [s.mongo_pid] if s.mongo_pid else [],
+        "simulator": [s.sim_pid] if s.sim_pid else [],
+    }
+
+
+class CpuMeter:
+    """CPU seconds of each group of processes (with descendants) since construction, from /proc."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.start = {name: cpu_seconds(pids) for name, pids in groups.items()}
+
+    def row(self, design: str, rate: float, delivered: int) -> str:
+        per = {
+            name: 1000 * (cpu_seconds(pids) - self.start[name]) / max(1, delivered)
+            for name, pids in self.groups.items()
+        }
+        cells = " ".join(f"{per[g]:>12.2f}" if self.groups.get(g) else f"{'—':>12}" for g in CPU_GROUPS)
+        own = per["workers"] + per.get("dispatcher", 0.0) + per["redis-server"]
+        total = own + per.get("SecantusDB", 0.0)
+        return f"{design:<10} {rate:>9.0f} {delivered:>9} {cells} {own:>8.2f} {total:>8.2f}"
 
 
 LATE_HEADER = f"{'design':<10} {'offered/s':>9} {'posts':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'max s':>7} {'achieved/s':>10} {'dups':>5} {'lost':>5}  load"
