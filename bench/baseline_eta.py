@@ -26,18 +26,22 @@ import redis
 
 from bench.common import (
     Lateness,
+    Mix,
     Offered,
     Stack,
     add_common_args,
+    add_mix_args,
     add_worker_args,
     cpu_seconds,
+    deliveries_of,
     git_rev,
     insert_docs,
     load_avg,
-    offer,
+    mixed_post_docs,
+    offer_mix,
     post_docs,
     rss_mib,
-    seed_client,
+    seed_tenants,
     stack,
     wait_settled,
 )
@@ -62,6 +66,7 @@ def send_eta(docs: list[dict[str, Any]]) -> float:
 
 
 def naive_lateness(db: Any, docs: list[dict[str, Any]]) -> Lateness:
+    """One (scheduleTime, call start) pair per platform of each published post."""
     rows = find_in(
         db[COLLECTION],
         "_id",
@@ -69,7 +74,10 @@ def naive_lateness(db: Any, docs: list[dict[str, Any]]) -> Lateness:
         {"status": "published"},
         {"callStartedAt": 1, "scheduleTime": 1},
     )
-    return Lateness.of(len(docs), [(r["scheduleTime"], r["callStartedAt"]) for r in rows])
+    pairs = [
+        (r["scheduleTime"], started) for r in rows for started in (r.get("callStartedAt") or {}).values()
+    ]
+    return Lateness.of(deliveries_of(docs), pairs)
 
 
 def wait_rss_stable(pids: list[int], timeout: float, queue_empty: Any = None) -> float:
@@ -94,21 +102,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--future", default="1000,10000,100000", help="future posts (cumulative steps)")
     add_worker_args(parser)
     add_common_args(parser)
+    add_mix_args(parser)
     args = parser.parse_args(argv)
+    mix = Mix.from_args(args)
     rates = [float(r) for r in args.rates.split(",") if r]
     steps = [int(n) for n in args.future.split(",") if n]
 
     with (
         tempfile.TemporaryDirectory(prefix="mcmp-bench-") as tmp,
-        stack(Path(tmp), args.latency_ms, mongodb_uri=args.mongodb_uri) as s,
+        stack(Path(tmp), args.latency_ms, mongodb_uri=args.mongodb_uri, mix=mix) as s,
     ):
         print(f"# bench/baseline_eta.py @ {git_rev()} — {s.describe()}")
         print(
             f"# {args.workers} worker process(es) × {args.concurrency} threads each design; ours + 1 dispatcher; "
-            f"platform latency {args.latency_ms:g} ms; {args.seconds:g} s window per rate"
+            f"{args.seconds:g} s window per rate; rates are platform deliveries/s (a post of k platforms is k)"
         )
         db = s.db
-        client = seed_client(db, s.sim.base_url)
+        clients = seed_tenants(db, s)
+        client = clients[0]
         naive_url = s.redis.url.rsplit("/", 1)[0] + f"/{NAIVE_REDIS_DB}"
         naive_app.conf.broker_url = naive_url
         naive_env = dict(s.env, NAIVE_BROKER_URL=naive_url, NAIVE_MONGODB_URI=s.mongo_uri)
@@ -118,9 +129,9 @@ def main(argv: list[str] | None = None) -> None:
 
         # --- ours -----------------------------------------------------------------------------
         workers, dispatcher = s.start_publishing(args.workers, args.concurrency, tag="ours")
-        warm = insert_docs(db.posts, post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm"))
-        wait_settled(db, warm, timeout=120)  # first tasks import and connect: not measured
-        s.sim.reset()
+        warm_up = mixed_post_docs(clients, mix, datetime.now(UTC), 20 * args.workers, 1, label="Warm")
+        wait_settled(db, insert_docs(db.posts, warm_up), timeout=120)  # imports, connections: not measured
+        s.reset_sims()
         ours_groups = {
             "workers": [w.popen.pid for w in workers],
             "dispatcher": [dispatcher.popen.pid],
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         for rate in rates:
             cpu = CpuMeter(ours_groups)
-            measured = offer(s, client, rate, args.seconds)[0]
+            measured = offer_mix(s, clients, rate, args.seconds)[0]
             late_rows.append(f"{'ours':<10} {measured.row()}")
             cpu_rows.append(cpu.row("ours", rate, len(measured.lateness.late)))
             print(late_rows[-1], flush=True)
@@ -156,29 +167,29 @@ def main(argv: list[str] | None = None) -> None:
             db[COLLECTION].create_index([(k, 1) for k in keys])
         naive = [start_naive(s, naive_env, i, args.concurrency) for i in range(args.workers)]
         time.sleep(6)
-        warm_docs = post_docs(client, datetime.now(UTC), 10 * args.workers, 1, label="Warm")
+        warm_docs = mixed_post_docs(clients, mix, datetime.now(UTC), 20 * args.workers, 1, label="Warm")
         insert_docs(db[COLLECTION], warm_docs)
         send_eta(warm_docs)
         wait_settled(db, [d["_id"] for d in warm_docs], timeout=120, collection=COLLECTION)
-        s.sim.reset()
+        s.reset_sims()
         naive_groups = {"workers": [p.popen.pid for p in naive], "dispatcher": [], **server_groups(s)}
         for rate in rates:
             count = int(rate * args.seconds)
             load = load_avg()
             cpu = CpuMeter(naive_groups)
-            docs = post_docs(
-                client, datetime.now(UTC) + timedelta(seconds=4 + count / 2000), count, args.seconds
+            docs = mixed_post_docs(
+                clients, mix, datetime.now(UTC) + timedelta(seconds=4 + count / 2000), count, args.seconds
             )
             insert_docs(db[COLLECTION], docs)
             send_eta(docs)
             settled = wait_settled(
                 db, [d["_id"] for d in docs], timeout=args.seconds * 10 + 180, collection=COLLECTION
             )
-            naive_run = Offered(rate, naive_lateness(db, docs), s.sim.state()["duplicates"], settled, load)
+            naive_run = Offered(rate, naive_lateness(db, docs), s.delivered()[1], settled, load)
             cpu_rows.append(cpu.row("naive ETA", rate, len(naive_run.lateness.late)))
             late_rows.append(f"{'naive ETA':<10} {naive_run.row()}")
             print(late_rows[-1], flush=True)
-            s.sim.reset()
+            s.reset_sims()
         total = 0
         broker = redis.Redis.from_url(naive_url)
         for n in steps:
@@ -226,7 +237,7 @@ def server_groups(s: Stack) -> dict[str, list[int]]:
     return {
         "redis-server": [s.redis_pid],
         "SecantusDB": [s.mongo_pid] if s.mongo_pid else [],
-        "simulator": [s.sim_pid] if s.sim_pid else [],
+        "simulator": s.sim_pids,
     }
 
 
@@ -248,7 +259,7 @@ class CpuMeter:
         return f"{design:<10} {rate:>9.0f} {delivered:>9} {cells} {own:>8.2f} {total:>8.2f}"
 
 
-LATE_HEADER = f"{'design':<10} {'offered/s':>9} {'posts':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'max s':>7} {'achieved/s':>10} {'dups':>5} {'lost':>5}  load"
+LATE_HEADER = f"{'design':<10} {'offered/s':>9} {'deliv':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'max s':>7} {'achieved/s':>10} {'dups':>5} {'lost':>5}  load"
 MEM_HEADER = f"{'design':<10} {'future':>7} {'workers RSS MiB':>16} {'dispatcher MiB':>15} {'redis MiB':>10} {'enqueue s':>10}  load"
 
 
