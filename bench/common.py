@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import requests
 from bson import ObjectId
 from pymongo import MongoClient
 
@@ -38,6 +40,7 @@ from mcmp.devstack import (  # noqa: E402
     SimClient,
     find_in,
     scheduled_post,
+    simulator_env,
     spawn,
     start_secantus,
     start_simulator,
@@ -51,6 +54,83 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # platform and the database most of the time, and with 8 threads per worker the waiting, not
 # the CPU, capped throughput (bench.embedded_server: p99 1.70 s with 8, 0.95 s with 16).
 WORKER_THREADS = 16
+# The portal's platforms a post goes to (Instagram needs media: not in the default mix), in the
+# order a post of k platforms takes them when --platform-mix is 1-1 (website only).
+MIX_PLATFORMS = ("website", "facebook", "linkedin", "google-business")
+DEFAULT_MIX = "1-4"
+DEFAULT_LATENCY_MIX = "website=50,facebook=80,linkedin=150,google-business=100"
+# What each simulator accepts as an account (as tests/platform_lab.py); {url} and {slug} filled in.
+MIX_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "website": {
+        "accessToken": "dev-webhook-secret",
+        "metadata": {"mode": "webhook", "webhookUrl": "{url}/hooks/{slug}"},
+    },
+    "facebook": {"accessToken": "EAAB-test-page", "externalAccountId": "{page}", "metadata": {}},
+    "linkedin": {
+        "accessToken": "li-test-access",
+        "refreshToken": "li-test-refresh-1",
+        "externalAccountId": "urn:li:organization:{page}",
+        "metadata": {},
+    },
+    "google-business": {
+        "accessToken": "gbp-test-access",
+        "refreshToken": "gbp-test-refresh-1",
+        "externalAccountId": "accounts/100/locations/{page}",
+        "metadata": {},
+    },
+}
+# Budgets a bench must not hit (its subject is cost, not throttling): each simulator's control.
+MIX_BUDGETS: dict[str, dict[str, int]] = {
+    "linkedin": {"app_daily_limit": 10**9, "member_daily_limit": 10**9},
+    "google-business": {"quota_per_minute": 10**9},
+}
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Platforms per post (uniform in lo..hi, a random choice of that many) and each one's latency."""
+
+    lo: int = 1
+    hi: int = 1
+    latency_ms: dict[str, float] = field(default_factory=lambda: {"website": 50.0})
+    tenants: int = 1
+    seed: int = 28
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Mix:
+        lo, _, hi = str(args.platform_mix).partition("-")
+        low, high = int(lo), int(hi or lo)
+        if not 1 <= low <= high <= len(MIX_PLATFORMS):
+            raise SystemExit(
+                f"--platform-mix: LO-HI within 1-{len(MIX_PLATFORMS)}, got {args.platform_mix!r}"
+            )
+        latency = {"website": float(args.latency_ms)}
+        for part in str(args.latency_mix).split(","):
+            if part.strip():
+                name, _, ms = part.partition("=")
+                latency[name.strip()] = float(ms)
+        latency["website"] = (
+            float(args.latency_ms) if args.latency_ms != 50.0 else latency.get("website", 50.0)
+        )
+        return cls(low, high, latency, max(1, int(args.tenants)))
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """Simulators to start: every platform a post of this mix can go to."""
+        return MIX_PLATFORMS[: self.hi] if self.lo == self.hi == 1 else MIX_PLATFORMS
+
+    @property
+    def average(self) -> float:
+        return (self.lo + self.hi) / 2
+
+    def describe(self) -> str:
+        lat = ", ".join(f"{p} {self.latency_ms.get(p, 0):g} ms" for p in self.platforms)
+        return f"platforms per post {self.lo}-{self.hi} (avg {self.average:g}) of {', '.join(self.platforms)}; latency {lat}; {self.tenants} tenant(s)"
+
+    def choose(self, rng: Any) -> list[str]:
+        if self.lo == self.hi == 1:
+            return ["website"]
+        return rng.sample(list(MIX_PLATFORMS), rng.randint(self.lo, self.hi))
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -75,6 +155,23 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help="a real mongod (e.g. mongodb://host:27017/); default: an embedded SecantusDB subprocess",
     )
     parser.add_argument("--latency-ms", type=float, default=50.0, help="webhook simulator answer delay")
+
+
+def add_mix_args(parser: argparse.ArgumentParser) -> None:
+    """The traffic a portal sends: posts to several platforms of several tenants, platforms of unequal speed."""
+    parser.add_argument(
+        "--platform-mix",
+        default=DEFAULT_MIX,
+        help="platforms per post, LO-HI drawn uniformly from "
+        + ",".join(MIX_PLATFORMS)
+        + " (default 1-4: 2.5 on average); 1-1 = website only, the old benchmark",
+    )
+    parser.add_argument(
+        "--latency-mix",
+        default=DEFAULT_LATENCY_MIX,
+        help="platform=ms answer delay of each platform's simulator (website's default: --latency-ms)",
+    )
+    parser.add_argument("--tenants", type=int, default=10, help="clients the posts are spread over")
 
 
 # --- /proc accounting ---------------------------------------------------------------------------
@@ -167,6 +264,18 @@ class Stack:
     redis_info: str = ""
     mongo_pid: int | None = None  # None for an external mongod (its CPU is not on this machine)
     sim_pid: int | None = None
+    sims: dict[str, SimClient] = field(default_factory=dict)  # every platform simulator, website's too
+    sim_pids: list[int] = field(default_factory=list)
+    mix: Mix = field(default_factory=Mix)
+
+    def reset_sims(self) -> None:
+        for sim in self.sims.values():
+            sim.reset()
+
+    def delivered(self) -> tuple[int, int]:
+        """Posts every simulator stored, and the duplicates among them (each simulator's own count)."""
+        states = [sim.state() for sim in self.sims.values()]
+        return sum(int(st["count"]) for st in states), sum(int(st["duplicates"]) for st in states)
 
     @property
     def db(self) -> Any:
@@ -209,7 +318,7 @@ class Stack:
     def describe(self) -> str:
         return (
             f"MongoDB: {self.server_info} | Redis: {self.redis_info} | "
-            f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()} | "
+            f"{self.mix.describe()} | machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()} | "
             f"{load_avg()} (1/5 min) at start"
         )
 
@@ -221,6 +330,7 @@ def stack(
     extra_env: dict[str, str] | None = None,
     mongodb_uri: str | None = None,
     embedded: dict[str, Any] | None = None,
+    mix: Mix | None = None,
 ) -> Iterator[Stack]:
     """The servers of one benchmark; ``embedded`` options start SecantusDB differently."""
     # SIGTERM (timeout, run_all stopped) must still run the cleanup below: no orphaned servers.
@@ -248,18 +358,33 @@ def stack(
     )
     env.pop("MCMP_BROKER_URL", None)
     env.update(extra_env or {})
-    sim_proc, sim_url = start_simulator("website", env, workdir / "logs", latency_ms=latency_ms)
+    mix = mix or Mix(latency_ms={"website": latency_ms})
+    sim_procs: dict[str, Any] = {}
+    sims: dict[str, SimClient] = {}
+    for name in mix.platforms:
+        proc, url = start_simulator(
+            name, env, workdir / "logs", latency_ms=mix.latency_ms.get(name, latency_ms)
+        )
+        sim_procs[name], sims[name] = proc, SimClient(url)
+        if name != "website":
+            env.update(simulator_env(name, url))
+        if name in MIX_BUDGETS:
+            requests.post(f"{url}/_sim/budget", json=MIX_BUDGETS[name], timeout=5).raise_for_status()
+    sim_proc = sim_procs["website"]
     s = Stack(
         workdir,
         uri,
         private,
-        SimClient(sim_url),
+        sims["website"],
         env,
-        [sim_proc],
+        list(sim_procs.values()),
         server_info,
         describe_redis(private.url),
         mongo_proc.popen.pid if mongo_proc else None,
         sim_proc.popen.pid,
+        sims,
+        [p.popen.pid for p in sim_procs.values()],
+        mix,
     )
     from mcmp.models.db import connect, ensure_schema
 
@@ -299,6 +424,84 @@ def seed_client(db: Any, sim_url: str) -> dict[str, Any]:
         }
     )
     return client
+
+
+def seed_tenants(db: Any, s: Stack) -> list[dict[str, Any]]:
+    """``s.mix.tenants`` clients, each with a connected account on every platform of the mix."""
+    now = datetime.now(UTC)
+    clients = []
+    for i in range(s.mix.tenants):
+        client = {
+            "_id": ObjectId(),
+            "name": f"Bench {i}",
+            "slug": f"bench-{uuid.uuid4().hex[:6]}",
+            "timezone": "UTC",
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        db.clients.insert_one(client)
+        for name, sim in s.sims.items():
+            spec = _fill(MIX_ACCOUNTS[name], url=sim.base_url, slug=client["slug"], page=str(1000001 + i))
+            db.integrationaccounts.insert_one(
+                {
+                    "clientId": str(client["_id"]),
+                    "platform": name,
+                    "status": "connected",
+                    "createdAt": now,
+                    "updatedAt": now,
+                    **spec,
+                }
+            )
+        clients.append(client)
+    return clients
+
+
+def _fill(value: Any, **names: str) -> Any:
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, dict):
+        return {k: _fill(v, **names) for k, v in value.items()}
+    return value
+
+
+def mixed_post_docs(
+    clients: list[dict[str, Any]],
+    mix: Mix,
+    start: datetime,
+    deliveries: int,
+    seconds: float,
+    label: str = "Bench",
+    seed: int = 28,
+) -> list[dict[str, Any]]:
+    """Posts of the mix (tenants in turn) with ``deliveries`` platform deliveries in all, spread
+    evenly over ``seconds``; each body is unique (the simulators count duplicates by text)."""
+    rng = random.Random(seed)
+    chosen: list[list[str]] = []
+    total = 0
+    while total < deliveries:
+        platforms = mix.choose(rng)[: deliveries - total]
+        chosen.append(platforms)
+        total += len(platforms)
+    now = datetime.now(UTC)
+    docs = []
+    for i, platforms in enumerate(chosen):
+        _id = ObjectId()
+        docs.append(
+            scheduled_post(
+                str(clients[i % len(clients)]["_id"]),
+                platforms,
+                start + timedelta(seconds=seconds * i / max(1, len(chosen))),
+                title=f"{label} {i}",
+                body=f"bench post {i} {_id}",
+                now=now,
+                _id=_id,
+            )
+        )
+    return docs
+
+
+def deliveries_of(docs: list[dict[str, Any]]) -> int:
+    return sum(len(d["platforms"]) for d in docs)
 
 
 def post_docs(
@@ -430,8 +633,24 @@ def offer(s: Stack, client: dict[str, Any], rate: float, seconds: float) -> tupl
     return result, ids
 
 
-def our_lateness(db: Any, ids: list[ObjectId]) -> Lateness:
-    """Read each published delivery's (scheduledFor, callStartedAt)."""
+def offer_mix(
+    s: Stack, clients: list[dict[str, Any]], rate: float, seconds: float
+) -> tuple[Offered, list[dict[str, Any]]]:
+    """``rate`` deliveries/s of the stack's mix for ``seconds`` from 4 s from now; their lateness."""
+    db = s.db
+    load = load_avg()
+    docs = mixed_post_docs(
+        clients, s.mix, datetime.now(UTC) + timedelta(seconds=4), int(rate * seconds), seconds
+    )
+    ids = insert_docs(db.posts, docs)
+    settled = wait_settled(db, ids, timeout=seconds * 10 + 120)
+    result = Offered(rate, our_lateness(db, ids, deliveries_of(docs)), s.delivered()[1], settled, load)
+    s.reset_sims()
+    return result, docs
+
+
+def our_lateness(db: Any, ids: list[ObjectId], expected: int | None = None) -> Lateness:
+    """Read each published delivery's (scheduledFor, callStartedAt); ``expected`` deliveries (one per post)."""
     # The state is checked here, not in the query: with a state condition SecantusDB plans over
     # the (state, dueAt) index and reads every published delivery for each chunk.
     rows = find_in(db.deliveries, "postId", [str(i) for i in ids], projection=LATENESS_FIELDS)
@@ -440,7 +659,7 @@ def our_lateness(db: Any, ids: list[ObjectId]) -> Lateness:
         for r in rows
         if r.get("state") == "published" and r.get("callStartedAt")
     ]
-    return Lateness.of(len(ids), pairs)
+    return Lateness.of(len(ids) if expected is None else expected, pairs)
 
 
 LATENESS_FIELDS = {"state": 1, "callStartedAt": 1, "scheduledFor": 1}

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -77,9 +78,11 @@ redis.call('SET', KEYS[3], '1', 'EX', ttl + tonumber(ARGV[6]))
 return tostring(secs)
 """
 
-# KEYS: app hash, acct hash, app hot, acct hot, app tat, acct tat, the delivery's slot.
-# ARGV: now, acct interval, app interval, short wait.
-# Returns {slot, deferred, blocked}; slot "0" = go now.
+# KEYS: app hash, acct hash, app hot, acct hot, app tat, acct tat, then one slot key per delivery
+# (all of one account). ARGV: now, acct interval, app interval, short wait.
+# Returns {slot, deferred, blocked} per delivery, flattened, in KEYS order; slot "0" = go now.
+# The deliveries are admitted one after another at the same instant, exactly as that many calls
+# would admit them: blocks and pacing state are read once, each takes the next slot in turn.
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local short = tonumber(ARGV[4])
@@ -91,36 +94,50 @@ local function latest(key)
   end
   return m
 end
-local app_block = latest(KEYS[1])
-local acct_block = latest(KEYS[2])
-local block = math.max(app_block, acct_block)
-local blocked = block > now and 1 or 0
-local held = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
-if held ~= held or held > 1e11 then held = 0 end
-if held > 0 and held >= block then
-  if held <= now + short then
-    redis.call('DEL', KEYS[7])
-    return {tostring(held), 0, 0}
-  end
-  return {tostring(held), 1, blocked}
-end
-local app_on = app_block > now or redis.call('EXISTS', KEYS[3]) == 1
-local acct_on = acct_block > now or redis.call('EXISTS', KEYS[4]) == 1
-if not app_on and not acct_on then return {'0', 0, 0} end
-local slot = math.max(now, block)
 local function sane(key)
   local x = tonumber(redis.call('GET', key) or '0') or 0
   if x ~= x or x > 1e11 then return 0 end
   return x
 end
-if app_on then slot = math.max(slot, sane(KEYS[5])) end
-if acct_on then slot = math.max(slot, sane(KEYS[6])) end
-local ttl = math.ceil(slot - now) + 60
-if app_on then redis.call('SET', KEYS[5], tostring(slot + tonumber(ARGV[3])), 'EX', ttl) end
-if acct_on then redis.call('SET', KEYS[6], tostring(slot + tonumber(ARGV[2])), 'EX', ttl) end
-if slot <= now + short then return {tostring(slot), 0, 0} end
-redis.call('SET', KEYS[7], tostring(slot), 'EX', ttl + 600)
-return {tostring(slot), 1, blocked}
+local app_block = latest(KEYS[1])
+local acct_block = latest(KEYS[2])
+local block = math.max(app_block, acct_block)
+local blocked = block > now and 1 or 0
+local app_on = app_block > now or redis.call('EXISTS', KEYS[3]) == 1
+local acct_on = acct_block > now or redis.call('EXISTS', KEYS[4]) == 1
+local out = {}
+for i = 7, #KEYS do
+  local r
+  local held = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if held ~= held or held > 1e11 then held = 0 end
+  if held > 0 and held >= block then
+    if held <= now + short then
+      redis.call('DEL', KEYS[i])
+      r = {tostring(held), 0, 0}
+    else
+      r = {tostring(held), 1, blocked}
+    end
+  elseif not app_on and not acct_on then
+    r = {'0', 0, 0}
+  else
+    local slot = math.max(now, block)
+    if app_on then slot = math.max(slot, sane(KEYS[5])) end
+    if acct_on then slot = math.max(slot, sane(KEYS[6])) end
+    local ttl = math.ceil(slot - now) + 60
+    if app_on then redis.call('SET', KEYS[5], tostring(slot + tonumber(ARGV[3])), 'EX', ttl) end
+    if acct_on then redis.call('SET', KEYS[6], tostring(slot + tonumber(ARGV[2])), 'EX', ttl) end
+    if slot <= now + short then
+      r = {tostring(slot), 0, 0}
+    else
+      redis.call('SET', KEYS[i], tostring(slot), 'EX', ttl + 600)
+      r = {tostring(slot), 1, blocked}
+    end
+  end
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
+end
+return out
 """
 
 
@@ -317,29 +334,55 @@ def admit(
     ``deferred``, and the same delivery coming back gets the same slot (unless a newer block
     covers it).
     """
+    return admit_many(
+        platform, account_id, [delivery_id], per_second=per_second, app_per_second=app_per_second
+    )[delivery_id]
+
+
+def admit_many(
+    platform: str,
+    account_id: str,
+    delivery_ids: Sequence[str],
+    *,
+    per_second: float,
+    app_per_second: float,
+) -> dict[str, Admission]:
+    """:func:`admit` for several deliveries of one account in one Redis round trip.
+
+    A batch's members of one account are admitted together, in the order given, as that many
+    :func:`admit` calls at the same instant would admit them (one slot each on the timeline).
+    """
+    ids = list(dict.fromkeys(delivery_ids))
+    if not ids:
+        return {}
     raw = client().eval(
         _ADMIT,
-        7,
+        6 + len(ids),
         _key(platform, "app", None),
         _key(platform, "account", account_id),
         _sub(platform, "hot", "app", None),
         _sub(platform, "hot", "account", account_id),
         _sub(platform, "tat", "app", None),
         _sub(platform, "tat", "account", account_id),
-        f"mcmp:rl:slot:{delivery_id}",
+        *(f"mcmp:rl:slot:{d}" for d in ids),
         repr(time.time()),
         repr(1.0 / per_second),
         repr(1.0 / app_per_second),
         repr(SHORT_WAIT_SECONDS),
     )
-    slot, deferred, blocked = float(raw[0]), bool(int(raw[1])), bool(int(raw[2]))
-    if slot <= 0:
-        return Admission(None)
-    if not math.isfinite(slot) or slot > time.time() + ABSURD_SECONDS:
-        # a block stored before waits were bounded (or by hand): never wait on it
-        log.warning("rate limit: %s account %s has an unusable block; ignoring it", platform, account_id)
-        return Admission(None)
-    return Admission(datetime.fromtimestamp(slot, UTC), deferred, blocked)
+    now = time.time()
+    found: dict[str, Admission] = {}
+    for i, delivery_id in enumerate(ids):
+        slot, deferred, blocked = float(raw[3 * i]), bool(int(raw[3 * i + 1])), bool(int(raw[3 * i + 2]))
+        if slot <= 0:
+            found[delivery_id] = Admission(None)
+        elif not math.isfinite(slot) or slot > now + ABSURD_SECONDS:
+            # a block stored before waits were bounded (or by hand): never wait on it
+            log.warning("rate limit: %s account %s has an unusable block; ignoring it", platform, account_id)
+            found[delivery_id] = Admission(None)
+        else:
+            found[delivery_id] = Admission(datetime.fromtimestamp(slot, UTC), deferred, blocked)
+    return found
 
 
 def observe(usage: UsageReport) -> None:

@@ -78,3 +78,48 @@ def _oid(value: str):
     from bson import ObjectId
 
     return ObjectId(value)
+
+
+def _admission_calls(redis_url: str) -> int:
+    """Runs of the admission script on the test Redis server so far (``INFO commandstats``)."""
+    import redis
+
+    stats = redis.Redis.from_url(redis_url).info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "evalsha"))
+
+
+def test_a_batch_asks_the_rate_limiter_once_per_account_not_per_delivery(
+    db, env, make_client, make_account, make_post
+):
+    from mcmp.simulators.core import start_in_thread
+    from mcmp.simulators.website import WebhookSimulator
+
+    sim = WebhookSimulator()
+    server, url = start_in_thread(sim)
+    try:
+        clients = [make_client(), make_client()]
+        for client in clients:
+            make_account(
+                client,
+                "website",
+                accessToken="dev-webhook-secret",
+                metadata={"webhookUrl": f"{url}/hooks/{client['slug']}", "mode": "webhook"},
+            )
+        due = now() - timedelta(seconds=1)
+        posts = [(c, make_post(c, ["website"], when=due)) for c in clients for _ in range(6)]
+        claimed = delivery_states.ensure(
+            [NewDelivery(str(p["_id"]), str(c["_id"]), "website", p["scheduleTime"]) for c, p in posts],
+            claim_lease_seconds=60,
+        ).claimed
+        mark_expanded([p for _, p in posts])
+        claim = {"token": claimed[0]["claimToken"], "items": [delivery_states.batch_item(d) for d in claimed]}
+        before = _admission_calls(env["MCMP_REDIS_URL"])
+
+        counts = publish_batch([str(d["_id"]) for d in claimed], claim)
+
+        assert counts == {"published": 12}
+        assert sim.state()["count"] == 12
+        # 12 deliveries of 2 accounts: 2 runs of the admission script, one per account
+        assert _admission_calls(env["MCMP_REDIS_URL"]) - before == 2
+    finally:
+        server.shutdown()

@@ -75,6 +75,34 @@ def test_expansion_sends_a_tenants_share_and_keeps_the_rest_pending_at_its_time(
     assert (posts, created, count) == (60, 60, 50)
     rest = list(delivery_states.deliveries().find({"state": DeliveryState.PENDING.value}))
     assert len(rest) == 10 and all(abs((d["dueAt"] - when).total_seconds()) < 0.01 for d in rest)
+    # the rest were inserted pending, never claimed and handed back: one write each, not three
+    assert all("claimToken" not in d and d["updatedAt"] == d["createdAt"] for d in rest)
+
+
+def test_a_tenant_already_at_its_cap_gets_its_new_deliveries_pending_and_another_tenant_its_share(
+    env, make_client, make_account, make_post
+):
+    full, quiet = make_client(), make_client()
+    for client in (full, quiet):
+        make_account(
+            client,
+            "website",
+            accessToken="s",
+            metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"},
+        )
+    busy = _pending(str(full["_id"]), 50)
+    delivery_states.claim_ids(busy, 300)  # the full tenant has its 50 queued already
+    when = now() + timedelta(seconds=1)
+    for client in (full, quiet):
+        for _ in range(5):
+            make_post(client, ["website"], when=when)
+    dispatcher = Dispatcher(send_task=lambda name, **kw: None)
+    _, created, _, count = dispatcher.expand_due_posts(now() + timedelta(seconds=2))
+    assert (created, count) == (10, 5)
+    born = list(delivery_states.deliveries().find({"postId": {"$not": {"$regex": "-post-"}}}))
+    by_tenant = {c: [d for d in born if d["clientId"] == str(c)] for c in (full["_id"], quiet["_id"])}
+    assert all(d["state"] == "pending" and "claimToken" not in d for d in by_tenant[full["_id"]])
+    assert all(d["state"] == "queued" for d in by_tenant[quiet["_id"]])
 
 
 def test_deliveries_of_an_account_marked_long_are_sent_to_the_long_lane(env):

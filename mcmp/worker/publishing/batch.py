@@ -42,7 +42,7 @@ from mcmp.worker.publishing.pipeline import (
     commit,
     run_attempt,
 )
-from mcmp.worker.publishing.preflight import PostDoc
+from mcmp.worker.publishing.preflight import BatchAdmissions, PostDoc
 
 log = logging.getLogger(__name__)
 # A batch member never starts earlier than its due time, nor waits longer than this for it.
@@ -84,6 +84,8 @@ def publish_batch(
     posts = _posts(taken)
     accounts = _accounts(taken, posts, settings)
     token = lanes.new_token()  # the members this batch moves go on together
+    in_order = sorted(taken, key=lambda t: t.scheduled_for or utcnow())
+    admissions = BatchAdmissions(settings, _members_by_account(in_order, posts, accounts))
     attempts = [
         Attempt(
             t,
@@ -93,8 +95,9 @@ def publish_batch(
             accounts.get(_account_key(t, posts)),
             lane=lane,
             handoff_token=token,
+            admissions=admissions,
         )
-        for t in sorted(taken, key=lambda t: t.scheduled_for or utcnow())
+        for t in in_order
     ]
     if lane == lanes.LONG:
         pool = _pool(lane, settings.long_lane_concurrency, None)
@@ -176,6 +179,20 @@ def _accounts(
                 connected, key=lambda a: as_utc(a.updated_at) or as_utc(a.created_at) or utcnow()
             )
     return found
+
+
+def _members_by_account(
+    taken: Sequence[Taken],
+    posts: Mapping[str, PostDoc],
+    accounts: Mapping[tuple[str, str], IntegrationAccount],
+) -> dict[tuple[str, str], list[str]]:
+    """The batch's delivery ids per (platform, account id), in the order given: admitted together."""
+    members: dict[tuple[str, str], list[str]] = {}
+    for t in taken:
+        account = accounts.get(_account_key(t, posts))
+        if account is not None:
+            members.setdefault((t.platform, str(account.pk)), []).append(str(t.id))
+    return members
 
 
 def _record_after(attempts: Sequence[Attempt], settings: Settings) -> float:

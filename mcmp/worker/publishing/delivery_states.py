@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -87,7 +87,11 @@ class Ensured(NamedTuple):
     claimed: list[dict[str, Any]]  # created already ``queued`` for the caller, see ``ensure``
 
 
-def ensure(new: Sequence[NewDelivery], claim_lease_seconds: float | None = None) -> Ensured:
+def ensure(
+    new: Sequence[NewDelivery],
+    claim_lease_seconds: float | None = None,
+    claim_only: Set[int] | None = None,
+) -> Ensured:
     """Create missing deliveries; re-open failed/cancelled ones of a post scheduled again.
 
     Published deliveries are never touched: a post re-scheduled after a partial failure
@@ -95,6 +99,8 @@ def ensure(new: Sequence[NewDelivery], claim_lease_seconds: float | None = None)
     dispatcher, for posts already inside its look-ahead) new pending deliveries are born
     ``queued`` under a fresh claim token and returned in ``claimed``: the unique (post,
     platform) index makes the insert itself the claim, saving the claim's read-update-read.
+    ``claim_only`` (indexes into ``new``) limits that to the deliveries within their tenant's
+    share; the others are born ``pending`` and claimed fairly later (never claimed, handed back).
     """
     if not new:
         return Ensured(0, 0, [])
@@ -119,8 +125,8 @@ def ensure(new: Sequence[NewDelivery], claim_lease_seconds: float | None = None)
         for d in new
     ]
     if token is not None:
-        for doc in docs:
-            if doc["state"] == S.PENDING.value:
+        for i, doc in enumerate(docs):
+            if doc["state"] == S.PENDING.value and (claim_only is None or i in claim_only):
                 lease = now + timedelta(seconds=claim_lease_seconds or 0)
                 doc.update(state=S.QUEUED.value, claimToken=token, leaseUntil=lease)
     created = len(docs)

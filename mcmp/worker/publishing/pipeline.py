@@ -98,6 +98,7 @@ class Attempt:
     account: IntegrationAccount | None = None
     lane: str = lanes.FAST
     handoff_token: str = field(default_factory=lanes.new_token)  # shared by a batch's moved members
+    admissions: preflight.BatchAdmissions | None = None  # the batch's rate-limit admission per account
     started: float = field(default_factory=time.monotonic)  # when its preflight began
 
     @property
@@ -324,6 +325,7 @@ def run_attempt(attempt: Attempt) -> Record:
         account=attempt.account,
         deadline=attempt.started + settings.preflight_deadline_seconds,
         move_at=move_at,
+        admissions=attempt.admissions,
     )
     decision = preflight.run(check)
     attempt.account = check.account

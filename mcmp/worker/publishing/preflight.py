@@ -10,6 +10,7 @@ or retried by an operator is checked again before it can reach a platform.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Preflight:
     # from the first step that needs it), and on the fast lane the moment slow work moves on.
     deadline: float | None = None
     move_at: float | None = None
+    admissions: BatchAdmissions | None = None  # a batch's members admitted per account at once
 
     def until(self) -> float:
         """The preflight's deadline, set on first use so that any step runs bounded on its own."""
@@ -273,7 +275,11 @@ def rate_limit_block(p: Preflight) -> Decision | None:
     """
     assert p.account is not None
     try:
-        slot = admit(p.settings, p.taken.platform, str(p.account.pk), str(p.taken.id))
+        account_id, delivery_id = str(p.account.pk), str(p.taken.id)
+        if p.admissions is not None:
+            slot = p.admissions.admit(p.taken.platform, account_id, delivery_id)
+        else:
+            slot = admit(p.settings, p.taken.platform, account_id, delivery_id)
     except Exception as exc:  # Redis hiccup: the platform's own 429 still protects us
         log.warning("rate-limit check unavailable (%s); proceeding", type(exc).__name__)
         return None
@@ -289,16 +295,60 @@ def rate_limit_block(p: Preflight) -> Decision | None:
     return Defer(slot.at, "platform budget nearly spent; paced to the allowed rate")
 
 
+_DEFAULT_PACE = PlatformSettings()
+
+
 def admit(settings: Settings, platform: str, account_id: str, delivery_id: str) -> rate_limit.Admission:
     """This delivery's slot on the account's and app's timeline, at the platform's configured pace."""
-    pace = settings.platform(platform) or PlatformSettings()
-    return rate_limit.admit(
+    return admit_many(settings, platform, account_id, [delivery_id])[delivery_id]
+
+
+def admit_many(
+    settings: Settings, platform: str, account_id: str, delivery_ids: list[str]
+) -> dict[str, rate_limit.Admission]:
+    """Slots of several deliveries of one account, in the order given, in one Redis round trip."""
+    pace = settings.platform(platform) or _DEFAULT_PACE
+    return rate_limit.admit_many(
         platform,
         account_id,
-        delivery_id,
+        delivery_ids,
         per_second=pace.pace_calls_per_second,
         app_per_second=pace.pace_app_calls_per_second,
     )
+
+
+class BatchAdmissions:
+    """Rate-limit admission of a batch, once per account: the first member of an account to ask
+    admits all the batch's members of that account in one round trip (due order), the others take
+    their slot from here.
+
+    A "go now" older than ``FRESH_SECONDS`` is not used (a block may have come since): that member
+    asks again on its own. A slot is kept however old, as the reservation it is.
+    """
+
+    FRESH_SECONDS = 1.0
+
+    def __init__(self, settings: Settings, members: Mapping[tuple[str, str], list[str]]) -> None:
+        self.settings = settings
+        self.members = {key: list(ids) for key, ids in members.items()}  # (platform, account id) → ids
+        self._found: dict[str, tuple[float, rate_limit.Admission]] = {}
+        self._asked: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, platform: str, account_id: str, delivery_id: str) -> rate_limit.Admission:
+        key = (platform, account_id)
+        with self._lock:
+            if key not in self._asked and delivery_id in self.members.get(key, ()):
+                self._asked.add(key)
+                now = time.monotonic()
+                found = admit_many(self.settings, platform, account_id, self.members[key])
+                self._found.update({d: (now, a) for d, a in found.items()})
+            taken = self._found.pop(delivery_id, None)
+        if taken is not None:
+            at, slot = taken
+            if slot.at is not None or time.monotonic() - at <= self.FRESH_SECONDS:
+                return slot
+        return admit(self.settings, platform, account_id, delivery_id)
 
 
 STEPS: tuple[Step, ...] = (

@@ -170,7 +170,12 @@ class Dispatcher:
                         error_class=ErrorClass.PERMANENT if reason else None,
                     )
                 )
-        ensured = delivery_states.ensure(new, claim_lease_seconds=self.settings.queued_lease_seconds)
+        cap = self.settings.tenant_max_in_flight
+        ensured = delivery_states.ensure(
+            new,
+            claim_lease_seconds=self.settings.queued_lease_seconds,
+            claim_only=fair_share.born_claimed(new, cap),
+        )
         # Marked before the deliveries are sent: a worker's outcome settles only an expanded post.
         # The instant of a string time leaves its index with it: only unexpanded posts are there.
         posts.update_many(
@@ -178,8 +183,9 @@ class Dispatcher:
             {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
             hint=BY_ID,
         )
-        # Born claimed, but a tenant's share is capped like any claim: the rest waits, pending.
-        keep, rest = fair_share.share_of(ensured.claimed, self.settings.tenant_max_in_flight)
+        # Born claimed within the tenant's share only; checked again here (the share is capped
+        # like any claim), so what another pass claimed meanwhile still waits, pending.
+        keep, rest = fair_share.share_of(ensured.claimed, cap)
         if rest:
             delivery_states.unclaim(rest, keep_due=True)
         sent = self._send(list(keep))

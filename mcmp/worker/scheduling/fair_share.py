@@ -22,7 +22,7 @@ from typing import Any
 from bson import ObjectId
 
 from mcmp.models import DeliveryState
-from mcmp.worker.publishing.delivery_states import deliveries
+from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
 
 # Reads of the due page per claim pass: the first in due order, then without the tenants that
 # filled up (a backlog of one tenant cannot hide the others for more than this many reads).
@@ -111,6 +111,22 @@ def choose_due(horizon: datetime, limit: int, cap: int) -> list[ObjectId]:
     return interleave(candidates, room, limit)
 
 
+def born_claimed(new: Sequence[NewDelivery], cap: int) -> set[int]:
+    """Which of the dispatcher's new deliveries (indexes into ``new``) fit their tenant's cap now.
+
+    Only these are born claimed; the rest are inserted pending and claimed fairly on a later pass.
+    Born claimed and then handed back (``share_of``) would cost each of them two more writes, and
+    exactly when the fleet is behind. The same turns as :func:`share_of` (account after account).
+    """
+    pending = [(i, d) for i, d in enumerate(new) if d.state is DeliveryState.PENDING]
+    if not pending:
+        return set()
+    counts = in_flight_by_tenant()
+    room = {d.client_id: max(0, cap - counts.get(d.client_id, 0)) for _, d in pending}
+    candidates = [{"_id": i, "clientId": d.client_id, "platform": d.platform} for i, d in pending]
+    return set(interleave(candidates, room, len(candidates)))
+
+
 def share_of(claimed: Sequence[dict[str, Any]], cap: int) -> tuple[list[dict[str, Any]], list[Any]]:
     """Split deliveries just claimed (born queued) into those within each tenant's cap and the rest.
 
@@ -131,4 +147,4 @@ def share_of(claimed: Sequence[dict[str, Any]], cap: int) -> tuple[list[dict[str
     return keep, rest
 
 
-__all__ = ["choose_due", "in_flight_by_tenant", "interleave", "share_of"]
+__all__ = ["born_claimed", "choose_due", "in_flight_by_tenant", "interleave", "share_of"]
