@@ -16,6 +16,8 @@ from mcmp.worker import liveness
 from mcmp.worker.publishing import delivery_states
 from tests.unit.helpers import new_delivery, now, take
 
+apply = delivery_states.apply
+
 
 @pytest.fixture
 def post(make_client, make_post):
@@ -45,25 +47,31 @@ def test_a_duplicated_message_cannot_take_it_twice(db, post):
 @pytest.mark.parametrize(
     ("transition", "to", "attempt_after"),
     [
-        (lambda t: delivery_states.complete(t, "p1", None, now(), now()), "published", 1),
-        (lambda t: delivery_states.fail(t, "body: too long", ErrorClass.PERMANENT), "failed", 1),
+        (lambda t: apply(delivery_states.complete_op(t, "p1", None, now(), now())), "published", 1),
+        (lambda t: apply(delivery_states.fail_op(t, "body: too long", ErrorClass.PERMANENT)), "failed", 1),
         (
-            lambda t: delivery_states.schedule_retry(
-                t, now(), "500", ErrorClass.RETRYABLE, needs_reconcile=False
+            lambda t: apply(
+                delivery_states.retry_op(t, now(), "500", ErrorClass.RETRYABLE, needs_reconcile=False)
             ),
             "pending",
             1,
         ),
         (
-            lambda t: delivery_states.schedule_retry(
-                t, now(), "429", ErrorClass.RATE_LIMITED, needs_reconcile=False, consume_attempt=False
+            lambda t: apply(
+                delivery_states.retry_op(
+                    t, now(), "429", ErrorClass.RATE_LIMITED, needs_reconcile=False, consume_attempt=False
+                )
             ),
             "pending",
             0,
         ),
-        (lambda t: delivery_states.wait_for_auth(t, "expired", needs_reconcile=False), "waiting_auth", 0),
-        (lambda t: delivery_states.cancel_attempt(t, "post is now 'approved'"), "cancelled", 0),
-        (lambda t: delivery_states.release(t, now(), needs_reconcile=False), "pending", 0),
+        (
+            lambda t: apply(delivery_states.wait_for_auth_op(t, "expired", needs_reconcile=False)),
+            "waiting_auth",
+            0,
+        ),
+        (lambda t: apply(delivery_states.cancel_op(t, "post is now 'approved'")), "cancelled", 0),
+        (lambda t: apply(delivery_states.release_op(t, now(), needs_reconcile=False)), "pending", 0),
     ],
 )
 def test_each_way_out_of_in_flight_needs_the_attempt_that_owns_it(db, post, transition, to, attempt_after):
@@ -187,12 +195,12 @@ def test_a_redis_restart_counts_as_a_loss_until_workers_have_renewed(db, monkeyp
 def test_an_admin_retry_records_when_it_happened(db, make_client, make_post):
     post = make_post(make_client(), ["website"], when=now() - timedelta(hours=30))
     taken = take(post)
-    delivery_states.fail(taken, "body: must not be empty", ErrorClass.PERMANENT)
+    delivery_states.apply(delivery_states.fail_op(taken, "body: must not be empty", ErrorClass.PERMANENT))
     assert delivery_states.reopen(str(post["_id"]), now(), ["website"], retried=True) == 1
     doc = state(db, taken)
     assert doc["state"] == "pending" and doc["attempt"] == 0 and doc["firstTakenAt"] is None
     assert doc["retriedAt"] is not None
-    claimed = delivery_states.claim_due(now() + timedelta(seconds=1), 10, 60)
+    claimed = delivery_states.claim_ids([taken.id], 60)
     hint = delivery_states.claim_hint(claimed[0])
     again = delivery_states.start_claimed(str(claimed[0]["_id"]), hint, 60)
     assert again is not None and again.first_pickup
