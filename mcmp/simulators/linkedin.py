@@ -30,6 +30,11 @@ Media (LinkedIn's Images, Videos and MultiImage API pages):
 Uploaded bytes are counted and hashed as they arrive, never kept (``state()["videos"]`` shows
 ``size``, ``received`` and ``sha256``).
 
+Query tunnelling (Rest.li's "send request query in request body", used by LinkedIn's client when a
+query passes 4,000 characters): ``POST`` with ``X-HTTP-Method-Override: GET|DELETE|PUT|POST`` and
+the query in a form body (``multipart/mixed``, query part then JSON part, for a request with a
+body) is answered exactly as the original request, on every ``/rest`` route.
+
 Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Version`` (missing →
 400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
 active for 12 months after its month, override with ``active_versions``) and
@@ -57,7 +62,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from mcmp.simulators.core import SimRequest, SimResponse, route
 from mcmp.simulators.oauth import OAuthSimulator
@@ -71,6 +76,7 @@ MAX_COMMENTARY = 3000
 REQUIRED_POST_FIELDS = ("author", "commentary", "visibility", "distribution", "lifecycleState")
 MEMBER_QUERY_TYPES = {"IMPRESSION", "MEMBERS_REACHED", "RESHARE", "REACTION", "COMMENT"}
 MEMBER_QUERY_TYPES_202603 = {"POST_SAVE", "LINK_CLICKS"}
+TUNNELLED_METHODS = frozenset({"GET", "DELETE", "PUT", "POST"})  # what Rest.li tunnels through POST
 _VERSION = re.compile(r"^(\d{4})(\d{2})(?:\.\d{2})?$")
 _CODES = {
     400: "ILLEGAL_ARGUMENT",
@@ -82,6 +88,31 @@ _CODES = {
     500: "INTERNAL_SERVER_ERROR",
     503: "SERVICE_UNAVAILABLE",
 }
+
+
+def _mixed_parts(body: bytes, ctype: str) -> list[tuple[str, bytes]] | None:
+    """The (content type, content) parts of a ``multipart/mixed`` body, or None when malformed
+    (the boundary is case-sensitive: ``ctype`` is the header as sent)."""
+    found = re.search(r'boundary="?([^";]+)"?', ctype)
+    if not found:
+        return None
+    parts = []
+    for raw in body.split(b"--" + found.group(1).encode())[1:]:
+        if raw.startswith(b"--"):
+            break
+        head, sep, content = raw.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        part_type = next(
+            (
+                line.split(":", 1)[1].strip().lower()
+                for line in head.decode(errors="replace").split("\r\n")
+                if line.lower().startswith("content-type:")
+            ),
+            "",
+        )
+        parts.append((part_type, content[:-2] if content.endswith(b"\r\n") else content))
+    return parts
 
 
 def _now_ms() -> int:
@@ -225,6 +256,49 @@ class LinkedInSimulator(OAuthSimulator):
 
     def unsupported_grant_description(self, grant_type: str) -> str:
         return "grant_type must be refresh_token here"
+
+    # --- query tunnelling (Rest.li "Send Rest.li request query in request body") -----------------
+    def dispatch(self, req: SimRequest) -> SimResponse:
+        """Route a request, first undoing Rest.li query tunnelling on ``/rest``.
+
+        A client whose query is too long for a URL (LinkedIn's client: over 4,000 characters)
+        sends ``POST`` with ``X-HTTP-Method-Override: <method>`` and the query moved into the body:
+        ``application/x-www-form-urlencoded`` for a request without a body, or ``multipart/mixed``
+        (the query part, then the original body) for one with a body. LinkedIn answers it exactly
+        as the original request.
+        """
+        override = req.header("x-http-method-override").strip().upper()
+        if req.method == "POST" and override and req.path.startswith("/rest/"):
+            untunnelled = self._untunnel(req, override)
+            if isinstance(untunnelled, SimResponse):
+                return untunnelled
+            req = untunnelled
+        return super().dispatch(req)
+
+    def _untunnel(self, req: SimRequest, method: str) -> SimRequest | SimResponse:
+        if method not in TUNNELLED_METHODS:
+            return self.error_response(400, f"X-HTTP-Method-Override: unsupported method {method!r}")
+        ctype = req.header("content-type")
+        headers = dict(req.headers)
+        query_text, body = "", req.body
+        if ctype.lower().startswith("application/x-www-form-urlencoded"):
+            query_text, body = req.body.decode(errors="replace"), b""
+            headers.pop("content-type", None)
+        elif ctype.lower().startswith("multipart/mixed"):
+            parts = _mixed_parts(req.body, ctype)
+            if parts is None:
+                return self.error_response(400, "multipart/mixed tunnelled request could not be parsed")
+            query_text, body = "", b""
+            headers.pop("content-type", None)
+            for part_type, content in parts:
+                if part_type.startswith("application/x-www-form-urlencoded"):
+                    query_text = content.decode(errors="replace")
+                else:
+                    body = content
+                    headers["content-type"] = part_type or "application/json"
+        query = dict(req.query)
+        query.update({k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()})
+        return SimRequest(method, req.path, query, headers, body, target=req.target)
 
     # --- checks shared by /rest endpoints -------------------------------------------------------
     def _version_ok(self, req: SimRequest) -> SimResponse | None:

@@ -21,15 +21,19 @@ class LoopbackAdapter(HTTPAdapter):
         super().__init__()
         self.platform = platform.rstrip("/")
         self.simulator = simulator.rstrip("/")
+        self.sent: list[requests.PreparedRequest] = []  # what the client put on the wire, in order
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         url = request.url or ""
         if url.startswith(self.platform):
             request.url = self.simulator + url[len(self.platform) :]
+        self.sent.append(request)
         return super().send(request, *args, **kwargs)
 
 
-def route_to_simulator(session: requests.Session, platform: str, simulator: str) -> None:
+def route_to_simulator(session: requests.Session, platform: str, simulator: str) -> LoopbackAdapter:
     """Every request ``session`` sends to ``platform`` reaches ``simulator`` over loopback."""
     assert simulator.startswith("http://127.0.0.1:"), "tests send traffic to loopback only"
-    session.mount(platform.rstrip("/") + "/", LoopbackAdapter(platform, simulator))
+    adapter = LoopbackAdapter(platform, simulator)
+    session.mount(platform.rstrip("/") + "/", adapter)
+    return adapter
