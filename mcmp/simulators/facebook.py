@@ -654,6 +654,7 @@ class FacebookSimulator(GraphSimulator):
                 }
             elif name == "shares" and int(age / 10) > 0:  # Graph omits shares when there are none
                 view["shares"] = {"count": int(age / 10)}
+        view.setdefault("id", post["id"])  # a Graph node read always names the node
         return view
 
     @owner_route("GET", "published_posts")

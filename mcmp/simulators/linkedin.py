@@ -39,7 +39,9 @@ Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Vers
 400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
 active for 12 months after its month, override with ``active_versions``) and
 ``X-Restli-Protocol-Version: 2.0.0``; a post is created with an empty 201 and its URN in
-``x-restli-id``, read with ``GET /rest/posts/{encoded urn}`` (404 ``NOT_FOUND`` once deleted) and
+``x-restli-id``, read with ``GET /rest/posts/{encoded urn}`` (404 ``NOT_FOUND`` once deleted) or
+``GET /rest/posts?ids=List(…)`` (BATCH_GET; images and videos too), edited with ``POST
+/rest/posts/{encoded urn}`` and ``{"patch": {"$set": {"commentary": …}}}`` (PARTIAL_UPDATE, 204) and
 deleted with ``DELETE /rest/posts/{encoded urn}`` (204, idempotent); a deleted post is left out
 of share statistics and answers 404 to memberCreatorPostAnalytics; errors are ``{"status","serviceErrorCode","code","message"}``; throttling is a
 daily per-application and per-member budget per resource that resets at midnight UTC (429, no
@@ -60,6 +62,7 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -73,6 +76,10 @@ DEFAULT_MEMBER = "urn:li:person:sim"
 ACCESS_TTL = 60 * 86400
 REFRESH_TTL = 365 * 86400
 MAX_COMMENTARY = 3000
+# What a PARTIAL_UPDATE may ``$set`` on a post (Posts API, "Update Posts").
+UPDATABLE_POST_FIELDS = frozenset(
+    {"commentary", "contentCallToActionLabel", "contentLandingPage", "lifecycleState", "adContext"}
+)
 REQUIRED_POST_FIELDS = ("author", "commentary", "visibility", "distribution", "lifecycleState")
 MEMBER_QUERY_TYPES = {"IMPRESSION", "MEMBERS_REACHED", "RESHARE", "REACTION", "COMMENT"}
 MEMBER_QUERY_TYPES_202603 = {"POST_SAVE", "LINK_CLICKS"}
@@ -440,6 +447,8 @@ class LinkedInSimulator(OAuthSimulator):
         _, problem = self._rest(req, "posts")
         if problem:
             return problem
+        if "ids" in req.query and "q" not in req.query:
+            return self._batch_get(req, self._post_view)
         if req.query.get("q") != "author" or not req.query.get("author"):
             return self.error_response(400, "q=author and author are required for this finder")
         author = req.query["author"]
@@ -458,14 +467,52 @@ class LinkedInSimulator(OAuthSimulator):
             {"paging": {"start": start, "count": count, "links": [], "total": len(mine)}, "elements": page},
         )
 
+    def _post_view(self, urn: str) -> dict[str, Any] | None:
+        with self.lock:
+            post = self.posts.get(urn)
+            return dict(post) if post else None
+
     @route("GET", "/rest/posts/{urn}")
     def get_post(self, req: SimRequest) -> SimResponse:
         _, problem = self._rest(req, "posts")
         if problem:
             return problem
+        post = self._post_view(unquote(req.params["urn"]))
+        return SimResponse(200, post) if post else self.error_response(404, "Not Found", 0)
+
+    @route("POST", "/rest/posts/{urn}")
+    def update_post(self, req: SimRequest) -> SimResponse:
+        """PARTIAL_UPDATE (Posts API "Update Posts"): ``{"patch": {"$set": {...}}}`` → 204."""
+        _, problem = self._rest(req, "posts")
+        if problem:
+            return problem
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        patch = body.get("patch") if isinstance(body, dict) else None
+        changes = patch.get("$set") if isinstance(patch, dict) else None
+        if not isinstance(patch, dict) or not isinstance(changes, dict) or set(patch) - {"$set"}:
+            return self.error_response(
+                400, 'Request body must be {"patch": {"$set": {...}}}', code="ILLEGAL_ARGUMENT"
+            )
+        refused = sorted(set(changes) - UPDATABLE_POST_FIELDS)
+        if refused:
+            return self.error_response(422, f"ERROR :: /{refused[0]} :: field cannot be updated", 0)
+        commentary = changes.get("commentary")
+        if commentary is not None and len(str(commentary)) > MAX_COMMENTARY:
+            return self.error_response(
+                422, f"ERROR :: /commentary :: length {len(str(commentary))} exceeds {MAX_COMMENTARY}", 0
+            )
+        if changes.get("lifecycleState", "PUBLISHED") not in ("PUBLISHED", "DRAFT"):
+            return self.error_response(422, "ERROR :: /lifecycleState :: invalid enum value", 0)
         with self.lock:
             post = self.posts.get(unquote(req.params["urn"]))
-        return SimResponse(200, post) if post else self.error_response(404, "Not Found", 0)
+            if post is None:
+                return self.error_response(404, "Not Found", 0)
+            post.update(changes)
+            post["lastModifiedAt"] = _now_ms()
+        return SimResponse(204, None)
 
     @route("DELETE", "/rest/posts/{urn}")
     def delete_post(self, req: SimRequest) -> SimResponse:
@@ -530,24 +577,29 @@ class LinkedInSimulator(OAuthSimulator):
                     return SimResponse(201, None)
         return self.error_response(404, "upload URL not found or expired")
 
+    def _image_view(self, urn: str) -> dict[str, Any] | None:
+        with self.lock:
+            image = self.images.get(urn)
+        if image is None:
+            return None
+        return {
+            "id": urn,
+            "owner": image["owner"],
+            "status": "AVAILABLE" if image["uploaded"] else "WAITING_UPLOAD",
+        }
+
     @route("GET", "/rest/images/{urn}")
     def get_image(self, req: SimRequest) -> SimResponse:
         _, problem = self._rest(req, "images")
         if problem:
             return problem
-        urn = unquote(req.params["urn"])
-        with self.lock:
-            image = self.images.get(urn)
-        if image is None:
-            return self.error_response(404, "Not Found")
-        return SimResponse(
-            200,
-            {
-                "id": urn,
-                "owner": image["owner"],
-                "status": "AVAILABLE" if image["uploaded"] else "WAITING_UPLOAD",
-            },
-        )
+        view = self._image_view(unquote(req.params["urn"]))
+        return SimResponse(200, view) if view else self.error_response(404, "Not Found")
+
+    @route("GET", "/rest/images")
+    def batch_get_images(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "images")
+        return problem or self._batch_get(req, self._image_view)
 
     # --- media in posts --------------------------------------------------------------------------
     def _media_status(self, urn: str) -> str | None:
@@ -711,26 +763,50 @@ class LinkedInSimulator(OAuthSimulator):
                 video["sha256"] = self._hashes[video["id"]].hexdigest()
         return SimResponse(200, None, {"ETag": f'"{etag}"'})
 
+    def _video_view(self, urn: str) -> dict[str, Any] | None:
+        status = self._media_status(urn)
+        if status is None or not urn.startswith("urn:li:video:"):
+            return None
+        with self.lock:
+            video = self.videos[urn]
+        return {
+            "id": urn,
+            "owner": video["owner"],
+            "status": status,
+            "uploadedAt": video["ready_at"] and int(video["ready_at"] * 1000),
+        }
+
     @route("GET", "/rest/videos/{urn}")
     def get_video(self, req: SimRequest) -> SimResponse:
         _, problem = self._rest(req, "videos")
         if problem:
             return problem
-        urn = unquote(req.params["urn"])
-        status = self._media_status(urn)
-        if status is None or not urn.startswith("urn:li:video:"):
-            return self.error_response(404, "Not Found")
-        with self.lock:
-            video = self.videos[urn]
-        return SimResponse(
-            200,
-            {
-                "id": urn,
-                "owner": video["owner"],
-                "status": status,
-                "uploadedAt": video["ready_at"] and int(video["ready_at"] * 1000),
-            },
-        )
+        view = self._video_view(unquote(req.params["urn"]))
+        return SimResponse(200, view) if view else self.error_response(404, "Not Found")
+
+    @route("GET", "/rest/videos")
+    def batch_get_videos(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "videos")
+        return problem or self._batch_get(req, self._video_view)
+
+    # --- BATCH_GET (``GET /rest/{resource}?ids=List(urn,…)``) --------------------------------------
+    def _batch_get(self, req: SimRequest, view: Callable[[str], dict[str, Any] | None]) -> SimResponse:
+        """Rest.li 2.0 BATCH_GET: each id's entity under ``results``, a 404 under ``errors``."""
+        ids = self._list_param(req.query.get("ids", ""))
+        if not ids:
+            return self.error_response(400, "ids=List(...) is required for a batch get")
+        results: dict[str, Any] = {}
+        statuses: dict[str, int] = {}
+        errors: dict[str, Any] = {}
+        for urn in ids:
+            found = view(urn)
+            if found is None:
+                statuses[urn] = 404
+                errors[urn] = {"status": 404, "code": "NOT_FOUND", "message": "Not Found"}
+            else:
+                statuses[urn] = 200
+                results[urn] = found
+        return SimResponse(200, {"results": results, "statuses": statuses, "errors": errors})
 
     # --- OAuth -----------------------------------------------------------------------------------
     @route("POST", "/oauth/v2/accessToken")

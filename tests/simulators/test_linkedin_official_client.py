@@ -231,3 +231,63 @@ def test_tunnelled_delete_is_answered_like_the_delete(
         timeout=5,
     )
     assert answer.status_code == 204 and sim.state()["count"] == 0
+
+
+def test_batch_get_posts_images_and_videos(client: tuple[LinkedInSimulator, RestliClient]) -> None:
+    """BATCH_GET (``?ids=List(...)``): each found entity under ``results``, a missing one a 404."""
+    _, restli = client
+    urns = create_posts(restli, 2)
+    missing = "urn:li:share:1"
+    posts = restli.batch_get(
+        resource_path="/posts", ids=[*urns, missing], access_token=TOKEN, version_string=VERSION
+    )
+    assert posts.status_code == 200
+    assert {u: p["commentary"] for u, p in posts.results.items()} == {urns[0]: "Post 0", urns[1]: "Post 1"}
+    assert posts.statuses[missing] == 404 and missing in posts.errors
+    image = restli.action(
+        resource_path="/images",
+        action_name="initializeUpload",
+        action_params={"initializeUploadRequest": {"owner": ORG}},
+        access_token=TOKEN,
+        version_string=VERSION,
+    ).value["image"]
+    images = restli.batch_get(
+        resource_path="/images", ids=[image], access_token=TOKEN, version_string=VERSION
+    )
+    assert images.results[image]["status"] == "WAITING_UPLOAD"
+    video = restli.action(
+        resource_path="/videos",
+        action_name="initializeUpload",
+        action_params={"initializeUploadRequest": {"owner": ORG, "fileSizeBytes": 1000}},
+        access_token=TOKEN,
+        version_string=VERSION,
+    ).value["video"]
+    videos = restli.batch_get(
+        resource_path="/videos", ids=[video], access_token=TOKEN, version_string=VERSION
+    )
+    assert videos.results[video]["status"] == "WAITING_UPLOAD"
+
+
+def test_partial_update_edits_the_commentary(client: tuple[LinkedInSimulator, RestliClient]) -> None:
+    _, restli = client
+    (urn,) = create_posts(restli, 1)
+    updated = restli.partial_update(
+        resource_path="/posts/{id}",
+        path_keys={"id": urn},
+        patch_set_object={"commentary": "Corrected text"},
+        access_token=TOKEN,
+        version_string=VERSION,
+    )
+    assert updated.status_code == 204
+    got = restli.get(
+        resource_path="/posts/{id}", path_keys={"id": urn}, access_token=TOKEN, version_string=VERSION
+    )
+    assert got.entity["commentary"] == "Corrected text"
+    refused = restli.partial_update(
+        resource_path="/posts/{id}",
+        path_keys={"id": urn},
+        patch_set_object={"author": "urn:li:organization:1"},
+        access_token=TOKEN,
+        version_string=VERSION,
+    )
+    assert refused.status_code == 422

@@ -228,3 +228,29 @@ def test_permanent_facebook_errors_carry_no_is_transient(
         Page(PAGE, api=api).create_feed(params={})
     assert caught.value.api_error_code() == 100
     assert "is_transient" not in caught.value.body()["error"]
+
+
+def test_batch_of_posts_and_reads(fb: tuple[FacebookSimulator, FacebookAdsApi]) -> None:
+    """The SDK's batch: creates and a node read in one ``POST /{v}/``, each answered on its own;
+    a node read names its node (``id``) even when the fields asked leave it out."""
+    sim, api = fb
+    page = Page(PAGE, api=api)
+    answers: list[Any] = []
+    batch = api.new_batch()
+    for n in range(3):
+        page.create_feed(
+            params={"message": f"Batched {n}"},
+            batch=batch,
+            success=lambda r: answers.append(r.json()),
+            failure=lambda r: answers.append(("failed", r.json())),
+        )
+    batch.execute()
+    assert [a["id"] for a in answers] == [
+        p["id"] for p in sorted(sim.state()["posts"], key=lambda p: p["created_time"])
+    ]
+    read = api.new_batch()
+    PagePost(answers[0]["id"], api=api).api_get(
+        fields=["message"], batch=read, success=lambda r: answers.append(r.json())
+    )
+    read.execute()
+    assert answers[-1] == {"message": "Batched 0", "id": answers[0]["id"]}
