@@ -1,5 +1,9 @@
 """Twin of LinkedIn's versioned REST API (Posts, Images, statistics) and OAuth refresh endpoint.
 
+OAuth (www.linkedin.com/oauth/v2): ``POST /oauth/v2/accessToken`` with ``grant_type=refresh_token``
+and ``POST /oauth/v2/introspectToken`` (``token``, ``client_id``, ``client_secret`` → ``active``,
+``status``, ``expires_at``; an unknown token is ``{"active": false}``).
+
 Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth``):
 
 * Any access token starting with ``li-test-`` is valid (member ``urn:li:person:sim``, admin of
@@ -823,6 +827,36 @@ class LinkedInSimulator(OAuthSimulator):
                 "expires_in": ACCESS_TTL,
                 "refresh_token": refresh,
                 "refresh_token_expires_in": int(first_seen + REFRESH_TTL - time.time()),
+            },
+        )
+
+    @route("POST", "/oauth/v2/introspectToken")
+    def introspect_token(self, req: SimRequest) -> SimResponse:
+        """Token introspection (LinkedIn's "Token Introspection" page): is an access token active,
+        and until when. A token the platform does not know is ``{"active": false}``."""
+        form = req.form()
+        client = (form.get("client_id"), form.get("client_secret"))
+        if not all(client) or (self.client_id is not None and client != (self.client_id, self.client_secret)):
+            return self.oauth_error(401, "invalid_client", self.invalid_client_description)
+        info, problem = self.token_status(form.get("token", ""))
+        if problem in ("revoked", "expired"):
+            return SimResponse(200, {"active": False, "status": problem, "client_id": client[0]})
+        if info is None:
+            return SimResponse(200, {"active": False})
+        now = int(time.time())
+        expires_at = int(info["expires_at"]) if info["expires_at"] is not None else now + ACCESS_TTL
+        created_at = expires_at - ACCESS_TTL
+        return SimResponse(
+            200,
+            {
+                "active": True,
+                "client_id": client[0],
+                "authorized_at": created_at,
+                "created_at": created_at,
+                "status": "active",
+                "expires_at": expires_at,
+                "scope": "w_organization_social,r_organization_social,w_member_social",
+                "auth_type": "3L",
             },
         )
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from linkedin_api.clients.auth.client import AuthClient
 from linkedin_api.clients.restli.client import RestliClient
 
 from mcmp.simulators.core import start_in_thread
@@ -291,3 +292,19 @@ def test_partial_update_edits_the_commentary(client: tuple[LinkedInSimulator, Re
         version_string=VERSION,
     )
     assert refused.status_code == 422
+
+
+def test_auth_client_refreshes_and_introspects(served: tuple[LinkedInSimulator, str]) -> None:
+    sim, url = served
+    sim.reset()
+    auth = AuthClient(client_id="app", client_secret="app-secret")
+    route_to_simulator(auth.session, "https://www.linkedin.com", url)
+    refreshed = auth.exchange_refresh_token_for_access_token("li-test-refresh-official")
+    assert refreshed.status_code == 200 and refreshed.refresh_token == "li-test-refresh-official"
+    active = auth.introspect_access_token(refreshed.access_token)
+    assert active.status_code == 200 and active.active is True and active.status == "active"
+    assert active.expires_at > active.created_at
+    requests.post(f"{url}/_sim/tokens", json={"action": "revoke", "token": refreshed.access_token}, timeout=5)
+    revoked = auth.introspect_access_token(refreshed.access_token)
+    assert revoked.active is False and revoked.status == "revoked"
+    assert auth.introspect_access_token("never-issued").active is False
