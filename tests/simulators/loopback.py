@@ -31,9 +31,20 @@ class LoopbackAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
+class OffLoopback(HTTPAdapter):
+    """Refuses any request that would leave the machine (tests send traffic to loopback only)."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        raise requests.ConnectionError(f"tests send traffic to loopback only, not {request.url}")
+
+
 def route_to_simulator(session: requests.Session, platform: str, simulator: str) -> LoopbackAdapter:
-    """Every request ``session`` sends to ``platform`` reaches ``simulator`` over loopback."""
+    """Every request ``session`` sends to ``platform`` reaches ``simulator`` over loopback; a
+    request for any other host than loopback fails instead of leaving the machine."""
     assert simulator.startswith("http://127.0.0.1:"), "tests send traffic to loopback only"
     adapter = LoopbackAdapter(platform, simulator)
+    session.mount("https://", OffLoopback())
+    session.mount("http://", OffLoopback())
+    session.mount("http://127.0.0.1:", HTTPAdapter())
     session.mount(platform.rstrip("/") + "/", adapter)
     return adapter

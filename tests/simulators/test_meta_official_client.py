@@ -56,6 +56,8 @@ class PageVideoApi(FacebookAdsApi):
 
 
 def official_api(url: str, api_class: type[FacebookAdsApi] = FacebookAdsApi) -> FacebookAdsApi:
+    """The SDK's API object on the simulator (never ``FacebookAdsApi.init``: its crash reporter
+    would post to Meta)."""
     session = FacebookSession(access_token=TOKEN, timeout=5)
     session.GRAPH = url  # the client joins GRAPH, the version and the path
     route_to_simulator(session.requests, VIDEO_HOST, url)
