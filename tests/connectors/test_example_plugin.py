@@ -11,8 +11,9 @@ from mcmp_example_connector import EchoConnector
 from mcmp.config import Settings
 from mcmp.connectors import Credentials, PostContent, ValidationError
 from mcmp.connectors.registry import get_connector
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 served, sim, base = simulator_fixtures(WebhookSimulator)
 

@@ -14,7 +14,7 @@ from mcmp.connectors.facebook import FacebookConnector
 from mcmp.connectors.http import pool_size_for, shared_adapter
 from mcmp.simulators.facebook import FacebookSimulator
 from mcmp.worker import metrics
-from tests.connectors.conformance import simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 served, sim, base = simulator_fixtures(lambda: FacebookSimulator(app_id="app-1", app_secret="s3cret"))
 PAGE = "1000001"
