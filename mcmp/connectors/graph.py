@@ -48,6 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -57,7 +58,7 @@ from mcmp.connectors.errors import (
     RateLimitedError,
     RetryableError,
 )
-from mcmp.connectors.http import BaseUrlSession, retry_after_seconds, send
+from mcmp.connectors.http import retry_after_seconds, send
 from mcmp.connectors.types import Credentials, TokenGrant
 from mcmp.connectors.usage import UsageReport, report
 
@@ -337,7 +338,8 @@ class GraphClient:
         version: str,
         timeout: float,
         classifier: Classifier | None = None,
-        pool_size: int | None = None,
+        *,
+        clients: HttpClients,
     ) -> None:
         self.platform = platform
         self.classify: Classifier = classifier or (
@@ -349,7 +351,7 @@ class GraphClient:
         self.timeout = timeout
         self._local = threading.local()
         self.base_url = (base_url or PUBLIC_BASE).rstrip("/")
-        self.session = BaseUrlSession(PUBLIC_BASE, self.base_url, pool_size)
+        self.session = clients.session(PUBLIC_BASE, self.base_url)
         self.session.hooks["response"].append(self._on_response)
         self._transport = _SdkTransport(self.session)
 

@@ -1,5 +1,6 @@
-"""The example third-party connector (tests/plugins/mcmp_example_connector) passes the same
-conformance suite as the built-in ones, against the website simulator's signed webhook."""
+"""The example third-party connector (examples/mcmp_example_connector, installed here from there)
+passes the same conformance suite against the website simulator's signed webhook as against the
+kit's webhook fake in its own tests, and is built by the registry like a built-in one."""
 
 from __future__ import annotations
 

@@ -61,6 +61,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import (
     AmbiguousError,
     ConnectorError,
@@ -79,11 +81,10 @@ from mcmp.connectors.graph import (
     parse_graph_time,
     scan_edge,
 )
-from mcmp.connectors.http import pool_size_for, send
+from mcmp.connectors.http import send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media, item_name, ratio_text
 from mcmp.connectors.media_source import MediaSource, StreamedBody, open_media
-from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
     MediaItem,
@@ -155,22 +156,25 @@ def is_reel_shaped(item: MediaItem) -> bool:
     )
 
 
-class FacebookConnector:
+class FacebookConnector(ConnectorBase):
     """Publishes to a Facebook Page; one instance per process, safe to share between threads."""
 
     platform = PLATFORM
 
-    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
+    media_limits: MediaLimits  # built from the settings (video size)
+
+    def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:
+        super().__init__(settings, clients=clients)
         self.cfg = settings.facebook
         # Video bytes come from the tenant's URL: only through the guarded fetcher.
-        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
+        self.fetcher = self.clients.tenant_fetcher()
         self.client = GraphClient(
             PLATFORM,
             self.cfg.base_url,
             self.cfg.api_version,
             self.cfg.timeout_seconds,
             classifier=classify,
-            pool_size=pool_size_for(settings),
+            clients=self.clients,
         )
         # Same SDK, other host: its graph.facebook.com URLs are sent to the video upload host.
         self.video_client = GraphClient(
@@ -179,7 +183,7 @@ class FacebookConnector:
             self.cfg.api_version,
             self.cfg.timeout_seconds,
             classifier=classify,
-            pool_size=pool_size_for(settings),
+            clients=self.clients,
         )
         self.insights = InsightsReader(self.client, INSIGHT_METRICS)
         self.media_limits = MediaLimits(

@@ -48,6 +48,8 @@ from urllib.parse import quote
 import requests
 
 from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -56,12 +58,11 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from mcmp.connectors.http import BaseUrlSession, pool_size_for, send
+from mcmp.connectors.http import send
 from mcmp.connectors.linkedin.classify import ThrottleMemory, classify
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import KB, MB, MediaLimits, check_media
 from mcmp.connectors.media_source import open_media
-from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
     MediaItem,
@@ -165,17 +166,20 @@ def author_urn(credentials: Credentials) -> str:
     raise ValidationError("account.metadata.authorType", f"must be organization or person, got {kind!r}")
 
 
-class LinkedInConnector:
+class LinkedInConnector(ConnectorBase):
     """Publishes organic LinkedIn posts for an organisation page or a member (thread-safe)."""
 
     platform = "linkedin"
 
-    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
+    media_limits: MediaLimits  # built from the settings (video size)
+
+    def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:
+        super().__init__(settings, clients=clients)
         self.cfg = settings.linkedin
         self.base = self.cfg.base_url.rstrip("/")
         self.timeout = self.cfg.timeout_seconds
-        self.session = BaseUrlSession(pool_size=pool_size_for(settings))
-        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
+        self.session = self.clients.session()
+        self.fetcher = self.clients.tenant_fetcher()
         self.throttle = ThrottleMemory()
         self.media_limits = MediaLimits(
             kinds=frozenset({"image", "video"}),
