@@ -26,7 +26,7 @@ class ConnectorBase:
     #: any, else no media rules (the platform decides).
     media_limits: MediaLimits | None = None
     #: Rules per account mode, for a platform whose rules depend on the account (a website's
-    #: webhook or WordPress), shown by ``mcmp media-rules``. Empty: ``media_limits`` for every mode.
+    #: webhook or WordPress), shown by ``mcmp connectors``. Empty: ``media_limits`` for every mode.
     media_limits_by_mode: Mapping[str, MediaLimits | None] = MappingProxyType({})
 
     def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:

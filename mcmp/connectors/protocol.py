@@ -50,7 +50,7 @@ class Connector(Protocol):
 
     @property
     def media_limits_by_mode(self) -> Mapping[str, MediaLimits | None]:
-        """Media rules per account mode (shown by ``mcmp media-rules``); empty: ``media_limits``."""
+        """Media rules per account mode (shown by ``mcmp connectors``); empty: ``media_limits``."""
 
     def metrics_cost(self, credentials: Credentials, count: int) -> int:
         """Platform calls one ``fetch_metrics`` of ``count`` posts costs (sizes analytics batches)."""
