@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 import pytest
 from mcmp_example_connector import EchoConnector
 
-from mcmp.connectors import Credentials, HttpClients, PostContent, Settings, ValidationError
+from mcmp.connectors import AuthError, Credentials, HttpClients, PostContent, Settings, ValidationError
 from mcmp.connectors.testing import ConnectorConformance, SignedWebhookFake, platform_fixtures
 
 served, sim, base = platform_fixtures(SignedWebhookFake, SignedWebhookFake.serve)
@@ -51,6 +51,20 @@ def test_its_calls_reach_the_observer_of_the_clients_it_is_handed(sim: SignedWeb
     credentials = Credentials("acct", "example-echo", SECRET, metadata={"webhookUrl": f"{base}/hooks/echo"})
     echo.publish(TestEchoConformance().request(base, credentials=credentials))
     assert seen == [("POST", 201)]
+
+
+def test_a_post_signed_with_another_secret_is_refused_and_stores_nothing(
+    sim: SignedWebhookFake, base: str
+) -> None:
+    wrong = Credentials(
+        "acct",
+        "example-echo",
+        "another-secret-of-32-bytes-long!",
+        metadata={"webhookUrl": f"{base}/hooks/echo"},
+    )
+    with pytest.raises(AuthError):
+        EchoConnector(Settings()).publish(TestEchoConformance().request(base, credentials=wrong))
+    assert sim.state()["posts"] == []
 
 
 def test_an_account_marked_reject_fails_validation() -> None:
