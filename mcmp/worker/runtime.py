@@ -57,7 +57,7 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
     rate_limit.install()
     waits.configure(settings.max_retry_after_seconds)
     media_source.configure(settings.media_min_bytes_per_second)
-    registry.set_observer(metrics.instrument_connector)
+    registry.set_observer(metrics.observe_platform_request)
     tenant_fetch.set_refusal_observer(metrics.fetch_refused)
     delivery_states.register_lease_keeper()
     return settings

@@ -116,9 +116,8 @@ class BudgetUnavailable(Exception):
 
 
 def metrics_cost(connector: Connector, credentials: Credentials, count: int) -> int:
-    """Platform calls one ``fetch_metrics`` of ``count`` posts costs (a connector may say; else 2/post)."""
-    cost = getattr(connector, "metrics_cost", None)
-    return int(cost(credentials, count)) if callable(cost) else 2 * count
+    """Platform calls one ``fetch_metrics`` of ``count`` posts costs (the connector's hook; default 2/post)."""
+    return int(connector.metrics_cost(credentials, count))
 
 
 def chunk_size(connector: Connector, credentials: Credentials, settings: Settings, burst: int) -> int:
