@@ -7,10 +7,59 @@ write plaintext, which the worker encrypts on first touch (see mcmp.worker.accou
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, Final, TypedDict
+
+from bson import ObjectId
 from mongoengine import DateTimeField, DictField, StringField
+from pymongo.collection import Collection
 
 from mcmp.models.base import TimestampedDocument
 from mcmp.models.enums import AccountStatus
+
+
+class AccountField:
+    """Field names of a stored integration account (``integrationaccounts``)."""
+
+    ID: Final = "_id"
+    CLIENT_ID: Final = "clientId"
+    PLATFORM: Final = "platform"
+    ACCOUNT_NAME: Final = "accountName"
+    EXTERNAL_ACCOUNT_ID: Final = "externalAccountId"
+    ACCESS_TOKEN: Final = "accessToken"  # sealed (mcmp.worker.accounts.crypto)
+    REFRESH_TOKEN: Final = "refreshToken"  # sealed
+    EXPIRES_AT: Final = "expiresAt"
+    STATUS: Final = "status"
+    METADATA: Final = "metadata"
+    AUTH_ERROR: Final = "metadata.authError"
+    AUTH_ERROR_AT: Final = "metadata.authErrorAt"
+    REFRESH_ERROR: Final = "metadata.refreshError"
+    REFRESH_ERROR_AT: Final = "metadata.refreshErrorAt"
+    UPDATED_AT: Final = "updatedAt"
+    CREATED_AT: Final = "createdAt"
+
+
+class AccountDoc(TypedDict, total=False):
+    """An integration account as MongoDB holds it (tokens sealed, or plaintext from a frontend)."""
+
+    _id: ObjectId
+    clientId: str
+    platform: str
+    accountName: str | None
+    externalAccountId: str | None
+    accessToken: str | None
+    refreshToken: str | None
+    expiresAt: datetime | None
+    status: str
+    metadata: dict[str, Any]
+    createdAt: datetime
+    updatedAt: datetime
+
+
+def integration_accounts() -> Collection[AccountDoc]:
+    """The ``integrationaccounts`` collection, typed (read anywhere; written only by mcmp.worker.accounts)."""
+    collection: Collection[AccountDoc] = IntegrationAccount._get_collection()
+    return collection
 
 
 class IntegrationAccount(TimestampedDocument):
