@@ -29,7 +29,6 @@ from typing import Any
 
 import redis
 from bson import ObjectId
-from pymongo.collection import Collection
 from redis.exceptions import LockError
 from tenacity import (
     RetryError,
@@ -47,6 +46,7 @@ from mcmp.connectors.registry import UnknownPlatformError, available_platforms, 
 from mcmp.connectors.types import Credentials, TokenGrant
 from mcmp.models import AccountStatus, IntegrationAccount
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.integration_account import integration_accounts
 from mcmp.worker import metrics
 from mcmp.worker.accounts import crypto, secrets
 from mcmp.worker.accounts import store as accounts
@@ -133,10 +133,6 @@ def _r(settings: Settings) -> redis.Redis:
     return _redis(settings.redis_url)
 
 
-def _collection() -> Collection[dict[str, Any]]:
-    return IntegrationAccount._get_collection()
-
-
 def _reload(account_id: ObjectId | str) -> IntegrationAccount | None:
     return IntegrationAccount.objects(pk=account_id).first()
 
@@ -158,7 +154,7 @@ def seal_plaintext(account: IntegrationAccount) -> IntegrationAccount:
         update["accessToken"] = secrets.seal(access, str(account.pk))
     if secrets.needs_sealing(refresh):
         update["refreshToken"] = secrets.seal(refresh, str(account.pk))
-    result = _collection().update_one(
+    result = integration_accounts().update_one(
         {"_id": account.pk, "accessToken": access, "refreshToken": refresh}, {"$set": update}
     )
     if result.modified_count == 1:
@@ -304,7 +300,7 @@ def _remember_refusal(account: IntegrationAccount, reason: str) -> None:
     """Record a refused refresh on the account (``metadata.refreshError``): readiness then warns,
     days ahead, about the posts its token will not live to see. Cleared by the next refresh."""
     now = utcnow()
-    _collection().update_one(
+    integration_accounts().update_one(
         {"_id": account.pk},
         {"$set": {"metadata.refreshError": reason, "metadata.refreshErrorAt": now, "updatedAt": now}},
     )
@@ -333,7 +329,7 @@ def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
         update["$unset"]["expiresAt"] = ""
     if grant.refresh_token is not None:  # never drop a refresh token that was not replaced
         update["$set"]["refreshToken"] = secrets.seal(grant.refresh_token, str(account.pk))
-    result = _collection().update_one(
+    result = integration_accounts().update_one(
         {"_id": account.pk, "accessToken": account.access_token, "status": CONNECTED}, update
     )
     if result.modified_count != 1:
@@ -439,7 +435,7 @@ def enqueue_due(send: Callable[[str], object], settings: Settings | None = None,
     ]
     if not clauses:
         return 0
-    due = _collection().find({"status": CONNECTED, "$or": clauses}, {"_id": 1}).limit(limit)
+    due = integration_accounts().find({"status": CONNECTED, "$or": clauses}, {"_id": 1}).limit(limit)
     sent = 0
     r = _r(settings)
     for doc in due:
