@@ -8,7 +8,7 @@ write plaintext, which the worker encrypts on first touch (see mcmp.worker.accou
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, TypedDict
+from typing import Final, TypedDict
 
 from bson import ObjectId
 from mongoengine import DateTimeField, DictField, StringField
@@ -51,7 +51,7 @@ class AccountDoc(TypedDict, total=False):
     refreshToken: str | None
     expiresAt: datetime | None
     status: str
-    metadata: dict[str, Any]
+    metadata: dict[str, object]  # the platform's ids and settings, and the worker's auth errors
     createdAt: datetime
     updatedAt: datetime
 

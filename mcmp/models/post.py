@@ -54,6 +54,7 @@ class PostField:
 class StatusChangeDoc(TypedDict, total=False):
     """One ``statusHistory`` entry as stored."""
 
+    _id: ObjectId
     at: datetime
     fromStatus: str | None
     toStatus: str
@@ -77,8 +78,8 @@ class PostDoc(TypedDict, total=False):
     assetUrls: list[str]
     status: str
     scheduleTime: Any  # a BSON date, or an ISO 8601 string (mcmp.models.schedule)
-    platformPostIds: dict[str, Any]
-    publishedAt: dict[str, Any]
+    platformPostIds: dict[str, str]  # platform → the platform's id of the post
+    publishedAt: dict[str, datetime]  # platform → when it went out
     statusHistory: list[StatusChangeDoc]
     lastError: str | None
     createdAt: datetime
@@ -87,7 +88,7 @@ class PostDoc(TypedDict, total=False):
     mcmpScheduleAt: datetime | None
     mcmpScheduleFrom: str | None
     campaignOverride: bool
-    mcmpReadiness: dict[str, Any]
+    mcmpReadiness: dict[str, object]  # the verdict (mcmp.worker.readiness.checks)
 
 
 def posts() -> Collection[PostDoc]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 
@@ -24,6 +24,9 @@ from mcmp.models.integration_account import AccountDoc, AccountField, integratio
 from mcmp.models.post import PostDoc, PostField, posts
 from mcmp.worker.ops_status import Gauges, Report
 from mcmp.worker.services.errors import NotFound, canonical
+
+if TYPE_CHECKING:  # imported where used: the API process loads analytics only for a backfill
+    from mcmp.worker.analytics.backfill import BackfillJobDoc
 
 S = DeliveryState
 
@@ -203,14 +206,13 @@ def queue_counts(scope: Mapping[str, Any], now: datetime | None = None) -> Queue
     )
 
 
-def backfill_job(job_id: str, scope: Mapping[str, Any]) -> dict[str, Any] | None:
+def backfill_job(job_id: str, scope: Mapping[str, Any]) -> BackfillJobDoc | None:
     """The backfill job if it exists inside ``scope`` (a tenant filter on ``clientId``)."""
     from mcmp.worker.analytics import backfill
 
     if not ObjectId.is_valid(job_id):
         return None
-    found: dict[str, Any] | None = backfill.jobs().find_one({"_id": ObjectId(job_id), **scope})
-    return found
+    return backfill.jobs().find_one({"_id": ObjectId(job_id), **scope})
 
 
 def fleet_gauges(now: datetime | None = None) -> Gauges:

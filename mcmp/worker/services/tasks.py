@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the API process loads analytics only for a backfill
+    from mcmp.worker.analytics.backfill import BackfillJobDoc
 
 
 def send_task(name: str, *args: str) -> str:
@@ -32,7 +35,7 @@ def answering_workers(timeout: float) -> int:
 BACKFILL_TASK = "mcmp.analytics.backfill"
 
 
-def start_backfill(client_id: str, since: datetime | None, platform: str | None) -> dict[str, Any]:
+def start_backfill(client_id: str, since: datetime | None, platform: str | None) -> BackfillJobDoc:
     """Record an analytics backfill job and send ``mcmp.analytics.backfill(job_id)``.
 
     A job whose task could not be sent is marked ``enqueue_failed`` and the error propagates.
