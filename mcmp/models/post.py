@@ -7,7 +7,7 @@ updates (mcmp.worker.publishing.post_status) so a concurrent frontend edit is ne
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 
 from bson import ObjectId
 from mongoengine import (
@@ -62,6 +62,33 @@ class StatusChangeDoc(TypedDict, total=False):
     note: str
 
 
+class ProblemDoc(TypedDict, total=False):
+    """One reason a post would fail on a platform: the post's field, a stable code, a message."""
+
+    field: str
+    code: str
+    message: str
+    reason: str
+
+
+class PlatformReadinessDoc(TypedDict):
+    ok: bool
+    problems: list[ProblemDoc]
+
+
+class ReadinessDoc(TypedDict):
+    """``mcmpReadiness``: the verdict on a future post (docs/frontend-contract.md#readiness-mcmpreadiness-what-a-post-will-meet-at-its-time).
+
+    ``postUpdatedAt`` is the post version judged: a newer post is checked again.
+    """
+
+    checkedAt: datetime | None
+    ok: bool
+    scheduleTime: datetime | None
+    postUpdatedAt: NotRequired[object]
+    platforms: dict[str, PlatformReadinessDoc]
+
+
 class PostDoc(TypedDict, total=False):
     """A post as MongoDB holds it (the frontend writes more fields; these are the ones read here).
 
@@ -88,7 +115,7 @@ class PostDoc(TypedDict, total=False):
     mcmpScheduleAt: datetime | None
     mcmpScheduleFrom: str | None
     campaignOverride: bool
-    mcmpReadiness: dict[str, object]  # the verdict (mcmp.worker.readiness.checks)
+    mcmpReadiness: ReadinessDoc
 
 
 def posts() -> Collection[PostDoc]:

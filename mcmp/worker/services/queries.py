@@ -21,12 +21,13 @@ from mcmp.models.base import as_utc, utcnow
 from mcmp.models.campaign import CampaignField, campaigns
 from mcmp.models.delivery import DeliveryDoc, DeliveryField, deliveries
 from mcmp.models.integration_account import AccountDoc, AccountField, integration_accounts
-from mcmp.models.post import PostDoc, PostField, posts
+from mcmp.models.post import PostDoc, PostField, ReadinessDoc, posts
 from mcmp.worker.ops_status import Gauges, Report
 from mcmp.worker.services.errors import NotFound, canonical
 
 if TYPE_CHECKING:  # imported where used: the API process loads analytics only for a backfill
     from mcmp.worker.analytics.backfill import BackfillJobDoc
+    from mcmp.worker.readiness.report import AccountAtRisk, PostReadiness
 
 S = DeliveryState
 
@@ -229,7 +230,7 @@ def operator_report(now: datetime | None = None) -> Report:
     return ops_status.report(now)
 
 
-def post_readiness(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
+def post_readiness(post_id: str, scope: Mapping[str, Any]) -> PostReadiness:
     """The post's readiness verdict (stored, or computed now when the stored one is older)."""
     from mcmp.worker.readiness import report
 
@@ -239,14 +240,14 @@ def post_readiness(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def validate_draft(draft: Mapping[str, Any]) -> dict[str, Any]:
+def validate_draft(draft: Mapping[str, Any]) -> ReadinessDoc:
     """A draft's payload checked as if scheduled as it stands (no write, no platform call)."""
     from mcmp.worker.readiness import report
 
     return report.validate_draft(draft)
 
 
-def accounts_at_risk(scope: Mapping[str, Any], limit: int = 200) -> list[dict[str, Any]]:
+def accounts_at_risk(scope: Mapping[str, Any], limit: int = 200) -> list[AccountAtRisk]:
     """Accounts whose token will fail one of their scheduled posts: reason, first post and when."""
     from mcmp.worker.readiness import report
 
