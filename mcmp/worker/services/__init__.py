@@ -11,7 +11,9 @@ everywhere, so a reader finds every use with one search. What each part does:
 - :mod:`.tasks` — Celery sends by name (ids only);
 - :mod:`.errors` — what an action can refuse, and how the API answers.
 
-``__all__`` is pinned by ``tests/unit/test_services_surface.py``: a change to the surface the API
+Owns no collection: every write goes through its owner (delivery states through
+``publishing.delivery_states``, post status through ``publishing.post_status``, accounts through
+``mcmp.worker.accounts``), as ``tests/test_write_ownership.py`` checks. ``__all__`` is pinned by ``tests/unit/test_services_surface.py``: a change to the surface the API
 depends on is a reviewed change.
 """
 
