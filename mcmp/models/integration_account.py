@@ -35,8 +35,13 @@ class AccountField:
     AUTH_ERROR_AT: Final = "metadata.authErrorAt"
     REFRESH_ERROR: Final = "metadata.refreshError"
     REFRESH_ERROR_AT: Final = "metadata.refreshErrorAt"
+    TOKEN_REFRESHED_AT: Final = "metadata.tokenRefreshedAt"
     UPDATED_AT: Final = "updatedAt"
     CREATED_AT: Final = "createdAt"
+
+
+# The key of ``metadata`` holding why the account needs reconnecting (``AccountField.AUTH_ERROR``).
+AUTH_ERROR_KEY: Final = "authError"
 
 
 class AccountDoc(TypedDict, total=False):
