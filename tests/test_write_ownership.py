@@ -228,8 +228,8 @@ class Context:
             last = callee.split(".")[-1]
             if last == "_get_collection":
                 return MODELS.get(callee.split(".")[-2]) if "." in callee else None
-            if last in ACCESSORS:
-                return ACCESSORS[last]
+            if last.lstrip("_") in ACCESSORS:  # ``deliveries()``, a module's own ``_deliveries()``
+                return ACCESSORS[last.lstrip("_")]
             if last in ("objects", "filter", "only", "exclude", "order_by", "limit", "first"):
                 return self.collection(node.func, depth + 1)
             if (
