@@ -8,7 +8,7 @@ deliveries waiting for a reconnect and the API's checks all ask :func:`find_acco
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -62,6 +62,25 @@ def find_accounts(keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], In
             candidates.setdefault(key, []).append(account)
     chosen = {key: choose_account(pool) for key, pool in candidates.items()}
     return {key: account for key, account in chosen.items() if account is not None}
+
+
+def token_flags(ids: Sequence[ObjectId]) -> dict[ObjectId, tuple[bool, bool]]:
+    """Which accounts hold an access and a refresh token, without reading any token."""
+    coll = integration_accounts()
+    present = {"$nin": [None, ""]}
+    has_access = {
+        d[AccountField.ID]
+        for d in coll.find(
+            {AccountField.ID: {"$in": list(ids)}, AccountField.ACCESS_TOKEN: present}, {AccountField.ID: 1}
+        )
+    }
+    has_refresh = {
+        d[AccountField.ID]
+        for d in coll.find(
+            {AccountField.ID: {"$in": list(ids)}, AccountField.REFRESH_TOKEN: present}, {AccountField.ID: 1}
+        )
+    }
+    return {i: (i in has_access, i in has_refresh) for i in ids}
 
 
 def credentials_for(account: IntegrationAccount) -> Credentials:

@@ -22,6 +22,7 @@ from mcmp.models.campaign import CampaignField, campaigns
 from mcmp.models.delivery import DeliveryDoc, DeliveryField, deliveries
 from mcmp.models.integration_account import AccountDoc, AccountField, integration_accounts
 from mcmp.models.post import PostDoc, PostField, ReadinessDoc, posts
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.ops_status import Gauges, Report
 from mcmp.worker.services.errors import NotFound, canonical
 
@@ -100,21 +101,7 @@ def accounts_view(account_ids: Sequence[str], query: Mapping[str, Any]) -> list[
 
 def token_flags(ids: Sequence[ObjectId]) -> dict[ObjectId, tuple[bool, bool]]:
     """Which accounts have an access and a refresh token, without reading the tokens."""
-    coll = integration_accounts()
-    present = {"$nin": [None, ""]}
-    access = {
-        d["_id"]
-        for d in coll.find(
-            {AccountField.ID: {"$in": list(ids)}, AccountField.ACCESS_TOKEN: present}, {"_id": 1}
-        )
-    }
-    refresh = {
-        d["_id"]
-        for d in coll.find(
-            {AccountField.ID: {"$in": list(ids)}, AccountField.REFRESH_TOKEN: present}, {"_id": 1}
-        )
-    }
-    return {i: (i in access, i in refresh) for i in ids}
+    return account_store.token_flags(ids)
 
 
 def campaign_client(campaign_id: str, scope: Mapping[str, Any]) -> str | None:
