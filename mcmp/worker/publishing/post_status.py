@@ -21,7 +21,7 @@ from pymongo.collection import Collection
 from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
-from mcmp.models.post import PostField
+from mcmp.models.post import PostField, StatusChangeDoc
 from mcmp.worker.publishing import delivery_states
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def posts() -> Collection[dict[str, Any]]:
 
 def history_entry(
     from_status: str | None, to_status: str, note: str, by_user_id: str | None = None
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+) -> StatusChangeDoc:
+    entry: StatusChangeDoc = {
         "_id": ObjectId(),
         "at": utcnow(),
         "fromStatus": from_status,
