@@ -26,10 +26,11 @@ from typing import Any, cast
 from bson import ObjectId
 
 from mcmp.config import Settings, get_settings
-from mcmp.models import AccountStatus, IntegrationAccount
-from mcmp.models.base import as_utc, utcnow
+from mcmp.models import IntegrationAccount
+from mcmp.models.base import utcnow
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.logs import log_context
 from mcmp.worker.publishing import delivery_states, lanes, post_status, runners
 from mcmp.worker.publishing.delivery_states import Taken
@@ -164,20 +165,7 @@ def _accounts(
             found[key] = cached
         elif key[0]:
             missing.add(key)
-    if missing:
-        candidates: dict[tuple[str, str], list[IntegrationAccount]] = {}
-        query = IntegrationAccount.objects(
-            client_id__in=list({c for c, _ in missing}), platform__in=list({p for _, p in missing})
-        )
-        for account in query:
-            key = (str(account.client_id), str(account.platform))
-            if key in missing:
-                candidates.setdefault(key, []).append(account)
-        for key, pool in candidates.items():  # the same choice as accounts.store.find_account
-            connected = [a for a in pool if a.status == AccountStatus.CONNECTED.value] or pool
-            found[key] = max(
-                connected, key=lambda a: as_utc(a.updated_at) or as_utc(a.created_at) or utcnow()
-            )
+    found.update(account_store.find_accounts(missing))
     return found
 
 

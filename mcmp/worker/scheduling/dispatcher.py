@@ -20,7 +20,7 @@ from bson import ObjectId
 
 from mcmp.config import Settings, get_settings
 from mcmp.connectors.registry import available_platforms
-from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount, PostStatus
+from mcmp.models import DeliveryState, ErrorClass, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.schedule import (
@@ -28,6 +28,7 @@ from mcmp.models.schedule import (
     schedule_instant,
 )
 from mcmp.worker import fleet, liveness
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.publishing import delivery_states, lanes, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from mcmp.worker.publishing.post_validation import describe_schedule_time, post_problems
@@ -352,11 +353,7 @@ class Dispatcher:
         deadline = utcnow() - timedelta(hours=self.settings.reauth_deadline_hours)
         for group in waiting:
             client_id, platform = group["_id"]["clientId"], group["_id"]["platform"]
-            account = (
-                IntegrationAccount.objects(client_id=client_id, platform=platform)
-                .order_by("-updated_at")
-                .first()
-            )
+            account = account_store.find_account(client_id, platform)
             since = as_utc(group.get("since"))
             if (
                 account is not None
