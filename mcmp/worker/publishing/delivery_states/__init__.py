@@ -38,7 +38,12 @@ from mcmp.worker.publishing.delivery_states.actions import (
     reschedule_open,
     resume_waiting,
 )
-from mcmp.worker.publishing.delivery_states.attempts import start_attempt, start_batch, start_claimed
+from mcmp.worker.publishing.delivery_states.attempts import (
+    start_attempt,
+    start_batch,
+    start_born,
+    start_claimed,
+)
 from mcmp.worker.publishing.delivery_states.claims import (
     CLAIM_FIELDS,
     BatchItem,
@@ -46,6 +51,7 @@ from mcmp.worker.publishing.delivery_states.claims import (
     Ensured,
     NewDelivery,
     batch_item,
+    born_attempt,
     claim_hint,
     claim_ids,
     ensure,
@@ -91,6 +97,7 @@ __all__ = [
     "apply",
     "apply_many",
     "batch_item",
+    "born_attempt",
     "cancel_op",
     "cancel_open",
     "claim_hint",
@@ -116,6 +123,7 @@ __all__ = [
     "retry_op",
     "start_attempt",
     "start_batch",
+    "start_born",
     "start_claimed",
     "still_owned",
     "stranded",
