@@ -98,7 +98,8 @@ class _Heartbeat:
                 log.exception("liveness renewal failed")
 
     def _keep_starts(self) -> None:
-        """Re-set the start keys of running attempts (NX: a Redis restart or flush lost them)."""
+        """Keep the start keys of running attempts: re-set (NX) when a Redis restart or flush lost
+        them, and extended, so a long call's key outlives no copy of its message."""
         with self.lock:
             held = [k for k in self.starts if k in self.running]
         if not held:
@@ -107,6 +108,7 @@ class _Heartbeat:
         pipe = _redis().pipeline(transaction=False)
         for key in held:
             pipe.set(START_PREFIX + key, self.owner, nx=True, px=ttl_ms)
+            pipe.pexpire(START_PREFIX + key, ttl_ms)
         pipe.execute()
 
     def _keep_leases(self) -> None:
