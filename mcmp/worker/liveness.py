@@ -206,6 +206,28 @@ def claim_starts(
     return result
 
 
+def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
+    """Who started these (attempt id, delivery id): delivery id → owner, for the started ones.
+
+    Empty when Redis cannot say, or was restarted less than a TTL ago (keys not yet re-set).
+    """
+    if not attempts:
+        return {}
+    try:
+        client = _redis()
+        if int(client.info("server").get("uptime_in_seconds", 0)) < get_settings().liveness_ttl_seconds:
+            return {}
+        found = client.mget([f"{START_PREFIX}{a}:{d}" for a, d in attempts])
+    except redis.RedisError as exc:
+        log.warning("start keys unavailable (%s)", type(exc).__name__)
+        return {}
+    return {
+        str(d): (v.decode() if isinstance(v, bytes) else str(v))
+        for (_, d), v in zip(attempts, found, strict=True)
+        if v is not None
+    }
+
+
 def forget_starts(attempt_id: str, delivery_ids: Iterable[Any]) -> None:
     """Stop keeping the start keys of attempts this process won but will not run."""
     with _heartbeat.lock:
@@ -288,4 +310,5 @@ __all__ = [
     "last_loss",
     "owner",
     "running",
+    "start_holders",
 ]

@@ -290,3 +290,20 @@ def test_a_born_delivery_whose_message_a_loss_took_is_offered_again(db, post):
     again = delivery_states.stranded(5, 100, lost_after=now() - timedelta(seconds=10))
     assert [d["_id"] for d in again] == [doc["_id"]]
     assert delivery_states.batch_item(again[0]) is not None  # re-sent under its birth attempt
+
+
+def test_the_reaper_hands_on_a_born_delivery_a_dead_worker_started_and_leaves_unstarted_ones(
+    db, make_client, make_post
+):
+    client = make_client()
+    docs, attempt_id, items = _born(db, [make_post(client, ["website"]) for _ in range(3)])
+    started_here = delivery_states.start_born(items[:1], attempt_id, 60)
+    assert len(started_here) == 1
+    redis.Redis.from_url(get_settings().redis_url).set(
+        f"{liveness.START_PREFIX}{attempt_id}:{docs[1]['_id']}", "gone-host:1:dead", px=60_000
+    )
+    assert delivery_states.reap_expired_leases() == (0, 1)
+    states = [db.deliveries.find_one({"_id": d["_id"]}) for d in docs]
+    assert states[0]["state"] == "in_flight"  # started by this live process
+    assert states[1]["state"] == "pending" and states[1]["needsReconcile"] is True  # its worker died
+    assert states[2]["state"] == "in_flight"  # not started yet: its message is on its way

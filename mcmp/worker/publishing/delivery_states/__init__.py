@@ -9,6 +9,7 @@ messages and retries from Flower can never move a delivery twice::
        │  └────reap (lease)───┘                         │ ├──wait_for_auth_op─▶ waiting_auth ─resume─▶ pending
        └──────retry_op / defer / reap (lease)───────────┘ └──cancel_op────────▶ cancelled
     pending / queued ──park_for_auth (the account's token was rejected)──▶ waiting_auth
+    ensure (within the tenant's share) ──▶ in_flight, born taken: started by ``start_born`` (no write)
 
 ``needsReconcile`` is set *before* a platform call (with a new ``attemptId``) and cleared only
 by a definite outcome, so any crash or ambiguous answer makes the next attempt look the post up
@@ -17,7 +18,7 @@ on the platform before posting again.
 One module per kind of caller, one import name (``delivery_states.X``):
 
 - :mod:`.claims` — the dispatcher: create, claim, hand back, and what a publish message carries;
-- :mod:`.attempts` — a worker taking a delivery for one attempt;
+- :mod:`.attempts` — a worker taking a delivery for one attempt, or starting one born taken;
 - :mod:`.outcomes` — leaving ``in_flight`` (one compare-and-swap on the attempt per transition);
 - :mod:`.leases` — the reaper, the lease keeper of running attempts, stranded messages;
 - :mod:`.actions` — account events and the admin API (re-auth, cancel, reopen, reschedule);

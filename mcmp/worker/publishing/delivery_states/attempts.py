@@ -265,10 +265,10 @@ def _take_over(
     """Starts held by workers that died: a new attempt each, looked up on the platform first."""
     if not held:
         return []
-    live = liveness.alive(held.values())
+    live = liveness.alive(h for h in held.values() if h)
     if live is None:
         return []
-    dead = [oid for oid, holder in held.items() if holder not in live]
+    dead = [oid for oid, holder in held.items() if holder and holder not in live]  # "": gone meanwhile
     taken: list[Taken] = []
     for oid in dead:
         now = utcnow()

@@ -30,8 +30,10 @@ def reap_expired_leases() -> tuple[int, int]:
     ``queued`` ones whose lease expired (their message never ran). ``in_flight`` ones whose
     owner's liveness key is gone (a killed worker: seconds, not a lease), or whose lease expired
     (a live owner extends the lease of every attempt it still runs, so an expired one ended
-    without recording). In-flight ones keep ``needsReconcile`` (set before the call), so they are
-    looked up on the platform first.
+    without recording). A delivery born taken has no owner written while it runs: its start key
+    in Redis names the worker that started it, and is judged the same way (one never started has
+    none, and waits for its message or the re-send of a lost one). In-flight ones keep
+    ``needsReconcile`` (set before the call), so they are looked up on the platform first.
     """
     now = utcnow()
     settings = get_settings()
@@ -43,15 +45,26 @@ def reap_expired_leases() -> tuple[int, int]:
         {"state": S.QUEUED.value, "dueAt": {"$lt": due_bound}, "leaseUntil": {"$lt": now}},
         {"$set": {"state": S.PENDING.value, "dueAt": now, "leaseUntil": None, "updatedAt": now}},
     )
-    # Bounded by the workers' total concurrency, whatever the backlog.
-    in_flight = list(deliveries().find({"state": S.IN_FLIGHT.value}, {"owner": 1, "leaseUntil": 1}))
-    owners = {str(d["owner"]) for d in in_flight if d.get("owner")}
+    # Bounded by the workers' total concurrency and the tenants' shares, whatever the backlog.
+    in_flight = list(
+        deliveries().find({"state": S.IN_FLIGHT.value}, {"owner": 1, "leaseUntil": 1, "attemptId": 1})
+    )
+    born = [d for d in in_flight if not d.get("owner") and d.get("attemptId")]
+    started = liveness.start_holders([(str(d["attemptId"]), d["_id"]) for d in born]) if born else {}
+    owners = {str(d["owner"]) for d in in_flight if d.get("owner")} | set(started.values())
     live = liveness.alive(owners) if owners else set()
     dead = sorted(owners - live) if live is not None else []
+    dead_starts = [
+        {"_id": d["_id"], "attemptId": d["attemptId"], "owner": None}
+        for d in born
+        if started.get(str(d["_id"])) in dead
+    ]
     abandoned = [
         d["_id"]
         for d in in_flight
-        if d.get("owner") in dead or (d.get("leaseUntil") is not None and d["leaseUntil"] < now)
+        if d.get("owner") in dead
+        or started.get(str(d["_id"])) in dead
+        or (d.get("leaseUntil") is not None and d["leaseUntil"] < now)
     ]
     reaped = 0
     if abandoned:
@@ -62,7 +75,7 @@ def reap_expired_leases() -> tuple[int, int]:
                 {
                     "_id": {"$in": abandoned},
                     "state": S.IN_FLIGHT.value,
-                    "$or": [{"owner": {"$in": dead}}, {"leaseUntil": {"$lt": now}}],
+                    "$or": [{"owner": {"$in": dead}}, {"leaseUntil": {"$lt": now}}, *dead_starts],
                 },
                 {
                     "$set": {
