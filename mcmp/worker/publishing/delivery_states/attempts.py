@@ -197,13 +197,15 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     me = liveness.owner()
     current = {
         d["_id"]: d
+        # By ``_id`` alone, never hinted: a hint on ``_id`` makes ``$in`` scan, and a state in
+        # the filter lets SecantusDB plan the (state, dueAt) index (design §11).
         for d in deliveries().find(
-            {"_id": {"$in": list(by_id)}, "state": S.IN_FLIGHT.value, "attemptId": attempt_id},
-            {"leaseUntil": 1, "owner": 1},
-            hint=BY_ID,
+            {"_id": {"$in": list(by_id)}}, {"state": 1, "attemptId": 1, "leaseUntil": 1, "owner": 1}
         )
+        if d.get("state") == S.IN_FLIGHT.value
+        and d.get("attemptId") == attempt_id
         # a worker that runs it long has written its owner (lease kept): the reaper judges it
-        if d.get("owner") in (None, me)
+        and d.get("owner") in (None, me)
     }
     if not current:
         return []
@@ -233,7 +235,7 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
         kept = {
             d["_id"]
             for d in deliveries().find(
-                {"_id": {"$in": short}, "attemptId": attempt_id, "owner": owner}, {"_id": 1}, hint=BY_ID
+                {"_id": {"$in": short}, "attemptId": attempt_id, "owner": owner}, {"_id": 1}
             )
         }
         lost = [oid for oid in short if oid not in kept]
