@@ -1,6 +1,7 @@
 """Publishing a dispatcher's batch of deliveries with a few database commands, not a few per delivery.
 
-One ``update_many`` takes the batch (a compare-and-swap per delivery on its claim token), one
+The batch is taken with no write when its deliveries were born taken (one read, one start key
+each in Redis), else with one ``update_many`` (a compare-and-swap per delivery on its claim token); one
 query reads its posts, one its accounts; the platform calls run concurrently on a bounded pool
 (started in due order, each no earlier than its own due time); the outcomes are written with one
 bulk write (per-operation results: an outcome whose attempt no longer owns its delivery is
@@ -72,14 +73,18 @@ def publish_batch(
     settings = settings or get_settings()
     items = _items(delivery_ids, claim)
     token = str((claim or {}).get("token") or "")
-    if not items or not token:
+    born = str((claim or {}).get("attempt") or "")  # created taken under this attempt id
+    if not items or not (token or born):
         log.error("publish_batch: the claim is missing or garbled; each delivery is tried on its own")
         from mcmp.worker.publishing.pipeline import publish_delivery
 
         return _count(
             [publish_delivery(i, None, settings, lane) for i in delivery_ids if ObjectId.is_valid(i)]
         )
-    taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
+    if born:
+        taken = delivery_states.start_born(items, born, settings.inflight_lease_seconds)
+    else:
+        taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
     if not taken:
         return {}
     posts = _posts(taken)

@@ -73,8 +73,10 @@ Message = tuple[str, list[Any], dict[str, Any] | None, datetime | None, list[Obj
 
 def _single(delivery: dict[str, Any], eta: datetime | None) -> Message:
     """One ``mcmp.publish_delivery`` message; ``post_id`` and ``platform`` label it in Flower."""
-    hint = delivery_states.claim_hint(delivery)
     kwargs: dict[str, Any] = {"post_id": str(delivery["postId"]), "platform": str(delivery["platform"])}
+    attempt_id = delivery_states.born_attempt(delivery)
+    item = delivery_states.batch_item(delivery) if attempt_id else None
+    hint = {"attempt": attempt_id, "items": [item]} if item else delivery_states.claim_hint(delivery)
     if hint:
         kwargs["claim"] = hint
     return PUBLISH_TASK, [str(delivery["_id"])], kwargs, eta, [delivery["_id"]]
@@ -107,8 +109,9 @@ class Dispatcher:
         """Create the deliveries of posts due by ``horizon`` and send them: (posts, created, reopened, sent).
 
         ``horizon`` is within the look-ahead, so new deliveries are created already claimed and
-        handed to Celery at once (one insert instead of insert + claim; invariant 1 still holds:
-        the unique (post, platform) index lets exactly one dispatcher create each delivery).
+        handed to Celery at once, born taken for their first attempt (one insert instead of insert,
+        claim and take; invariant 1 still holds: the unique (post, platform) index lets exactly one
+        dispatcher create each delivery, and its attempt id is recorded before any call).
         """
         posts = post_status.posts()
         page = list(
@@ -162,8 +165,8 @@ class Dispatcher:
         cap = self.settings.tenant_max_in_flight
         ensured = delivery_states.ensure(
             new,
-            claim_lease_seconds=self.settings.queued_lease_seconds,
-            claim_only=fair_share.born_claimed(new, cap),
+            take_lease_seconds=self.settings.queued_lease_seconds,
+            take_only=fair_share.born_claimed(new, cap),
         )
         # Marked before the deliveries are sent: a worker's outcome settles only an expanded post.
         # The instant of a string time leaves its index with it: only unexpanded posts are there.
@@ -172,11 +175,12 @@ class Dispatcher:
             {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
             hint=BY_ID,
         )
-        # Born claimed within the tenant's share only; checked again here (the share is capped
+        # Born taken within the tenant's share only; checked again here (the share is capped
         # like any claim), so what another pass claimed meanwhile still waits, pending.
-        keep, rest = fair_share.share_of(ensured.claimed, cap)
+        keep, rest = fair_share.share_of(ensured.taken, cap)
         if rest:
-            delivery_states.unclaim(rest, keep_due=True)
+            born = sorted({str(d["attemptId"]) for d in ensured.taken})
+            delivery_states.unclaim(rest, keep_due=True, born=born, never_sent=True)
         sent = self._send(list(keep))
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
             if post_id in invalid:  # its older deliveries may carry an older error: name these
@@ -208,6 +212,7 @@ class Dispatcher:
         deliveries of accounts marked long go to the ``publish-long`` lane (``publishing/lanes.py``).
         """
         messages = self._messages(claimed)
+        born = sorted({a for d in claimed if (a := delivery_states.born_attempt(d))})
         sent = 0
         for i, (name, args, kwargs, eta, members) in enumerate(messages):
             try:
@@ -221,7 +226,7 @@ class Dispatcher:
                     type(exc).__name__,
                     len(unsent),
                 )
-                delivery_states.unclaim(unsent)
+                delivery_states.unclaim(unsent, born=born)
                 break
         return sent
 
@@ -243,8 +248,11 @@ class Dispatcher:
             if item is None:
                 singles.append(_on_lane(_single(delivery, eta), lane))
                 continue
-            # One message per lane, claim token and ETA second (the batch runs when its first is due).
-            key = (lane, str(delivery["claimToken"]), eta.replace(microsecond=0) if eta else None)
+            # One message per lane, claim token (or birth attempt) and ETA second (the batch runs
+            # when its first is due).
+            born = delivery_states.born_attempt(delivery)
+            token = f"attempt:{born}" if born else str(delivery["claimToken"])
+            key = (lane, token, eta.replace(microsecond=0) if eta else None)
             groups.setdefault(key, []).append((delivery, item))
         messages = list(singles)
         for (lane, token, _), members in groups.items():
@@ -256,7 +264,10 @@ class Dispatcher:
                 if len(chunk) == 1:
                     messages.append(_on_lane(_single(chunk[0][0], eta), lane))
                     continue
-                claim = {"token": token, "items": [item for _, item in chunk]}
+                kind, _, value = (
+                    token.partition(":") if token.startswith("attempt:") else ("token", "", token)
+                )
+                claim = {kind: value, "items": [item for _, item in chunk]}
                 messages.append(
                     _on_lane((BATCH_TASK, [[str(i) for i in ids]], {"claim": claim}, eta, ids), lane)
                 )

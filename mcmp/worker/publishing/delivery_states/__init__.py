@@ -9,6 +9,7 @@ messages and retries from Flower can never move a delivery twice::
        │  └────reap (lease)───┘                         │ ├──wait_for_auth_op─▶ waiting_auth ─resume─▶ pending
        └──────retry_op / defer / reap (lease)───────────┘ └──cancel_op────────▶ cancelled
     pending / queued ──park_for_auth (the account's token was rejected)──▶ waiting_auth
+    ensure (within the tenant's share) ──▶ in_flight, born taken: started by ``start_born`` (no write)
 
 ``needsReconcile`` is set *before* a platform call (with a new ``attemptId``) and cleared only
 by a definite outcome, so any crash or ambiguous answer makes the next attempt look the post up
@@ -17,7 +18,7 @@ on the platform before posting again.
 One module per kind of caller, one import name (``delivery_states.X``):
 
 - :mod:`.claims` — the dispatcher: create, claim, hand back, and what a publish message carries;
-- :mod:`.attempts` — a worker taking a delivery for one attempt;
+- :mod:`.attempts` — a worker taking a delivery for one attempt, or starting one born taken;
 - :mod:`.outcomes` — leaving ``in_flight`` (one compare-and-swap on the attempt per transition);
 - :mod:`.leases` — the reaper, the lease keeper of running attempts, stranded messages;
 - :mod:`.actions` — account events and the admin API (re-auth, cancel, reopen, reschedule);
@@ -38,7 +39,12 @@ from mcmp.worker.publishing.delivery_states.actions import (
     reschedule_open,
     resume_waiting,
 )
-from mcmp.worker.publishing.delivery_states.attempts import start_attempt, start_batch, start_claimed
+from mcmp.worker.publishing.delivery_states.attempts import (
+    start_attempt,
+    start_batch,
+    start_born,
+    start_claimed,
+)
 from mcmp.worker.publishing.delivery_states.claims import (
     CLAIM_FIELDS,
     BatchItem,
@@ -46,6 +52,7 @@ from mcmp.worker.publishing.delivery_states.claims import (
     Ensured,
     NewDelivery,
     batch_item,
+    born_attempt,
     claim_hint,
     claim_ids,
     ensure,
@@ -91,6 +98,7 @@ __all__ = [
     "apply",
     "apply_many",
     "batch_item",
+    "born_attempt",
     "cancel_op",
     "cancel_open",
     "claim_hint",
@@ -116,6 +124,7 @@ __all__ = [
     "retry_op",
     "start_attempt",
     "start_batch",
+    "start_born",
     "start_claimed",
     "still_owned",
     "stranded",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+from bson import ObjectId
 
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
@@ -173,3 +175,114 @@ def start_attempt(delivery_id: str, lease_seconds: float) -> Taken | None:
         created_at=as_utc(before.get("createdAt")),
         waiting_since=as_utc(before.get("waitingSince")),
     )
+
+
+def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float) -> list[Taken]:
+    """Start deliveries the dispatcher created already taken (``in_flight`` under ``attempt_id``).
+
+    Nothing is written on the usual path: one read keeps the items still in flight under this
+    attempt, and a start key in Redis (:func:`mcmp.worker.liveness.claim_starts`) lets exactly one
+    copy of a message call the platform. ``needsReconcile`` was set when the delivery was born, so
+    a crash from here on is reconciled, never repeated. A start whose lease has less than
+    ``lease_seconds`` left (its message waited in a backlog) first extends it by a
+    compare-and-swap on (id, in_flight, attemptId). A start held by a dead worker is taken over
+    with a new attempt id (one write) and looked up on the platform before anything is posted;
+    one held by a live worker is left to it. When Redis cannot judge, nothing starts: the lease
+    (the reaper) or the re-send of stranded deliveries hands them on.
+    """
+    if not items:
+        return []
+    now = utcnow()
+    by_id = {as_object_id(i.delivery_id): i for i in items}
+    me = liveness.owner()
+    current = {
+        d["_id"]: d
+        # By ``_id`` alone, never hinted: a hint on ``_id`` makes ``$in`` scan, and a state in
+        # the filter lets SecantusDB plan the (state, dueAt) index (design §11).
+        for d in deliveries().find(
+            {"_id": {"$in": list(by_id)}}, {"state": 1, "attemptId": 1, "leaseUntil": 1, "owner": 1}
+        )
+        if d.get("state") == S.IN_FLIGHT.value
+        and d.get("attemptId") == attempt_id
+        # a worker that runs it long has written its owner (lease kept): the reaper judges it
+        and d.get("owner") in (None, me)
+    }
+    if not current:
+        return []
+    starts = liveness.claim_starts(attempt_id, list(current), lease_seconds)
+    if starts is None:
+        return []
+    won = [oid for oid in current if starts.get(str(oid)) is None]
+    held = {oid: str(starts[str(oid)]) for oid in current if starts.get(str(oid)) is not None}
+    short = [
+        oid
+        for oid in won
+        if (as_utc(current[oid].get("leaseUntil")) or now) < now + timedelta(seconds=lease_seconds)
+    ]
+    if short:
+        owner = me
+        deliveries().update_many(
+            {"_id": {"$in": short}, "state": S.IN_FLIGHT.value, "attemptId": attempt_id},
+            {
+                "$set": {
+                    "leaseUntil": now + timedelta(seconds=lease_seconds),
+                    "owner": owner,
+                    "updatedAt": now,
+                }
+            },
+            hint=BY_ID,
+        )
+        kept = {
+            d["_id"]
+            for d in deliveries().find(
+                {"_id": {"$in": short}, "attemptId": attempt_id, "owner": owner}, {"_id": 1}
+            )
+        }
+        lost = [oid for oid in short if oid not in kept]
+        liveness.forget_starts(attempt_id, lost)
+        won = [oid for oid in won if oid not in lost]
+    taken = [_born_taken(by_id[oid], oid, attempt_id, uncertain=False) for oid in won]
+    return taken + _take_over(by_id, held, attempt_id, lease_seconds)
+
+
+def _born_taken(
+    item: BatchItem, oid: ObjectId, attempt_id: str, *, uncertain: bool, attempt: int = 1
+) -> Taken:
+    return Taken(
+        id=oid,
+        post_id=item.post_id,
+        platform=item.platform,
+        attempt=attempt,
+        attempt_id=attempt_id,
+        scheduled_for=item.scheduled_for,
+        late_from=item.late_from,
+        first_pickup=not item.taken_before,
+        uncertain=uncertain,
+    )
+
+
+def _take_over(
+    by_id: Mapping[ObjectId, BatchItem], held: Mapping[ObjectId, str], attempt_id: str, lease_seconds: float
+) -> list[Taken]:
+    """Starts held by workers that died: a new attempt each, looked up on the platform first."""
+    if not held:
+        return []
+    live = liveness.alive(h for h in held.values() if h)
+    if live is None:
+        return []
+    dead = [oid for oid, holder in held.items() if holder and holder not in live]  # "": gone meanwhile
+    taken: list[Taken] = []
+    for oid in dead:
+        now = utcnow()
+        fields = take_fields(now, lease_seconds, False, liveness.owner())
+        result = deliveries().update_one(
+            {"_id": oid, "state": S.IN_FLIGHT.value, "attemptId": attempt_id},
+            {"$set": fields, "$inc": {"attempt": 1}},
+            hint=BY_ID,
+        )
+        if result.modified_count == 1:
+            item = by_id[oid]
+            taken.append(
+                _born_taken(item, oid, fields["attemptId"], uncertain=True, attempt=item.attempt + 2)
+            )
+    return taken

@@ -39,28 +39,32 @@ class NewDelivery:
 class Ensured(NamedTuple):
     created: int
     reopened: int
-    claimed: list[dict[str, Any]]  # created already ``queued`` for the caller, see ``ensure``
+    taken: list[dict[str, Any]]  # created already ``in_flight`` for the caller, see ``ensure``
 
 
 def ensure(
     new: Sequence[NewDelivery],
-    claim_lease_seconds: float | None = None,
-    claim_only: Set[int] | None = None,
+    take_lease_seconds: float | None = None,
+    take_only: Set[int] | None = None,
 ) -> Ensured:
     """Create missing deliveries; re-open failed/cancelled ones of a post scheduled again.
 
     Published deliveries are never touched: a post re-scheduled after a partial failure
-    re-publishes only the platforms that did not succeed. With ``claim_lease_seconds`` (the
-    dispatcher, for posts already inside its look-ahead) new pending deliveries are born
-    ``queued`` under a fresh claim token and returned in ``claimed``: the unique (post,
-    platform) index makes the insert itself the claim, saving the claim's read-update-read.
-    ``claim_only`` (indexes into ``new``) limits that to the deliveries within their tenant's
-    share; the others are born ``pending`` and claimed fairly later (never claimed, handed back).
+    re-publishes only the platforms that did not succeed. With ``take_lease_seconds`` (the
+    dispatcher, for posts already inside its look-ahead) new pending deliveries are born taken
+    for their first attempt and returned in ``taken``: ``in_flight`` under one fresh attempt id,
+    attempt 1, ``needsReconcile`` set (a crash from here on is reconciled, never repeated), no
+    owner, and a lease from their due time that covers the queue and the call. The unique (post,
+    platform) index makes the insert itself the compare-and-swap, so claim and take are this one
+    write; the worker that starts one writes nothing (:func:`..attempts.start_born`), the outcome
+    is the delivery's second and last write. ``take_only`` (indexes into ``new``) limits that to
+    the deliveries within their tenant's share; the others are born ``pending`` and claimed
+    fairly later.
     """
     if not new:
         return Ensured(0, 0, [])
     now = utcnow()
-    token = uuid.uuid4().hex if claim_lease_seconds is not None else None
+    attempt_id = uuid.uuid4().hex if take_lease_seconds is not None else None
     docs = [
         {
             "_id": ObjectId(),
@@ -79,11 +83,19 @@ def ensure(
         }
         for d in new
     ]
-    if token is not None:
+    if attempt_id is not None:
         for i, doc in enumerate(docs):
-            if doc["state"] == S.PENDING.value and (claim_only is None or i in claim_only):
-                lease = now + timedelta(seconds=claim_lease_seconds or 0)
-                doc.update(state=S.QUEUED.value, claimToken=token, leaseUntil=lease)
+            if doc["state"] == S.PENDING.value and (take_only is None or i in take_only):
+                start = max(now, as_utc(new[i].due_at) or now)
+                doc.update(
+                    state=S.IN_FLIGHT.value,
+                    attempt=1,
+                    attemptId=attempt_id,
+                    needsReconcile=True,
+                    owner=None,
+                    firstTakenAt=now,
+                    leaseUntil=start + timedelta(seconds=take_lease_seconds or 0),
+                )
     created = len(docs)
     dup_indexes: set[int] = set()
     try:
@@ -95,7 +107,7 @@ def ensure(
             raise
         created -= len(dup_indexes)
     duplicates = [new[i] for i in sorted(dup_indexes)]
-    claimed = [doc for i, doc in enumerate(docs) if i not in dup_indexes and doc["state"] == S.QUEUED.value]
+    taken = [doc for i, doc in enumerate(docs) if i not in dup_indexes and doc["state"] == S.IN_FLIGHT.value]
     reopened = 0
     for d in duplicates:
         if d.state is not S.PENDING:
@@ -121,7 +133,7 @@ def ensure(
             },
         )
         reopened += result.modified_count
-    return Ensured(created, reopened, claimed)
+    return Ensured(created, reopened, taken)
 
 
 def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[dict[str, Any]]:
@@ -167,7 +179,17 @@ CLAIM_FIELDS = {
     "retriedAt": 1,
     "firstTakenAt": 1,
     "clientId": 1,  # which tenant (fair share) and which account's lane
+    "state": 1,  # queued under a claim token, or born taken (in_flight, no owner)
+    "attemptId": 1,
+    "owner": 1,
 }
+
+
+def born_attempt(delivery: Mapping[str, Any]) -> str | None:
+    """The attempt id of a delivery born taken and not started by a worker's write, else None."""
+    if delivery.get("state") != S.IN_FLIGHT.value or delivery.get("owner") or not delivery.get("attemptId"):
+        return None
+    return str(delivery["attemptId"])
 
 
 ClaimHint = dict[str, str]  # token, postId, platform, dueAt [, scheduledFor, lateFrom, taken]: no secrets
@@ -212,9 +234,11 @@ def batch_item(delivery: Mapping[str, Any]) -> list[str] | None:
     """A claimed delivery as a batch message entry (ids, times and flags only; never secrets).
 
     The claim token in the batch's filter proves the delivery is still as read here (a token is
-    drawn per claim and the delivery cannot leave ``queued`` without changing state).
+    drawn per claim and the delivery cannot leave ``queued`` without changing state); for a
+    delivery born taken the attempt id does (drawn at birth, changed by any other take).
     """
-    if not delivery.get("claimToken") or not isinstance(delivery.get("dueAt"), datetime):
+    born = born_attempt(delivery) is not None
+    if not (delivery.get("claimToken") or born) or not isinstance(delivery.get("dueAt"), datetime):
         return None
     scheduled = delivery.get("scheduledFor")
     scheduled = scheduled if isinstance(scheduled, datetime) else delivery["dueAt"]
@@ -225,9 +249,9 @@ def batch_item(delivery: Mapping[str, Any]) -> list[str] | None:
         str(delivery["platform"]),
         scheduled.isoformat(),
         late_from.isoformat(),
-        "1" if delivery.get("firstTakenAt") is not None else "",
-        str(int(delivery.get("attempt") or 0)),
-        "1" if delivery.get("needsReconcile") else "",
+        "1" if delivery.get("firstTakenAt") is not None and not born else "",  # birth: first pickup
+        "0" if born else str(int(delivery.get("attempt") or 0)),  # attempts made before this one
+        "1" if delivery.get("needsReconcile") and not born else "",  # born: set before any call
     ]
 
 
@@ -248,10 +272,17 @@ def parse_batch_item(entry: Sequence[str]) -> BatchItem | None:
         return None
 
 
-def unclaim(ids: Sequence[ObjectId], *, keep_due: bool = False) -> int:
+def unclaim(
+    ids: Sequence[ObjectId], *, keep_due: bool = False, born: Sequence[str] = (), never_sent: bool = False
+) -> int:
     """queued → pending now (the publish message could not be sent to the broker).
 
-    ``keep_due``: at its own due time instead (claimed beyond its tenant's fair share).
+    ``keep_due``: at its own due time instead (claimed beyond its tenant's fair share). ``born``
+    (attempt ids): deliveries born taken under them and started by no worker's write are handed
+    back too. ``never_sent`` (no message was ever sent for them): as before their birth. Else a
+    refused send may still have reached a worker that started it without writing, so they keep
+    ``needsReconcile``: the next attempt looks the post up first, and that worker's outcome,
+    written under an attempt that no longer owns the delivery, is dropped.
     """
     now = utcnow()
     fields: dict[str, Any] = {"state": S.PENDING.value, "leaseUntil": None, "updatedAt": now}
@@ -260,4 +291,29 @@ def unclaim(ids: Sequence[ObjectId], *, keep_due: bool = False) -> int:
     result = deliveries().update_many(
         {"_id": {"$in": list(ids)}, "state": S.QUEUED.value}, {"$set": fields}, hint=BY_ID
     )
-    return result.modified_count
+    count = result.modified_count
+    if born:
+        unborn = fields
+        if never_sent:
+            unborn = {
+                **fields,
+                "attempt": 0,
+                "attemptId": None,
+                "needsReconcile": False,
+                "firstTakenAt": None,
+            }
+        count += (
+            deliveries()
+            .update_many(
+                {
+                    "_id": {"$in": list(ids)},
+                    "state": S.IN_FLIGHT.value,
+                    "attemptId": {"$in": list(born)},
+                    "owner": None,
+                },
+                {"$set": unborn},
+                hint=BY_ID,
+            )
+            .modified_count
+        )
+    return count

@@ -30,8 +30,10 @@ def reap_expired_leases() -> tuple[int, int]:
     ``queued`` ones whose lease expired (their message never ran). ``in_flight`` ones whose
     owner's liveness key is gone (a killed worker: seconds, not a lease), or whose lease expired
     (a live owner extends the lease of every attempt it still runs, so an expired one ended
-    without recording). In-flight ones keep ``needsReconcile`` (set before the call), so they are
-    looked up on the platform first.
+    without recording). A delivery born taken has no owner written while it runs: its start key
+    in Redis names the worker that started it, and is judged the same way (one never started has
+    none, and waits for its message or the re-send of a lost one). In-flight ones keep
+    ``needsReconcile`` (set before the call), so they are looked up on the platform first.
     """
     now = utcnow()
     settings = get_settings()
@@ -43,15 +45,26 @@ def reap_expired_leases() -> tuple[int, int]:
         {"state": S.QUEUED.value, "dueAt": {"$lt": due_bound}, "leaseUntil": {"$lt": now}},
         {"$set": {"state": S.PENDING.value, "dueAt": now, "leaseUntil": None, "updatedAt": now}},
     )
-    # Bounded by the workers' total concurrency, whatever the backlog.
-    in_flight = list(deliveries().find({"state": S.IN_FLIGHT.value}, {"owner": 1, "leaseUntil": 1}))
-    owners = {str(d["owner"]) for d in in_flight if d.get("owner")}
+    # Bounded by the workers' total concurrency and the tenants' shares, whatever the backlog.
+    in_flight = list(
+        deliveries().find({"state": S.IN_FLIGHT.value}, {"owner": 1, "leaseUntil": 1, "attemptId": 1})
+    )
+    born = [d for d in in_flight if not d.get("owner") and d.get("attemptId")]
+    started = liveness.start_holders([(str(d["attemptId"]), d["_id"]) for d in born]) if born else {}
+    owners = {str(d["owner"]) for d in in_flight if d.get("owner")} | set(started.values())
     live = liveness.alive(owners) if owners else set()
     dead = sorted(owners - live) if live is not None else []
+    dead_starts = [
+        {"_id": d["_id"], "attemptId": d["attemptId"], "owner": None}
+        for d in born
+        if started.get(str(d["_id"])) in dead
+    ]
     abandoned = [
         d["_id"]
         for d in in_flight
-        if d.get("owner") in dead or (d.get("leaseUntil") is not None and d["leaseUntil"] < now)
+        if d.get("owner") in dead
+        or started.get(str(d["_id"])) in dead
+        or (d.get("leaseUntil") is not None and d["leaseUntil"] < now)
     ]
     reaped = 0
     if abandoned:
@@ -62,7 +75,7 @@ def reap_expired_leases() -> tuple[int, int]:
                 {
                     "_id": {"$in": abandoned},
                     "state": S.IN_FLIGHT.value,
-                    "$or": [{"owner": {"$in": dead}}, {"leaseUntil": {"$lt": now}}],
+                    "$or": [{"owner": {"$in": dead}}, {"leaseUntil": {"$lt": now}}, *dead_starts],
                 },
                 {
                     "$set": {
@@ -82,12 +95,17 @@ def reap_expired_leases() -> tuple[int, int]:
 
 
 def extend_leases(ids: Sequence[ObjectId], owner: str) -> None:
-    """Keep the leases of this owner's attempts that are still running (long platform calls)."""
+    """Keep the leases of this owner's attempts that are still running (long platform calls).
+
+    A delivery born taken that this process started has no owner written (its start is a key in
+    Redis): its lease is kept too, and from then on it names this owner, so the reaper hands it
+    on as soon as this process dies.
+    """
     now = utcnow()
     lease = now + timedelta(seconds=get_settings().inflight_lease_seconds)
     result = deliveries().update_many(
-        {"_id": {"$in": list(ids)}, "state": S.IN_FLIGHT.value, "owner": owner},
-        {"$set": {"leaseUntil": lease, "updatedAt": now}},
+        {"_id": {"$in": list(ids)}, "state": S.IN_FLIGHT.value, "owner": {"$in": [owner, None]}},
+        {"$set": {"leaseUntil": lease, "owner": owner, "updatedAt": now}},
         hint=BY_ID,
     )
     if result.modified_count:
@@ -103,15 +121,16 @@ def still_owned(taken: Taken) -> bool:
 
 
 def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[dict[str, Any]]:
-    """``queued`` deliveries whose message was sent before ``lost_after`` and is overdue by
-    ``overdue_seconds``: marked re-sent.
+    """``queued`` deliveries, and those born taken that no worker's write started, whose message
+    was sent before ``lost_after`` and is overdue by ``overdue_seconds``: marked re-sent.
 
     ``lost_after`` is the last moment a message may have been lost (a worker died holding its
     prefetched messages, or the broker restarted: :func:`mcmp.worker.liveness.last_loss`). A
     message sent (claimed, ``updatedAt``, or re-sent, ``resentAt``) after it is in the queue or
     in a live worker's hands, however long a backlog keeps it there. Sending a lost one again is
-    safe: whichever copy runs first takes the delivery, the other finds it taken; the mark keeps it
-    from being sent again until another loss.
+    safe: whichever copy runs first takes the delivery, the other finds it taken (a born one: its
+    start key in Redis, or its holder dead and the delivery taken over to be reconciled); the mark
+    keeps it from being sent again until another loss.
     """
     now = utcnow()
     sent_before = min(now - timedelta(seconds=overdue_seconds), as_utc(lost_after))
@@ -119,8 +138,9 @@ def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[d
         deliveries()
         .find(
             {
-                "state": S.QUEUED.value,
+                "state": {"$in": [S.QUEUED.value, S.IN_FLIGHT.value]},
                 "dueAt": {"$lt": now - timedelta(seconds=overdue_seconds)},
+                "$and": [{"$or": [{"state": S.QUEUED.value}, {"owner": None}]}],
                 "updatedAt": {"$lt": sent_before},
                 "$or": [{"resentAt": None}, {"resentAt": {"$lt": sent_before}}],
             },
@@ -130,7 +150,7 @@ def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[d
     )
     if page:
         deliveries().update_many(
-            {"_id": {"$in": [d["_id"] for d in page]}, "state": S.QUEUED.value},
+            {"_id": {"$in": [d["_id"] for d in page]}, "state": {"$in": [S.QUEUED.value, S.IN_FLIGHT.value]}},
             {"$set": {"resentAt": now}},
             hint=BY_ID,
         )
