@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 from mcmp.config import Settings, get_settings
 from mcmp.connectors.protocol import Connector
+from mcmp.errors import PublisherError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ _instances: dict[str, Connector] = {}
 _observer: Callable[[str, Connector], None] | None = None
 
 
-class UnknownPlatformError(LookupError):
+class UnknownPlatformError(PublisherError, LookupError):
     """No connector is registered under that platform name."""
 
 

@@ -31,6 +31,7 @@ from bson import ObjectId
 from mcmp.config import get_settings
 from mcmp.connectors.errors import PermanentError
 from mcmp.connectors.registry import available_platforms
+from mcmp.errors import PublisherError
 from mcmp.models import DeliveryState, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.worker.accounts import crypto
@@ -55,7 +56,7 @@ UNAPPROVED = frozenset({P.DRAFT.value, P.PENDING_APPROVAL.value})
 _CONFLICT_RETRIES = 3
 
 
-class OperationError(Exception):
+class OperationError(PublisherError):
     """Root of the errors below; ``message`` is safe to show to the caller."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
