@@ -2,6 +2,7 @@
 
 Layers, bottom to top (checked by ``lint-imports``, contracts in pyproject.toml):
 
+- ``mcmp.errors``      ``PublisherError``, the root of every exception of ours (the tree is drawn there)
 - ``mcmp.config``      one typed ``Settings`` object, read from ``MCMP_*`` variables
 - ``mcmp.models``      the seed's documents (shared with the frontend) plus ``Delivery``
 - ``mcmp.connectors``  one subpackage per platform behind a small Protocol; the public surface

@@ -27,12 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcmp.api.deps import API_KEY_HEADER, caller_for
 from mcmp.api.problems import ApiProblem, problem_response
+from mcmp.errors import PublisherError
 
 # Paths that take no key (probes, scrapers, the API's own description).
 PUBLIC_PREFIXES = ("/v1/health/", "/metrics", "/docs", "/redoc", "/openapi.json")
 
 
-class BodyTooLarge(HTTPException):
+class BodyTooLarge(PublisherError, HTTPException):
     """Raised while a body is read past the cap; FastAPI passes HTTP exceptions through as is."""
 
     def __init__(self, limit: int) -> None:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mcmp.errors import PublisherError
 from mcmp.worker import services
 
 MEDIA_TYPE = "application/problem+json"
@@ -41,7 +42,7 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-class ApiProblem(Exception):
+class ApiProblem(PublisherError):
     """Raised by routes and dependencies; rendered by :func:`install`."""
 
     def __init__(

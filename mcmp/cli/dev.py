@@ -50,6 +50,7 @@ from mcmp.devstack import (
     scheduled_post,
     simulator_env,
 )
+from mcmp.errors import PublisherError
 from mcmp.simulators import simulator_class, simulator_platforms, start_in_thread
 
 out = console()
@@ -84,7 +85,7 @@ DEMO_EXTERNAL_IDS = {
 _UNREACHABLE = ("ConnectionError", "Connection refused", "Failed to establish", "Max retries exceeded")
 
 
-class ChildDied(RuntimeError):
+class ChildDied(PublisherError, RuntimeError):
     """A process of the dev stack exited on its own."""
 
 

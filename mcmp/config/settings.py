@@ -18,9 +18,10 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcmp.config.networks import AllowedNetwork, hazards, parse_allowed
+from mcmp.errors import PublisherError
 
 
-class SettingsError(RuntimeError):
+class SettingsError(PublisherError, RuntimeError):
     """Raised at startup when the configuration is invalid; the message lists every problem."""
 
 

@@ -1,6 +1,6 @@
 """The connector error tree, split by what the worker must do.
 
-    PublisherError
+    PublisherError                      the root of all of ours (mcmp.errors), re-exported here
      └── ConnectorError                 raised by connectors; ``classify`` is the only producer
           ├── RetryableError            transient (5xx, network before send): back off with jitter,
           │    │                        honouring ``retry_after``
@@ -24,10 +24,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from mcmp.connectors.waits import bounded_wait
-
-
-class PublisherError(Exception):
-    """Root of every error MCMP Publisher raises on purpose."""
+from mcmp.errors import PublisherError
 
 
 class ConnectorError(PublisherError):

@@ -15,6 +15,7 @@ from mcmp.config import Settings, get_settings
 from mcmp.connectors.base import ConnectorBase
 from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.protocol import Connector
+from mcmp.errors import PublisherError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ _instances: dict[str, Connector] = {}
 _observer: Callable[[str, str, int, float], None] | None = None
 
 
-class UnknownPlatformError(LookupError):
+class UnknownPlatformError(PublisherError, LookupError):
     """No connector is registered under that platform name."""
 
 

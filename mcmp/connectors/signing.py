@@ -24,6 +24,8 @@ import time
 
 import httpx
 
+from mcmp.errors import PublisherError
+
 SIGNATURE_HEADER = "X-MCMP-Signature"
 TIMESTAMP_HEADER = "X-MCMP-Timestamp"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -38,7 +40,7 @@ _TARGET = re.compile(r"/[\x21-\x7e]*")  # printable ASCII, no space: as a reques
 _KEY = re.compile(r"[\x20-\x7e]{0,256}")
 
 
-class WeakSecretError(ValueError):
+class WeakSecretError(PublisherError, ValueError):
     """The webhook secret is too short to sign with; the message never contains it."""
 
 

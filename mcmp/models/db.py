@@ -19,6 +19,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
+from mcmp.errors import PublisherError
 from mcmp.models import ALL_DOCUMENTS, delivery, post
 from mcmp.models.enums import AccountStatus, AssetType, PostStatus, UserRole
 
@@ -117,7 +118,7 @@ _ESSENTIAL_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfte
 _accepted: set[tuple[str, str, str]] = set()  # (database, collection, index) logged already
 
 
-class IndexMismatch(RuntimeError):
+class IndexMismatch(PublisherError, RuntimeError):
     """An index we rely on exists with the same key or name but does something else."""
 
 

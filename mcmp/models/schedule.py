@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from mcmp.errors import PublisherError
 from mcmp.models.base import as_utc
 
 SCHEDULE_AT = "mcmpScheduleAt"
@@ -29,7 +30,7 @@ SCHEDULE_FROM = "mcmpScheduleFrom"
 _MAX_LENGTH = 40
 
 
-class ScheduleTimeError(ValueError):
+class ScheduleTimeError(PublisherError, ValueError):
     """``scheduleTime`` names no instant; the message says why and starts with the field name."""
 
 

@@ -19,18 +19,19 @@ from typing import Any
 
 from celery.exceptions import Retry
 
+from mcmp.errors import PublisherError
 from mcmp.worker.app import app
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(PublisherError):
     """The delivery is failed for good; the message names post, platform and the reason."""
 
 
-class DeliveryRetrying(Exception):
+class DeliveryRetrying(PublisherError):
     """The attempt failed and the delivery will be tried again at its next due time."""
 
 
-class RetryRefused(Exception):
+class RetryRefused(PublisherError):
     """``mcmp.retry_post`` changed nothing; the message says why (nothing failed, post invalid…)."""
 
 

@@ -44,6 +44,7 @@ from mcmp.connectors.tenant_fetch.transport import (
     ssl_context,
     transport_error,
 )
+from mcmp.errors import PublisherError
 
 log = logging.getLogger(__name__)
 MAX_REDIRECTS = 3
@@ -428,7 +429,7 @@ class _PastDeadline(stop_base):
         return self.deadline.expired()
 
 
-class _NotSent(Exception):
+class _NotSent(PublisherError):
     """Carries the error of a failure before sending through tenacity's retry."""
 
     def __init__(self, error: Exception) -> None:

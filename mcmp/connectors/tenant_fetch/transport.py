@@ -17,9 +17,10 @@ import httpx
 from mcmp.config.networks import IPAddress
 from mcmp.connectors.errors import AmbiguousError, RetryableError
 from mcmp.connectors.tenant_fetch.refusals import Rule
+from mcmp.errors import PublisherError
 
 
-class AddressRefused(Exception):
+class AddressRefused(PublisherError):
     """Raised inside the transport; the fetcher turns it into a FetchRefused naming the URL.
 
     ``address`` and ``text`` (which may name an embedded IPv4 address) are for the operator's
@@ -31,7 +32,7 @@ class AddressRefused(Exception):
         self.host, self.address, self.rule, self.text = host, address, rule, text
 
 
-class NotResolved(httpcore.ConnectError):
+class NotResolved(PublisherError, httpcore.ConnectError):
     """A host name that did not resolve (or not in time); the message is safe for the tenant."""
 
 

@@ -21,6 +21,7 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from mcmp.config import get_settings
+from mcmp.errors import PublisherError
 
 PREFIX = "mcmpenc:v2:"  # bound to the account
 UNBOUND_PREFIX = "mcmpenc:v1:"  # sealed before binding: opens for any account until rotated
@@ -28,7 +29,7 @@ _PREFIX_CHARS = len(PREFIX)
 assert len(UNBOUND_PREFIX) == _PREFIX_CHARS
 
 
-class TokenKeyError(RuntimeError):
+class TokenKeyError(PublisherError, RuntimeError):
     """The token keys cannot do what was asked; the message is safe to log and show."""
 
 

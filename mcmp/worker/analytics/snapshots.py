@@ -48,6 +48,7 @@ from mcmp.connectors.errors import (
 from mcmp.connectors.protocol import Connector
 from mcmp.connectors.registry import UnknownPlatformError, get_connector
 from mcmp.connectors.types import Credentials, MetricsRef, MetricsSnapshot
+from mcmp.errors import PublisherError
 from mcmp.models import AccountStatus
 from mcmp.models.analytics_record import AnalyticsRecordDoc, analytics_records
 from mcmp.models.base import as_utc, utcnow
@@ -113,7 +114,7 @@ class Chunk:
     calls: int = 0
 
 
-class BudgetUnavailable(Exception):
+class BudgetUnavailable(PublisherError):
     """The shared request budget is not available within the allowed wait: give the work back."""
 
 

@@ -31,6 +31,7 @@ from mcmp.connectors.media import REFERENCE_LIMITS, MediaLimits, check_media, ki
 from mcmp.connectors.media_source import video_facts
 from mcmp.connectors.registry import get_connector
 from mcmp.connectors.types import MediaItem, PostContent
+from mcmp.errors import PublisherError
 from mcmp.models import Asset, Client
 from mcmp.worker.publishing.media_checks import PROBE_TIMEOUT, media_fetcher, probe
 
@@ -51,7 +52,7 @@ def _guess_kind(url: str) -> str | None:
     return None
 
 
-class MediaChecksUnfinished(Exception):  # noqa: N818 - a state, not a failure of the post
+class MediaChecksUnfinished(PublisherError):  # noqa: N818 - a state, not a failure of the post
     """Media checks were still running at the caller's ``move_at`` (see :func:`media_for`)."""
 
 

@@ -45,6 +45,7 @@ from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
+from mcmp.errors import PublisherError
 from mcmp.models import Client, PostingSlot, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.schedule import schedule_instant
@@ -60,7 +61,7 @@ RETRY_MARKER = "mcmpQueueRetryAt"
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
-class QueueError(Exception):
+class QueueError(PublisherError):
     """A post could not be queued; the message is meant for the user."""
 
 

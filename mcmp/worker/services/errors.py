@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from bson import ObjectId
 
+from mcmp.errors import PublisherError
 
-class OperationError(Exception):
+
+class OperationError(PublisherError):
     """Root of the errors below; ``message`` is safe to show to the caller."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
