@@ -14,7 +14,7 @@ from mongoengine import DateTimeField, EmbeddedDocument, EmbeddedDocumentField, 
 from mcmp.models.base import TimestampedDocument
 
 
-class Metrics(EmbeddedDocument):
+class Metrics(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     impressions = IntField(default=0)
     reach = IntField(default=0)

@@ -20,7 +20,7 @@ from mcmp.models.base import TimestampedDocument
 from mcmp.models.enums import PostStatus
 
 
-class StatusChange(EmbeddedDocument):
+class StatusChange(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     at = DateTimeField()
     from_status = StringField(db_field="fromStatus")

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo.collection import Collection
 
 from mcmp.config import get_settings
 from mcmp.connectors.errors import PermanentError
@@ -393,7 +394,7 @@ def store_token(
         update["$set"]["expiresAt"] = as_utc(expires_at)
     else:
         update["$unset"]["expiresAt"] = ""
-    coll = IntegrationAccount._get_collection()
+    coll: Collection[dict[str, Any]] = IntegrationAccount._get_collection()
     account = coll.find_one_and_update({"_id": ObjectId(account_id), **scope}, update, return_document=True)
     if account is None:
         raise NotFound(f"account {account_id} not found")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from bson import ObjectId
 from fastapi import APIRouter, Query, status
+from pymongo.collection import Collection
 
 from mcmp.api.deps import AccountIdDep, ClientIdQuery, TenantScopeDep, known_platform
 from mcmp.api.pagination import CursorParam, LimitParam, page
@@ -91,9 +92,8 @@ def list_accounts(
 
 
 def _load(account_id: str, scope: TenantScopeDep) -> dict[str, Any]:
-    doc = IntegrationAccount._get_collection().find_one(
-        {"_id": ObjectId(account_id), **scope.query()}, _FIELDS
-    )
+    accounts: Collection[dict[str, Any]] = IntegrationAccount._get_collection()
+    doc = accounts.find_one({"_id": ObjectId(account_id), **scope.query()}, _FIELDS)
     if doc is None:
         raise not_found("account")
     return doc

@@ -13,7 +13,9 @@ from mcmp.worker.accounts import secrets
 
 def find_account(client_id: str, platform: str) -> IntegrationAccount | None:
     """The client's account for ``platform``: a connected one first, else the newest other one."""
-    accounts = list(IntegrationAccount.objects(client_id=client_id, platform=platform))
+    accounts: list[IntegrationAccount] = list(
+        IntegrationAccount.objects(client_id=client_id, platform=platform)
+    )
     if not accounts:
         return None
     connected = [a for a in accounts if a.status == AccountStatus.CONNECTED.value]

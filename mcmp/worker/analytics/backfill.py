@@ -63,8 +63,9 @@ SAVE_EVERY_SECONDS = 2.0
 Progress = Callable[["Summary"], None]
 
 
-def jobs() -> Collection:
-    return Post._get_collection().database[COLLECTION]
+def jobs() -> Collection[dict[str, Any]]:
+    posts: Collection[dict[str, Any]] = Post._get_collection()
+    return posts.database[COLLECTION]
 
 
 @dataclass
@@ -112,7 +113,9 @@ class Summary:
 
 
 # --- jobs ----------------------------------------------------------------------------------------------
-def _params(client_id: str, since: datetime | None, until: datetime | None, platform: str | None) -> dict:
+def _params(
+    client_id: str, since: datetime | None, until: datetime | None, platform: str | None
+) -> dict[str, Any]:
     return {"clientId": client_id, "since": as_utc(since), "until": as_utc(until), "platform": platform}
 
 

@@ -80,12 +80,14 @@ def first_snapshot_due(published_at: datetime) -> datetime:
     return first_due(as_utc(published_at) or utcnow(), slots())
 
 
-def records() -> Collection:
-    return AnalyticsRecord._get_collection()
+def records() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = AnalyticsRecord._get_collection()
+    return collection
 
 
-def deliveries() -> Collection:
-    return Delivery._get_collection()
+def deliveries() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = Delivery._get_collection()
+    return collection
 
 
 # --- fetching and recording (shared with the backfill) ---------------------------------------------
@@ -215,7 +217,7 @@ def _planned_key(delivery_id: object, due: datetime) -> str:
 
 
 def plan_due(
-    send: Callable[[str, str, list[str]], None],
+    send: Callable[[str, str, list[str]], object],
     settings: Settings | None = None,
     now: datetime | None = None,
 ) -> int:
