@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from bson import ObjectId
+from pymongo.collection import Collection
 
 from mcmp.models import ApiKey
 from mcmp.models.base import utcnow
@@ -56,14 +58,12 @@ def revoke_key(name_or_prefix: str) -> int:
     """Revoke every active key with this name or prefix; returns how many."""
     now = utcnow()
     query = {"$or": [{"name": name_or_prefix}, {"prefix": name_or_prefix}], "revokedAt": None}
-    return (
-        ApiKey._get_collection()
-        .update_many(query, {"$set": {"revokedAt": now, "updatedAt": now}})
-        .modified_count
-    )
+    keys: Collection[dict[str, Any]] = ApiKey._get_collection()
+    return keys.update_many(query, {"$set": {"revokedAt": now, "updatedAt": now}}).modified_count
 
 
 def find_active(key: str) -> ApiKey | None:
     if not key.startswith(KEY_PREFIX):
         return None
-    return ApiKey.objects(key_hash=hash_key(key), revoked_at=None).first()
+    found: ApiKey | None = ApiKey.objects(key_hash=hash_key(key), revoked_at=None).first()
+    return found

@@ -83,7 +83,7 @@ def render() -> bytes:
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path and os.path.isdir(path):
         processes = CollectorRegistry()
-        MultiProcessCollector(processes, path=path)
+        MultiProcessCollector(processes, path=path)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         base = generate_latest(processes)
     else:
         base = generate_latest(REGISTRY)

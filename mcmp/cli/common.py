@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -149,7 +150,7 @@ def connect(*, redis_needed: bool = True) -> None:
         )
     timeout_ms = int(MONGO_CHECK_SECONDS * 1000)
     try:
-        client: MongoClient = MongoClient(
+        client: MongoClient[dict[str, Any]] = MongoClient(
             settings.mongodb_uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
         )
         try:

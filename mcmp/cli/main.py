@@ -205,7 +205,7 @@ def _serve_multiprocess_metrics(port: int, address: str = "127.0.0.1") -> WSGISe
     from mcmp.cli.metrics_server import serve
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=path)
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
     return serve(registry, address, port)
 
 

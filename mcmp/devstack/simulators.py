@@ -52,7 +52,7 @@ def start_simulator(
     def url() -> str | None:
         for line in proc.log_text().splitlines():
             if line.startswith("{") and '"url"' in line:
-                return json.loads(line)["url"]
+                return str(json.loads(line)["url"])
         if not proc.alive():
             raise RuntimeError(f"simulator {platform} exited: {proc.log_text()[-2000:]}")
         return None
@@ -79,10 +79,12 @@ class SimClient:
         requests.delete(f"{self.base_url}/_sim/faults", timeout=5).raise_for_status()
 
     def state(self) -> dict[str, Any]:
-        return requests.get(f"{self.base_url}/_sim/state", timeout=10).json()
+        state: dict[str, Any] = requests.get(f"{self.base_url}/_sim/state", timeout=10).json()
+        return state
 
     def requests_log(self) -> list[dict[str, Any]]:
-        return requests.get(f"{self.base_url}/_sim/requests", timeout=10).json()
+        log: list[dict[str, Any]] = requests.get(f"{self.base_url}/_sim/requests", timeout=10).json()
+        return log
 
     def reset(self) -> None:
         requests.post(f"{self.base_url}/_sim/reset", timeout=5).raise_for_status()

@@ -19,7 +19,7 @@ from pymongo.collection import Collection
 from mcmp.models.base import TimestampedDocument
 
 
-class Metrics(EmbeddedDocument):
+class Metrics(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     impressions = IntField(default=0)
     reach = IntField(default=0)

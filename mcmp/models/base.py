@@ -31,7 +31,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class TimestampedDocument(Document):
+class TimestampedDocument(Document):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     """A document with Mongoose-style ``createdAt``/``updatedAt`` maintained on every save."""
 
     # Indexes are created once per process start by ``mcmp.models.db.ensure_schema``, with the
@@ -47,4 +47,5 @@ class TimestampedDocument(Document):
         if self.created_at is None:
             self.created_at = now
         self.updated_at = now
-        return super().save(*args, **kwargs)
+        super().save(*args, **kwargs)
+        return self

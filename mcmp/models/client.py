@@ -14,7 +14,7 @@ from mongoengine import (
 from mcmp.models.base import TimestampedDocument
 
 
-class BrandSettings(EmbeddedDocument):
+class BrandSettings(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     logo_url = StringField(db_field="logoUrl")
     primary_color = StringField(db_field="primaryColor")
@@ -22,13 +22,13 @@ class BrandSettings(EmbeddedDocument):
     fonts = ListField(StringField(), default=list)
 
 
-class CtaTemplate(EmbeddedDocument):
+class CtaTemplate(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     label = StringField()
     text = StringField()
 
 
-class PostingWindow(EmbeddedDocument):
+class PostingWindow(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     day_of_week = IntField(db_field="dayOfWeek", min_value=0, max_value=6)  # 0-6, Sun-Sat
     start = StringField()  # "09:00"

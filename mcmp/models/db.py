@@ -50,10 +50,10 @@ def with_database(uri: str, database: str) -> str:
     return f"{scheme}://{hosts}/{database}{sep}{options}"
 
 
-def connect(uri: str, alias: str = "default", **kwargs: Any) -> Database:
+def connect(uri: str, alias: str = "default", **kwargs: Any) -> Database[dict[str, Any]]:
     """Connect mongoengine (and return the pymongo database) for ``uri``; the URI names the DB."""
     mongoengine.disconnect(alias=alias)
-    client: MongoClient = mongoengine.connect(
+    client: MongoClient[dict[str, Any]] = mongoengine.connect(
         host=uri, alias=alias, tz_aware=True, uuidRepresentation="standard", **kwargs
     )
     return client.get_default_database()
@@ -206,7 +206,7 @@ def ensure_index(collection: Collection[Any], keys: list[tuple[str, Any]], optio
     )
 
 
-def ensure_schema(db: Database) -> None:
+def ensure_schema(db: Database[dict[str, Any]]) -> None:
     """Create indexes of every document and the enum validators; safe to run on every start."""
     for document in ALL_DOCUMENTS:
         collection = document._get_collection()

@@ -124,7 +124,7 @@ def posts() -> Collection[PostDoc]:
     return collection
 
 
-class StatusChange(EmbeddedDocument):
+class StatusChange(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     at = DateTimeField()
     from_status = StringField(db_field="fromStatus")

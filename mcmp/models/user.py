@@ -8,7 +8,7 @@ from mcmp.models.base import TimestampedDocument
 from mcmp.models.enums import UserRole
 
 
-class OAuthAccount(EmbeddedDocument):
+class OAuthAccount(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any
     meta = {"strict": False}
     provider = StringField()
     provider_id = StringField(db_field="providerId")

@@ -16,7 +16,8 @@ GROUP = "mcmp.simulators"
 def simulator_class(platform: str) -> type[Simulator]:
     for ep in entry_points(group=GROUP):
         if ep.name == platform:
-            return ep.load()
+            found: type[Simulator] = ep.load()
+            return found
     raise LookupError(f"no simulator registered for platform {platform!r}")
 
 

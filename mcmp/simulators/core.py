@@ -80,7 +80,7 @@ class BodyStream:
                         pass
                     self._ended = True
                     return b""
-            data = self._rfile.read(min(size, self._chunk_left))
+            data: bytes = self._rfile.read(min(size, self._chunk_left))
             self._chunk_left -= len(data)
             if self._chunk_left == 0:
                 self._rfile.readline(65537)  # CRLF after the chunk

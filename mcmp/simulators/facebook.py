@@ -214,7 +214,7 @@ class FacebookSimulator(GraphSimulator):
         if not mine or not (message or link):
             return False
         last = max(mine, key=lambda p: p["created_time"])
-        return (
+        return bool(
             last["message"] == message
             and last["link"] == link
             and time.time() - last["created_time"] < self.duplicate_window_seconds

@@ -170,7 +170,7 @@ class InstagramSimulator(GraphSimulator):
         with self.lock:
             found = self.containers.get(object_id) or self.media.get(object_id)
         if found is not None:
-            return found["owner"]
+            return str(found["owner"])
         return object_id if self.is_owner(object_id) else None
 
     def delete_object(self, object_id: str) -> bool:

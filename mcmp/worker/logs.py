@@ -7,7 +7,7 @@ import contextvars
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -36,7 +36,7 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler[TextIO]):
     """Ours, so that configuring again replaces it instead of adding a second one."""
 
 

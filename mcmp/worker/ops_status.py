@@ -381,7 +381,7 @@ def _attention(r: Report) -> list[str]:
     return notes
 
 
-def _age(now: datetime, then: Any) -> float:
+def _age(now: datetime, then: datetime | None) -> float:
     moment = as_utc(then)
     if moment is None or moment >= ANALYTICS_PAUSED:
         return 0.0

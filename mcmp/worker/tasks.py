@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Retry
 
 from mcmp.errors import PublisherError
 from mcmp.worker.app import app
+
+if TYPE_CHECKING:
+    from mcmp.worker.scheduling.dispatcher import Dispatcher
 
 
 class DeliveryFailed(PublisherError):
@@ -112,14 +115,14 @@ def publish_batch(
 
     def failed(taken: Any) -> None:
         publish_delivery.apply_async(
-            args=[str(taken.id)], kwargs={"post_id": taken.post_id, "platform": taken.platform}
+            args=(str(taken.id),), kwargs={"post_id": taken.post_id, "platform": taken.platform}
         )
 
     return run(delivery_ids, claim, on_failed=failed, lane=lane or "publish")
 
 
 @functools.cache
-def _maintainer() -> Any:
+def _maintainer() -> Dispatcher:
     """One Dispatcher per worker process, so its slow full sweep keeps its own interval."""
     from mcmp.worker.scheduling.dispatcher import Dispatcher
 
@@ -161,7 +164,7 @@ def refresh_due() -> int:
     from mcmp.worker.accounts.tokens import enqueue_due
 
     return enqueue_due(
-        lambda account_id: refresh_account.apply_async(args=[account_id], kwargs={"force": False})
+        lambda account_id: refresh_account.apply_async(args=(account_id,), kwargs={"force": False})
     )
 
 
@@ -171,7 +174,7 @@ def analytics_plan() -> int:
     from mcmp.worker.analytics.snapshots import plan_due
 
     return plan_due(
-        lambda client_id, platform, ids: snapshot_batch.apply_async(args=[client_id, platform, ids])
+        lambda client_id, platform, ids: snapshot_batch.apply_async(args=(client_id, platform, ids))
     )
 
 

@@ -109,7 +109,7 @@ def _lock_ttl(platform: str, settings: Settings) -> float:
 
 
 def is_due(account: IntegrationAccount, settings: Settings, now: datetime | None = None) -> bool:
-    expires = as_utc(account.expires_at)
+    expires: datetime | None = as_utc(account.expires_at)
     if expires is None:
         return False
     return expires <= (now or utcnow()) + timedelta(seconds=margin_seconds(account.platform, settings))
@@ -133,7 +133,8 @@ def _r(settings: Settings) -> redis.Redis:
 
 
 def _reload(account_id: ObjectId | str) -> IntegrationAccount | None:
-    return IntegrationAccount.objects(pk=account_id).first()
+    account: IntegrationAccount | None = IntegrationAccount.objects(pk=account_id).first()
+    return account
 
 
 # --- encrypt on first touch ----------------------------------------------------------------

@@ -216,7 +216,7 @@ def _planned_key(delivery_id: object, due: datetime) -> str:
 
 
 def plan_due(
-    send: Callable[[str, str, list[str]], None],
+    send: Callable[[str, str, list[str]], object],
     settings: Settings | None = None,
     now: datetime | None = None,
 ) -> int:

@@ -311,7 +311,9 @@ class Dispatcher:
                 for queue in lanes.QUEUES:
                     channel = conn.default_channel
                     try:
-                        waiting += int(channel.queue_declare(queue=queue, passive=True).message_count)
+                        # every kombu transport's channel declares queues; the stubs' StdChannel omits it
+                        declared = channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
+                        waiting += int(declared.message_count)
                     except conn.channel_errors:
                         pass  # no such queue: Redis drops an empty list, a broker restart all queues
                 return waiting

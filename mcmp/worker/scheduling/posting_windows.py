@@ -207,8 +207,9 @@ def next_slot(
 # --- the queue (database) ------------------------------------------------------------------
 
 
-def slots() -> Collection:
-    return PostingSlot._get_collection()
+def slots() -> Collection[dict[str, Any]]:
+    collection: Collection[dict[str, Any]] = PostingSlot._get_collection()
+    return collection
 
 
 def _taken_minutes(client_id: str, platforms: list[str], since: datetime) -> set[datetime]:
