@@ -4,7 +4,6 @@ NestJS/Mongoose frontend does (``__v``, ``_id`` in nested objects, BSON dates)."
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 import uuid
@@ -47,11 +46,23 @@ def _redis_url() -> str:
 REDIS_URL = _redis_url()
 
 # --- tiers -------------------------------------------------------------------------------------
-# Fixtures that start processes (workers, dispatchers, beat, simulators as processes, a real
-# WordPress). A test using one, or written in a module that starts child processes itself (the
-# CLI, ``mcmp dev``, docker-compose, Python under another TZ), or a chaos run, is marked ``e2e``;
-# ``pytest -m "not e2e"`` is the fast tier: direct calls on the real SecantusDB and Redis, with
-# simulators on in-process threads.
+# The tier is the folder (tests/<tier>/<mcmp package>/test_*.py); a test's marks come from it:
+#   unit/         no services: plain calls, in-process simulators and HTTP servers
+#   integration/  the real SecantusDB (served from a thread of this process) and Redis, in-process
+#   e2e/          starts processes: workers, dispatchers, beat, simulators, the CLI, mcmp dev,
+#                 docker-compose, Prometheus, a real WordPress          -> marked e2e
+#   chaos/        long fault-injection runs with processes killed       -> marked e2e and chaos
+#   frontend/     the real Mongoose frontend (Node processes, its own npm project) -> marked e2e
+# ``pytest -m "not e2e"`` is the fast tier (unit + integration). A test outside these folders, or
+# one in unit/integration that asks for a process-starting fixture (or unit/ for a service), fails
+# collection with where it belongs.
+TIER_MARKS: dict[str, tuple[str, ...]] = {
+    "unit": ("unit",),
+    "integration": ("integration",),
+    "e2e": ("e2e",),
+    "chaos": ("e2e", "chaos"),
+    "frontend": ("e2e",),
+}
 PROCESS_FIXTURES = frozenset(
     {
         "procs",
@@ -63,24 +74,34 @@ PROCESS_FIXTURES = frozenset(
         "wordpress",
     }
 )
-PROCESS_STARTERS = ("Popen(", "subprocess.run(", "spawn(", "start_simulator(", "PrivateRedis(")
+SERVICE_FIXTURES = frozenset({"mongo_base_uri", "redis_url"})
+TESTS = Path(__file__).resolve().parent
 
 
-@functools.cache
-def _module_starts_processes(path: str) -> bool:
-    source = Path(path).read_text()
-    return any(starter in source for starter in PROCESS_STARTERS)
+def tier_of(path: Path) -> str | None:
+    """The tier folder a test file sits in (``tests/<tier>/…``), or None."""
+    parts = path.resolve().relative_to(TESTS).parts
+    return parts[0] if len(parts) > 1 and parts[0] in TIER_MARKS else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    misplaced = []
     for item in items:
-        module = getattr(item, "module", None)
-        if (
-            PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-            or item.get_closest_marker("chaos") is not None
-            or (module is not None and _module_starts_processes(module.__file__))
-        ):
-            item.add_marker(pytest.mark.e2e)
+        tier = tier_of(item.path)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if tier is None:
+            misplaced.append(f"{item.nodeid}: not in a tier folder ({', '.join(TIER_MARKS)})")
+            continue
+        if tier in ("unit", "integration") and fixtures & PROCESS_FIXTURES:
+            misplaced.append(
+                f"{item.nodeid}: starts processes ({sorted(fixtures & PROCESS_FIXTURES)}): tests/e2e"
+            )
+        elif tier == "unit" and fixtures & SERVICE_FIXTURES:
+            misplaced.append(f"{item.nodeid}: uses SecantusDB/Redis: tests/integration")
+        for mark in TIER_MARKS[tier]:
+            item.add_marker(mark)
+    if misplaced:
+        raise pytest.UsageError("tests in the wrong tier folder:\n  " + "\n  ".join(misplaced))
 
 
 # Tests run with encryption on, as production does (one key per test session).

@@ -3,7 +3,7 @@
 ``python -m deploy.grafana.build`` writes ``deploy/grafana/mcmp-publisher.json`` (committed;
 ``--check`` exits 1 when the file differs from what this module builds). Import it in Grafana, or
 let compose's Grafana provision it (deploy/grafana/provisioning). Every query reads metrics the
-service exports (docs/operations.md#metrics); tests/deploy evaluates each on a real Prometheus.
+service exports (docs/operations.md#metrics); tests/e2e/deploy evaluates each on a real Prometheus.
 The SDK is the ``dashboards`` extra (``pip install -e '.[dashboards]'``), not a runtime dependency.
 """
 

@@ -1,6 +1,6 @@
 """Pluggable platform connectors: a Protocol, one error tree, plain value types, shared helpers.
 
-This package's names (``__all__``, pinned by ``tests/connectors/test_public_surface.py``) are
+This package's names (``__all__``, pinned by ``tests/unit/connectors/test_public_surface.py``) are
 everything a connector needs, built-in or third-party: a plugin imports ``mcmp.connectors`` (and,
 in its tests, ``mcmp.connectors.testing``) and nothing else of ours. Submodules are the built-in connectors' own business and may change.
 """

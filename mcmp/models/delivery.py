@@ -70,7 +70,7 @@ class DeliveryField:
     CREATED_AT: Final = "createdAt"
 
 
-# The delivery fields only mcmp.worker.analytics writes (tests/test_write_ownership.py).
+# The delivery fields only mcmp.worker.analytics writes (tests/unit/test_write_ownership.py).
 ANALYTICS_FIELDS = frozenset(
     {
         DeliveryField.ANALYTICS_DUE_AT,

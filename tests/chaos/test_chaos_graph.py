@@ -11,8 +11,8 @@ import requests
 from mcmp.connectors.markers import marker_for
 from mcmp.devstack import PrivateRedis
 from tests.chaos.harness import FAULTS, ChaosReport, audit, insert_posts, run_chaos
-from tests.worker import test_assets
-from tests.worker.test_assets import JPEG
+from tests.integration.worker import test_assets
+from tests.integration.worker.test_assets import JPEG
 
 POSTS = 250  # Graph pacing (5 calls/s per Page) makes the run last as long as its posts need
 media = test_assets.media

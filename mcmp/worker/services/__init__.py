@@ -13,7 +13,7 @@ everywhere, so a reader finds every use with one search. What each part does:
 
 Owns no collection: every write goes through its owner (delivery states through
 ``publishing.delivery_states``, post status through ``publishing.post_status``, accounts through
-``mcmp.worker.accounts``), as ``tests/test_write_ownership.py`` checks. ``__all__`` is pinned by ``tests/unit/test_services_surface.py``: a change to the surface the API
+``mcmp.worker.accounts``), as ``tests/unit/test_write_ownership.py`` checks. ``__all__`` is pinned by ``tests/unit/worker/test_services_surface.py``: a change to the surface the API
 depends on is a reviewed change.
 """
 

@@ -1,0 +1,154 @@
+"""Fair share: claims go round-robin across tenants under MCMP_TENANT_MAX_IN_FLIGHT, and slow
+accounts' deliveries move to the long lane (before any platform call) or are sent there."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mcmp.config import get_settings
+from mcmp.models import DeliveryState
+from mcmp.worker import rate_limit
+from mcmp.worker.publishing import delivery_states, lanes, pipeline
+from mcmp.worker.publishing.delivery_states import NewDelivery
+from mcmp.worker.scheduling import fair_share
+from mcmp.worker.scheduling.dispatcher import Dispatcher
+from tests.integration.worker.helpers import now, take
+
+
+def _pending(client: str, n: int, due_in: float = 0.0, platform: str = "website") -> list[Any]:
+    due = now() + timedelta(seconds=due_in)
+    new = [NewDelivery(f"{client}-post-{i}-{due_in}", client, platform, due) for i in range(n)]
+    delivery_states.ensure(new)
+    found = delivery_states.deliveries().find({"clientId": client, "dueAt": due}, {"_id": 1})
+    return [d["_id"] for d in found]
+
+
+def _tenants(ids: list[Any]) -> list[str]:
+    docs = {d["_id"]: d["clientId"] for d in delivery_states.deliveries().find({"_id": {"$in": ids}})}
+    return [docs[i] for i in ids]
+
+
+def test_interleave_takes_tenants_and_accounts_in_turns_each_under_its_room():
+    docs = [{"_id": f"a{i}", "clientId": "A", "platform": "website"} for i in range(6)]
+    docs += [{"_id": f"f{i}", "clientId": "A", "platform": "facebook"} for i in range(2)]
+    docs += [{"_id": f"b{i}", "clientId": "B", "platform": "facebook"} for i in range(3)]
+    chosen = fair_share.interleave(docs, {"A": 4, "B": 10}, limit=100)
+    assert chosen == ["a0", "b0", "f0", "b1", "a1", "b2", "f1"]
+
+
+def test_a_quiet_tenant_is_claimed_beside_a_backlog_due_before_it(env):
+    _pending("noisy", 300)  # more than a page, all due first
+    quiet = _pending("quiet", 10, due_in=1.5)
+    chosen = fair_share.choose_due(now() + timedelta(seconds=2), limit=200, cap=50)
+    tenants = _tenants(chosen)
+    assert tenants.count("noisy") == 50 and tenants.count("quiet") == 10
+    assert set(quiet) <= set(chosen) and tenants[:20].count("quiet") == 10  # in turns, not after
+
+
+def test_a_tenant_at_its_cap_gets_nothing_more_until_its_deliveries_finish(env):
+    noisy = _pending("noisy", 60)
+    delivery_states.claim_ids(noisy[:50], 300)  # 50 queued: the default cap
+    quiet = _pending("quiet", 3)
+    chosen = fair_share.choose_due(
+        now() + timedelta(seconds=2), limit=200, cap=get_settings().tenant_max_in_flight
+    )
+    assert sorted(chosen) == sorted(quiet)
+
+
+def test_expansion_sends_a_tenants_share_and_keeps_the_rest_pending_at_its_time(
+    env, make_client, make_account, make_post
+):
+    client = make_client()
+    make_account(
+        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
+    )
+    when = now() + timedelta(seconds=1)
+    for _ in range(60):
+        make_post(client, ["website"], when=when)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    dispatcher = Dispatcher(send_task=lambda name, **kw: sent.append((name, kw)))
+    posts, created, _, count = dispatcher.expand_due_posts(now() + timedelta(seconds=2))
+    assert (posts, created, count) == (60, 60, 50)
+    rest = list(delivery_states.deliveries().find({"state": DeliveryState.PENDING.value}))
+    assert len(rest) == 10 and all(abs((d["dueAt"] - when).total_seconds()) < 0.01 for d in rest)
+    # the rest were inserted pending, never claimed and handed back: one write each, not three
+    assert all("claimToken" not in d and d["updatedAt"] == d["createdAt"] for d in rest)
+
+
+def test_a_tenant_already_at_its_cap_gets_its_new_deliveries_pending_and_another_tenant_its_share(
+    env, make_client, make_account, make_post
+):
+    full, quiet = make_client(), make_client()
+    for client in (full, quiet):
+        make_account(
+            client,
+            "website",
+            accessToken="s",
+            metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"},
+        )
+    busy = _pending(str(full["_id"]), 50)
+    delivery_states.claim_ids(busy, 300)  # the full tenant has its 50 queued already
+    when = now() + timedelta(seconds=1)
+    for client in (full, quiet):
+        for _ in range(5):
+            make_post(client, ["website"], when=when)
+    dispatcher = Dispatcher(send_task=lambda name, **kw: None)
+    _, created, _, count = dispatcher.expand_due_posts(now() + timedelta(seconds=2))
+    assert (created, count) == (10, 5)
+    born = list(delivery_states.deliveries().find({"postId": {"$not": {"$regex": "-post-"}}}))
+    by_tenant = {c: [d for d in born if d["clientId"] == str(c)] for c in (full["_id"], quiet["_id"])}
+    assert all(d["state"] == "pending" and "claimToken" not in d for d in by_tenant[full["_id"]])
+    assert all(
+        d["state"] == "in_flight" and d["owner"] is None for d in by_tenant[quiet["_id"]]
+    )  # born taken
+
+
+def test_deliveries_of_an_account_marked_long_are_sent_to_the_long_lane(env):
+    _pending("slow", 3)
+    fast = _pending("quick", 2, platform="facebook")
+    lanes.mark_long("slow", "website", get_settings())
+    sent: list[tuple[str, dict[str, Any]]] = []
+    dispatcher = Dispatcher(send_task=lambda name, **kw: sent.append((name, kw)))
+    dispatcher.claim_and_send(now())
+    queues = {kw["queue"]: kw for _, kw in sent}
+    assert set(queues) == {"publish", "publish-long"}
+    assert queues["publish-long"]["kwargs"]["lane"] == "publish-long"
+    assert "lane" not in (queues["publish"]["kwargs"] or {})
+    sent_fast = queues["publish"]["args"][0]
+    assert sorted(sent_fast if isinstance(sent_fast, list) else [sent_fast]) == sorted(str(i) for i in fast)
+
+
+@pytest.fixture
+def website(make_client, make_account):
+    client = make_client()
+    make_account(
+        client,
+        "website",
+        accessToken="dev-webhook-secret",
+        metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"},
+    )
+    return client
+
+
+def test_a_delivery_of_a_long_account_moves_to_the_long_lane_before_any_platform_call(
+    env, website, make_post
+):
+    post = make_post(website, ["website"])
+    taken = take(post)
+    lanes.mark_long(str(website["_id"]), "website", get_settings())
+    broker = rate_limit.client()
+    attempt = pipeline.Attempt(taken, get_settings(), post, False)  # type: ignore[arg-type]
+    record = pipeline.run_attempt(attempt)
+    assert record.outcome is pipeline.Outcome.MOVED
+    assert pipeline.commit(record, post) is pipeline.Outcome.MOVED  # type: ignore[arg-type]
+    doc = delivery_states.deliveries().find_one({"_id": taken.id})
+    assert doc["state"] == DeliveryState.QUEUED.value and doc["attempt"] == 0 and not doc["needsReconcile"]
+    assert doc["firstTakenAt"] is not None and doc.get("callStartedAt") is None
+    message = json.loads(broker.lindex("publish-long", 0))
+    assert message["headers"]["task"] == "mcmp.publish_delivery"
+    # and on the long lane it is published as any delivery (here the webhook is down: a retry)
+    assert pipeline.publish_delivery(str(taken.id), lane=lanes.LONG) is pipeline.Outcome.RETRY
