@@ -8,9 +8,25 @@ one client at the same moment pick different minutes: the loser's insert fails a
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypedDict
+
+from bson import ObjectId
 from mongoengine import DateTimeField, StringField
 
 from mcmp.models.base import TimestampedDocument
+
+
+class PostingSlotDoc(TypedDict, total=False):
+    """A reserved slot as ``postingslots`` holds it (the worker's own collection)."""
+
+    _id: ObjectId
+    clientId: str
+    platform: str
+    minute: datetime  # UTC, truncated to the minute
+    postId: str
+    createdAt: datetime
+    updatedAt: datetime
 
 
 class PostingSlot(TimestampedDocument):

@@ -48,6 +48,7 @@ from pymongo.errors import DuplicateKeyError
 from mcmp.errors import PublisherError
 from mcmp.models import Client, PostingSlot, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.posting_slot import PostingSlotDoc
 from mcmp.models.schedule import schedule_instant
 from mcmp.worker.publishing import post_status
 
@@ -207,8 +208,8 @@ def next_slot(
 # --- the queue (database) ------------------------------------------------------------------
 
 
-def slots() -> Collection[dict[str, Any]]:
-    collection: Collection[dict[str, Any]] = PostingSlot._get_collection()
+def slots() -> Collection[PostingSlotDoc]:
+    collection: Collection[PostingSlotDoc] = PostingSlot._get_collection()
     return collection
 
 
@@ -225,7 +226,7 @@ def _reserve(client_id: str, platforms: list[str], minute: datetime, post_id: st
     inserted: list[ObjectId] = []
     for platform in platforms:
         try:
-            doc = {
+            doc: PostingSlotDoc = {
                 "clientId": client_id,
                 "platform": platform,
                 "minute": minute,
