@@ -33,6 +33,9 @@ KEY_PREFIX = "mcmp:live:"
 # One key per started attempt of a delivery born taken (``mcmp:start:<attempt id>:<delivery id>``,
 # the owner as value): the start that makes copies of one message exclusive (see ``claim_starts``).
 START_PREFIX = "mcmp:start:"
+# The value of a start key held for a cancel, not a worker (see ``hold_starts``): no worker may
+# start that attempt, nor take it over as if its holder had died.
+CANCEL_MARK = "cancel:"
 # Every process that renews a key is listed here with the time of its last renewal; one listed
 # longer ago than the TTL has died (or stopped), and its death is moved to LOSSES: the moments
 # up to which a message a worker had prefetched may be gone (see :func:`last_loss`).
@@ -228,6 +231,59 @@ def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
     }
 
 
+class StartsUnknown(Exception):
+    """Redis cannot say whether a worker started these attempts (unreachable, or just restarted)."""
+
+
+def held_by_cancel(holder: str) -> bool:
+    """Is this start key's value a cancel's sentinel rather than a worker's owner id?"""
+    return holder.startswith(CANCEL_MARK)
+
+
+def hold_starts(attempts: Sequence[tuple[str, Any]], ttl_seconds: float) -> tuple[str, set[str]]:
+    """Take the start keys of these (attempt id, delivery id) for a cancel, before any worker does.
+
+    The same ``SET NX`` as :func:`claim_starts`, with a sentinel value (``cancel:<uuid>``) instead
+    of an owner: a worker that loses the start to it neither starts the attempt nor takes it over
+    (:func:`held_by_cancel`), so the delivery can then be cancelled knowing no platform call was
+    made. Returns the sentinel and the delivery ids whose start it now holds (the others a worker
+    or another cancel holds). Raises :class:`StartsUnknown` when Redis cannot answer or restarted
+    less than a liveness TTL ago: a running attempt's key lost in the restart may not be re-set yet.
+    """
+    sentinel = f"{CANCEL_MARK}{uuid.uuid4().hex}"
+    ttl_ms = max(1000, int(ttl_seconds * 1000))
+    try:
+        client = _redis()
+        if int(client.info("server").get("uptime_in_seconds", 0)) < get_settings().liveness_ttl_seconds:
+            raise StartsUnknown("Redis restarted moments ago")
+        pipe = client.pipeline(transaction=False)
+        for attempt_id, delivery_id in attempts:
+            pipe.set(f"{START_PREFIX}{attempt_id}:{delivery_id}", sentinel, nx=True, px=ttl_ms)
+        won = pipe.execute()
+    except redis.RedisError as exc:
+        raise StartsUnknown(f"Redis unavailable ({type(exc).__name__})") from None
+    return sentinel, {str(d) for (_, d), ok in zip(attempts, won, strict=True) if ok}
+
+
+# Delete a key only while it still holds this value: a sentinel that expired and was taken by a
+# worker meanwhile is that worker's start, never deleted.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def release_starts(attempts: Sequence[tuple[str, Any]], sentinel: str) -> None:
+    """Give back start keys :func:`hold_starts` took for a cancel that did not happen.
+
+    Best effort: a key left behind only delays its delivery to the reaper (its lease), never
+    starts it twice.
+    """
+    try:
+        release = _redis().register_script(_RELEASE)
+        for attempt_id, delivery_id in attempts:
+            release(keys=[f"{START_PREFIX}{attempt_id}:{delivery_id}"], args=[sentinel])
+    except redis.RedisError as exc:
+        log.warning("cancel's start keys not released; they expire (%s)", type(exc).__name__)
+
+
 def forget_starts(attempt_id: str, delivery_ids: Iterable[Any]) -> None:
     """Stop keeping the start keys of attempts this process won but will not run."""
     with _heartbeat.lock:
@@ -302,13 +358,17 @@ def _present(client: redis.Redis, owners: list[str]) -> set[str]:
 
 
 __all__ = [
+    "StartsUnknown",
     "alive",
     "announce",
     "claim_starts",
     "forget_starts",
+    "held_by_cancel",
+    "hold_starts",
     "keep_leases_with",
     "last_loss",
     "owner",
+    "release_starts",
     "running",
     "start_holders",
 ]

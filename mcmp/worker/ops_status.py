@@ -82,7 +82,7 @@ class Report:
     at: datetime
     due_backlog: int = 0
     queued: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # claimed for an attempt: waiting in the broker (born taken) or calling the platform
     retry_waiting: int = 0
     waiting_auth: int = 0
     oldest_due_age_seconds: float = 0.0

@@ -33,6 +33,7 @@ from mcmp.models import DeliveryState, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.delivery import DeliveryDoc, DeliveryField, deliveries
 from mcmp.models.post import PostDoc, PostField, posts
+from mcmp.worker import liveness
 from mcmp.worker.accounts import store as account_store
 from mcmp.worker.publishing import delivery_states, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
@@ -44,6 +45,7 @@ from mcmp.worker.services.errors import (
     NotFound,
     NothingToRetry,
     PostNotPublishable,
+    Unavailable,
     canonical,
 )
 
@@ -202,10 +204,13 @@ def cancel(
 ) -> OperationResult:
     """Cancel a scheduled post (→ ``approved``) or one of its platforms.
 
-    Open deliveries (pending/queued/waiting_auth) become ``cancelled``. A delivery in flight may
-    already have reached the platform, so the request is refused (409) rather than pretending.
-    When some platforms are already published the post is not un-scheduled: it settles as
-    ``published`` (published + cancelled) through ``post_status.sync``.
+    Open deliveries (pending/queued/waiting_auth) become ``cancelled``, and so do deliveries
+    ``in_flight`` whose message waits in the broker with no worker started on it (born taken:
+    :func:`delivery_states.cancel_unstarted`). One a worker started may already have reached the
+    platform, so the request is refused (409) rather than pretending, and nothing is cancelled;
+    when Redis cannot say whether a worker started it, likewise (503). When some platforms are
+    already published the post is not un-scheduled: it settles as ``published`` (published +
+    cancelled) through ``post_status.sync``.
     """
     post_id = canonical(post_id, "post")
     post = _post(post_id, scope)
@@ -214,19 +219,17 @@ def cancel(
         raise Conflict(f"post is {post.get(PostField.STATUS)}: only a scheduled post can be cancelled")
     selected = [platform] if platform else _platforms(post)
     states = _by_platform(post_id)
-    in_flight = [p for p in selected if _state(states, p) == S.IN_FLIGHT.value]
-    if in_flight:
-        raise Conflict(f"being published right now on {', '.join(in_flight)}; try again in a few seconds")
+    if platform is not None and platform not in states:
+        raise Conflict(
+            f"{platform} has no delivery yet (the post is not due); cancel the whole post or reschedule it"
+        )
+    stopped = _cancel_unstarted(states, selected)
     if platform is not None:
-        if platform not in states:
-            raise Conflict(
-                f"{platform} has no delivery yet (the post is not due); cancel the whole post or reschedule it"
-            )
-        if not delivery_states.cancel_open(post_id, [platform], CANCEL_NOTE):
+        if not (delivery_states.cancel_open(post_id, [platform], CANCEL_NOTE) or stopped):
             raise Conflict(f"nothing to cancel ({_describe(states, [platform])})")
         post_status.sync(post_id)
         return OperationResult(post_id, _status(post_id), [platform], CANCEL_NOTE)
-    cancelled = delivery_states.cancel_open(post_id, None, CANCEL_NOTE)
+    cancelled = delivery_states.cancel_open(post_id, None, CANCEL_NOTE) + stopped
     states = _by_platform(post_id)
     if any(d[DeliveryField.STATE] == S.PUBLISHED.value for d in states.values()):
         post_status.sync(post_id)
@@ -237,6 +240,42 @@ def cancel(
         raise Conflict("the post changed while it was being cancelled; read it again")
     log.info("post %s cancelled (%d deliveries)", post_id, cancelled, extra={"post_id": post_id})
     return OperationResult(post_id, _status(post_id), sorted(states), CANCEL_NOTE)
+
+
+def _cancel_unstarted(states: Mapping[str, DeliveryDoc], selected: Sequence[str]) -> int:
+    """Cancel the selected in-flight deliveries no worker has started, or refuse before any change."""
+    in_flight = [p for p in selected if _state(states, p) == S.IN_FLIGHT.value]
+    if not in_flight:
+        return 0
+    by_id = {states[p][DeliveryField.ID]: p for p in in_flight}
+    try:
+        result = delivery_states.cancel_unstarted([states[p] for p in in_flight], CANCEL_NOTE)
+    except liveness.StartsUnknown as exc:
+        raise Unavailable(
+            f"cannot tell whether {', '.join(in_flight)} is being published right now ({exc}); "
+            "nothing was cancelled, try again in a few seconds"
+        ) from None
+    if result.started:
+        started = ", ".join(sorted(by_id[oid] for oid in result.started))
+        raise Conflict(f"being published right now on {started}; try again in a few seconds")
+    if result.moved:  # reaped or handed back meanwhile (open: cancelled next), or taken by a worker
+        now_in_flight = {
+            d[DeliveryField.ID]
+            for d in deliveries().find(
+                {DeliveryField.ID: {"$in": result.moved}, DeliveryField.STATE: S.IN_FLIGHT.value}
+            )
+        }
+        if now_in_flight:
+            post_id = str(states[by_id[result.moved[0]]][DeliveryField.POST_ID])
+            post_status.sync(post_id)
+            running = ", ".join(sorted(by_id[oid] for oid in now_in_flight))
+            done = (
+                f"; cancelled on {', '.join(sorted(by_id[o] for o in result.cancelled))}"
+                if result.cancelled
+                else ""
+            )
+            raise Conflict(f"being published right now on {running}{done}; try again in a few seconds")
+    return len(result.cancelled)
 
 
 def reschedule(

@@ -13,6 +13,7 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import requests
 
 from mcmp.devstack import free_port, wait_until
@@ -129,3 +130,39 @@ def test_metrics_count_the_deliveries_made(
     listed = requests.get(f"{base}/v1/posts", headers=headers(key), timeout=5).json()["items"]
     assert sorted(p["id"] for p in listed) == sorted(str(p) for p in posts)
     assert all(p["deliveries"][0]["state"] == "published" for p in listed)
+
+
+@pytest.mark.parametrize("worker_first", [False, True], ids=["worker-stopped", "message-prefetched"])
+def test_cancelling_a_post_whose_message_waits_in_the_queue_publishes_nothing(
+    worker_first,
+    api,
+    env,
+    db,
+    make_key,
+    make_client,
+    make_webhook_account,
+    make_post,
+    webhook_sim,
+    start_worker,
+    start_dispatcher,
+):
+    """The cancel lands while the delivery, born taken, waits for a worker: in the broker (no
+    worker running), or held by a worker until its due time (the look-ahead)."""
+    client = make_client()
+    make_webhook_account(client)
+    worker = start_worker(env, concurrency=1) if worker_first else None
+    post = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(seconds=4))
+    start_dispatcher(env)
+    found = {"postId": str(post["_id"]), "state": "in_flight"}
+    wait_until(lambda: db.deliveries.find_one(found), 20, 0.1, "the dispatcher did not send it")
+
+    r = api.post(f"/v1/posts/{post['_id']}/cancel", headers=headers(make_key(str(client["_id"]))))
+
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "approved"
+    worker = worker or start_worker(env, concurrency=1)  # the waiting message runs now
+    ran = re.compile(r"Task mcmp\.publish_\w+\[[^\]]+\] succeeded")
+    wait_until(lambda: ran.search(worker.log_text()), 30, 0.2, "the waiting message did not run")
+    assert webhook_sim.state()["count"] == 0, "a cancelled post reached the platform"
+    assert db.deliveries.find_one({"postId": str(post["_id"])})["state"] == "cancelled"
+    assert db.posts.find_one({"_id": post["_id"]})["status"] == "approved"

@@ -136,3 +136,82 @@ def test_reschedule_moves_post_and_open_deliveries(api, db, make_key, make_clien
         f"/v1/posts/{ObjectId()}/reschedule", json={"scheduleTime": when.isoformat()}, headers=headers(key)
     )
     assert r.status_code == 404
+
+
+def _born(post, platform="website"):
+    """The post's delivery born taken by the dispatcher, its message not yet run by any worker."""
+    from tests.unit.helpers import born
+
+    _, claim = born([post], platform)
+    return claim["attempt"], [delivery_states.parse_batch_item(i) for i in claim["items"]]
+
+
+def test_cancel_of_a_post_whose_delivery_waits_in_the_queue_succeeds(
+    api, db, make_key, make_client, make_post
+):
+    client = make_client()
+    post = make_post(client, ["website", "linkedin"], when=datetime.now(UTC) + timedelta(seconds=1))
+    attempt_id, items = _born(post)
+    _ensure(post, "linkedin", DeliveryState.PENDING)
+    assert _deliveries(db, post)["website"]["state"] == "in_flight"
+
+    r = api.post(f"/v1/posts/{post['_id']}/cancel", headers=headers(make_key(str(client["_id"]))))
+
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "approved"
+    assert {p: d["state"] for p, d in _deliveries(db, post).items()} == {
+        "website": "cancelled",
+        "linkedin": "cancelled",
+    }
+    assert delivery_states.start_born(items, attempt_id, 60) == []  # its message calls nothing
+
+
+def test_cancel_of_one_platform_waiting_in_the_queue_keeps_the_post_scheduled(
+    api, db, make_key, make_client, make_post
+):
+    client = make_client()
+    post = make_post(client, ["website", "linkedin"], when=datetime.now(UTC) + timedelta(seconds=1))
+    attempt_id, items = _born(post)
+    _ensure(post, "linkedin", DeliveryState.PENDING)
+    key = make_key(str(client["_id"]))
+    r = api.post(f"/v1/posts/{post['_id']}/cancel", json={"platform": "website"}, headers=headers(key))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "scheduled" and r.json()["platforms"] == ["website"]
+    states = _deliveries(db, post)
+    assert states["website"]["state"] == "cancelled" and states["linkedin"]["state"] == "pending"
+    assert delivery_states.start_born(items, attempt_id, 60) == []
+
+
+def test_cancel_refuses_once_a_worker_started_the_delivery(api, db, make_key, make_client, make_post):
+    client = make_client()
+    post = make_post(client, ["website", "linkedin"], when=datetime.now(UTC) + timedelta(seconds=1))
+    attempt_id, items = _born(post)
+    _ensure(post, "linkedin", DeliveryState.PENDING)
+    [taken] = delivery_states.start_born(items, attempt_id, 60)  # a worker holds its start key
+
+    r = api.post(f"/v1/posts/{post['_id']}/cancel", headers=headers(make_key(str(client["_id"]))))
+
+    assert r.status_code == 409 and "being published right now on website" in r.json()["detail"]
+    states = _deliveries(db, post)
+    assert states["website"]["state"] == "in_flight" and states["website"]["attemptId"] == taken.attempt_id
+    assert states["linkedin"]["state"] == "pending"  # nothing was cancelled
+    assert db.posts.find_one({"_id": post["_id"]})["status"] == "scheduled"
+
+
+def test_cancel_refuses_when_redis_cannot_say_whether_a_worker_started(
+    api, db, make_key, make_client, make_post, monkeypatch
+):
+    from mcmp.config import reset_settings
+
+    client = make_client()
+    post = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(seconds=1))
+    _born(post)
+    key = make_key(str(client["_id"]))
+    monkeypatch.setenv("MCMP_REDIS_URL", "redis://127.0.0.1:9/15")  # nothing listens there
+    reset_settings()
+
+    r = api.post(f"/v1/posts/{post['_id']}/cancel", headers=headers(key))
+
+    assert r.status_code == 503 and "nothing was cancelled" in r.json()["detail"]
+    assert _deliveries(db, post)["website"]["state"] == "in_flight"
+    assert db.posts.find_one({"_id": post["_id"]})["status"] == "scheduled"

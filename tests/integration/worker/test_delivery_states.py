@@ -307,3 +307,47 @@ def test_the_reaper_hands_on_a_born_delivery_a_dead_worker_started_and_leaves_un
     assert states[0]["state"] == "in_flight"  # started by this live process
     assert states[1]["state"] == "pending" and states[1]["needsReconcile"] is True  # its worker died
     assert states[2]["state"] == "in_flight"  # not started yet: its message is on its way
+
+
+# --- cancelling a delivery born taken that no worker started: its start key is taken first -----
+
+
+def test_a_start_a_cancel_holds_is_neither_started_nor_taken_over_nor_reaped(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    sentinel, held = liveness.hold_starts([(attempt_id, doc["_id"])], 60)
+    assert held == {str(doc["_id"])} and liveness.held_by_cancel(sentinel)
+    # the message runs between the cancel's SET NX and its compare-and-swap
+    assert delivery_states.start_born(items, attempt_id, 60) == []
+    assert delivery_states.reap_expired_leases() == (0, 0)
+    assert db.deliveries.find_one({"_id": doc["_id"]}) == doc  # not taken over, not handed on
+    liveness.release_starts([(attempt_id, doc["_id"])], sentinel)
+    [taken] = delivery_states.start_born(items, attempt_id, 60)  # given back: startable again
+    assert taken.attempt_id == attempt_id
+
+
+def test_cancelling_an_unstarted_born_delivery_leaves_nothing_to_start(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    result = delivery_states.cancel_unstarted([doc], "cancelled")
+    assert result == delivery_states.Unstarted([doc["_id"]], [], [])
+    stored = db.deliveries.find_one({"_id": doc["_id"]})
+    assert stored["state"] == "cancelled" and stored["attempt"] == 0 and stored["leaseUntil"] is None
+    assert delivery_states.start_born(items, attempt_id, 60) == []  # its message calls nothing
+
+
+def test_a_born_delivery_a_worker_started_is_not_cancelled(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    assert len(delivery_states.start_born(items, attempt_id, 60)) == 1
+    result = delivery_states.cancel_unstarted([doc], "cancelled")
+    assert result == delivery_states.Unstarted([], [doc["_id"]], [])
+    assert db.deliveries.find_one({"_id": doc["_id"]})["state"] == "in_flight"
+
+
+def test_a_claimed_delivery_taken_without_an_owner_is_not_mistaken_for_an_unstarted_one(db, post):
+    # a worker that took it while Redis was away wrote no owner; it was claimed, never born taken
+    taken = take(post)
+    db.deliveries.update_one({"_id": taken.id}, {"$set": {"owner": None}})
+    doc = db.deliveries.find_one({"_id": taken.id})
+    assert delivery_states.cancel_unstarted([doc], "cancelled").moved == [taken.id]
+    assert db.deliveries.find_one({"_id": taken.id})["state"] == "in_flight"
+    holders = liveness.start_holders([(taken.attempt_id, taken.id)])
+    assert holders == {}  # the cancel's key was given back

@@ -7,7 +7,8 @@ messages and retries from Flower can never move a delivery twice::
     pending ──claim_ids──▶ queued ──start_attempt──▶ in_flight ──complete_op──▶ published
        ▲  ▲                   │                         │ ├──fail_op──────────▶ failed
        │  └────reap (lease)───┘                         │ ├──wait_for_auth_op─▶ waiting_auth ─resume─▶ pending
-       └──────retry_op / defer / reap (lease)───────────┘ └──cancel_op────────▶ cancelled
+       └──────retry_op / defer / reap (lease)───────────┘ ├──cancel_op────────▶ cancelled
+                                                          └──cancel_unstarted─▶ cancelled (born, not started)
     pending / queued ──park_for_auth (the account's token was rejected)──▶ waiting_auth
     ensure (within the tenant's share) ──▶ in_flight, born taken: started by ``start_born`` (no write)
 
@@ -21,7 +22,8 @@ One module per kind of caller, one import name (``delivery_states.X``):
 - :mod:`.attempts` — a worker taking a delivery for one attempt, or starting one born taken;
 - :mod:`.outcomes` — leaving ``in_flight`` (one compare-and-swap on the attempt per transition);
 - :mod:`.leases` — the reaper, the lease keeper of running attempts, stranded messages;
-- :mod:`.actions` — account events and the admin API (re-auth, cancel, reopen, reschedule);
+- :mod:`.actions` — account events and the admin API (re-auth, cancel — also of a delivery born
+  taken that no worker started: its start key is taken first —, reopen, reschedule);
 - :mod:`.queries` — reads.
 
 The lease keeper is registered by the process that runs attempts (:func:`register_lease_keeper`,
@@ -32,7 +34,9 @@ from __future__ import annotations
 
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.actions import (
+    Unstarted,
     cancel_open,
+    cancel_unstarted,
     fail_waiting,
     park_for_auth,
     reopen,
@@ -95,12 +99,14 @@ __all__ = [
     "NewDelivery",
     "Taken",
     "Transition",
+    "Unstarted",
     "apply",
     "apply_many",
     "batch_item",
     "born_attempt",
     "cancel_op",
     "cancel_open",
+    "cancel_unstarted",
     "claim_hint",
     "claim_ids",
     "complete_op",

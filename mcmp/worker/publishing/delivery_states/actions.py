@@ -4,14 +4,18 @@ a delivery that waited too long, cancelling, reopening and rescheduling."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 
+from mcmp.config import get_settings
 from mcmp.models import ErrorClass
 from mcmp.models.base import utcnow
+from mcmp.models.db import BY_ID
+from mcmp.worker import liveness
+from mcmp.worker.publishing.delivery_states.claims import born_attempt
 from mcmp.worker.publishing.delivery_states.store import (
     S,
     deliveries,
@@ -94,6 +98,70 @@ def cancel_open(post_id: str, platforms: Sequence[str] | None = None, reason: st
         {"$set": {"state": S.CANCELLED.value, "lastError": reason, "leaseUntil": None, "updatedAt": now}},
     )
     return result.modified_count
+
+
+class Unstarted(NamedTuple):
+    cancelled: list[ObjectId]  # in_flight → cancelled: no worker had started them
+    started: list[ObjectId]  # a worker started them: nothing was cancelled
+    moved: list[ObjectId]  # left their birth attempt meanwhile (reaped, handed back …): read again
+
+
+def cancel_unstarted(found: Sequence[Mapping[str, Any]], reason: str) -> Unstarted:
+    """in_flight → cancelled for deliveries born taken whose message no worker has started yet.
+
+    Such a delivery waits in the broker (the look-ahead, or a backlog) with no worker's write, so
+    MongoDB alone cannot tell it from one being published: its start key in Redis can. This takes
+    those keys first, with a sentinel (:func:`mcmp.worker.liveness.hold_starts`), so no copy of
+    the message can start it any more, then moves each by a compare-and-swap on the birth attempt
+    (id, in_flight, attemptId, no owner, attempt 1, never claimed: a delivery a worker took while
+    Redis was away has no owner either, but was claimed or is past its first attempt). When a
+    worker holds any of the keys nothing is cancelled (``started``). A delivery whose swap fails
+    left its birth attempt meanwhile (``moved``): its key is given back. ``needsReconcile`` is
+    kept: a retry after the cancel looks the post up first, whatever happened before.
+
+    Raises :class:`mcmp.worker.liveness.StartsUnknown` (nothing cancelled) when Redis cannot say.
+    """
+    attempts = [(born_attempt(d), d["_id"]) for d in found]
+    started = [oid for attempt_id, oid in attempts if attempt_id is None]
+    born = [(attempt_id, oid) for attempt_id, oid in attempts if attempt_id is not None]
+    if started or not born:
+        return Unstarted([], started, [])
+    sentinel, held = liveness.hold_starts(born, get_settings().inflight_lease_seconds)
+    started = [oid for _, oid in born if str(oid) not in held]
+    if started:
+        liveness.release_starts([(a, oid) for a, oid in born if str(oid) in held], sentinel)
+        return Unstarted([], started, [])
+    cancelled: list[ObjectId] = []
+    moved: list[tuple[str, ObjectId]] = []
+    for attempt_id, oid in born:
+        now = utcnow()
+        result = deliveries().update_one(
+            {
+                "_id": oid,
+                "state": S.IN_FLIGHT.value,
+                "attemptId": attempt_id,
+                "owner": None,
+                "attempt": 1,
+                "claimToken": None,
+            },
+            {
+                "$set": {
+                    "state": S.CANCELLED.value,
+                    "lastError": reason,
+                    "leaseUntil": None,
+                    "updatedAt": now,
+                },
+                "$inc": {"attempt": -1},  # no platform call was made for it
+            },
+            hint=BY_ID,
+        )
+        if result.modified_count == 1:
+            cancelled.append(oid)
+        else:
+            moved.append((attempt_id, oid))
+    if moved:
+        liveness.release_starts(moved, sentinel)
+    return Unstarted(cancelled, [], [oid for _, oid in moved])
 
 
 def reopen(

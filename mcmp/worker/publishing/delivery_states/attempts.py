@@ -187,7 +187,7 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     ``lease_seconds`` left (its message waited in a backlog) first extends it by a
     compare-and-swap on (id, in_flight, attemptId). A start held by a dead worker is taken over
     with a new attempt id (one write) and looked up on the platform before anything is posted;
-    one held by a live worker is left to it. When Redis cannot judge, nothing starts: the lease
+    one held by a live worker (or a cancel) is left to it. When Redis cannot judge, nothing starts: the lease
     (the reaper) or the re-send of stranded deliveries hands them on.
     """
     if not items:
@@ -264,7 +264,12 @@ def _born_taken(
 def _take_over(
     by_id: Mapping[ObjectId, BatchItem], held: Mapping[ObjectId, str], attempt_id: str, lease_seconds: float
 ) -> list[Taken]:
-    """Starts held by workers that died: a new attempt each, looked up on the platform first."""
+    """Starts held by workers that died: a new attempt each, looked up on the platform first.
+
+    A start a cancel holds (:func:`mcmp.worker.liveness.held_by_cancel`) is no worker's: the
+    delivery is being cancelled, and is never taken over.
+    """
+    held = {oid: holder for oid, holder in held.items() if not liveness.held_by_cancel(holder)}
     if not held:
         return []
     live = liveness.alive(h for h in held.values() if h)

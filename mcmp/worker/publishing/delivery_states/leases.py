@@ -32,8 +32,9 @@ def reap_expired_leases() -> tuple[int, int]:
     (a live owner extends the lease of every attempt it still runs, so an expired one ended
     without recording). A delivery born taken has no owner written while it runs: its start key
     in Redis names the worker that started it, and is judged the same way (one never started has
-    none, and waits for its message or the re-send of a lost one). In-flight ones keep
-    ``needsReconcile`` (set before the call), so they are looked up on the platform first.
+    none, and waits for its message or the re-send of a lost one; one whose key a cancel holds is
+    being cancelled, and only its lease hands it on, should that cancel never finish). In-flight
+    ones keep ``needsReconcile`` (set before the call), so they are looked up on the platform first.
     """
     now = utcnow()
     settings = get_settings()
@@ -51,6 +52,8 @@ def reap_expired_leases() -> tuple[int, int]:
     )
     born = [d for d in in_flight if not d.get("owner") and d.get("attemptId")]
     started = liveness.start_holders([(str(d["attemptId"]), d["_id"]) for d in born]) if born else {}
+    # a cancel's sentinel is no worker's: the delivery is being cancelled, not abandoned
+    started = {d: holder for d, holder in started.items() if not liveness.held_by_cancel(holder)}
     owners = {str(d["owner"]) for d in in_flight if d.get("owner")} | set(started.values())
     live = liveness.alive(owners) if owners else set()
     dead = sorted(owners - live) if live is not None else []
