@@ -126,3 +126,46 @@ def test_a_batch_asks_the_rate_limiter_once_per_account_not_per_delivery(
         assert sorted(n for _, n in calls) == [6, 6], calls
     finally:
         server.shutdown()
+
+
+def test_a_batch_reads_its_accounts_long_lane_marks_once_and_moves_the_marked_before_calling(
+    db, env, make_client, make_account, make_post, monkeypatch
+):
+    from mcmp.config import get_settings
+    from mcmp.simulators.core import start_in_thread
+    from mcmp.simulators.website import WebhookSimulator
+    from mcmp.worker.publishing import lanes
+
+    sim = WebhookSimulator()
+    server, url = start_in_thread(sim)
+    try:
+        quick, slow = make_client(), make_client()
+        for client in (quick, slow):
+            make_account(
+                client,
+                "website",
+                accessToken="dev-webhook-secret",
+                metadata={"webhookUrl": f"{url}/hooks/{client['slug']}", "mode": "webhook"},
+            )
+        lanes.mark_long(str(slow["_id"]), "website", get_settings())
+        due = now() - timedelta(seconds=1)
+        posts = [(c, make_post(c, ["website"], when=due)) for c in (quick, slow) for _ in range(3)]
+        claimed = delivery_states.ensure(
+            [NewDelivery(str(p["_id"]), str(c["_id"]), "website", p["scheduleTime"]) for c, p in posts],
+            claim_lease_seconds=60,
+        ).claimed
+        mark_expanded([p for _, p in posts])
+        claim = {"token": claimed[0]["claimToken"], "items": [delivery_states.batch_item(d) for d in claimed]}
+        reads: list[int] = []
+        real = lanes.long_accounts
+        monkeypatch.setattr(lanes, "long_accounts", lambda accounts: reads.append(1) or real(accounts))
+
+        counts = publish_batch([str(d["_id"]) for d in claimed], claim)
+
+        assert counts == {"published": 3, "moved": 3}
+        assert sim.state()["count"] == 3  # the marked account's posts were not called on the fast lane
+        assert len(reads) == 1
+        moved = db.deliveries.find({"clientId": str(slow["_id"])})
+        assert all(d["state"] == "queued" and d["attempt"] == 0 for d in moved)
+    finally:
+        server.shutdown()
