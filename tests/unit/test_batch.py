@@ -80,7 +80,7 @@ def _oid(value: str):
     return ObjectId(value)
 
 
-def test_a_batch_asks_the_rate_limiter_once_per_account_not_per_delivery(
+def test_a_batch_asks_the_rate_limiter_in_one_round_trip_once_per_account(
     db, env, make_client, make_account, make_post, monkeypatch
 ):
     from mcmp.simulators.core import start_in_thread
@@ -109,21 +109,21 @@ def test_a_batch_asks_the_rate_limiter_once_per_account_not_per_delivery(
         # server's INFO commandstats would count a neighbouring test process's scripts too).
         from mcmp.worker import rate_limit
 
-        calls: list[tuple[str, int]] = []
-        real = rate_limit.admit_many
+        calls: list[list[int]] = []
+        real = rate_limit.admit_accounts
 
-        def counted(platform, account_id, delivery_ids, **pace):
-            calls.append((account_id, len(delivery_ids)))
-            return real(platform, account_id, delivery_ids, **pace)
+        def counted(requests):
+            calls.append(sorted(len(r.delivery_ids) for r in requests))
+            return real(requests)
 
-        monkeypatch.setattr(rate_limit, "admit_many", counted)
+        monkeypatch.setattr(rate_limit, "admit_accounts", counted)
 
         counts = publish_batch([str(d["_id"]) for d in claimed], claim)
 
         assert counts == {"published": 12}
         assert sim.state()["count"] == 12
-        # 12 deliveries of 2 accounts: 2 runs of the admission script, one per account
-        assert sorted(n for _, n in calls) == [6, 6], calls
+        # 12 deliveries of 2 accounts: one round trip, the admission script once per account
+        assert calls == [[6, 6]], calls
     finally:
         server.shutdown()
 
