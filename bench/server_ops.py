@@ -171,6 +171,33 @@ def run(uri: str, mongo_pid: int, backlog: int, batch: int, rounds: int) -> list
             ]
             client.bulk_write(ops, ordered=False, verbose_results=True)
 
+    def outcome_by_id_only() -> None:  # reference: the same writes without the CAS fields in the filter
+        for k in range(0, n, batch):
+            ops = [
+                UpdateOne(
+                    {"_id": d["_id"]},
+                    {"$set": {"state": "published", "updatedAt": now, "platformPostId": "y"}},
+                    namespace=ns,
+                    hint=BY_ID,
+                )
+                for d in picked[k : k + batch]
+            ]
+            client.bulk_write(ops, ordered=False, verbose_results=True)
+
+    def outcome_pipeline_cas() -> None:  # the CAS inside an update pipeline, the filter on _id alone
+        owns = {"$and": [{"$eq": ["$state", "published"]}, {"$eq": ["$attemptId", "a1"]}]}
+        for k in range(0, n, batch):
+            ops = [
+                UpdateOne(
+                    {"_id": d["_id"]},
+                    [{"$set": {"platformPostId": {"$cond": [owns, "z", "$platformPostId"]}}}],
+                    namespace=ns,
+                    hint=BY_ID,
+                )
+                for d in picked[k : k + batch]
+            ]
+            client.bulk_write(ops, ordered=False, verbose_results=True)
+
     post_ids = list(dict.fromkeys(d["postId"] for d in picked))
 
     def post_status() -> None:  # sync_many: bulk_write of per-_id CAS updates with $push, hinted _id_
@@ -203,6 +230,15 @@ def run(uri: str, mongo_pid: int, backlog: int, batch: int, rounds: int) -> list
 
     measure(mongo_pid, admin, f"deliveries take (update_many $in, {batch} ids)", n, take, rows)
     measure(mongo_pid, admin, f"deliveries outcome (client bulkWrite, {batch} per call)", n, outcome, rows)
+    measure(
+        mongo_pid,
+        admin,
+        "deliveries outcome, filter on _id alone (no CAS: reference)",
+        n,
+        outcome_by_id_only,
+        rows,
+    )
+    measure(mongo_pid, admin, "deliveries outcome, CAS in an update pipeline", n, outcome_pipeline_cas, rows)
     measure(
         mongo_pid, admin, f"posts status (bulk_write, {batch} per call)", len(post_ids), post_status, rows
     )
