@@ -34,7 +34,6 @@ from typing import Any
 from bson import ObjectId
 
 from mcmp.models import DeliveryState
-from mcmp.models.db import BY_ID
 from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
 
 # Reads of the due page per claim pass: the first in due order, then without the tenants that
@@ -173,12 +172,14 @@ def _still_due(rows: list[dict[str, Any]], horizon: datetime) -> list[dict[str, 
     """The kept candidates that are still pending and due: point reads by ``_id``, in their order.
 
     Another path may have taken one meanwhile (a single ``publish_delivery``, a second
-    dispatcher) and deferred it: claiming it again before its new time would call early.
+    dispatcher) and deferred it: claiming it again before its new time would call early. The
+    filter is ``_id`` alone, never hinted: SecantusDB serves that by key lookups, while a hint on
+    ``_id_`` (or another field beside it) walks the collection.
     """
     if not rows:
         return []
-    query = {"_id": {"$in": [r["_id"] for r in rows]}, "state": DeliveryState.PENDING.value}
-    current = {d["_id"]: d for d in deliveries().find(query, {"_id": 1, "dueAt": 1}, hint=BY_ID)}
+    found = deliveries().find({"_id": {"$in": [r["_id"] for r in rows]}}, {"_id": 1, "state": 1, "dueAt": 1})
+    current = {d["_id"]: d for d in found if d.get("state") == DeliveryState.PENDING.value}
     return [r for r in rows if r["_id"] in current and current[r["_id"]]["dueAt"] <= horizon]
 
 
