@@ -134,6 +134,7 @@ def fresh_env(
     from mcmp.config import reset_settings
     from mcmp.connectors import registry
     from mcmp.models.db import connect, ensure_schema, with_database
+    from mcmp.worker.publishing import delivery_states
 
     db_name = f"mcmp_test_{uuid.uuid4().hex[:10]}"
     uri = with_database(mongo_base_uri, db_name)
@@ -162,6 +163,7 @@ def fresh_env(
     registry.clear_cache()
     db = connect(uri)
     ensure_schema(db)
+    delivery_states.register_lease_keeper()  # as bootstrap does: tests run attempts in-process
     full = dict(os.environ)
     full.update(values)
     yield full

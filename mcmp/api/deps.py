@@ -21,7 +21,7 @@ from fastapi.security import APIKeyHeader
 
 from mcmp.api.keys import find_active
 from mcmp.api.problems import ApiProblem, FieldError, not_found
-from mcmp.worker import services as operations
+from mcmp.worker import services
 
 API_KEY_HEADER = "X-API-Key"
 _header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="Key from `mcmp apikey create`")
@@ -156,7 +156,7 @@ def known_platform(value: str | None, field: str) -> str | None:
     """``value`` when a connector is installed for it; else 422 naming ``field`` and the choices."""
     if value is None:
         return None
-    known = operations.known_platforms()
+    known = services.known_platforms()
     if value not in known:
         raise ApiProblem(
             422,

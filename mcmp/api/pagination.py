@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 from bson import ObjectId
 from fastapi import Query
@@ -13,6 +14,7 @@ from mcmp.api.problems import ApiProblem, FieldError
 
 CursorParam = Annotated[str | None, Query(max_length=64, description="`nextCursor` of the previous page")]
 LimitParam = Annotated[int, Query(ge=1, le=200)]
+T = TypeVar("T", bound=Mapping[str, Any])
 
 
 def encode(last_id: ObjectId) -> str:
@@ -35,16 +37,10 @@ def decode(cursor: str) -> ObjectId:
 
 
 def page(
-    collection: Any,
-    query: dict[str, Any],
-    cursor: str | None,
-    limit: int,
-    projection: dict[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of ``query`` (which must already carry the tenant filter) and the next cursor."""
-    if cursor:
-        query = {**query, "_id": {"$lt": decode(cursor)}}
-    docs = list(collection.find(query, projection).sort("_id", -1).limit(limit + 1))
+    fetch: Callable[[ObjectId | None, int], list[T]], cursor: str | None, limit: int
+) -> tuple[list[T], str | None]:
+    """One page from ``fetch(before, limit)`` (newest first, ids below ``before``) and the next cursor."""
+    docs = fetch(decode(cursor) if cursor else None, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
     return docs, encode(docs[-1]["_id"]) if more and docs else None

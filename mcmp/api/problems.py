@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mcmp.worker import services as operations
+from mcmp.worker import services
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:mcmp:problem:"
@@ -116,16 +116,16 @@ def install(app: FastAPI) -> None:
         }.get(exc.status_code, "http-error")
         return problem_response(request, exc.status_code, slug, str(exc.detail) if exc.detail else None)
 
-    @app.exception_handler(operations.OperationError)
-    async def _operation(request: Request, exc: operations.OperationError) -> JSONResponse:
-        if isinstance(exc, operations.NotFound):
+    @app.exception_handler(services.OperationError)
+    async def _operation(request: Request, exc: services.OperationError) -> JSONResponse:
+        if isinstance(exc, services.NotFound):
             return problem_response(request, 404, "not-found", exc.message)
-        if isinstance(exc, operations.PostNotPublishable):
+        if isinstance(exc, services.PostNotPublishable):
             errors = [FieldError(field=f"post.{field}", message=reason) for field, reason in exc.problems]
             return problem_response(request, 422, "post-invalid", exc.message, errors)
-        if isinstance(exc, operations.NothingToRetry):
+        if isinstance(exc, services.NothingToRetry):
             return problem_response(request, 409, "nothing-to-retry", exc.message)
-        if isinstance(exc, operations.InvalidRequest):
+        if isinstance(exc, services.InvalidRequest):
             field = f"body.{exc.field}" if exc.field else "body"
             return problem_response(
                 request,
@@ -134,7 +134,7 @@ def install(app: FastAPI) -> None:
                 f"invalid request: {field}",
                 [FieldError(field=field, message=exc.message)],
             )
-        if isinstance(exc, operations.Unavailable):
+        if isinstance(exc, services.Unavailable):
             return problem_response(request, 503, "unavailable", exc.message)
         return problem_response(request, 409, "conflict", exc.message)
 

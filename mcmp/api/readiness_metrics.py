@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mcmp.worker import services as operations
+from mcmp.worker import services
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class PostsAtRiskCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            counts = operations.posts_at_risk()
+            counts = services.posts_at_risk()
         except Exception as exc:  # a scrape during a MongoDB outage still returns the other metrics
             log.warning("posts-at-risk gauge unavailable: %s", type(exc).__name__)
             return

@@ -156,10 +156,10 @@ def connectors(
         except Exception as exc:  # a broken third-party connector: say so, list the others
             table.add_row(name, "-", f"not loadable: {exc}")
             continue
-        variants: dict[str, MediaLimits | None] = dict(getattr(connector, "media_limits_by_mode", {}) or {})
+        variants: dict[str, MediaLimits | None] = dict(connector.media_limits_by_mode)
         if not variants:
-            own = getattr(connector, "media_limits", None)
-            variants = {"": own if isinstance(own, MediaLimits) else REFERENCE_LIMITS.get(name)}
+            own = connector.media_limits
+            variants = {"": own if own is not None else REFERENCE_LIMITS.get(name)}
         for mode, limits in variants.items():
             label = f"{name} ({mode})" if mode else name
             if limits is None:

@@ -1,10 +1,13 @@
 """Pluggable platform connectors: a Protocol, one error tree, plain value types, shared helpers.
 
 This package's names (``__all__``, pinned by ``tests/connectors/test_public_surface.py``) are
-everything a connector needs, built-in or third-party: a plugin imports ``mcmp.connectors`` and
-nothing else of ours. Submodules are the built-in connectors' own business and may change.
+everything a connector needs, built-in or third-party: a plugin imports ``mcmp.connectors`` (and,
+in its tests, ``mcmp.connectors.testing``) and nothing else of ours. Submodules are the built-in connectors' own business and may change.
 """
 
+from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients, RequestObserver
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -18,6 +21,7 @@ from mcmp.connectors.errors import (
 )
 from mcmp.connectors.http import BaseUrlSession, retry_after_seconds, send
 from mcmp.connectors.markers import marker_for, strip_markers
+from mcmp.connectors.media import MediaLimits
 from mcmp.connectors.protocol import Connector
 from mcmp.connectors.signing import (
     FUTURE_SKEW_SECONDS,
@@ -54,10 +58,13 @@ __all__ = [
     "AuthError",
     "BaseUrlSession",
     "Connector",
+    "ConnectorBase",
     "ConnectorError",
     "Credentials",
+    "HttpClients",
     "LookupIncompleteError",
     "MediaItem",
+    "MediaLimits",
     "MetricsRef",
     "MetricsSnapshot",
     "PermanentError",
@@ -66,7 +73,9 @@ __all__ = [
     "PublishResult",
     "PublisherError",
     "RateLimitedError",
+    "RequestObserver",
     "RetryableError",
+    "Settings",
     "TokenGrant",
     "UsageReport",
     "ValidationError",

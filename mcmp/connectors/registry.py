@@ -12,6 +12,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from mcmp.config import Settings, get_settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.protocol import Connector
 
 log = logging.getLogger(__name__)
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 GROUP = "mcmp.connectors"
 _lock = threading.Lock()
 _instances: dict[str, Connector] = {}
-_observer: Callable[[str, Connector], None] | None = None
+_observer: Callable[[str, str, int, float], None] | None = None
 
 
 class UnknownPlatformError(LookupError):
@@ -41,23 +43,34 @@ def get_connector(platform: str, settings: Settings | None = None) -> Connector:
             raise UnknownPlatformError(
                 f"platforms: unknown platform {platform!r} (known: {', '.join(available_platforms())})"
             )
-        built = matches[0].load()(settings or get_settings())
+        factory = matches[0].load()
+        settings = settings or get_settings()
+        if isinstance(factory, type) and issubclass(factory, ConnectorBase):
+            built: object = factory(settings, clients=_clients_for(platform, settings))
+        else:  # a bare Protocol implementation builds its own clients: its calls go untimed
+            built = factory(settings)
         if not isinstance(built, Connector):
             raise TypeError(
-                f"the {platform!r} entry point does not build a connector (see mcmp.connectors.Connector)"
+                f"the {platform!r} entry point does not build a connector (see mcmp.connectors.Connector;"
+                " mcmp.connectors.ConnectorBase supplies the hooks' defaults)"
             )
         connector = built
-        if _observer is not None:
-            _observer(platform, connector)
         _instances[platform] = connector
         return connector
 
 
-def set_observer(observer: Callable[[str, Connector], None] | None) -> None:
-    """Called with each newly built connector (the worker instruments its HTTP sessions with it).
+def _clients_for(platform: str, settings: Settings) -> HttpClients:
+    observer = _observer
+    if observer is None:
+        return HttpClients(settings)
+    return HttpClients(settings, lambda method, status, seconds: observer(platform, method, status, seconds))
 
-    Keeps connectors free of any worker import: built-in and third-party ones get the same
-    request metrics without knowing Prometheus exists.
+
+def set_observer(observer: Callable[[str, str, int, float], None] | None) -> None:
+    """Told (platform, method, status, seconds) after each request of connectors built from now on.
+
+    The worker installs its request metric here. Connectors stay free of any worker import:
+    built-in and third-party ones get the same request metrics without knowing Prometheus exists.
     """
     global _observer
     _observer = observer

@@ -9,7 +9,12 @@ absent (Mongoose reads them as the seed's default 0); nothing is invented.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypedDict
+
+from bson import ObjectId
 from mongoengine import DateTimeField, EmbeddedDocument, EmbeddedDocumentField, IntField, StringField
+from pymongo.collection import Collection
 
 from mcmp.models.base import TimestampedDocument
 
@@ -48,3 +53,30 @@ class AnalyticsRecord(TimestampedDocument):
     metrics = EmbeddedDocumentField(Metrics, default=Metrics)
     fetched_at = DateTimeField(db_field="fetchedAt", required=True)
     slot = StringField()  # schedule slot label ("1h", "6h", …); absent on records not written by us
+
+
+# A metrics snapshot as ``analyticsrecords`` holds it; ``__v`` is Mongoose's version key (the
+# functional form: in a class body the name would be mangled). ``metrics`` carries only the
+# metrics the platform reported, under the seed's seven names.
+AnalyticsRecordDoc = TypedDict(
+    "AnalyticsRecordDoc",
+    {
+        "_id": ObjectId,
+        "clientId": str,
+        "postId": str,
+        "platform": str,
+        "slot": str,
+        "metrics": dict[str, int],
+        "fetchedAt": datetime,
+        "createdAt": datetime,
+        "updatedAt": datetime,
+        "__v": int,
+    },
+    total=False,
+)
+
+
+def analytics_records() -> Collection[AnalyticsRecordDoc]:
+    """The ``analyticsrecords`` collection, typed (written only by mcmp.worker.analytics)."""
+    collection: Collection[AnalyticsRecordDoc] = AnalyticsRecord._get_collection()
+    return collection

@@ -19,8 +19,11 @@ and ``analyticsPaused`` = that account's "clientId|platform".
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final, TypedDict
 
+from bson import ObjectId
 from mongoengine import BooleanField, DateTimeField, IntField, StringField
+from pymongo.collection import Collection
 
 from mcmp.models.base import TimestampedDocument
 from mcmp.models.enums import DeliveryState, ErrorClass
@@ -33,6 +36,86 @@ OBSOLETE_INDEXES = ("state_1_leaseUntil_1", "clientId_1_state_1", "analyticsPaus
 # ``analyticsDueAt`` of paused snapshots: later than any due time, so the planner never picks
 # them, and an equality on the one analytics index finds them all for resumption.
 ANALYTICS_PAUSED = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class DeliveryField:
+    """Field names of a stored delivery (``deliveries``)."""
+
+    ID: Final = "_id"
+    POST_ID: Final = "postId"
+    CLIENT_ID: Final = "clientId"
+    PLATFORM: Final = "platform"
+    STATE: Final = "state"  # written only by mcmp.worker.publishing.delivery_states
+    DUE_AT: Final = "dueAt"
+    SCHEDULED_FOR: Final = "scheduledFor"
+    ATTEMPT: Final = "attempt"
+    ATTEMPT_ID: Final = "attemptId"
+    CLAIM_TOKEN: Final = "claimToken"
+    LEASE_UNTIL: Final = "leaseUntil"
+    OWNER: Final = "owner"
+    NEEDS_RECONCILE: Final = "needsReconcile"
+    PLATFORM_POST_ID: Final = "platformPostId"
+    PLATFORM_URL: Final = "platformUrl"
+    PUBLISHED_AT: Final = "publishedAt"
+    CALL_STARTED_AT: Final = "callStartedAt"
+    LAST_ERROR: Final = "lastError"
+    ERROR_CLASS: Final = "errorClass"
+    WAITING_SINCE: Final = "waitingSince"
+    # the analytics schedule (written only by mcmp.worker.analytics)
+    ANALYTICS_DUE_AT: Final = "analyticsDueAt"
+    ANALYTICS_SLOT: Final = "analyticsSlot"
+    ANALYTICS_STOPPED_REASON: Final = "analyticsStoppedReason"
+    ANALYTICS_PAUSED: Final = "analyticsPaused"
+    UPDATED_AT: Final = "updatedAt"
+    CREATED_AT: Final = "createdAt"
+
+
+# The delivery fields only mcmp.worker.analytics writes (tests/test_write_ownership.py).
+ANALYTICS_FIELDS = frozenset(
+    {
+        DeliveryField.ANALYTICS_DUE_AT,
+        DeliveryField.ANALYTICS_SLOT,
+        DeliveryField.ANALYTICS_STOPPED_REASON,
+        DeliveryField.ANALYTICS_PAUSED,
+    }
+)
+
+
+class DeliveryDoc(TypedDict, total=False):
+    """A delivery as MongoDB holds it."""
+
+    _id: ObjectId
+    postId: str
+    clientId: str
+    platform: str
+    state: str
+    dueAt: datetime
+    scheduledFor: datetime | None
+    attempt: int
+    attemptId: str | None
+    claimToken: str | None
+    leaseUntil: datetime | None
+    owner: str | None
+    needsReconcile: bool
+    platformPostId: str | None
+    platformUrl: str | None
+    publishedAt: datetime | None
+    callStartedAt: datetime | None
+    lastError: str | None
+    errorClass: str | None
+    waitingSince: datetime | None
+    analyticsDueAt: datetime | None
+    analyticsSlot: str | None
+    analyticsStoppedReason: str | None
+    analyticsPaused: str | None
+    createdAt: datetime
+    updatedAt: datetime
+
+
+def deliveries() -> Collection[DeliveryDoc]:
+    """The ``deliveries`` collection, typed (read anywhere; states written only by delivery_states)."""
+    collection: Collection[DeliveryDoc] = Delivery._get_collection()
+    return collection
 
 
 class Delivery(TimestampedDocument):

@@ -6,6 +6,10 @@ updates (mcmp.worker.publishing.post_status) so a concurrent frontend edit is ne
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, Final, NotRequired, TypedDict
+
+from bson import ObjectId
 from mongoengine import (
     DateTimeField,
     DictField,
@@ -15,9 +19,109 @@ from mongoengine import (
     ListField,
     StringField,
 )
+from pymongo.collection import Collection
 
 from mcmp.models.base import TimestampedDocument
 from mcmp.models.enums import PostStatus
+
+
+class PostField:
+    """Field names of a stored post (``posts``), as Mongoose and the worker spell them."""
+
+    ID: Final = "_id"
+    CLIENT_ID: Final = "clientId"
+    CAMPAIGN_ID: Final = "campaignId"
+    TITLE: Final = "title"
+    BODY: Final = "body"
+    PLATFORMS: Final = "platforms"
+    ASSET_URLS: Final = "assetUrls"
+    STATUS: Final = "status"
+    SCHEDULE_TIME: Final = "scheduleTime"
+    PLATFORM_POST_IDS: Final = "platformPostIds"
+    PUBLISHED_AT: Final = "publishedAt"
+    STATUS_HISTORY: Final = "statusHistory"
+    LAST_ERROR: Final = "lastError"
+    UPDATED_AT: Final = "updatedAt"
+    CREATED_AT: Final = "createdAt"
+    # the worker's own (Mongoose ignores them)
+    EXPANDED_AT: Final = "mcmpExpandedAt"  # set once the post's deliveries exist
+    SCHEDULE_AT: Final = "mcmpScheduleAt"  # a string scheduleTime's instant (mcmp.models.schedule)
+    SCHEDULE_FROM: Final = "mcmpScheduleFrom"
+    CAMPAIGN_OVERRIDE: Final = "campaignOverride"
+    READINESS: Final = "mcmpReadiness"  # the readiness verdict (mcmp.worker.readiness)
+
+
+class StatusChangeDoc(TypedDict, total=False):
+    """One ``statusHistory`` entry as stored."""
+
+    _id: ObjectId
+    at: datetime
+    fromStatus: str | None
+    toStatus: str
+    byUserId: str | None
+    note: str
+
+
+class ProblemDoc(TypedDict, total=False):
+    """One reason a post would fail on a platform: the post's field, a stable code, a message."""
+
+    field: str
+    code: str
+    message: str
+    reason: str
+
+
+class PlatformReadinessDoc(TypedDict):
+    ok: bool
+    problems: list[ProblemDoc]
+
+
+class ReadinessDoc(TypedDict):
+    """``mcmpReadiness``: the verdict on a future post (docs/frontend-contract.md#readiness-mcmpreadiness-what-a-post-will-meet-at-its-time).
+
+    ``postUpdatedAt`` is the post version judged: a newer post is checked again.
+    """
+
+    checkedAt: datetime | None
+    ok: bool
+    scheduleTime: datetime | None
+    postUpdatedAt: NotRequired[object]
+    platforms: dict[str, PlatformReadinessDoc]
+
+
+class PostDoc(TypedDict, total=False):
+    """A post as MongoDB holds it (the frontend writes more fields; these are the ones read here).
+
+    Values are typed as the frontend is meant to store them; a stored value may still be of
+    another type (``scheduleTime`` may be a string), which readers check where it matters.
+    """
+
+    _id: ObjectId
+    clientId: str
+    campaignId: str | None
+    title: str
+    body: str
+    platforms: list[str]
+    assetUrls: list[str]
+    status: str
+    scheduleTime: Any  # a BSON date, or an ISO 8601 string (mcmp.models.schedule)
+    platformPostIds: dict[str, str]  # platform → the platform's id of the post
+    publishedAt: dict[str, datetime]  # platform → when it went out
+    statusHistory: list[StatusChangeDoc]
+    lastError: str | None
+    createdAt: datetime
+    updatedAt: datetime
+    mcmpExpandedAt: datetime | None
+    mcmpScheduleAt: datetime | None
+    mcmpScheduleFrom: str | None
+    campaignOverride: bool
+    mcmpReadiness: ReadinessDoc
+
+
+def posts() -> Collection[PostDoc]:
+    """The ``posts`` collection, typed: every read of a raw post goes through here."""
+    collection: Collection[PostDoc] = Post._get_collection()
+    return collection
 
 
 class StatusChange(EmbeddedDocument):

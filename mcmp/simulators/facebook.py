@@ -28,7 +28,8 @@ Videos (Meta's "Uploading videos with the Graph API" and Reels Publishing guides
   ``file_size`` → ``{"upload_session_id", "video_id", "start_offset": "0", "end_offset"}``;
   ``upload_phase=transfer`` with ``upload_session_id``, ``start_offset`` and the bytes as the
   multipart file ``video_file_chunk`` → the next ``{"start_offset", "end_offset"}`` (equal when
-  all bytes arrived; a chunk at the wrong offset is refused with 6001 and nothing is lost);
+  all bytes arrived; a chunk at the wrong offset is refused with 6001/1363037, whose
+  ``error_data`` carries the ``start_offset``/``end_offset`` to resume from, and nothing is lost);
   ``upload_phase=finish`` with ``upload_session_id``, ``title``, ``description`` →
   ``{"success": true}``. A second ``finish`` of the same session is answered the same way and
   creates nothing more.
@@ -437,6 +438,22 @@ class FacebookSimulator(GraphSimulator):
                     return video
         return None
 
+    def _offset_mismatch(self, video: dict[str, Any], detail: str) -> SimResponse:
+        """1363037: the chunk does not continue the upload; ``error_data`` names the chunk Graph
+        expects next, which Meta's uploader resumes from (nothing already received is lost)."""
+        received = video["received"]
+        return self.graph_error(
+            6001,
+            f"There was a problem uploading your video: {detail}",
+            subcode=1363037,
+            user_title="Upload Failed",
+            user_msg="There was a problem uploading your video. Please try again.",
+            error_data={
+                "start_offset": str(received),
+                "end_offset": str(min(received + self.video_chunk_bytes, video["size"])),
+            },
+        )
+
     @owner_route("POST", "videos")
     def create_video(self, req: SimRequest, page_id: str) -> SimResponse:
         fields, files = req.multipart() if "multipart" in req.header("content-type") else (req.form(), {})
@@ -472,17 +489,11 @@ class FacebookSimulator(GraphSimulator):
                 return self.graph_error(100, "(#100) video_file_chunk is required for upload_phase=transfer")
             offset = form.get("start_offset", "")
             if offset != str(video["received"]):
-                return self.graph_error(
-                    6001,
-                    f"There was a problem uploading your video: start_offset {offset} does not match {video['received']}",
-                    subcode=1363037,
+                return self._offset_mismatch(
+                    video, f"start_offset {offset} does not match {video['received']}"
                 )
             if video["received"] + len(chunk) > video["size"]:
-                return self.graph_error(
-                    6001,
-                    "There was a problem uploading your video: more bytes than file_size",
-                    subcode=1363037,
-                )
+                return self._offset_mismatch(video, "more bytes than file_size")
             self._take_bytes(video, chunk)
             nxt = video["received"]
             return SimResponse(
@@ -643,6 +654,7 @@ class FacebookSimulator(GraphSimulator):
                 }
             elif name == "shares" and int(age / 10) > 0:  # Graph omits shares when there are none
                 view["shares"] = {"count": int(age / 10)}
+        view.setdefault("id", post["id"])  # a Graph node read always names the node
         return view
 
     @owner_route("GET", "published_posts")

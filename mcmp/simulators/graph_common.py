@@ -11,7 +11,12 @@
   - anything else, or no token, is ``190`` "Invalid OAuth access token".
 
 * Errors use Graph's format ``{"error": {"message", "type", "code", "error_subcode",
-  "fbtrace_id"}}`` (Instagram adds ``is_transient``), HTTP 400 (500/503 for codes 1/2).
+  "fbtrace_id"}}``, HTTP 400 (500/503 for codes 1/2). Instagram adds ``is_transient`` to every
+  error; on both twins the unknown (code 1) and service (code 2) errors carry
+  ``"is_transient": true`` as Graph sends them. ``error_data`` carries an error's details (the
+  offsets a resumable upload resumes from).
+* A list parameter (insights ``metric``, carousel ``children``) is a comma-separated string or
+  a JSON array (``["a","b"]``), as Graph accepts both: Meta's SDKs send the JSON form.
 * Every answer carries ``X-App-Usage`` and, when an object owner is known,
   ``X-Business-Use-Case-Usage`` (percentages; ``estimated_time_to_regain_access`` in minutes).
 * Budgets: ``app_call_limit`` calls per ``budget_window_seconds`` for the app (then code 4) and
@@ -99,6 +104,19 @@ def split_fields(raw: str) -> list[str]:
             current += ch
     names.append(current)
     return [re.split(r"[.({]", n.strip(), maxsplit=1)[0] for n in names if n.strip()]
+
+
+def graph_list(raw: str) -> list[str]:
+    """A Graph list parameter: ``a,b`` or the JSON array ``["a","b"]`` that Meta's SDKs send."""
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, list):
+            return [str(item).strip() for item in loaded if str(item).strip()]
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def marker_in(text: str) -> str | None:
@@ -351,7 +369,7 @@ class GraphSimulator(Simulator):
         values = self.insight_values(object_id)
         if values is None:
             return self.not_found(object_id)
-        names = [m.strip() for m in req.query.get("metric", "").split(",") if m.strip()]
+        names = graph_list(req.query.get("metric", ""))
         problem = self.metrics_problem(names)
         if problem is not None:
             return problem
@@ -370,12 +388,15 @@ class GraphSimulator(Simulator):
         user_title: str | None = None,
         user_msg: str | None = None,
         headers: dict[str, str] | None = None,
+        error_data: dict[str, Any] | None = None,
     ) -> SimResponse:
         error: dict[str, Any] = {"message": message, "type": type_, "code": code}
         if subcode is not None:
             error["error_subcode"] = subcode
-        if self.include_is_transient:
+        if self.include_is_transient or transient:
             error["is_transient"] = transient
+        if error_data is not None:
+            error["error_data"] = error_data
         if user_title:
             error["error_user_title"] = user_title
         if user_msg:
@@ -755,6 +776,7 @@ __all__ = [
     "GraphSimulator",
     "cursor",
     "duplicate_markers",
+    "graph_list",
     "graph_time",
     "insights_rows",
     "marker_in",

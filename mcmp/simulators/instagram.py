@@ -10,7 +10,7 @@ content_publishing_limit, error codes, media insights); errors carry ``is_transi
 * ``POST /{v}/{ig-user}/media`` creates a container → ``{"id"}``: image (``image_url``,
   ``caption``, ``alt_text``), ``media_type=REELS`` + ``video_url``, carousel items
   (``is_carousel_item=true``; videos as ``media_type=VIDEO``) and ``media_type=CAROUSEL`` +
-  ``children`` (2–10 finished items). Captions over 2,200 characters, > 30 hashtags or > 20
+  ``children`` (2–10 finished items; ``a,b`` or the JSON array ``["a","b"]`` Meta's SDKs send). Captions over 2,200 characters, > 30 hashtags or > 20
   mentions are refused; a non-http(s) media URL is ``9004``/``2207052``.
 * ``GET /{v}/{container}?fields=status_code,status``: ``IN_PROGRESS`` for ``container_polls``
   polls, then ``FINISHED``; ``EXPIRED`` after ``container_ttl_seconds`` (24 h); ``PUBLISHED``
@@ -40,6 +40,7 @@ from mcmp.simulators.core import SimRequest, SimResponse
 from mcmp.simulators.graph_common import (
     GraphSimulator,
     duplicate_markers,
+    graph_list,
     graph_time,
     marker_in,
     owner_route,
@@ -214,7 +215,7 @@ class InstagramSimulator(GraphSimulator):
         children: list[str] = []
         url = ""
         if media_type == "CAROUSEL":
-            children = [c.strip() for c in form.get("children", "").split(",") if c.strip()]
+            children = graph_list(form.get("children", ""))
             if not 2 <= len(children) <= 10:
                 return self.graph_error(100, "(#100) A carousel needs between 2 and 10 children")
             with self.lock:

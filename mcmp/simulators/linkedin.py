@@ -1,5 +1,9 @@
 """Twin of LinkedIn's versioned REST API (Posts, Images, statistics) and OAuth refresh endpoint.
 
+OAuth (www.linkedin.com/oauth/v2): ``POST /oauth/v2/accessToken`` with ``grant_type=refresh_token``
+and ``POST /oauth/v2/introspectToken`` (``token``, ``client_id``, ``client_secret`` → ``active``,
+``status``, ``expires_at``; an unknown token is ``{"active": false}``).
+
 Tokens (for end-to-end tests and ``mcmp dev``; rules in ``mcmp.simulators.oauth``):
 
 * Any access token starting with ``li-test-`` is valid (member ``urn:li:person:sim``, admin of
@@ -30,11 +34,18 @@ Media (LinkedIn's Images, Videos and MultiImage API pages):
 Uploaded bytes are counted and hashed as they arrive, never kept (``state()["videos"]`` shows
 ``size``, ``received`` and ``sha256``).
 
+Query tunnelling (Rest.li's "send request query in request body", used by LinkedIn's client when a
+query passes 4,000 characters): ``POST`` with ``X-HTTP-Method-Override: GET|DELETE|PUT|POST`` and
+the query in a form body (``multipart/mixed``, query part then JSON part, for a request with a
+body) is answered exactly as the original request, on every ``/rest`` route.
+
 Behaviour taken from LinkedIn's docs: every ``/rest`` call needs ``LinkedIn-Version`` (missing →
 400 ``VERSION_MISSING``; sunset or unknown → 426 ``NONEXISTENT_VERSION``; by default a version is
 active for 12 months after its month, override with ``active_versions``) and
 ``X-Restli-Protocol-Version: 2.0.0``; a post is created with an empty 201 and its URN in
-``x-restli-id``, read with ``GET /rest/posts/{encoded urn}`` (404 ``NOT_FOUND`` once deleted) and
+``x-restli-id``, read with ``GET /rest/posts/{encoded urn}`` (404 ``NOT_FOUND`` once deleted) or
+``GET /rest/posts?ids=List(…)`` (BATCH_GET; images and videos too), edited with ``POST
+/rest/posts/{encoded urn}`` and ``{"patch": {"$set": {"commentary": …}}}`` (PARTIAL_UPDATE, 204) and
 deleted with ``DELETE /rest/posts/{encoded urn}`` (204, idempotent); a deleted post is left out
 of share statistics and answers 404 to memberCreatorPostAnalytics; errors are ``{"status","serviceErrorCode","code","message"}``; throttling is a
 daily per-application and per-member budget per resource that resets at midnight UTC (429, no
@@ -55,9 +66,10 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from mcmp.simulators.core import SimRequest, SimResponse, route
 from mcmp.simulators.oauth import OAuthSimulator
@@ -68,9 +80,14 @@ DEFAULT_MEMBER = "urn:li:person:sim"
 ACCESS_TTL = 60 * 86400
 REFRESH_TTL = 365 * 86400
 MAX_COMMENTARY = 3000
+# What a PARTIAL_UPDATE may ``$set`` on a post (Posts API, "Update Posts").
+UPDATABLE_POST_FIELDS = frozenset(
+    {"commentary", "contentCallToActionLabel", "contentLandingPage", "lifecycleState", "adContext"}
+)
 REQUIRED_POST_FIELDS = ("author", "commentary", "visibility", "distribution", "lifecycleState")
 MEMBER_QUERY_TYPES = {"IMPRESSION", "MEMBERS_REACHED", "RESHARE", "REACTION", "COMMENT"}
 MEMBER_QUERY_TYPES_202603 = {"POST_SAVE", "LINK_CLICKS"}
+TUNNELLED_METHODS = frozenset({"GET", "DELETE", "PUT", "POST"})  # what Rest.li tunnels through POST
 _VERSION = re.compile(r"^(\d{4})(\d{2})(?:\.\d{2})?$")
 _CODES = {
     400: "ILLEGAL_ARGUMENT",
@@ -82,6 +99,31 @@ _CODES = {
     500: "INTERNAL_SERVER_ERROR",
     503: "SERVICE_UNAVAILABLE",
 }
+
+
+def _mixed_parts(body: bytes, ctype: str) -> list[tuple[str, bytes]] | None:
+    """The (content type, content) parts of a ``multipart/mixed`` body, or None when malformed
+    (the boundary is case-sensitive: ``ctype`` is the header as sent)."""
+    found = re.search(r'boundary="?([^";]+)"?', ctype)
+    if not found:
+        return None
+    parts = []
+    for raw in body.split(b"--" + found.group(1).encode())[1:]:
+        if raw.startswith(b"--"):
+            break
+        head, sep, content = raw.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        part_type = next(
+            (
+                line.split(":", 1)[1].strip().lower()
+                for line in head.decode(errors="replace").split("\r\n")
+                if line.lower().startswith("content-type:")
+            ),
+            "",
+        )
+        parts.append((part_type, content[:-2] if content.endswith(b"\r\n") else content))
+    return parts
 
 
 def _now_ms() -> int:
@@ -226,6 +268,49 @@ class LinkedInSimulator(OAuthSimulator):
     def unsupported_grant_description(self, grant_type: str) -> str:
         return "grant_type must be refresh_token here"
 
+    # --- query tunnelling (Rest.li "Send Rest.li request query in request body") -----------------
+    def dispatch(self, req: SimRequest) -> SimResponse:
+        """Route a request, first undoing Rest.li query tunnelling on ``/rest``.
+
+        A client whose query is too long for a URL (LinkedIn's client: over 4,000 characters)
+        sends ``POST`` with ``X-HTTP-Method-Override: <method>`` and the query moved into the body:
+        ``application/x-www-form-urlencoded`` for a request without a body, or ``multipart/mixed``
+        (the query part, then the original body) for one with a body. LinkedIn answers it exactly
+        as the original request.
+        """
+        override = req.header("x-http-method-override").strip().upper()
+        if req.method == "POST" and override and req.path.startswith("/rest/"):
+            untunnelled = self._untunnel(req, override)
+            if isinstance(untunnelled, SimResponse):
+                return untunnelled
+            req = untunnelled
+        return super().dispatch(req)
+
+    def _untunnel(self, req: SimRequest, method: str) -> SimRequest | SimResponse:
+        if method not in TUNNELLED_METHODS:
+            return self.error_response(400, f"X-HTTP-Method-Override: unsupported method {method!r}")
+        ctype = req.header("content-type")
+        headers = dict(req.headers)
+        query_text, body = "", req.body
+        if ctype.lower().startswith("application/x-www-form-urlencoded"):
+            query_text, body = req.body.decode(errors="replace"), b""
+            headers.pop("content-type", None)
+        elif ctype.lower().startswith("multipart/mixed"):
+            parts = _mixed_parts(req.body, ctype)
+            if parts is None:
+                return self.error_response(400, "multipart/mixed tunnelled request could not be parsed")
+            query_text, body = "", b""
+            headers.pop("content-type", None)
+            for part_type, content in parts:
+                if part_type.startswith("application/x-www-form-urlencoded"):
+                    query_text = content.decode(errors="replace")
+                else:
+                    body = content
+                    headers["content-type"] = part_type or "application/json"
+        query = dict(req.query)
+        query.update({k: v[-1] for k, v in parse_qs(query_text, keep_blank_values=True).items()})
+        return SimRequest(method, req.path, query, headers, body, target=req.target)
+
     # --- checks shared by /rest endpoints -------------------------------------------------------
     def _version_ok(self, req: SimRequest) -> SimResponse | None:
         version = req.header("linkedin-version")
@@ -366,6 +451,8 @@ class LinkedInSimulator(OAuthSimulator):
         _, problem = self._rest(req, "posts")
         if problem:
             return problem
+        if "ids" in req.query and "q" not in req.query:
+            return self._batch_get(req, self._post_view)
         if req.query.get("q") != "author" or not req.query.get("author"):
             return self.error_response(400, "q=author and author are required for this finder")
         author = req.query["author"]
@@ -384,14 +471,52 @@ class LinkedInSimulator(OAuthSimulator):
             {"paging": {"start": start, "count": count, "links": [], "total": len(mine)}, "elements": page},
         )
 
+    def _post_view(self, urn: str) -> dict[str, Any] | None:
+        with self.lock:
+            post = self.posts.get(urn)
+            return dict(post) if post else None
+
     @route("GET", "/rest/posts/{urn}")
     def get_post(self, req: SimRequest) -> SimResponse:
         _, problem = self._rest(req, "posts")
         if problem:
             return problem
+        post = self._post_view(unquote(req.params["urn"]))
+        return SimResponse(200, post) if post else self.error_response(404, "Not Found", 0)
+
+    @route("POST", "/rest/posts/{urn}")
+    def update_post(self, req: SimRequest) -> SimResponse:
+        """PARTIAL_UPDATE (Posts API "Update Posts"): ``{"patch": {"$set": {...}}}`` → 204."""
+        _, problem = self._rest(req, "posts")
+        if problem:
+            return problem
+        try:
+            body = req.json()
+        except ValueError:
+            body = None
+        patch = body.get("patch") if isinstance(body, dict) else None
+        changes = patch.get("$set") if isinstance(patch, dict) else None
+        if not isinstance(patch, dict) or not isinstance(changes, dict) or set(patch) - {"$set"}:
+            return self.error_response(
+                400, 'Request body must be {"patch": {"$set": {...}}}', code="ILLEGAL_ARGUMENT"
+            )
+        refused = sorted(set(changes) - UPDATABLE_POST_FIELDS)
+        if refused:
+            return self.error_response(422, f"ERROR :: /{refused[0]} :: field cannot be updated", 0)
+        commentary = changes.get("commentary")
+        if commentary is not None and len(str(commentary)) > MAX_COMMENTARY:
+            return self.error_response(
+                422, f"ERROR :: /commentary :: length {len(str(commentary))} exceeds {MAX_COMMENTARY}", 0
+            )
+        if changes.get("lifecycleState", "PUBLISHED") not in ("PUBLISHED", "DRAFT"):
+            return self.error_response(422, "ERROR :: /lifecycleState :: invalid enum value", 0)
         with self.lock:
             post = self.posts.get(unquote(req.params["urn"]))
-        return SimResponse(200, post) if post else self.error_response(404, "Not Found", 0)
+            if post is None:
+                return self.error_response(404, "Not Found", 0)
+            post.update(changes)
+            post["lastModifiedAt"] = _now_ms()
+        return SimResponse(204, None)
 
     @route("DELETE", "/rest/posts/{urn}")
     def delete_post(self, req: SimRequest) -> SimResponse:
@@ -456,24 +581,29 @@ class LinkedInSimulator(OAuthSimulator):
                     return SimResponse(201, None)
         return self.error_response(404, "upload URL not found or expired")
 
+    def _image_view(self, urn: str) -> dict[str, Any] | None:
+        with self.lock:
+            image = self.images.get(urn)
+        if image is None:
+            return None
+        return {
+            "id": urn,
+            "owner": image["owner"],
+            "status": "AVAILABLE" if image["uploaded"] else "WAITING_UPLOAD",
+        }
+
     @route("GET", "/rest/images/{urn}")
     def get_image(self, req: SimRequest) -> SimResponse:
         _, problem = self._rest(req, "images")
         if problem:
             return problem
-        urn = unquote(req.params["urn"])
-        with self.lock:
-            image = self.images.get(urn)
-        if image is None:
-            return self.error_response(404, "Not Found")
-        return SimResponse(
-            200,
-            {
-                "id": urn,
-                "owner": image["owner"],
-                "status": "AVAILABLE" if image["uploaded"] else "WAITING_UPLOAD",
-            },
-        )
+        view = self._image_view(unquote(req.params["urn"]))
+        return SimResponse(200, view) if view else self.error_response(404, "Not Found")
+
+    @route("GET", "/rest/images")
+    def batch_get_images(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "images")
+        return problem or self._batch_get(req, self._image_view)
 
     # --- media in posts --------------------------------------------------------------------------
     def _media_status(self, urn: str) -> str | None:
@@ -637,26 +767,50 @@ class LinkedInSimulator(OAuthSimulator):
                 video["sha256"] = self._hashes[video["id"]].hexdigest()
         return SimResponse(200, None, {"ETag": f'"{etag}"'})
 
+    def _video_view(self, urn: str) -> dict[str, Any] | None:
+        status = self._media_status(urn)
+        if status is None or not urn.startswith("urn:li:video:"):
+            return None
+        with self.lock:
+            video = self.videos[urn]
+        return {
+            "id": urn,
+            "owner": video["owner"],
+            "status": status,
+            "uploadedAt": video["ready_at"] and int(video["ready_at"] * 1000),
+        }
+
     @route("GET", "/rest/videos/{urn}")
     def get_video(self, req: SimRequest) -> SimResponse:
         _, problem = self._rest(req, "videos")
         if problem:
             return problem
-        urn = unquote(req.params["urn"])
-        status = self._media_status(urn)
-        if status is None or not urn.startswith("urn:li:video:"):
-            return self.error_response(404, "Not Found")
-        with self.lock:
-            video = self.videos[urn]
-        return SimResponse(
-            200,
-            {
-                "id": urn,
-                "owner": video["owner"],
-                "status": status,
-                "uploadedAt": video["ready_at"] and int(video["ready_at"] * 1000),
-            },
-        )
+        view = self._video_view(unquote(req.params["urn"]))
+        return SimResponse(200, view) if view else self.error_response(404, "Not Found")
+
+    @route("GET", "/rest/videos")
+    def batch_get_videos(self, req: SimRequest) -> SimResponse:
+        _, problem = self._rest(req, "videos")
+        return problem or self._batch_get(req, self._video_view)
+
+    # --- BATCH_GET (``GET /rest/{resource}?ids=List(urn,…)``) --------------------------------------
+    def _batch_get(self, req: SimRequest, view: Callable[[str], dict[str, Any] | None]) -> SimResponse:
+        """Rest.li 2.0 BATCH_GET: each id's entity under ``results``, a 404 under ``errors``."""
+        ids = self._list_param(req.query.get("ids", ""))
+        if not ids:
+            return self.error_response(400, "ids=List(...) is required for a batch get")
+        results: dict[str, Any] = {}
+        statuses: dict[str, int] = {}
+        errors: dict[str, Any] = {}
+        for urn in ids:
+            found = view(urn)
+            if found is None:
+                statuses[urn] = 404
+                errors[urn] = {"status": 404, "code": "NOT_FOUND", "message": "Not Found"}
+            else:
+                statuses[urn] = 200
+                results[urn] = found
+        return SimResponse(200, {"results": results, "statuses": statuses, "errors": errors})
 
     # --- OAuth -----------------------------------------------------------------------------------
     @route("POST", "/oauth/v2/accessToken")
@@ -673,6 +827,36 @@ class LinkedInSimulator(OAuthSimulator):
                 "expires_in": ACCESS_TTL,
                 "refresh_token": refresh,
                 "refresh_token_expires_in": int(first_seen + REFRESH_TTL - time.time()),
+            },
+        )
+
+    @route("POST", "/oauth/v2/introspectToken")
+    def introspect_token(self, req: SimRequest) -> SimResponse:
+        """Token introspection (LinkedIn's "Token Introspection" page): is an access token active,
+        and until when. A token the platform does not know is ``{"active": false}``."""
+        form = req.form()
+        client = (form.get("client_id"), form.get("client_secret"))
+        if not all(client) or (self.client_id is not None and client != (self.client_id, self.client_secret)):
+            return self.oauth_error(401, "invalid_client", self.invalid_client_description)
+        info, problem = self.token_status(form.get("token", ""))
+        if problem in ("revoked", "expired"):
+            return SimResponse(200, {"active": False, "status": problem, "client_id": client[0]})
+        if info is None:
+            return SimResponse(200, {"active": False})
+        now = int(time.time())
+        expires_at = int(info["expires_at"]) if info["expires_at"] is not None else now + ACCESS_TTL
+        created_at = expires_at - ACCESS_TTL
+        return SimResponse(
+            200,
+            {
+                "active": True,
+                "client_id": client[0],
+                "authorized_at": created_at,
+                "created_at": created_at,
+                "status": "active",
+                "expires_at": expires_at,
+                "scope": "w_organization_social,r_organization_social,w_member_social",
+                "auth_type": "3L",
             },
         )
 

@@ -122,7 +122,10 @@ class OAuthSimulator(Simulator):
 
     def token_info(self, req: SimRequest) -> tuple[dict[str, Any] | None, TokenProblem | None]:
         """The grants of the request's bearer token, or why it is not accepted."""
-        token = self.bearer(req)
+        return self.token_status(self.bearer(req))
+
+    def token_status(self, token: str) -> tuple[dict[str, Any] | None, TokenProblem | None]:
+        """The grants of an access token, or why it is not accepted."""
         if not token:
             return None, "missing"
         with self.lock:

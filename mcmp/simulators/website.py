@@ -15,8 +15,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from mcmp.connectors import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from mcmp.connectors.signing import signature_problem
+from mcmp.connectors.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
 from mcmp.simulators.core import SimRequest, SimResponse, Simulator, route
 
 DEFAULT_SECRET = "dev-webhook-secret"

@@ -30,6 +30,9 @@ from mcmp.config import get_settings
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "mcmp:live:"
+# One key per started attempt of a delivery born taken (``mcmp:start:<attempt id>:<delivery id>``,
+# the owner as value): the start that makes copies of one message exclusive (see ``claim_starts``).
+START_PREFIX = "mcmp:start:"
 # Every process that renews a key is listed here with the time of its last renewal; one listed
 # longer ago than the TTL has died (or stopped), and its death is moved to LOSSES: the moments
 # up to which a message a worker had prefetched may be gone (see :func:`last_loss`).
@@ -58,6 +61,7 @@ class _Heartbeat:
         # attempt id:delivery id → (delivery id, monotonic time of the last lease extension)
         self.running: dict[str, tuple[Any, float]] = {}
         self.keeper: Callable[[Sequence[Any], str], None] | None = None
+        self.starts: set[str] = set()  # running keys whose start key this process holds
 
     def ensure(self, *, keep_trying: bool = False) -> str | None:
         with self.lock:
@@ -88,9 +92,24 @@ class _Heartbeat:
         while not stop.wait(interval):
             try:
                 self._beat()
+                self._keep_starts()
                 self._keep_leases()
             except Exception:  # the thread must outlive any surprise: a silent death reads as "dead"
                 log.exception("liveness renewal failed")
+
+    def _keep_starts(self) -> None:
+        """Keep the start keys of running attempts: re-set (NX) when a Redis restart or flush lost
+        them, and extended, so a long call's key outlives no copy of its message."""
+        with self.lock:
+            held = [k for k in self.starts if k in self.running]
+        if not held:
+            return
+        ttl_ms = int(get_settings().inflight_lease_seconds * 1000)
+        pipe = _redis().pipeline(transaction=False)
+        for key in held:
+            pipe.set(START_PREFIX + key, self.owner, nx=True, px=ttl_ms)
+            pipe.pexpire(START_PREFIX + key, ttl_ms)
+        pipe.execute()
 
     def _keep_leases(self) -> None:
         """Extend the leases of attempts running longer than a third of the in-flight lease."""
@@ -138,11 +157,81 @@ def running(attempt_id: str, delivery_ids: Iterable[Any]) -> Iterator[None]:
         with _heartbeat.lock:
             for key, _ in keys:
                 _heartbeat.running.pop(key, None)
+                _heartbeat.starts.discard(key)
 
 
 def keep_leases_with(keeper: Callable[[Sequence[Any], str], None]) -> None:
     """How running attempts' leases are extended (the state machine's writer registers it)."""
     _heartbeat.keeper = keeper
+
+
+def claim_starts(
+    attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: float
+) -> dict[str, str | None] | None:
+    """Start these attempts of deliveries born taken: per delivery id, None when this process won
+    the start, else the owner that holds it. None when that cannot be judged (Redis unreachable,
+    or restarted less than a TTL ago: live workers re-set the keys of their running attempts
+    within a quarter of it), and nothing may start.
+
+    A delivery born ``in_flight`` with its attempt id is not written again when a worker starts
+    it, so two copies of its message (a re-sent one, a redelivered one) both find it takeable in
+    MongoDB: ``SET NX`` on the (attempt, delivery) key lets exactly one of them call the platform.
+    """
+    owner = _heartbeat.ensure()
+    if owner is None:
+        return None
+    keys = [f"{attempt_id}:{d}" for d in delivery_ids]
+    ttl_ms = max(1000, int(ttl_seconds * 1000))
+    try:
+        client = _redis()
+        if int(client.info("server").get("uptime_in_seconds", 0)) < get_settings().liveness_ttl_seconds:
+            return None
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(START_PREFIX + key, owner, nx=True, px=ttl_ms)
+        won = pipe.execute()
+        lost = [k for k, ok in zip(keys, won, strict=True) if not ok]
+        holders = dict(zip(lost, client.mget([START_PREFIX + k for k in lost]), strict=True)) if lost else {}
+    except redis.RedisError as exc:
+        log.warning("attempts not started: Redis unavailable (%s)", type(exc).__name__)
+        return None
+    with _heartbeat.lock:
+        _heartbeat.starts.update(k for k, ok in zip(keys, won, strict=True) if ok)
+    result: dict[str, str | None] = {}
+    for delivery_id, key, ok in zip(delivery_ids, keys, won, strict=True):
+        holder = holders.get(key)
+        result[str(delivery_id)] = (
+            None if ok else (holder.decode() if isinstance(holder, bytes) else str(holder or ""))
+        )
+    return result
+
+
+def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
+    """Who started these (attempt id, delivery id): delivery id → owner, for the started ones.
+
+    Empty when Redis cannot say, or was restarted less than a TTL ago (keys not yet re-set).
+    """
+    if not attempts:
+        return {}
+    try:
+        client = _redis()
+        if int(client.info("server").get("uptime_in_seconds", 0)) < get_settings().liveness_ttl_seconds:
+            return {}
+        found = client.mget([f"{START_PREFIX}{a}:{d}" for a, d in attempts])
+    except redis.RedisError as exc:
+        log.warning("start keys unavailable (%s)", type(exc).__name__)
+        return {}
+    return {
+        str(d): (v.decode() if isinstance(v, bytes) else str(v))
+        for (_, d), v in zip(attempts, found, strict=True)
+        if v is not None
+    }
+
+
+def forget_starts(attempt_id: str, delivery_ids: Iterable[Any]) -> None:
+    """Stop keeping the start keys of attempts this process won but will not run."""
+    with _heartbeat.lock:
+        _heartbeat.starts.difference_update(f"{attempt_id}:{d}" for d in delivery_ids)
 
 
 def alive(owners: Iterable[str]) -> set[str] | None:
@@ -212,4 +301,14 @@ def _present(client: redis.Redis, owners: list[str]) -> set[str]:
     return {o for o, value in zip(owners, found, strict=True) if value is not None}
 
 
-__all__ = ["alive", "announce", "keep_leases_with", "last_loss", "owner", "running"]
+__all__ = [
+    "alive",
+    "announce",
+    "claim_starts",
+    "forget_starts",
+    "keep_leases_with",
+    "last_loss",
+    "owner",
+    "running",
+    "start_holders",
+]

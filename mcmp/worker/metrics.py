@@ -7,9 +7,7 @@ is set the standard multiprocess collector aggregates them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-import requests
 from prometheus_client import Counter, Histogram
 
 from mcmp.models.base import as_utc
@@ -47,47 +45,13 @@ TOKEN_REFRESHES = Counter(
 )
 
 
-def observe_platform_response(platform: str, response: requests.Response) -> None:
-    """Record one platform HTTP response (``requests.Response``): latency and status code."""
-    method = response.request.method if response.request is not None else None
-    seconds = response.elapsed.total_seconds()
-    PLATFORM_REQUEST_SECONDS.labels(
-        platform=platform, method=method or "?", status=str(response.status_code)
-    ).observe(seconds)
+def observe_platform_request(platform: str, method: str, status: int, seconds: float) -> None:
+    """Record one platform HTTP request: latency and status code.
 
-
-def instrument_session(session: requests.Session, platform: str) -> requests.Session:
-    """Install a response hook on a ``requests.Session`` of a connector; returns the session."""
-
-    def _hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-        observe_platform_response(platform, response)
-        return response
-
-    session.hooks["response"].append(_hook)
-    return session
-
-
-def instrument_connector(platform: str, connector: object) -> None:
-    """Hook every ``requests.Session`` and tenant fetcher a connector holds (directly or one object deep)."""
-    from mcmp.connectors.tenant_fetch import TenantFetcher
-
-    candidates = list(vars(connector).values()) if hasattr(connector, "__dict__") else []
-    for value in list(candidates):
-        if not isinstance(value, requests.Session | TenantFetcher) and hasattr(value, "__dict__"):
-            candidates.extend(vars(value).values())
-    for value in candidates:
-        if getattr(value, "_mcmp_instrumented", False):
-            continue
-        if isinstance(value, requests.Session):
-            instrument_session(value, platform)
-            value._mcmp_instrumented = True  # type: ignore[attr-defined]
-        elif isinstance(value, TenantFetcher):
-            value.response_hooks.append(
-                lambda method, status, seconds: PLATFORM_REQUEST_SECONDS.labels(
-                    platform=platform, method=method, status=str(status)
-                ).observe(seconds)
-            )
-            value._mcmp_instrumented = True  # type: ignore[attr-defined]
+    Installed as the connector registry's request observer by ``runtime.bootstrap``: every session
+    and tenant fetcher a connector takes from its ``HttpClients`` reports here.
+    """
+    PLATFORM_REQUEST_SECONDS.labels(platform=platform, method=method, status=str(status)).observe(seconds)
 
 
 def token_refresh(platform: str, outcome: str) -> None:

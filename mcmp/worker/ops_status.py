@@ -24,6 +24,7 @@ from bson import ObjectId
 from mcmp.models import AccountStatus, DeliveryState, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.delivery import ANALYTICS_PAUSED
+from mcmp.models.integration_account import integration_accounts
 from mcmp.worker import fleet, rate_limit
 from mcmp.worker.publishing import delivery_states, post_status
 
@@ -144,7 +145,7 @@ def analytics_due_by_platform(now: datetime) -> list[PlatformAge]:
 
 def accounts_by_status() -> dict[tuple[str, str], int]:
     """Integration accounts per (platform, status): token health at a glance."""
-    rows = IntegrationAccount._get_collection().aggregate(
+    rows = IntegrationAccount._get_collection().aggregate(  # rows are groups, not accounts
         [{"$group": {"_id": {"p": "$platform", "s": "$status"}, "n": {"$sum": 1}}}]
     )
     return {(str(r["_id"].get("p")), str(r["_id"].get("s") or "connected")): int(r["n"]) for r in rows}
@@ -153,7 +154,7 @@ def accounts_by_status() -> dict[tuple[str, str], int]:
 def accounts_at_risk(now: datetime) -> list[AccountAtRisk]:
     """Accounts that cannot publish (expired, error) or whose token ends within a day with no
     refresh token, that have scheduled posts on their platform."""
-    accounts = IntegrationAccount._get_collection()
+    accounts = integration_accounts()
     troubled = list(
         accounts.find(
             {
@@ -250,7 +251,7 @@ def throttles(now: datetime) -> list[ThrottleNow]:
     names: dict[str, tuple[str, str]] = {}
     if ids:
         accounts = list(
-            IntegrationAccount._get_collection().find(
+            integration_accounts().find(
                 {"_id": {"$in": [ObjectId(i) for i in ids]}}, {"clientId": 1, "accountName": 1}
             )
         )

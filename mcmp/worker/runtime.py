@@ -15,6 +15,7 @@ from mcmp.config import Settings, get_settings
 from mcmp.connectors import media_source, registry, tenant_fetch, waits
 from mcmp.models.db import IndexMismatch, connect, ensure_schema, wait_for_mongo
 from mcmp.worker import logs, metrics, rate_limit
+from mcmp.worker.publishing import delivery_states
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def wait_for_redis(url: str, timeout: float | None = None, interval: float = 1.0
 
 
 def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bool = True) -> Settings:
-    """Configure logging, wait for the services, connect mongoengine and install the limiter."""
+    """Configure logging, wait for the services, connect mongoengine, install the limiter and the
+    hooks: connectors' metrics, refused fetches, and the lease keeper of running attempts."""
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_json)
     for warning in settings.startup_warnings():
@@ -55,8 +57,9 @@ def bootstrap(settings: Settings | None = None, *, wait: bool = True, schema: bo
     rate_limit.install()
     waits.configure(settings.max_retry_after_seconds)
     media_source.configure(settings.media_min_bytes_per_second)
-    registry.set_observer(metrics.instrument_connector)
+    registry.set_observer(metrics.observe_platform_request)
     tenant_fetch.set_refusal_observer(metrics.fetch_refused)
+    delivery_states.register_lease_keeper()
     return settings
 
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by the connector tests (the conformance suite's included)."""
+"""Fixtures shared by the connector tests (the conformance suite brings its own)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from mcmp.connectors import usage
+from mcmp.connectors.testing import usage_reports
 
 
 @pytest.fixture
 def reports() -> Iterator[list[usage.UsageReport]]:
     """Every usage report connectors send to the shared rate limiter during the test."""
-    seen: list[usage.UsageReport] = []
-    usage.set_sink(seen.append)
-    yield seen
-    usage.set_sink(None)
+    yield from usage_reports()

@@ -1,5 +1,6 @@
-"""The example third-party connector (tests/plugins/mcmp_example_connector) passes the same
-conformance suite as the built-in ones, against the website simulator's signed webhook."""
+"""The example third-party connector (examples/mcmp_example_connector, installed here from there)
+passes the same conformance suite against the website simulator's signed webhook as against the
+kit's webhook fake in its own tests, and is built by the registry like a built-in one."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from mcmp_example_connector import EchoConnector
 from mcmp.config import Settings
 from mcmp.connectors import Credentials, PostContent, ValidationError
 from mcmp.connectors.registry import get_connector
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 served, sim, base = simulator_fixtures(WebhookSimulator)
 

@@ -31,8 +31,9 @@ from mcmp.connectors import (
 )
 from mcmp.connectors.facebook import FacebookConnector
 from mcmp.connectors.facebook import connector as fb_connector
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.simulators.facebook import FacebookSimulator
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 PAGE = "1000001"
 TOKEN = "EAAB-test-page"

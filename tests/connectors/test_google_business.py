@@ -28,8 +28,9 @@ from mcmp.connectors import (
 )
 from mcmp.connectors.google_business import GoogleBusinessConnector
 from mcmp.connectors.google_business import connector as gbp_connector
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.simulators.google_business import GoogleBusinessSimulator
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 LOCATION = "accounts/111/locations/222"
 PHOTO = "https://cdn.example.com/shop.jpg"

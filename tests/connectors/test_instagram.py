@@ -29,8 +29,9 @@ from mcmp.connectors import (
 )
 from mcmp.connectors.instagram import InstagramConnector
 from mcmp.connectors.instagram import connector as ig_connector
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.simulators.instagram import InstagramSimulator
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 USER = "17841400000001"
 TOKEN = "EAAB-test-ig"

@@ -32,9 +32,10 @@ from mcmp.connectors import (
 )
 from mcmp.connectors.linkedin import LinkedInConnector
 from mcmp.connectors.linkedin import connector as li_connector
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.simulators.linkedin import LinkedInSimulator
 from tests.conftest import LOOPBACK
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 VERSION = datetime.now(UTC).strftime("%Y%m")
 ORG = "urn:li:organization:2414183"

@@ -9,12 +9,12 @@ import requests
 
 from mcmp.config import Settings, get_settings
 from mcmp.config.settings import FacebookSettings
-from mcmp.connectors import Credentials, PostContent, PublishRequest
+from mcmp.connectors import Credentials, PostContent, PublishRequest, registry
 from mcmp.connectors.facebook import FacebookConnector
 from mcmp.connectors.http import pool_size_for, shared_adapter
 from mcmp.simulators.facebook import FacebookSimulator
 from mcmp.worker import metrics
-from tests.connectors.conformance import simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 served, sim, base = simulator_fixtures(lambda: FacebookSimulator(app_id="app-1", app_secret="s3cret"))
 PAGE = "1000001"
@@ -64,8 +64,18 @@ def test_the_pool_is_sized_for_every_thread_that_may_call_at_once() -> None:
 
 
 def test_calls_over_the_shared_pool_are_still_timed_by_platform(sim: FacebookSimulator, base: str) -> None:
-    fb = connector(base)
-    metrics.instrument_connector("facebook", fb)
+    """The registry hands each connector clients that report to the worker's request metric."""
+    registry.clear_cache()
+    registry.set_observer(metrics.observe_platform_request)
+    try:
+        built = registry.get_connector(
+            "facebook", Settings(facebook=FacebookSettings(base_url=base, timeout_seconds=5.0))
+        )
+    finally:
+        registry.set_observer(None)
+        registry.clear_cache()
+    assert isinstance(built, FacebookConnector)
+    fb = built
 
     def observed() -> float:
         total = 0.0

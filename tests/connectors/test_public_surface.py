@@ -13,8 +13,13 @@ import mcmp.connectors
 from tests import ROOT
 
 PUBLIC = {
-    # the Protocol and its values
+    # the Protocol, the hooks' defaults, the HTTP clients a connector is handed, and its values
     "Connector",
+    "ConnectorBase",
+    "HttpClients",
+    "RequestObserver",
+    "Settings",
+    "MediaLimits",
     "Credentials",
     "MediaItem",
     "MetricsRef",
@@ -52,7 +57,7 @@ PUBLIC = {
     "signed_headers",
     "verify",
 }
-PLUGIN = ROOT / "tests" / "plugins" / "mcmp_example_connector" / "mcmp_example_connector"
+PLUGIN = ROOT / "examples" / "mcmp_example_connector"
 
 
 def test_the_public_names_are_pinned_and_all_importable() -> None:
@@ -72,6 +77,18 @@ def imported_modules(path: Path) -> set[str]:
     return modules
 
 
-def test_the_example_plugin_imports_only_mcmp_connectors() -> None:
-    ours = {m for path in PLUGIN.glob("*.py") for m in imported_modules(path) if m.split(".")[0] == "mcmp"}
-    assert ours == {"mcmp.connectors"}
+def ours(paths: list[Path]) -> set[str]:
+    return {m for path in paths for m in imported_modules(path) if m.split(".")[0] == "mcmp"}
+
+
+def test_the_example_plugin_imports_only_mcmp_connectors_and_its_tests_only_the_kit() -> None:
+    assert ours(list((PLUGIN / "mcmp_example_connector").glob("*.py"))) == {"mcmp.connectors"}
+    assert ours(list((PLUGIN / "tests").glob("*.py"))) == {"mcmp.connectors", "mcmp.connectors.testing"}
+
+
+def test_the_kit_imports_nothing_of_ours_but_mcmp_connectors() -> None:
+    kit = list((ROOT / "mcmp" / "connectors" / "testing").glob("*.py"))
+    assert {m for m in ours(kit) if not m.startswith("mcmp.connectors.testing")} == {
+        "mcmp.connectors",
+        "mcmp.connectors.signing",
+    }

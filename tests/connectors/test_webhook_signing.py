@@ -32,7 +32,7 @@ from mcmp.connectors.signing import WeakSecretError, signed_string
 from mcmp.connectors.website import WebsiteConnector
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
 from tests.conftest import LOOPBACK
-from tests.connectors.conformance import simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 served, sim, base = simulator_fixtures(WebhookSimulator)
 

@@ -16,10 +16,11 @@ from mcmp.connectors import (
     RetryableError,
     ValidationError,
 )
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.connectors.website import WebsiteConnector
 from mcmp.simulators.website import DEFAULT_SECRET, WebhookSimulator
 from tests.conftest import LOOPBACK
-from tests.connectors.conformance import ConnectorConformance, simulator_fixtures
+from tests.connectors.simulator_fixtures import simulator_fixtures
 
 served, sim, base = simulator_fixtures(WebhookSimulator)
 

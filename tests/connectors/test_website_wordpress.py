@@ -24,6 +24,7 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
+from mcmp.connectors.testing import ConnectorConformance
 from mcmp.connectors.types import Credentials, MediaItem, PostContent, PublishRequest
 from mcmp.connectors.website import WebsiteConnector
 from mcmp.connectors.website.wordpress import classify, slug_for
@@ -31,7 +32,6 @@ from mcmp.simulators.core import start_in_thread
 from mcmp.simulators.wordpress import DEFAULT_APP_PASSWORD, DEFAULT_USER, WordPressSimulator
 from tests.conftest import LOOPBACK
 from tests.connectors import wordpress_fixture
-from tests.connectors.conformance import ConnectorConformance
 from tests.connectors.wordpress_fixture import ImageHost, LossyProxy, WordPressSite
 
 # Session fixtures shared with other WordPress tests (kept out of conftest.py on purpose).

@@ -40,7 +40,10 @@ def assert_graph_error(r: requests.Response, code: int, subcode: int | None = No
     error = r.json()["error"]
     assert {"message", "type", "code", "fbtrace_id"} <= set(error)
     assert error["code"] == code and error.get("error_subcode") == subcode
-    assert "is_transient" not in error  # Facebook's format; Instagram adds it
+    if code in (1, 2) and r.status_code >= 500:  # Graph's unknown / service errors: transient
+        assert error["is_transient"] is True
+    else:
+        assert "is_transient" not in error  # Facebook's format; Instagram adds it to every error
     return error
 
 

@@ -18,14 +18,26 @@ def now() -> datetime:
 
 
 def new_delivery(post: dict[str, Any], platform: str, due: datetime | None = None) -> dict[str, Any]:
-    """One delivery born ``queued`` under a claim token, its post marked expanded, as the
-    dispatcher's expansion makes them."""
+    """One delivery claimed ``queued`` under a claim token, its post marked expanded, as the
+    dispatcher claims a pending one (beyond its tenant's share at birth, or retried)."""
     due = due or post["scheduleTime"]
-    ensured = delivery_states.ensure(
-        [NewDelivery(str(post["_id"]), str(post["clientId"]), platform, due)], claim_lease_seconds=60
-    )
+    delivery_states.ensure([NewDelivery(str(post["_id"]), str(post["clientId"]), platform, due)])
     mark_expanded([post])
-    return ensured.claimed[0]
+    found = delivery_states.deliveries().find_one({"postId": str(post["_id"]), "platform": platform})
+    assert found is not None
+    return delivery_states.claim_ids([found["_id"]], 60)[0]
+
+
+def born(posts: list[dict[str, Any]], platform: str = "website") -> tuple[list[str], dict[str, Any]]:
+    """Deliveries born taken, their posts marked expanded, and the batch message's ids and claim,
+    as the dispatcher's expansion makes and sends them."""
+    taken = delivery_states.ensure(
+        [NewDelivery(str(p["_id"]), str(p["clientId"]), platform, p["scheduleTime"]) for p in posts],
+        take_lease_seconds=60,
+    ).taken
+    mark_expanded(posts)
+    items = [delivery_states.batch_item(d) for d in taken]
+    return [str(d["_id"]) for d in taken], {"attempt": taken[0]["attemptId"], "items": items}
 
 
 def mark_expanded(expanded: list[dict[str, Any]]) -> None:

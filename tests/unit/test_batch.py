@@ -6,18 +6,11 @@ from datetime import timedelta
 
 from mcmp.worker.publishing import delivery_states
 from mcmp.worker.publishing.batch import publish_batch
-from mcmp.worker.publishing.delivery_states import NewDelivery
-from tests.unit.helpers import mark_expanded, now
+from tests.unit.helpers import born, new_delivery, now
 
 
 def _claim(client, posts):
-    claimed = delivery_states.ensure(
-        [NewDelivery(str(p["_id"]), str(client["_id"]), "website", p["scheduleTime"]) for p in posts],
-        claim_lease_seconds=60,
-    ).claimed
-    mark_expanded(posts)
-    items = [delivery_states.batch_item(d) for d in claimed]
-    return [str(d["_id"]) for d in claimed], {"token": claimed[0]["claimToken"], "items": items}
+    return born(posts)
 
 
 def test_each_member_ends_alone_and_only_failures_are_reported_one_by_one(
@@ -52,26 +45,28 @@ def test_each_member_ends_alone_and_only_failures_are_reported_one_by_one(
     assert all(d["leaseUntil"] is None for d in by_post.values())
 
 
-def test_a_member_taken_by_a_resent_message_is_left_to_it(db, make_client, make_account, make_post):
+def test_a_member_started_by_another_copy_of_the_message_is_left_to_it(
+    db, make_client, make_account, make_post
+):
     client = make_client()
     make_account(client, "website", accessToken="x", metadata={"webhookUrl": "http://127.0.0.1:9/h"})
     posts = [make_post(client, ["website"], body="") for _ in range(2)]
     ids, claim = _claim(client, posts)
-    raced = delivery_states.start_claimed(
-        ids[0], delivery_states.claim_hint(db.deliveries.find_one({"_id": _oid(ids[0])})), 60
-    )
-    assert raced is not None
+    first = delivery_states.parse_batch_item(claim["items"][0])
+    raced = delivery_states.start_born([first], claim["attempt"], 60)  # a re-sent copy ran first
+    assert [str(t.id) for t in raced] == [ids[0]]
 
     assert publish_batch(ids, claim) == {"failed": 1}
-    assert db.deliveries.find_one({"_id": raced.id})["state"] == "in_flight"  # still the racer's
+    assert db.deliveries.find_one({"_id": raced[0].id})["state"] == "in_flight"  # still the racer's
+    assert publish_batch(ids, claim) == {}  # the same message again starts nothing
 
 
 def test_a_garbled_claim_falls_back_to_one_attempt_each(db, make_client, make_account, make_post):
     client = make_client()
     make_account(client, "website", accessToken="x", metadata={"webhookUrl": "http://127.0.0.1:9/h"})
     post = make_post(client, ["website"], body="")
-    ids, _ = _claim(client, [post])
-    assert publish_batch(ids, {"token": "t", "items": [["garbled"]]}) == {"failed": 1}
+    claimed = new_delivery(post, "website")
+    assert publish_batch([str(claimed["_id"])], {"token": "t", "items": [["garbled"]]}) == {"failed": 1}
 
 
 def _oid(value: str):
@@ -99,12 +94,7 @@ def test_a_batch_asks_the_rate_limiter_in_one_round_trip_once_per_account(
             )
         due = now() - timedelta(seconds=1)
         posts = [(c, make_post(c, ["website"], when=due)) for c in clients for _ in range(6)]
-        claimed = delivery_states.ensure(
-            [NewDelivery(str(p["_id"]), str(c["_id"]), "website", p["scheduleTime"]) for c, p in posts],
-            claim_lease_seconds=60,
-        ).claimed
-        mark_expanded([p for _, p in posts])
-        claim = {"token": claimed[0]["claimToken"], "items": [delivery_states.batch_item(d) for d in claimed]}
+        ids, claim = born([p for _, p in posts])
         # Each call still runs the real script on the real Redis; only the calls are counted (the
         # server's INFO commandstats would count a neighbouring test process's scripts too).
         from mcmp.worker import rate_limit
@@ -118,7 +108,7 @@ def test_a_batch_asks_the_rate_limiter_in_one_round_trip_once_per_account(
 
         monkeypatch.setattr(rate_limit, "admit_accounts", counted)
 
-        counts = publish_batch([str(d["_id"]) for d in claimed], claim)
+        counts = publish_batch(ids, claim)
 
         assert counts == {"published": 12}
         assert sim.state()["count"] == 12

@@ -14,7 +14,9 @@ from mcmp.config import get_settings
 from mcmp.models import ErrorClass
 from mcmp.worker import liveness
 from mcmp.worker.publishing import delivery_states
-from tests.unit.helpers import new_delivery, now, take
+from tests.unit.helpers import born, new_delivery, now, take
+
+apply = delivery_states.apply
 
 
 @pytest.fixture
@@ -45,25 +47,31 @@ def test_a_duplicated_message_cannot_take_it_twice(db, post):
 @pytest.mark.parametrize(
     ("transition", "to", "attempt_after"),
     [
-        (lambda t: delivery_states.complete(t, "p1", None, now(), now()), "published", 1),
-        (lambda t: delivery_states.fail(t, "body: too long", ErrorClass.PERMANENT), "failed", 1),
+        (lambda t: apply(delivery_states.complete_op(t, "p1", None, now(), now())), "published", 1),
+        (lambda t: apply(delivery_states.fail_op(t, "body: too long", ErrorClass.PERMANENT)), "failed", 1),
         (
-            lambda t: delivery_states.schedule_retry(
-                t, now(), "500", ErrorClass.RETRYABLE, needs_reconcile=False
+            lambda t: apply(
+                delivery_states.retry_op(t, now(), "500", ErrorClass.RETRYABLE, needs_reconcile=False)
             ),
             "pending",
             1,
         ),
         (
-            lambda t: delivery_states.schedule_retry(
-                t, now(), "429", ErrorClass.RATE_LIMITED, needs_reconcile=False, consume_attempt=False
+            lambda t: apply(
+                delivery_states.retry_op(
+                    t, now(), "429", ErrorClass.RATE_LIMITED, needs_reconcile=False, consume_attempt=False
+                )
             ),
             "pending",
             0,
         ),
-        (lambda t: delivery_states.wait_for_auth(t, "expired", needs_reconcile=False), "waiting_auth", 0),
-        (lambda t: delivery_states.cancel_attempt(t, "post is now 'approved'"), "cancelled", 0),
-        (lambda t: delivery_states.release(t, now(), needs_reconcile=False), "pending", 0),
+        (
+            lambda t: apply(delivery_states.wait_for_auth_op(t, "expired", needs_reconcile=False)),
+            "waiting_auth",
+            0,
+        ),
+        (lambda t: apply(delivery_states.cancel_op(t, "post is now 'approved'")), "cancelled", 0),
+        (lambda t: apply(delivery_states.release_op(t, now(), needs_reconcile=False)), "pending", 0),
     ],
 )
 def test_each_way_out_of_in_flight_needs_the_attempt_that_owns_it(db, post, transition, to, attempt_after):
@@ -91,13 +99,10 @@ def test_bulk_transitions_drop_only_the_outcome_whose_attempt_lost_the_delivery(
 def test_a_batch_take_is_a_compare_and_swap_per_delivery(db, make_client, make_post):
     client = make_client()
     posts = [make_post(client, ["website"]) for _ in range(4)]
-    claimed = delivery_states.ensure(
-        [
-            delivery_states.NewDelivery(str(p["_id"]), str(client["_id"]), "website", p["scheduleTime"])
-            for p in posts
-        ],
-        claim_lease_seconds=60,
-    ).claimed
+    claimed = [new_delivery(p, "website") for p in posts]
+    token = claimed[0]["claimToken"]
+    db.deliveries.update_many({"_id": {"$in": [d["_id"] for d in claimed]}}, {"$set": {"claimToken": token}})
+    claimed = [{**d, "claimToken": token} for d in claimed]  # claimed together, as one claim pass does
     items = [delivery_states.parse_batch_item(delivery_states.batch_item(d)) for d in claimed]
     # A re-sent single message took one first.
     raced = delivery_states.start_claimed(str(claimed[2]["_id"]), delivery_states.claim_hint(claimed[2]), 60)
@@ -187,12 +192,12 @@ def test_a_redis_restart_counts_as_a_loss_until_workers_have_renewed(db, monkeyp
 def test_an_admin_retry_records_when_it_happened(db, make_client, make_post):
     post = make_post(make_client(), ["website"], when=now() - timedelta(hours=30))
     taken = take(post)
-    delivery_states.fail(taken, "body: must not be empty", ErrorClass.PERMANENT)
+    delivery_states.apply(delivery_states.fail_op(taken, "body: must not be empty", ErrorClass.PERMANENT))
     assert delivery_states.reopen(str(post["_id"]), now(), ["website"], retried=True) == 1
     doc = state(db, taken)
     assert doc["state"] == "pending" and doc["attempt"] == 0 and doc["firstTakenAt"] is None
     assert doc["retriedAt"] is not None
-    claimed = delivery_states.claim_due(now() + timedelta(seconds=1), 10, 60)
+    claimed = delivery_states.claim_ids([taken.id], 60)
     hint = delivery_states.claim_hint(claimed[0])
     again = delivery_states.start_claimed(str(claimed[0]["_id"]), hint, 60)
     assert again is not None and again.first_pickup
@@ -208,3 +213,97 @@ def test_a_queued_delivery_whose_message_never_ran_returns_to_pending_when_its_l
     assert delivery_states.reap_expired_leases() == (1, 0)
     assert db.deliveries.find_one({"_id": claimed["_id"]})["state"] == "pending"
     assert db.deliveries.find_one({"_id": fresh["_id"]})["state"] == "queued"
+
+
+# --- deliveries born taken: claim and take are the insert; a worker starts one with no write ----
+
+
+def _born(db, posts):
+    ids, claim = born(posts)
+    items = [delivery_states.parse_batch_item(i) for i in claim["items"]]
+    return [db.deliveries.find_one({"_id": ObjectId(i)}) for i in ids], claim["attempt"], items
+
+
+def test_a_delivery_born_taken_is_started_with_no_write_and_by_one_copy_of_its_message(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    assert doc["state"] == "in_flight" and doc["attempt"] == 1 and doc["needsReconcile"] is True
+    assert doc["attemptId"] == attempt_id and doc["owner"] is None  # no worker started it yet
+    [taken] = delivery_states.start_born(items, attempt_id, 60)
+    assert taken.attempt_id == attempt_id and taken.first_pickup and not taken.uncertain
+    assert state(db, taken) == doc  # not written
+    assert delivery_states.start_born(items, attempt_id, 60) == []  # a second copy starts nothing
+    assert delivery_states.start_attempt(str(taken.id), 60) is None  # nor a message without a claim
+    assert apply(delivery_states.complete_op(taken, "p1", None, now(), now())) is True
+    assert state(db, taken)["state"] == "published"
+
+
+def test_a_born_delivery_whose_lease_would_end_during_the_call_is_extended_first(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    db.deliveries.update_one({"_id": doc["_id"]}, {"$set": {"leaseUntil": now() + timedelta(seconds=5)}})
+    [taken] = delivery_states.start_born(items, attempt_id, 60)
+    stored = state(db, taken)
+    assert stored["leaseUntil"] > now() + timedelta(seconds=50) and stored["owner"] == liveness.owner()
+    assert stored["attemptId"] == attempt_id  # the same attempt, still needing reconciliation on a crash
+
+
+def test_a_born_delivery_the_reaper_took_back_is_not_started_by_its_stale_message(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    db.deliveries.update_one({"_id": doc["_id"]}, {"$set": {"leaseUntil": now() - timedelta(seconds=1)}})
+    assert delivery_states.reap_expired_leases() == (0, 1)
+    stored = db.deliveries.find_one({"_id": doc["_id"]})
+    assert stored["state"] == "pending" and stored["needsReconcile"] is True
+    assert delivery_states.start_born(items, attempt_id, 60) == []
+
+
+def test_a_start_held_by_a_dead_worker_is_taken_over_and_looked_up_first(db, post):
+    [doc], attempt_id, items = _born(db, [post])
+    redis.Redis.from_url(get_settings().redis_url).set(
+        f"{liveness.START_PREFIX}{attempt_id}:{doc['_id']}", "gone-host:1:dead", px=60_000
+    )
+    [taken] = delivery_states.start_born(items, attempt_id, 60)
+    assert taken.uncertain and taken.attempt == 2 and taken.attempt_id != attempt_id
+    stored = state(db, taken)
+    assert stored["attemptId"] == taken.attempt_id and stored["owner"] == liveness.owner()
+    assert delivery_states.start_born(items, attempt_id, 60) == []  # the dead worker's attempt is over
+
+
+def test_born_deliveries_never_sent_are_handed_back_as_before_their_birth(db, make_client, make_post):
+    client = make_client()
+    docs, attempt_id, _ = _born(db, [make_post(client, ["website"]) for _ in range(2)])
+    ids = [d["_id"] for d in docs]
+    assert delivery_states.unclaim(ids, keep_due=True, born=[attempt_id], never_sent=True) == 2
+    for d in db.deliveries.find({"_id": {"$in": ids}}):
+        assert d["state"] == "pending" and d["attempt"] == 0 and d["needsReconcile"] is False
+    # a send the broker refused may still have reached a worker: the next attempt looks first
+    more, attempt_id, _ = _born(db, [make_post(client, ["website"])])
+    assert delivery_states.unclaim([more[0]["_id"]], born=[attempt_id]) == 1
+    assert db.deliveries.find_one({"_id": more[0]["_id"]})["needsReconcile"] is True
+
+
+def test_a_born_delivery_whose_message_a_loss_took_is_offered_again(db, post):
+    [doc], _, _ = _born(db, [post])
+    db.deliveries.update_one(
+        {"_id": doc["_id"]},
+        {"$set": {"dueAt": now() - timedelta(seconds=30), "updatedAt": now() - timedelta(seconds=20)}},
+    )
+    assert delivery_states.stranded(5, 100, lost_after=now() - timedelta(seconds=30)) == []
+    again = delivery_states.stranded(5, 100, lost_after=now() - timedelta(seconds=10))
+    assert [d["_id"] for d in again] == [doc["_id"]]
+    assert delivery_states.batch_item(again[0]) is not None  # re-sent under its birth attempt
+
+
+def test_the_reaper_hands_on_a_born_delivery_a_dead_worker_started_and_leaves_unstarted_ones(
+    db, make_client, make_post
+):
+    client = make_client()
+    docs, attempt_id, items = _born(db, [make_post(client, ["website"]) for _ in range(3)])
+    started_here = delivery_states.start_born(items[:1], attempt_id, 60)
+    assert len(started_here) == 1
+    redis.Redis.from_url(get_settings().redis_url).set(
+        f"{liveness.START_PREFIX}{attempt_id}:{docs[1]['_id']}", "gone-host:1:dead", px=60_000
+    )
+    assert delivery_states.reap_expired_leases() == (0, 1)
+    states = [db.deliveries.find_one({"_id": d["_id"]}) for d in docs]
+    assert states[0]["state"] == "in_flight"  # started by this live process
+    assert states[1]["state"] == "pending" and states[1]["needsReconcile"] is True  # its worker died
+    assert states[2]["state"] == "in_flight"  # not started yet: its message is on its way

@@ -124,7 +124,9 @@ def test_a_tenant_already_at_its_cap_gets_its_new_deliveries_pending_and_another
     born = list(delivery_states.deliveries().find({"postId": {"$not": {"$regex": "-post-"}}}))
     by_tenant = {c: [d for d in born if d["clientId"] == str(c)] for c in (full["_id"], quiet["_id"])}
     assert all(d["state"] == "pending" and "claimToken" not in d for d in by_tenant[full["_id"]])
-    assert all(d["state"] == "queued" for d in by_tenant[quiet["_id"]])
+    assert all(
+        d["state"] == "in_flight" and d["owner"] is None for d in by_tenant[quiet["_id"]]
+    )  # born taken
 
 
 def test_deliveries_of_an_account_marked_long_are_sent_to_the_long_lane(env):

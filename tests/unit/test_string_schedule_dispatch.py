@@ -98,7 +98,7 @@ def test_a_pass_reads_only_strings_that_can_fall_due_soon(db, make_client, make_
     near = make_post(client, ["website"], when=soon.astimezone(timezone(timedelta(hours=14))).isoformat())
     far = make_post(client, ["website"], when="2031-03-01T12:00:00Z")
     d, _ = dispatcher()
-    d._last_string_sweep = time.monotonic()  # the full sweep ran just now
+    d.string_times.last_sweep = time.monotonic()  # the full sweep ran just now
     assert d.derive_schedule_times() == 1, "only the string that can fall due within hours"
     assert SCHEDULE_AT in db.posts.find_one({"_id": near["_id"]})
     assert SCHEDULE_AT not in db.posts.find_one({"_id": far["_id"]})

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from mcmp.worker.publishing import delivery_states
 from mcmp.worker.publishing.batch import publish_batch
-from mcmp.worker.publishing.delivery_states import NewDelivery
-from tests.unit.helpers import mark_expanded, now
+from tests.unit.helpers import born, now
 
 
 def test_a_short_webhook_secret_fails_the_delivery_with_a_reason_and_publishes_nothing(
@@ -22,16 +20,9 @@ def test_a_short_webhook_secret_fails_the_delivery_with_a_reason_and_publishes_n
         metadata={"webhookUrl": f"{webhook_sim.base_url}/hooks/{client['slug']}", "mode": "webhook"},
     )
     post = make_post(client, ["website"], when=now() - timedelta(seconds=1))
-    claimed = delivery_states.ensure(
-        [NewDelivery(str(post["_id"]), str(client["_id"]), "website", post["scheduleTime"])],
-        claim_lease_seconds=60,
-    ).claimed
-    mark_expanded([post])
-    ids = [str(d["_id"]) for d in claimed]
+    ids, claim = born([post])
 
-    assert publish_batch(
-        ids, {"token": claimed[0]["claimToken"], "items": [delivery_states.batch_item(claimed[0])]}
-    ) == {"failed": 1}
+    assert publish_batch(ids, claim) == {"failed": 1}
     delivery = db.deliveries.find_one({"postId": str(post["_id"])})
     assert delivery["state"] == "failed"
     assert "account.accessToken" in delivery["lastError"] and "at least 16 bytes" in delivery["lastError"]

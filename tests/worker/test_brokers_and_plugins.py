@@ -58,7 +58,7 @@ def test_third_party_connector_publishes_through_its_entry_point_only(
 ):
     plugin = [ep for ep in entry_points(group="mcmp.connectors") if ep.name == "example-echo"]
     assert plugin and plugin[0].value.startswith("mcmp_example_connector"), (
-        "installed from tests/plugins only"
+        "installed from examples/mcmp_example_connector only"
     )
     client = make_client()
     make_account(

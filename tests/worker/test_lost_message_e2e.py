@@ -18,9 +18,9 @@ def test_a_worker_killed_right_after_fetching_a_message_costs_seconds_not_the_qu
     holder = start_worker(env, concurrency=1)
     start_dispatcher(env)
     post = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(seconds=6))
-    # The dispatcher claims it inside the look-ahead and sends an ETA message, which the live
-    # worker fetches at once and holds until the due time; it dies within a renewal of that.
-    wait_until(lambda: db.deliveries.find_one({"postId": str(post["_id"]), "state": "queued"}), 20, 0.05)
+    # The dispatcher creates it taken inside the look-ahead and sends an ETA message, which the
+    # live worker fetches at once and holds until the due time; it dies within a renewal of that.
+    wait_until(lambda: db.deliveries.find_one({"postId": str(post["_id"]), "state": "in_flight"}), 20, 0.05)
     time.sleep(0.3)
     holder.kill9()
     start_worker(env, concurrency=1)

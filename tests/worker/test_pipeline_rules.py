@@ -47,8 +47,8 @@ def test_post_drafted_after_its_task_was_queued_is_not_published(
     client = make_client()
     make_webhook_account(client)
     post = make_post(client, ["website"], when=datetime.now(UTC) + timedelta(seconds=1.4))
-    start_dispatcher(env)  # claims it inside the look-ahead and queues an ETA task
-    wait_until(lambda: db.deliveries.find_one({"postId": str(post["_id"]), "state": "queued"}), 20)
+    start_dispatcher(env)  # creates it taken inside the look-ahead and queues an ETA task
+    wait_until(lambda: db.deliveries.find_one({"postId": str(post["_id"]), "state": "in_flight"}), 20)
     db.posts.update_one({"_id": post["_id"]}, {"$set": {"status": "draft"}})
     start_worker(env)
     wait_until(lambda: db.deliveries.find_one({"postId": str(post["_id"]), "state": "cancelled"}), 30)
@@ -125,14 +125,13 @@ def test_resending_the_task_of_a_published_delivery_publishes_nothing(
     from mcmp.worker.app import create_app
 
     celery = create_app()  # a fresh app bound to this test's broker, as Flower would be
-    # Flower re-sends the original message: with the dispatcher's claim hint, and without it.
-    hint = {
-        "token": delivery["claimToken"],
-        "postId": delivery["postId"],
-        "platform": "website",
-        "dueAt": delivery["dueAt"].isoformat(),
-    }
-    for kwargs in ({}, {"claim": hint}, {"claim": {"token": "forged"}}, {"claim": hint}):
+    # Flower re-sends the original message (the delivery born taken under its attempt id), an
+    # older claim hint, a forged one, and none.
+    due = delivery["dueAt"].isoformat()
+    item = [str(delivery["_id"]), delivery["postId"], "website", due, due, "", "0", ""]
+    born = {"attempt": delivery["attemptId"], "items": [item]}
+    hint = {"token": "stale", "postId": delivery["postId"], "platform": "website", "dueAt": due}
+    for kwargs in ({}, {"claim": born}, {"claim": {"token": "forged"}}, {"claim": hint}):
         celery.send_task("mcmp.publish_delivery", args=[str(delivery["_id"])], kwargs=kwargs, queue="publish")
     wait_until(
         lambda: worker.log_text().count("is already published") >= 4, 30, message=worker.log_text()[-3000:]

@@ -7,9 +7,8 @@ token task with the account id (the API never calls a platform).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from bson import ObjectId
 from fastapi import APIRouter, Query, status
 
 from mcmp.api.deps import AccountIdDep, ClientIdQuery, TenantScopeDep, known_platform
@@ -17,13 +16,13 @@ from mcmp.api.pagination import CursorParam, LimitParam, page
 from mcmp.api.problems import not_found, responses
 from mcmp.api.schemas import AccountOut, AccountPage, TaskOut, TokenIn, utc
 from mcmp.api.tasks import TOKEN_REFRESH_TASK, enqueue
-from mcmp.models import IntegrationAccount
-from mcmp.worker import services as operations
+from mcmp.models.integration_account import AccountDoc
+from mcmp.worker import services
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"], responses=responses(401, 404, 422))
 
 
-def _account(doc: dict[str, Any], has_access: bool, has_refresh: bool) -> AccountOut:
+def _account(doc: AccountDoc, has_access: bool, has_refresh: bool) -> AccountOut:
     auth_error = (doc.get("metadata") or {}).get("authError")
     return AccountOut(
         id=str(doc["_id"]),
@@ -37,33 +36,6 @@ def _account(doc: dict[str, Any], has_access: bool, has_refresh: bool) -> Accoun
         hasRefreshToken=has_refresh,
         authError=None if auth_error is None else str(auth_error),
     )
-
-
-def _token_flags(ids: list[Any]) -> dict[Any, tuple[bool, bool]]:
-    """Which accounts have tokens, without reading the tokens (an ``$exists`` count per kind)."""
-    coll = IntegrationAccount._get_collection()
-    access = {
-        d["_id"] for d in coll.find({"_id": {"$in": ids}, "accessToken": {"$nin": [None, ""]}}, {"_id": 1})
-    }
-    refresh = {
-        d["_id"] for d in coll.find({"_id": {"$in": ids}, "refreshToken": {"$nin": [None, ""]}}, {"_id": 1})
-    }
-    return {i: (i in access, i in refresh) for i in ids}
-
-
-# Everything but the secrets: tokens are not even read into the API process.
-_FIELDS = {
-    k: 1
-    for k in (
-        "clientId",
-        "platform",
-        "accountName",
-        "externalAccountId",
-        "status",
-        "expiresAt",
-        "metadata.authError",
-    )
-}
 
 
 @router.get("", response_model=AccountPage, summary="List integration accounts (tokens never shown)")
@@ -85,15 +57,13 @@ def list_accounts(
     query = scope.query(client_id)
     if known_platform(platform, "query.platform") is not None:
         query["platform"] = platform
-    docs, next_cursor = page(IntegrationAccount._get_collection(), query, cursor, limit, _FIELDS)
-    flags = _token_flags([d["_id"] for d in docs])
+    docs, next_cursor = page(lambda before, n: services.account_page(query, before, n), cursor, limit)
+    flags = services.token_flags([d["_id"] for d in docs])
     return AccountPage(items=[_account(d, *flags[d["_id"]]) for d in docs], nextCursor=next_cursor)
 
 
-def _load(account_id: str, scope: TenantScopeDep) -> dict[str, Any]:
-    doc = IntegrationAccount._get_collection().find_one(
-        {"_id": ObjectId(account_id), **scope.query()}, _FIELDS
-    )
+def _load(account_id: str, scope: TenantScopeDep) -> AccountDoc:
+    doc = services.account_view(account_id, scope.query())
     if doc is None:
         raise not_found("account")
     return doc
@@ -104,7 +74,7 @@ def _load(account_id: str, scope: TenantScopeDep) -> dict[str, Any]:
 )
 def get_account(account_id: AccountIdDep, scope: TenantScopeDep) -> AccountOut:
     doc = _load(account_id, scope)
-    return _account(doc, *_token_flags([doc["_id"]])[doc["_id"]])
+    return _account(doc, *services.token_flags([doc["_id"]])[doc["_id"]])
 
 
 @router.post(
@@ -123,7 +93,7 @@ def refresh_account(account_id: AccountIdDep, scope: TenantScopeDep) -> TaskOut:
     "/{account_id}/token", response_model=AccountOut, summary="Store a new token (account becomes connected)"
 )
 def put_token(account_id: AccountIdDep, body: TokenIn, scope: TenantScopeDep) -> AccountOut:
-    doc = operations.store_token(
+    doc = services.store_token(
         account_id,
         scope.query(),
         body.accessToken,

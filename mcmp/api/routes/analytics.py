@@ -1,25 +1,20 @@
 """Campaign analytics totals and the analytics backfill (start + progress).
 
-Totals use each (post, platform)'s **latest** snapshot: records are snapshots over time
-(+1 h, +6 h, …), so summing all of them would count a post several times. They are read with
-ONE aggregation over ``posts`` (the campaign's posts carry ``campaignId``; records do not):
-``$lookup`` of each post's records by its id string, newest first, ``$first`` per
-(post, platform), then per-platform sums — works on SecantusDB and ``mongod`` alike and costs
-O(records of the campaign's posts), served by the ``postId`` index of ``analyticsrecords``.
+Totals use each (post, platform)'s **latest** snapshot, read by one aggregation
+(:func:`mcmp.worker.services.queries.campaign_totals_pipeline`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bson import ObjectId
 from fastapi import APIRouter, status
 
 from mcmp.api import backfill
 from mcmp.api.deps import BackfillIdDep, CampaignIdDep, TenantScopeDep, id_or_404, known_platform
 from mcmp.api.problems import not_found, responses
 from mcmp.api.schemas import BackfillIn, BackfillOut, CampaignAnalyticsOut, MetricTotals, utc
-from mcmp.models import Campaign, Post
+from mcmp.worker import services
 
 router = APIRouter(prefix="/v1", tags=["analytics"], responses=responses(401, 404, 422))
 
@@ -32,13 +27,10 @@ METRICS = tuple(MetricTotals.model_fields)
     summary="Campaign totals from the latest snapshot of each post and platform",
 )
 def campaign_analytics(campaign_id: CampaignIdDep, scope: TenantScopeDep) -> CampaignAnalyticsOut:
-    campaign = Campaign._get_collection().find_one(
-        {"_id": ObjectId(campaign_id), **scope.query()}, {"clientId": 1}
-    )
-    if campaign is None:
+    client_id = services.campaign_client(campaign_id, scope.query())
+    if client_id is None:
         raise not_found("campaign")
-    client_id = str(campaign["clientId"])
-    per_platform = list(Post._get_collection().aggregate(campaign_totals_pipeline(client_id, campaign_id)))
+    per_platform = services.campaign_totals(client_id, campaign_id, METRICS)
     totals = dict.fromkeys(METRICS, 0)
     by_platform: dict[str, dict[str, int]] = {}
     posts: set[str] = set()
@@ -56,27 +48,6 @@ def campaign_analytics(campaign_id: CampaignIdDep, scope: TenantScopeDep) -> Cam
         totals=MetricTotals(**totals),
         byPlatform={p: MetricTotals(**v) for p, v in sorted(by_platform.items())},
     )
-
-
-def campaign_totals_pipeline(client_id: str, campaign_id: str) -> list[dict[str, Any]]:
-    """Per platform: sums of the latest snapshot of each (post, platform) of the campaign."""
-    first = {m: {"$first": {"$ifNull": [f"$r.metrics.{m}", 0]}} for m in METRICS}
-    return [
-        {"$match": {"clientId": client_id, "campaignId": campaign_id}},
-        {"$project": {"pid": {"$toString": "$_id"}}},
-        {"$lookup": {"from": "analyticsrecords", "localField": "pid", "foreignField": "postId", "as": "r"}},
-        {"$unwind": "$r"},
-        {"$match": {"r.clientId": client_id}},
-        {"$sort": {"r.fetchedAt": -1}},
-        {"$group": {"_id": {"post": "$pid", "platform": "$r.platform"}, **first}},
-        {
-            "$group": {
-                "_id": "$_id.platform",
-                "postIds": {"$addToSet": "$_id.post"},
-                **{m: {"$sum": f"${m}"} for m in METRICS},
-            }
-        },
-    ]
 
 
 def _int(value: Any) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from bson import ObjectId
 from fastapi import APIRouter, Body, Query
 
 from mcmp.api.deps import ApiKeyDep, CampaignIdQuery, ClientIdQuery, PostIdDep, TenantScopeDep
@@ -28,30 +27,20 @@ from mcmp.api.schemas import (
     StatusChangeOut,
     utc,
 )
-from mcmp.models import Post, PostStatus
+from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.enums import PostStatus
+from mcmp.models.post import PostDoc
 from mcmp.models.schedule import schedule_instant
-from mcmp.worker import services as operations
+from mcmp.worker import services
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=responses(401, 404, 422))
-
-_PROJECTION = {
-    "clientId": 1,
-    "campaignId": 1,
-    "title": 1,
-    "status": 1,
-    "platforms": 1,
-    "scheduleTime": 1,
-    "lastError": 1,
-    "platformPostIds": 1,
-    "statusHistory": 1,
-}
 
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _delivery(d: dict[str, Any]) -> DeliveryOut:
+def _delivery(d: DeliveryDoc) -> DeliveryOut:
     return DeliveryOut(
         platform=str(d.get("platform")),
         state=str(d.get("state")),
@@ -64,7 +53,7 @@ def _delivery(d: dict[str, Any]) -> DeliveryOut:
     )
 
 
-def _post(doc: dict[str, Any], deliveries: list[dict[str, Any]]) -> PostOut:
+def _post(doc: PostDoc, deliveries: list[DeliveryDoc]) -> PostOut:
     ids = doc.get("platformPostIds") or {}
     history = [h for h in doc.get("statusHistory") or [] if isinstance(h, dict)]
     return PostOut(
@@ -107,20 +96,20 @@ def list_posts(
         query["status"] = status.value
     if campaign_id is not None:
         query["campaignId"] = campaign_id
-    docs, next_cursor = page(Post._get_collection(), query, cursor, limit, _PROJECTION)
-    deliveries = operations.deliveries_of([str(d["_id"]) for d in docs], scope.query())
+    docs, next_cursor = page(lambda before, n: services.post_page(query, before, n), cursor, limit)
+    deliveries = services.deliveries_of([str(d["_id"]) for d in docs], scope.query())
     return PostPage(items=[_post(d, deliveries[str(d["_id"])]) for d in docs], nextCursor=next_cursor)
 
 
 @router.get("/{post_id}", response_model=PostOut, summary="One post with its per-platform delivery state")
 def get_post(post_id: PostIdDep, scope: TenantScopeDep) -> PostOut:
-    doc = Post._get_collection().find_one({"_id": ObjectId(post_id), **scope.query()}, _PROJECTION)
+    doc = services.post_view(post_id, scope.query())
     if doc is None:
         raise not_found("post")
-    return _post(doc, operations.deliveries_of([post_id], scope.query())[post_id])
+    return _post(doc, services.deliveries_of([post_id], scope.query())[post_id])
 
 
-def _out(result: operations.OperationResult) -> OperationOut:
+def _out(result: services.OperationResult) -> OperationOut:
     return OperationOut(
         postId=result.post_id, status=result.status, platforms=result.platforms, note=result.note
     )
@@ -139,7 +128,7 @@ def retry_post(
     body: Annotated[PlatformIn | None, Body()] = None,
 ) -> OperationOut:
     platform = body.platform if body else None
-    return _out(operations.retry(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
+    return _out(services.retry(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
 
 
 @router.post(
@@ -155,7 +144,7 @@ def cancel_post(
     body: Annotated[PlatformIn | None, Body()] = None,
 ) -> OperationOut:
     platform = body.platform if body else None
-    return _out(operations.cancel(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
+    return _out(services.cancel(post_id, scope.query(), platform=platform, by_user_id=caller.actor))
 
 
 @router.post(
@@ -167,4 +156,4 @@ def cancel_post(
 def reschedule_post(
     post_id: PostIdDep, body: RescheduleIn, caller: ApiKeyDep, scope: TenantScopeDep
 ) -> OperationOut:
-    return _out(operations.reschedule(post_id, scope.query(), body.scheduleTime, by_user_id=caller.actor))
+    return _out(services.reschedule(post_id, scope.query(), body.scheduleTime, by_user_id=caller.actor))

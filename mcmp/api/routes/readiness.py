@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bson import ObjectId
 from fastapi import APIRouter
 
 from mcmp.api.deps import PostIdDep, TenantScopeDep, id_or_404
 from mcmp.api.problems import responses
 from mcmp.api.schemas import AccountPage, AccountRiskOut, DraftIn, PostReadinessOut, ReadinessOut
-from mcmp.models import IntegrationAccount
-from mcmp.worker import services as operations
+from mcmp.worker import services
 
 router = APIRouter(prefix="/v1/posts", tags=["readiness"], responses=responses(401, 404, 422))
 
@@ -29,7 +27,7 @@ router = APIRouter(prefix="/v1/posts", tags=["readiness"], responses=responses(4
     summary="Will this post publish? Per platform, each problem's field, code and message",
 )
 def post_readiness(post_id: PostIdDep, scope: TenantScopeDep) -> PostReadinessOut:
-    return PostReadinessOut.model_validate(operations.post_readiness(post_id, scope.query()))
+    return PostReadinessOut.model_validate(services.post_readiness(post_id, scope.query()))
 
 
 @router.post(
@@ -42,22 +40,19 @@ def validate_draft(draft: DraftIn, scope: TenantScopeDep) -> ReadinessOut:
     scope.query(client_id)  # 404 outside the caller's tenants
     payload: dict[str, Any] = draft.model_dump(exclude_none=True)
     payload["clientId"] = client_id
-    return ReadinessOut.model_validate(operations.validate_draft(payload))
+    return ReadinessOut.model_validate(services.validate_draft(payload))
 
 
 def at_risk_page(scope: TenantScopeDep, client_id: str | None, platform: str | None) -> AccountPage:
     """Accounts whose token will fail a scheduled post, newest first, each with its first such post."""
-    from mcmp.api.routes.accounts import _FIELDS, _account, _token_flags
+    from mcmp.api.routes.accounts import _account
 
     query = scope.query(client_id)
     if platform is not None:
         query["platform"] = platform
-    risky = {r["accountId"]: r for r in operations.accounts_at_risk(query)}
-    ids = [ObjectId(i) for i in risky]
-    docs = list(
-        IntegrationAccount._get_collection().find({"_id": {"$in": ids}, **query}, _FIELDS).sort("_id", -1)
-    )
-    flags = _token_flags([d["_id"] for d in docs])
+    risky = {r["accountId"]: r for r in services.accounts_at_risk(query)}
+    docs = services.accounts_view(list(risky), query)
+    flags = services.token_flags([d["_id"] for d in docs])
     items = []
     for doc in docs:
         found = risky[str(doc["_id"])]

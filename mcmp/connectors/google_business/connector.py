@@ -32,6 +32,8 @@ import google.oauth2.credentials
 import requests
 
 from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -41,7 +43,7 @@ from mcmp.connectors.errors import (
     ValidationError,
 )
 from mcmp.connectors.google_business.classify import classify
-from mcmp.connectors.http import BaseUrlSession, pool_size_for, send
+from mcmp.connectors.http import send
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media, item_name
 from mcmp.connectors.types import (
@@ -156,7 +158,7 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class GoogleBusinessConnector:
+class GoogleBusinessConnector(ConnectorBase):
     """Publishes STANDARD local posts (text, optional call to action, photos) to one location.
 
     Media: every photo of the post goes in ``media[]`` as ``{"mediaFormat": "PHOTO",
@@ -176,11 +178,12 @@ class GoogleBusinessConnector:
         },
     )
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:
+        super().__init__(settings, clients=clients)
         self.cfg = settings.google_business
         self.base = f"{self.cfg.base_url.rstrip('/')}/{self.cfg.api_version.strip('/')}"
         self.timeout = self.cfg.timeout_seconds
-        self.session = BaseUrlSession(pool_size=pool_size_for(settings))
+        self.session = self.clients.session()
 
     def _headers(self, token: str) -> dict[str, str]:
         headers: dict[str, str] = {"Content-Type": "application/json"}

@@ -30,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -50,7 +52,6 @@ from mcmp.connectors.graph import (
     parse_graph_time,
     scan_edge,
 )
-from mcmp.connectors.http import pool_size_for
 from mcmp.connectors.instagram.classify import PLATFORM, classify, container_error
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
 from mcmp.connectors.media import MB, MediaLimits, check_media
@@ -109,7 +110,7 @@ def media_kind(item: MediaItem) -> str | None:
     return "video" if urlsplit(item.url).path.lower().endswith(_VIDEO_EXT) else "image"
 
 
-class InstagramConnector:
+class InstagramConnector(ConnectorBase):
     """Publishes to an Instagram professional account; thread-safe and reused across calls."""
 
     platform = PLATFORM
@@ -120,7 +121,8 @@ class InstagramConnector:
         max_items=MAX_CAROUSEL,
     )
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:
+        super().__init__(settings, clients=clients)
         self.cfg = settings.instagram
         self.client = GraphClient(
             PLATFORM,
@@ -128,7 +130,7 @@ class InstagramConnector:
             self.cfg.api_version,
             self.cfg.timeout_seconds,
             classifier=classify,
-            pool_size=pool_size_for(settings),
+            clients=self.clients,
         )
         self.insights = InsightsReader(self.client, INSIGHT_METRICS)
 

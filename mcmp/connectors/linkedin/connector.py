@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +47,8 @@ from urllib.parse import quote
 import requests
 
 from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import (
     AmbiguousError,
     AuthError,
@@ -56,15 +57,13 @@ from mcmp.connectors.errors import (
     RetryableError,
     ValidationError,
 )
-from mcmp.connectors.http import BaseUrlSession, pool_size_for, send
+from mcmp.connectors.http import send
 from mcmp.connectors.linkedin.classify import ThrottleMemory, classify
+from mcmp.connectors.linkedin.uploads import IMAGE_TYPES, MAX_IMAGE_BYTES, LinkedInUploads
 from mcmp.connectors.markers import MARKER_LENGTH, SENTINEL, marker_for, strip_markers
-from mcmp.connectors.media import KB, MB, MediaLimits, check_media
-from mcmp.connectors.media_source import open_media
-from mcmp.connectors.tenant_fetch import TenantFetcher
+from mcmp.connectors.media import KB, MediaLimits, check_media
 from mcmp.connectors.types import (
     Credentials,
-    MediaItem,
     MetricsRef,
     MetricsSnapshot,
     PostContent,
@@ -74,8 +73,6 @@ from mcmp.connectors.types import (
 )
 
 MAX_COMMENTARY_CHARS = 3000  # Posts API commentary limit, counted on the text we send
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
-MAX_IMAGE_BYTES = 20 * MB  # what we read of one image; LinkedIn caps images by pixels (36,152,320)
 MIN_IMAGES, MAX_IMAGES = 2, 20  # MultiImage posts
 VIDEO_SECONDS = (3.0, 30 * 60.0)  # organic video: 3 seconds to 30 minutes
 VIDEO_RATIOS = (1 / 2.4, 2.4)  # 1:2.4 to 2.4:1
@@ -165,17 +162,20 @@ def author_urn(credentials: Credentials) -> str:
     raise ValidationError("account.metadata.authorType", f"must be organization or person, got {kind!r}")
 
 
-class LinkedInConnector:
+class LinkedInConnector(LinkedInUploads, ConnectorBase):
     """Publishes organic LinkedIn posts for an organisation page or a member (thread-safe)."""
 
     platform = "linkedin"
 
-    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
+    media_limits: MediaLimits  # built from the settings (video size)
+
+    def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:
+        super().__init__(settings, clients=clients)
         self.cfg = settings.linkedin
         self.base = self.cfg.base_url.rstrip("/")
         self.timeout = self.cfg.timeout_seconds
-        self.session = BaseUrlSession(pool_size=pool_size_for(settings))
-        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
+        self.session = self.clients.session()
+        self.fetcher = self.clients.tenant_fetcher()
         self.throttle = ThrottleMemory()
         self.media_limits = MediaLimits(
             kinds=frozenset({"image", "video"}),
@@ -190,26 +190,6 @@ class LinkedInConnector:
             mixed_kinds=False,
             notes={"image": "2 to 20 images make a multi-image post", "video": "Videos API, one per post"},
         )
-
-    # --- helpers -----------------------------------------------------------------------------
-    def _headers(self, token: str, *, json_body: bool = False) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "LinkedIn-Version": self.cfg.api_version,
-            "X-Restli-Protocol-Version": "2.0.0",
-        }
-        if json_body:
-            headers["Content-Type"] = "application/json"
-        return headers
-
-    def _call(
-        self, method: str, url: str, creds: Credentials, *, write: bool, **kwargs: Any
-    ) -> requests.Response:
-        response = send(self.session, method, url, timeout=self.timeout, **kwargs)
-        if response.status_code >= 400:
-            raise classify(response, write=write, account_id=creds.account_id, throttle=self.throttle)
-        self.throttle.clear(f"account:{creds.account_id}")
-        return response
 
     def _commentary(self, content: PostContent, idempotency_key: str) -> str:
         return escape_little_text(post_text(content)) + marker_for(idempotency_key)
@@ -285,132 +265,6 @@ class LinkedInConnector:
         if not urn:
             raise AmbiguousError(f"LinkedIn answered {response.status_code} without an x-restli-id header")
         return PublishResult(urn, f"https://www.linkedin.com/feed/update/{urn}/", datetime.now(UTC))
-
-    def _upload_image(self, creds: Credentials, owner: str, url: str, what: str) -> str:
-        """Upload one image; failures here are Retryable (no post exists yet, a new image is harmless)."""
-        with open_media(
-            url,
-            what=what,
-            max_bytes=min(MAX_IMAGE_BYTES, self.fetcher.max_bytes),
-            fetcher=self.fetcher,
-            accept=IMAGE_TYPES,
-        ) as source:
-            data = source.read()
-            content_type = source.content_type or "application/octet-stream"
-        try:
-            init = self._call(
-                "POST",
-                f"{self.base}/rest/images?action=initializeUpload",
-                creds,
-                write=False,
-                data=json.dumps({"initializeUploadRequest": {"owner": owner}}),
-                headers=self._headers(creds.access_token, json_body=True),
-            )
-            value = (init.json() or {}).get("value") or {}
-            upload_url, image = value.get("uploadUrl"), value.get("image")
-            if not upload_url or not image:
-                raise RetryableError("LinkedIn initializeUpload answered without uploadUrl/image")
-            headers = {"Authorization": f"Bearer {creds.access_token}", "Content-Type": content_type}
-            self._call("PUT", upload_url, creds, write=False, data=data, headers=headers)
-            return str(image)
-        except AmbiguousError as exc:
-            raise RetryableError(f"image upload interrupted ({exc.message})") from None
-
-    def _upload_video(self, request: PublishRequest, owner: str, index: int, item: MediaItem) -> str:
-        """Videos API upload, then wait until AVAILABLE; the video URN. No post exists yet."""
-        creds = request.credentials
-        what = f"assetUrls[{index}]"
-        try:
-            with open_media(
-                item.url, what=what, max_bytes=self.cfg.video_max_bytes, fetcher=self.fetcher
-            ) as source:
-                size = source.declared_size
-                if not size:
-                    raise PermanentError(
-                        f"{what}: the media host did not say the video's size (Content-Length), "
-                        "which LinkedIn's upload needs"
-                    )
-                init = self._call(
-                    "POST",
-                    f"{self.base}/rest/videos?action=initializeUpload",
-                    creds,
-                    write=False,
-                    data=json.dumps(
-                        {
-                            "initializeUploadRequest": {
-                                "owner": owner,
-                                "fileSizeBytes": size,
-                                "uploadCaptions": False,
-                                "uploadThumbnail": False,
-                            }
-                        }
-                    ),
-                    headers=self._headers(creds.access_token, json_body=True),
-                )
-                value = (init.json() or {}).get("value") or {}
-                urn, token = value.get("video"), value.get("uploadToken", "")
-                parts = value.get("uploadInstructions") or []
-                if not urn or not parts:
-                    raise RetryableError(
-                        "LinkedIn initializeUpload answered without video/uploadInstructions"
-                    )
-                etags = []
-                for part in sorted(parts, key=lambda p: int(p["firstByte"])):
-                    length = int(part["lastByte"]) - int(part["firstByte"]) + 1
-                    data = source.read(length)
-                    if len(data) != length:
-                        raise RetryableError("the video ended before the size its host declared")
-                    answer = self._call(
-                        "PUT",
-                        str(part["uploadUrl"]),
-                        creds,
-                        write=False,
-                        data=data,
-                        headers={
-                            "Authorization": f"Bearer {creds.access_token}",
-                            "Content-Type": "application/octet-stream",
-                        },
-                    )
-                    del data
-                    etag = answer.headers.get("ETag")
-                    if not etag:
-                        raise RetryableError("LinkedIn answered a video part without an ETag")
-                    etags.append(etag)
-                    request.still_working()
-            self._call(
-                "POST",
-                f"{self.base}/rest/videos?action=finalizeUpload",
-                creds,
-                write=False,
-                data=json.dumps(
-                    {"finalizeUploadRequest": {"video": urn, "uploadToken": token, "uploadedPartIds": etags}}
-                ),
-                headers=self._headers(creds.access_token, json_body=True),
-            )
-        except AmbiguousError as exc:  # no post exists yet: a new upload is harmless
-            raise RetryableError(f"video upload interrupted ({exc.message})") from None
-        except (KeyError, TypeError, ValueError):
-            raise RetryableError("LinkedIn answered the video upload in an unexpected shape") from None
-        self._wait_until_available(request, str(urn))
-        return str(urn)
-
-    def _wait_until_available(self, request: PublishRequest, urn: str) -> None:
-        creds = request.credentials
-        deadline = time.monotonic() + self.cfg.video_poll_timeout_seconds
-        while True:
-            request.still_working()
-            response = self._get(f"/rest/videos/{quote(urn, safe='')}", creds)
-            status = str((response.json() or {}).get("status") or "")
-            if status == "AVAILABLE":
-                return
-            if status == "PROCESSING_FAILED":
-                raise PermanentError(f"LinkedIn could not process the video {urn} (PROCESSING_FAILED)")
-            if time.monotonic() + self.cfg.video_poll_seconds > deadline:
-                raise RetryableError(
-                    f"LinkedIn video {urn} still {status or 'PROCESSING'} after "
-                    f"{self.cfg.video_poll_timeout_seconds:.0f} s; a new attempt will upload it again"
-                )
-            time.sleep(self.cfg.video_poll_seconds)
 
     def _window_start(self, request: PublishRequest) -> datetime:
         first = request.first_attempt_at or request.attempt_started_at
@@ -541,22 +395,6 @@ class LinkedInConnector:
             else MetricsSnapshot(urn, found.get(urn, {}))
             for urn in urns
         ]
-
-    def _get(self, path: str, creds: Credentials, *, passthrough: tuple[int, ...] = ()) -> requests.Response:
-        """``GET {base}{path}``; an error status in ``passthrough`` is returned, any other raised."""
-        response = send(
-            self.session,
-            "GET",
-            f"{self.base}{path}",
-            timeout=self.timeout,
-            headers=self._headers(creds.access_token),
-        )
-        if response.status_code >= 400:
-            if response.status_code in passthrough:
-                return response
-            raise classify(response, write=False, account_id=creds.account_id, throttle=self.throttle)
-        self.throttle.clear(f"account:{creds.account_id}")
-        return response
 
     def _post_exists(self, creds: Credentials, urn: str) -> bool:
         """``GET /rest/posts/{urn}``: False on 404 only. A 403 (token without the r_*_social read

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mcmp.config import Settings
+from mcmp.connectors.base import ConnectorBase
+from mcmp.connectors.clients import HttpClients
 from mcmp.connectors.errors import PermanentError
 from mcmp.connectors.media import MediaLimits
-from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.types import (
     Credentials,
     MetricsRef,
@@ -25,7 +26,7 @@ from mcmp.connectors.website.wordpress import MEDIA_LIMITS as WORDPRESS_MEDIA_LI
 from mcmp.connectors.website.wordpress import WordPressPublisher
 
 
-class WebsiteConnector:
+class WebsiteConnector(ConnectorBase):
     """Publishes to a client's website; secrets there do not expire (no refresh, no metrics)."""
 
     platform = "website"
@@ -35,10 +36,10 @@ class WebsiteConnector:
         "wordpress": WORDPRESS_MEDIA_LIMITS,
     }
 
-    def __init__(self, settings: Settings, fetcher: TenantFetcher | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, *, clients: HttpClients | None = None) -> None:
+        super().__init__(settings, clients=clients)
         # Every URL of this platform is the tenant's: all of them go through the guarded fetcher.
-        self.fetcher = fetcher or TenantFetcher.from_settings(settings)
+        self.fetcher = self.clients.tenant_fetcher()
         self.webhook = WebhookPublisher(self.fetcher, settings.website.timeout_seconds)
         self.wordpress = WordPressPublisher(self.fetcher, settings.website.timeout_seconds)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from mcmp.models import IntegrationAccount
+from mcmp.models.integration_account import AccountDoc, integration_accounts
 from mcmp.worker.accounts import crypto
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class RotationReport:
         )
 
 
-def _resealed(doc: dict[str, Any]) -> dict[str, str]:
+def _resealed(doc: AccountDoc) -> dict[str, str]:
     """New values for the fields not yet bound and on the newest key (raises ``TokenKeyError``)."""
     changes = {}
     account_id = str(doc["_id"])
@@ -56,7 +56,7 @@ def _resealed(doc: dict[str, Any]) -> dict[str, str]:
     return changes
 
 
-def rotate_one(coll: Collection[dict[str, Any]], doc: dict[str, Any]) -> str:
+def rotate_one(coll: Collection[AccountDoc], doc: AccountDoc) -> str:
     """``rotated`` | ``current`` | ``unreadable`` | ``busy`` for one account."""
     for _ in range(_CONFLICT_RETRIES):
         try:
@@ -80,7 +80,7 @@ def rotate_all(
 ) -> RotationReport:
     """Walk every account in ``_id`` order; ``on_batch`` is called after each batch (progress)."""
     crypto.encrypt("", "")  # fail fast, with a clear message, when keys are missing or malformed
-    coll = IntegrationAccount._get_collection()
+    coll = integration_accounts()
     report = RotationReport(total=coll.count_documents({}))
     last_id = None
     while True:

@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
 
 import redis
 from bson import ObjectId
-from pymongo.collection import Collection
 from redis.exceptions import LockError
 from tenacity import (
     RetryError,
@@ -47,6 +45,7 @@ from mcmp.connectors.registry import UnknownPlatformError, available_platforms, 
 from mcmp.connectors.types import Credentials, TokenGrant
 from mcmp.models import AccountStatus, IntegrationAccount
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.integration_account import AUTH_ERROR_KEY, AccountField, integration_accounts
 from mcmp.worker import metrics
 from mcmp.worker.accounts import crypto, secrets
 from mcmp.worker.accounts import store as accounts
@@ -133,10 +132,6 @@ def _r(settings: Settings) -> redis.Redis:
     return _redis(settings.redis_url)
 
 
-def _collection() -> Collection[dict[str, Any]]:
-    return IntegrationAccount._get_collection()
-
-
 def _reload(account_id: ObjectId | str) -> IntegrationAccount | None:
     return IntegrationAccount.objects(pk=account_id).first()
 
@@ -153,17 +148,18 @@ def seal_plaintext(account: IntegrationAccount) -> IntegrationAccount:
     access, refresh = account.access_token, account.refresh_token
     if not (secrets.needs_sealing(access) or secrets.needs_sealing(refresh)):
         return account
-    update: dict[str, Any] = {}
+    update: dict[str, str] = {}
     if secrets.needs_sealing(access):
-        update["accessToken"] = secrets.seal(access, str(account.pk))
+        update[AccountField.ACCESS_TOKEN] = secrets.seal(access, str(account.pk))
     if secrets.needs_sealing(refresh):
-        update["refreshToken"] = secrets.seal(refresh, str(account.pk))
-    result = _collection().update_one(
-        {"_id": account.pk, "accessToken": access, "refreshToken": refresh}, {"$set": update}
+        update[AccountField.REFRESH_TOKEN] = secrets.seal(refresh, str(account.pk))
+    result = integration_accounts().update_one(
+        {AccountField.ID: account.pk, AccountField.ACCESS_TOKEN: access, AccountField.REFRESH_TOKEN: refresh},
+        {"$set": update},
     )
     if result.modified_count == 1:
-        account.access_token = update.get("accessToken", access)
-        account.refresh_token = update.get("refreshToken", refresh)
+        account.access_token = update.get(AccountField.ACCESS_TOKEN, access)
+        account.refresh_token = update.get(AccountField.REFRESH_TOKEN, refresh)
         log.info("sealed plaintext tokens of account %s", account.pk)
         return account
     return _reload(account.pk) or account  # sealed (or changed) by someone else: use theirs
@@ -304,37 +300,49 @@ def _remember_refusal(account: IntegrationAccount, reason: str) -> None:
     """Record a refused refresh on the account (``metadata.refreshError``): readiness then warns,
     days ahead, about the posts its token will not live to see. Cleared by the next refresh."""
     now = utcnow()
-    _collection().update_one(
-        {"_id": account.pk},
-        {"$set": {"metadata.refreshError": reason, "metadata.refreshErrorAt": now, "updatedAt": now}},
+    integration_accounts().update_one(
+        {AccountField.ID: account.pk},
+        {
+            "$set": {
+                AccountField.REFRESH_ERROR: reason,
+                AccountField.REFRESH_ERROR_AT: now,
+                AccountField.UPDATED_AT: now,
+            }
+        },
     )
 
 
 def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
     """Write the new token if the account still holds the one that was refreshed."""
     now = utcnow()
-    update: dict[str, Any] = {
-        "$set": {
-            "accessToken": secrets.seal(grant.access_token, str(account.pk)),
-            "status": CONNECTED,
-            "metadata.tokenRefreshedAt": now,
-            "updatedAt": now,
-        },
-        "$unset": {
-            "metadata.authError": "",
-            "metadata.authErrorAt": "",
-            "metadata.refreshError": "",
-            "metadata.refreshErrorAt": "",
-        },
+    to_set: dict[str, object] = {
+        AccountField.ACCESS_TOKEN: secrets.seal(grant.access_token, str(account.pk)),
+        AccountField.STATUS: CONNECTED,
+        AccountField.TOKEN_REFRESHED_AT: now,
+        AccountField.UPDATED_AT: now,
     }
+    to_unset = dict.fromkeys(
+        (
+            AccountField.AUTH_ERROR,
+            AccountField.AUTH_ERROR_AT,
+            AccountField.REFRESH_ERROR,
+            AccountField.REFRESH_ERROR_AT,
+        ),
+        "",
+    )
     if grant.expires_at is not None:
-        update["$set"]["expiresAt"] = as_utc(grant.expires_at)
+        to_set[AccountField.EXPIRES_AT] = as_utc(grant.expires_at)
     else:
-        update["$unset"]["expiresAt"] = ""
+        to_unset[AccountField.EXPIRES_AT] = ""
     if grant.refresh_token is not None:  # never drop a refresh token that was not replaced
-        update["$set"]["refreshToken"] = secrets.seal(grant.refresh_token, str(account.pk))
-    result = _collection().update_one(
-        {"_id": account.pk, "accessToken": account.access_token, "status": CONNECTED}, update
+        to_set[AccountField.REFRESH_TOKEN] = secrets.seal(grant.refresh_token, str(account.pk))
+    result = integration_accounts().update_one(
+        {
+            AccountField.ID: account.pk,
+            AccountField.ACCESS_TOKEN: account.access_token,
+            AccountField.STATUS: CONNECTED,
+        },
+        {"$set": to_set, "$unset": to_unset},
     )
     if result.modified_count != 1:
         log.info("account %s changed during its token refresh; keeping the newer token", account.pk)
@@ -366,7 +374,7 @@ def _settled(current: IntegrationAccount | None) -> Fresh:
     if current is None:
         return Fresh(Outcome.NOT_FOUND, reason="account was deleted")
     if current.status != CONNECTED:
-        reason = (current.metadata or {}).get("authError") or f"account status is {current.status}"
+        reason = (current.metadata or {}).get(AUTH_ERROR_KEY) or f"account status is {current.status}"
         return Fresh(Outcome.REVOKED, current, None, str(reason))
     try:
         current = seal_plaintext(current)
@@ -434,12 +442,16 @@ def enqueue_due(send: Callable[[str], object], settings: Settings | None = None,
     settings = settings or get_settings()
     now = utcnow()
     clauses = [
-        {"platform": p, "expiresAt": {"$lte": now + timedelta(seconds=margin_seconds(p, settings))}}
+        {
+            AccountField.PLATFORM: p,
+            AccountField.EXPIRES_AT: {"$lte": now + timedelta(seconds=margin_seconds(p, settings))},
+        }
         for p in available_platforms()
     ]
     if not clauses:
         return 0
-    due = _collection().find({"status": CONNECTED, "$or": clauses}, {"_id": 1}).limit(limit)
+    due = integration_accounts().find({AccountField.STATUS: CONNECTED, "$or": clauses}, {AccountField.ID: 1})
+    due = due.limit(limit)
     sent = 0
     r = _r(settings)
     for doc in due:

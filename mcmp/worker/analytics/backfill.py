@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from bson import ObjectId
 from pymongo.collection import Collection
@@ -63,8 +63,26 @@ SAVE_EVERY_SECONDS = 2.0
 Progress = Callable[["Summary"], None]
 
 
-def jobs() -> Collection:
-    return Post._get_collection().database[COLLECTION]
+class BackfillJobDoc(TypedDict, total=False):
+    """A backfill job as ``analyticsbackfills`` holds it (the worker's own collection)."""
+
+    _id: ObjectId
+    clientId: str
+    since: datetime | None
+    until: datetime | None
+    platform: str | None
+    status: str  # queued, running, done, incomplete, enqueue_failed
+    done: int
+    total: int | None
+    detail: dict[str, float]  # the run's counts (recorded, doneBefore, deleted, …) and rate
+    deletedKeys: list[str]  # "postId|platform" found deleted on the platform
+    createdAt: datetime
+    updatedAt: datetime
+
+
+def jobs() -> Collection[BackfillJobDoc]:
+    collection: Collection[BackfillJobDoc] = Post._get_collection().database[COLLECTION]
+    return collection
 
 
 @dataclass
@@ -112,17 +130,22 @@ class Summary:
 
 
 # --- jobs ----------------------------------------------------------------------------------------------
-def _params(client_id: str, since: datetime | None, until: datetime | None, platform: str | None) -> dict:
+def _params(
+    client_id: str, since: datetime | None, until: datetime | None, platform: str | None
+) -> BackfillJobDoc:
     return {"clientId": client_id, "since": as_utc(since), "until": as_utc(until), "platform": platform}
 
 
 def new_job(
     client_id: str, since: datetime | None, until: datetime | None = None, platform: str | None = None
-) -> dict[str, Any]:
+) -> BackfillJobDoc:
     now = utcnow()
-    job = {
+    job: BackfillJobDoc = {
         "_id": ObjectId(),
-        **_params(client_id, since, until, platform),
+        "clientId": client_id,
+        "since": as_utc(since),
+        "until": as_utc(until),
+        "platform": platform,
         "status": "queued",
         "done": 0,
         "total": None,
@@ -136,7 +159,7 @@ def new_job(
 
 def open_job(
     client_id: str, since: datetime | None, until: datetime | None = None, platform: str | None = None
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[BackfillJobDoc, bool]:
     """The newest unfinished job with these parameters (resumed), else a new one."""
     found = jobs().find_one(
         {**_params(client_id, since, until, platform), "status": {"$ne": "done"}}, sort=[("createdAt", -1)]
@@ -152,7 +175,7 @@ def start_backfill(
     platform: str | None,
     until: datetime | None = None,
     send: Callable[[str], object] | None = None,
-) -> dict[str, Any]:
+) -> BackfillJobDoc:
     """Admin API: record a job and send ``mcmp.analytics.backfill(job_id)``; returns the job."""
     job = new_job(client_id, since, until, platform)
     try:
@@ -168,7 +191,7 @@ def start_backfill(
     return job
 
 
-def backfill_progress(job_id: str) -> dict[str, Any] | None:
+def backfill_progress(job_id: str) -> BackfillJobDoc | None:
     if not ObjectId.is_valid(job_id):
         return None
     return jobs().find_one({"_id": ObjectId(job_id)})
@@ -184,7 +207,7 @@ class Plan:
     by_platform: dict[str, int]
 
 
-def plan(job: dict[str, Any], now: datetime | None = None, settings: Settings | None = None) -> Plan:
+def plan(job: BackfillJobDoc, now: datetime | None = None, settings: Settings | None = None) -> Plan:
     """Eligible pairs of the job and which of them still lack their slot record (3 queries)."""
     settings = settings or get_settings()
     now = now or utcnow()
@@ -252,7 +275,7 @@ class _Run:
     ``progress`` so a display keeps showing the falling rate and growing ETA while nothing comes.
     """
 
-    def __init__(self, job: dict[str, Any], summary: Summary, progress: Progress | None) -> None:
+    def __init__(self, job: BackfillJobDoc, summary: Summary, progress: Progress | None) -> None:
         self.job = job
         self.summary = summary
         self.progress = progress
@@ -382,7 +405,7 @@ def _run_unit(unit: Unit, settings: Settings, run: _Run, stop: threading.Event) 
     run.add(skipped=len(chunk_targets))
 
 
-def _settle_deleted(job: dict[str, Any], targets: Sequence[Target]) -> None:
+def _settle_deleted(job: BackfillJobDoc, targets: Sequence[Target]) -> None:
     """Remember deleted pairs on the job (a resumed run does not ask again) and stop their schedule."""
     jobs().update_one(
         {"_id": job["_id"]},
@@ -456,7 +479,7 @@ def run_job(
     return summary
 
 
-def dry_run(job_params: dict[str, Any], settings: Settings | None = None) -> tuple[Plan, dict[str, int]]:
+def dry_run(job_params: BackfillJobDoc, settings: Settings | None = None) -> tuple[Plan, dict[str, int]]:
     """What a run would do: the plan and the platform calls it would need, per platform."""
     settings = settings or get_settings()
     work = plan({**job_params, "deletedKeys": []}, settings=settings)

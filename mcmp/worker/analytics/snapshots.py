@@ -48,9 +48,11 @@ from mcmp.connectors.errors import (
 from mcmp.connectors.protocol import Connector
 from mcmp.connectors.registry import UnknownPlatformError, get_connector
 from mcmp.connectors.types import Credentials, MetricsRef, MetricsSnapshot
-from mcmp.models import AccountStatus, AnalyticsRecord, Delivery
+from mcmp.models import AccountStatus
+from mcmp.models.analytics_record import AnalyticsRecordDoc, analytics_records
 from mcmp.models.base import as_utc, utcnow
-from mcmp.models.delivery import ANALYTICS_PAUSED
+from mcmp.models.delivery import ANALYTICS_PAUSED, DeliveryDoc
+from mcmp.models.delivery import deliveries as typed_deliveries
 from mcmp.worker import rate_limit
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.analytics import pacing as analytics_pacing
@@ -79,12 +81,12 @@ def first_snapshot_due(published_at: datetime) -> datetime:
     return first_due(as_utc(published_at) or utcnow(), slots())
 
 
-def records() -> Collection:
-    return AnalyticsRecord._get_collection()
+def records() -> Collection[AnalyticsRecordDoc]:
+    return analytics_records()
 
 
-def deliveries() -> Collection:
-    return Delivery._get_collection()
+def deliveries() -> Collection[DeliveryDoc]:
+    return typed_deliveries()
 
 
 # --- fetching and recording (shared with the backfill) ---------------------------------------------
@@ -116,9 +118,8 @@ class BudgetUnavailable(Exception):
 
 
 def metrics_cost(connector: Connector, credentials: Credentials, count: int) -> int:
-    """Platform calls one ``fetch_metrics`` of ``count`` posts costs (a connector may say; else 2/post)."""
-    cost = getattr(connector, "metrics_cost", None)
-    return int(cost(credentials, count)) if callable(cost) else 2 * count
+    """Platform calls one ``fetch_metrics`` of ``count`` posts costs (the connector's hook; default 2/post)."""
+    return int(connector.metrics_cost(credentials, count))
 
 
 def chunk_size(connector: Connector, credentials: Credentials, settings: Settings, burst: int) -> int:
@@ -129,7 +130,7 @@ def chunk_size(connector: Connector, credentials: Credentials, settings: Setting
     return size
 
 
-def record_doc(target: Target, slot: Slot, snapshot: MetricsSnapshot, now: datetime) -> dict[str, Any]:
+def record_doc(target: Target, slot: Slot, snapshot: MetricsSnapshot, now: datetime) -> AnalyticsRecordDoc:
     metrics = {k: int(v) for k, v in snapshot.metrics.items() if k in SEED_METRICS}
     return {
         "_id": ObjectId(),
@@ -145,7 +146,7 @@ def record_doc(target: Target, slot: Slot, snapshot: MetricsSnapshot, now: datet
     }
 
 
-def insert_records(docs: Sequence[dict[str, Any]]) -> tuple[int, int]:
+def insert_records(docs: Sequence[AnalyticsRecordDoc]) -> tuple[int, int]:
     """Insert, ignoring (postId, platform, slot) duplicates; returns (inserted, duplicates)."""
     if not docs:
         return 0, 0
@@ -222,19 +223,21 @@ def plan_due(
     settings = settings or get_settings()
     now = now or utcnow()
     resume_paused(now)
-    docs = list(
-        deliveries()
+    docs = [
+        (doc, due)
+        for doc in deliveries()
         .find({"analyticsDueAt": {"$lte": now}}, {"clientId": 1, "platform": 1, "analyticsDueAt": 1})
         .sort("analyticsDueAt", 1)
         .limit(settings.analytics_plan_limit)
-    )
+        if (due := as_utc(doc.get("analyticsDueAt"))) is not None
+    ]
     if not docs:
         return 0
     ttl = max(60, settings.task_time_limit_seconds)
     pipe = rate_limit.client().pipeline(transaction=False)
-    for doc in docs:
-        pipe.set(_planned_key(doc["_id"], as_utc(doc["analyticsDueAt"])), "1", nx=True, ex=ttl)
-    fresh = [doc for doc, won in zip(docs, pipe.execute(), strict=True) if won]
+    for doc, due in docs:
+        pipe.set(_planned_key(doc["_id"], due), "1", nx=True, ex=ttl)
+    fresh = [doc for (doc, _), won in zip(docs, pipe.execute(), strict=True) if won]
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for doc in fresh:
         groups[(doc["clientId"], doc["platform"])].append(str(doc["_id"]))
@@ -312,11 +315,11 @@ def pause(targets: Sequence[Target], client_id: str, platform: str, reason: str)
 def resume_paused(now: datetime | None = None, limit: int = 10_000) -> int:
     """Paused snapshots of accounts that are connected again become due now."""
     keys = {
-        doc["analyticsPaused"]
+        key
         for doc in deliveries()
         .find({"analyticsDueAt": ANALYTICS_PAUSED}, {"analyticsPaused": 1})
         .limit(limit)
-        if doc.get("analyticsPaused")
+        if (key := doc.get("analyticsPaused"))
     }
     resumed = 0
     for key in keys:
@@ -354,7 +357,8 @@ def _targets(client_id: str, platform: str, delivery_ids: Sequence[str], now: da
         if doc.get("clientId") != client_id or doc.get("platform") != platform:
             continue  # ids are checked against the tenant they were sent for
         published = as_utc(doc.get("publishedAt"))
-        if published is None or not doc.get("platformPostId"):
+        platform_post_id = doc.get("platformPostId")
+        if published is None or not platform_post_id:
             continue
         index = due_index(published, now, all_slots)
         if index is None:
@@ -364,7 +368,7 @@ def _targets(client_id: str, platform: str, delivery_ids: Sequence[str], now: da
                 post_id=doc["postId"],
                 client_id=client_id,
                 platform=platform,
-                platform_post_id=doc["platformPostId"],
+                platform_post_id=platform_post_id,
                 published_at=published,
                 index=index,
                 delivery_id=doc["_id"],

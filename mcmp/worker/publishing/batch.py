@@ -1,6 +1,7 @@
 """Publishing a dispatcher's batch of deliveries with a few database commands, not a few per delivery.
 
-One ``update_many`` takes the batch (a compare-and-swap per delivery on its claim token), one
+The batch is taken with no write when its deliveries were born taken (one read, one start key
+each in Redis), else with one ``update_many`` (a compare-and-swap per delivery on its claim token); one
 query reads its posts, one its accounts; the platform calls run concurrently on a bounded pool
 (started in due order, each no earlier than its own due time); the outcomes are written with one
 bulk write (per-operation results: an outcome whose attempt no longer owns its delivery is
@@ -26,10 +27,11 @@ from typing import Any, cast
 from bson import ObjectId
 
 from mcmp.config import Settings, get_settings
-from mcmp.models import AccountStatus, IntegrationAccount
-from mcmp.models.base import as_utc, utcnow
+from mcmp.models import IntegrationAccount
+from mcmp.models.base import utcnow
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.logs import log_context
 from mcmp.worker.publishing import delivery_states, lanes, post_status, runners
 from mcmp.worker.publishing.delivery_states import Taken
@@ -71,14 +73,18 @@ def publish_batch(
     settings = settings or get_settings()
     items = _items(delivery_ids, claim)
     token = str((claim or {}).get("token") or "")
-    if not items or not token:
+    born = str((claim or {}).get("attempt") or "")  # created taken under this attempt id
+    if not items or not (token or born):
         log.error("publish_batch: the claim is missing or garbled; each delivery is tried on its own")
         from mcmp.worker.publishing.pipeline import publish_delivery
 
         return _count(
             [publish_delivery(i, None, settings, lane) for i in delivery_ids if ObjectId.is_valid(i)]
         )
-    taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
+    if born:
+        taken = delivery_states.start_born(items, born, settings.inflight_lease_seconds)
+    else:
+        taken = delivery_states.start_batch(items, token, settings.inflight_lease_seconds)
     if not taken:
         return {}
     posts = _posts(taken)
@@ -168,20 +174,7 @@ def _accounts(
             found[key] = cached
         elif key[0]:
             missing.add(key)
-    if missing:
-        candidates: dict[tuple[str, str], list[IntegrationAccount]] = {}
-        query = IntegrationAccount.objects(
-            client_id__in=list({c for c, _ in missing}), platform__in=list({p for _, p in missing})
-        )
-        for account in query:
-            key = (str(account.client_id), str(account.platform))
-            if key in missing:
-                candidates.setdefault(key, []).append(account)
-        for key, pool in candidates.items():  # the same choice as accounts.store.find_account
-            connected = [a for a in pool if a.status == AccountStatus.CONNECTED.value] or pool
-            found[key] = max(
-                connected, key=lambda a: as_utc(a.updated_at) or as_utc(a.created_at) or utcnow()
-            )
+    found.update(account_store.find_accounts(missing))
     return found
 
 

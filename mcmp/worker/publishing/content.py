@@ -136,10 +136,10 @@ def count_problem(urls: list[str], limits: MediaLimits | None, platform: str) ->
 def limits_for(platform: str) -> MediaLimits | None:
     """The connector's own ``media_limits`` if it declares them, else the reference table."""
     try:
-        own = getattr(get_connector(platform), "media_limits", None)
+        own = get_connector(platform).media_limits
     except Exception:  # unknown or broken connector: the pipeline reports that itself
         own = None
-    return own if isinstance(own, MediaLimits) else REFERENCE_LIMITS.get(platform)
+    return own if own is not None else REFERENCE_LIMITS.get(platform)
 
 
 def _cta_template(client_id: str, label: object) -> dict[str, Any] | None:

@@ -271,7 +271,14 @@ def publish_delivery(
         log.error("publish_delivery: %r is not a delivery id", delivery_id)
         return Outcome.NOT_FOUND
     taken = None
-    if claim:
+    if claim and claim.get("attempt"):  # born taken: started with no write (delivery_states.start_born)
+        item = delivery_states.parse_batch_item((cast(Any, claim.get("items")) or [[]])[0])
+        if item is not None and item.delivery_id == delivery_id:
+            born = delivery_states.start_born([item], str(claim["attempt"]), settings.inflight_lease_seconds)
+            taken = born[0] if born else None
+        if taken is None:
+            return _explain_not_taken(delivery_id)
+    elif claim:
         taken = delivery_states.start_claimed(delivery_id, claim, settings.inflight_lease_seconds)
     if taken is None:
         taken = delivery_states.start_attempt(delivery_id, settings.inflight_lease_seconds)

@@ -21,6 +21,7 @@ from pymongo.collection import Collection
 from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.post import PostField, StatusChangeDoc
 from mcmp.worker.publishing import delivery_states
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def posts() -> Collection[dict[str, Any]]:
 
 def history_entry(
     from_status: str | None, to_status: str, note: str, by_user_id: str | None = None
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+) -> StatusChangeDoc:
+    entry: StatusChangeDoc = {
         "_id": ObjectId(),
         "at": utcnow(),
         "fromStatus": from_status,
@@ -237,6 +238,40 @@ def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
         return "published on " + ", ".join(parts)
     failed = sorted(d["platform"] for d in deliveries if d["state"] == DeliveryState.FAILED.value)
     return "failed on " + ", ".join(failed)
+
+
+def move(
+    post: Mapping[str, Any],
+    scope: Mapping[str, Any],
+    to_status: str,
+    note: str,
+    by_user_id: str | None,
+    *,
+    expanded: bool | None,
+    extra_set: Mapping[str, Any] | None = None,
+    extra_unset: Sequence[str] = (),
+) -> bool:
+    """An operator's or a queue's status change: conditional on the status read (and ``scope``),
+    with one history entry. ``expanded``: set the marker (all deliveries exist), unset it (the
+    dispatcher must create missing ones), or leave it (None). True when the post moved."""
+    now = utcnow()
+    to_set: dict[str, Any] = {PostField.STATUS: to_status, PostField.UPDATED_AT: now, **(extra_set or {})}
+    to_unset = dict.fromkeys(extra_unset, "")
+    update: dict[str, Any] = {"$set": to_set}
+    if post.get(PostField.STATUS) != to_status:
+        update["$push"] = {
+            PostField.STATUS_HISTORY: history_entry(post.get(PostField.STATUS), to_status, note, by_user_id)
+        }
+    if expanded is True:
+        to_set[EXPANDED_MARKER] = now
+    elif expanded is False:
+        to_unset[EXPANDED_MARKER] = ""
+    if to_unset:
+        update["$unset"] = to_unset
+    result = posts().update_one(
+        {PostField.ID: post[PostField.ID], PostField.STATUS: post.get(PostField.STATUS), **scope}, update
+    )
+    return result.modified_count == 1
 
 
 def fail_post(post_id: str, expected_status: str, reason: str) -> bool:

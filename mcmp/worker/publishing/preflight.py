@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 from mcmp.config import Settings
 from mcmp.config.settings import PlatformSettings
@@ -24,6 +24,7 @@ from mcmp.connectors.registry import UnknownPlatformError, get_connector
 from mcmp.connectors.types import Credentials, PostContent
 from mcmp.models import AccountStatus, ErrorClass, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc
+from mcmp.models.post import PostDoc
 from mcmp.models.schedule import schedule_instant
 from mcmp.worker import rate_limit
 from mcmp.worker.accounts import store as accounts
@@ -39,22 +40,6 @@ log = logging.getLogger(__name__)
 
 # A delivery whose token cannot be refreshed right now (and is no longer valid) tries again after this.
 TOKEN_RETRY_SECONDS = 10.0
-
-
-class PostDoc(TypedDict, total=False):
-    """The fields of a stored post the publish path reads (Mongoose writes many more)."""
-
-    _id: Any
-    clientId: str
-    status: str
-    platforms: list[str]
-    scheduleTime: Any  # a BSON date or ISO 8601 string when valid (mcmp.models.schedule)
-    title: str
-    body: str
-    assetUrls: list[str]
-    campaignId: str
-    campaignOverride: bool
-    platformPostIds: dict[str, Any]
 
 
 # --- decisions ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from mcmp.config import Settings
 from mcmp.connectors.errors import PermanentError, ValidationError
 from mcmp.models import Client, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.post import ProblemDoc, ReadinessDoc
 from mcmp.models.schedule import ScheduleTimeError, parse_schedule_time
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts.cache import AccountCache
@@ -47,14 +48,14 @@ class Verdict:
 
     checked_at: datetime
     due: datetime | None
-    platforms: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    platforms: dict[str, list[ProblemDoc]] = field(default_factory=dict)
     risks: list[tuple[risk.AccountFacts, risk.Risk]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return all(not problems for problems in self.platforms.values())
 
-    def document(self, basis: object) -> dict[str, Any]:
+    def document(self, basis: object) -> ReadinessDoc:
         """The stored field; ``postUpdatedAt`` is the post version judged (a newer one is re-checked)."""
         return {
             "checkedAt": self.checked_at,
@@ -68,8 +69,8 @@ class Verdict:
         }
 
 
-def problem(field_name: str, code: str, message: str, reason: str | None = None) -> dict[str, str]:
-    found = {"field": field_name, "code": code, "message": message}
+def problem(field_name: str, code: str, message: str, reason: str | None = None) -> ProblemDoc:
+    found: ProblemDoc = {"field": field_name, "code": code, "message": message}
     if reason:
         found["reason"] = reason
     return found
@@ -89,7 +90,7 @@ def is_candidate(post: Mapping[str, Any], now: datetime) -> bool:
         return True  # a time that names no instant is a problem worth showing
 
 
-def _queued_slot(post: Mapping[str, Any], now: datetime) -> tuple[datetime | None, dict[str, str] | None]:
+def _queued_slot(post: Mapping[str, Any], now: datetime) -> tuple[datetime | None, ProblemDoc | None]:
     """The next posting-window minute of a queued post's client (the slot it would get), or why none."""
     client_id = str(post.get("clientId") or "")
     client = (
@@ -125,7 +126,7 @@ def _synthetic(post_id: str, platform: str, when: datetime) -> Taken:
     )
 
 
-def _validation(exc: PermanentError) -> list[dict[str, str]]:
+def _validation(exc: PermanentError) -> list[ProblemDoc]:
     if isinstance(exc, PostInvalid):
         return [_from_text(p) for p in exc.problems]
     if isinstance(exc, ValidationError):
@@ -133,7 +134,7 @@ def _validation(exc: PermanentError) -> list[dict[str, str]]:
     return [problem("post", "content_invalid", exc.message)]
 
 
-def _from_text(text: str) -> dict[str, str]:
+def _from_text(text: str) -> ProblemDoc:
     """A ``"field: reason"`` problem of the post's own checks."""
     field_name, _, reason = text.partition(": ")
     return problem(field_name, codes.for_field(field_name, reason), text)
@@ -150,7 +151,7 @@ def check(
     cache = account_cache or AccountCache(0)
     verdict = Verdict(checked_at=now, due=None)
     platforms = [p for p in dict.fromkeys(post.get("platforms") or []) if isinstance(p, str) and p]
-    shared: list[dict[str, str]] = []  # problems every platform has (the post's own, its time, its campaign)
+    shared: list[ProblemDoc] = []  # problems every platform has (the post's own, its time, its campaign)
     value = post.get("scheduleTime")
     due: datetime | None = None
     if value is None and post.get(QUEUE_FLAG) is True:
@@ -206,8 +207,8 @@ def _platform(
     settings: Settings,
     cache: AccountCache,
     now: datetime,
-) -> list[dict[str, str]]:
-    found: list[dict[str, str]] = []
+) -> list[ProblemDoc]:
+    found: list[ProblemDoc] = []
     p = Preflight(_synthetic(post_id, platform, when), settings, when, post, cache)
     decision = preflight.account(p)
     if isinstance(decision, preflight.Fail):

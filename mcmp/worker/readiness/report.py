@@ -8,18 +8,53 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from bson import ObjectId
 
 from mcmp.config import get_settings
 from mcmp.models import PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.post import ProblemDoc, ReadinessDoc
 from mcmp.worker.publishing.post_status import posts
 from mcmp.worker.readiness import checks, risk
 
 
-def _plain(document: Mapping[str, Any]) -> dict[str, Any]:
+class PostReadiness(ReadinessDoc):
+    """A post's verdict as the API answers it: ``source`` is ``stored`` or ``computed`` (now)."""
+
+    postId: str
+    status: str | None
+    watched: bool
+    source: str
+
+
+class AccountAtRisk(TypedDict):
+    """An account whose token will fail one of its scheduled posts, and the first such post."""
+
+    accountId: str
+    reason: str
+    message: str
+    firstPostId: str
+    firstPostAt: datetime
+    posts: int
+
+
+def _problem(found: Mapping[str, object]) -> ProblemDoc:
+    problem: ProblemDoc = {}
+    if "field" in found:
+        problem["field"] = str(found["field"])
+    if "code" in found:
+        problem["code"] = str(found["code"])
+    if "message" in found:
+        problem["message"] = str(found["message"])
+    if "reason" in found:
+        problem["reason"] = str(found["reason"])
+    return problem
+
+
+def _plain(document: Mapping[str, Any]) -> ReadinessDoc:
+    """A stored verdict as read (the frontend may have written anything) made well-typed."""
     platforms = document.get("platforms") or {}
     return {
         "checkedAt": as_utc(document.get("checkedAt"))
@@ -33,9 +68,7 @@ def _plain(document: Mapping[str, Any]) -> dict[str, Any]:
             str(name): {
                 "ok": bool((entry or {}).get("ok")),
                 "problems": [
-                    {k: str(v) for k, v in p.items() if k in ("field", "code", "message", "reason")}
-                    for p in (entry or {}).get("problems") or []
-                    if isinstance(p, Mapping)
+                    _problem(p) for p in (entry or {}).get("problems") or [] if isinstance(p, Mapping)
                 ],
             }
             for name, entry in platforms.items()
@@ -44,7 +77,7 @@ def _plain(document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def post_readiness(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any] | None:
+def post_readiness(post_id: str, scope: Mapping[str, Any]) -> PostReadiness | None:
     """The stored verdict when it judged the post as it is now, else one computed now (not stored).
 
     ``current`` says whether the stored verdict is that of the post's latest version; None when
@@ -75,7 +108,7 @@ def post_readiness(post_id: str, scope: Mapping[str, Any]) -> dict[str, Any] | N
     }
 
 
-def validate_draft(draft: Mapping[str, Any]) -> dict[str, Any]:
+def validate_draft(draft: Mapping[str, Any]) -> ReadinessDoc:
     """A draft's payload checked as if it were scheduled as it stands; nothing is stored."""
     post = {**draft, "_id": ObjectId(), "status": PostStatus.SCHEDULED.value}
     if post.get("scheduleTime") is None and post.get(checks.QUEUE_FLAG) is not True:
@@ -84,9 +117,9 @@ def validate_draft(draft: Mapping[str, Any]) -> dict[str, Any]:
     return _plain(verdict.document(None))
 
 
-def at_risk(scope: Mapping[str, Any], limit: int = 200) -> list[dict[str, Any]]:
+def at_risk(scope: Mapping[str, Any], limit: int = 200) -> list[AccountAtRisk]:
     """Accounts in ``scope`` whose token will fail one of their scheduled posts (first one, when)."""
-    found = []
+    found: list[AccountAtRisk] = []
     for item in risk.at_risk(scope, limit=limit):
         found.append(
             {

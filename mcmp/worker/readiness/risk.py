@@ -22,6 +22,9 @@ from typing import Any
 
 from mcmp.models import AccountStatus, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.integration_account import integration_accounts
+from mcmp.models.post import PostDoc, posts
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.accounts.tokens import SAFETY_SECONDS
 
 log = logging.getLogger(__name__)
@@ -174,16 +177,9 @@ def may_be_at_risk_query() -> dict[str, Any]:
 
 def load(query: Mapping[str, Any], limit: int = 0) -> list[AccountFacts]:
     """Facts of the accounts matching ``query``, without reading any token."""
-    coll = IntegrationAccount._get_collection()
-    docs = list(coll.find(dict(query), FIELDS).sort("_id", -1).limit(limit))
-    ids = [d["_id"] for d in docs]
-    access = {
-        d["_id"] for d in coll.find({"_id": {"$in": ids}, "accessToken": {"$nin": [None, ""]}}, {"_id": 1})
-    }
-    refresh = {
-        d["_id"] for d in coll.find({"_id": {"$in": ids}, "refreshToken": {"$nin": [None, ""]}}, {"_id": 1})
-    }
-    return [AccountFacts.from_doc(d, d["_id"] in access, d["_id"] in refresh) for d in docs]
+    docs = list(integration_accounts().find(dict(query), FIELDS).sort("_id", -1).limit(limit))
+    flags = account_store.token_flags([d["_id"] for d in docs])
+    return [AccountFacts.from_doc(d, *flags[d["_id"]]) for d in docs]
 
 
 @dataclass(frozen=True)
@@ -197,9 +193,7 @@ class AtRisk:
     posts: int
 
 
-def _future_posts(facts: AccountFacts, after: datetime) -> Iterator[dict[str, Any]]:
-    from mcmp.worker.publishing.post_status import posts
-
+def _future_posts(facts: AccountFacts, after: datetime) -> Iterator[PostDoc]:
     yield from (
         posts()
         .find(

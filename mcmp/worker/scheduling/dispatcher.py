@@ -20,22 +20,20 @@ from bson import ObjectId
 
 from mcmp.config import Settings, get_settings
 from mcmp.connectors.registry import available_platforms
-from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount, PostStatus
+from mcmp.models import DeliveryState, ErrorClass, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.schedule import (
     SCHEDULE_AT,
-    SCHEDULE_FROM,
-    ScheduleTimeError,
-    derived_is_current,
-    parse_schedule_string,
     schedule_instant,
 )
 from mcmp.worker import fleet, liveness
+from mcmp.worker.accounts import store as account_store
 from mcmp.worker.publishing import delivery_states, lanes, post_status
 from mcmp.worker.publishing.post_status import EXPANDED_MARKER
 from mcmp.worker.publishing.post_validation import describe_schedule_time, post_problems
 from mcmp.worker.scheduling import fair_share
+from mcmp.worker.scheduling.string_times import StringScheduleTimes
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -46,11 +44,6 @@ PUBLISH_TASK = "mcmp.publish_delivery"
 # SecantusDB walked every string time of the (status, marker, scheduleTime) prefix (5,000 date +
 # 2,000 string posts: 152 ms per poll unbounded, 1.6 ms bounded).
 FIRST_DATE = datetime(1, 1, 1, tzinfo=UTC)
-# Every string time, bounded on both sides: SecantusDB otherwise walked on into the dates of the
-# (status, marker, scheduleTime) index (5,000 date posts, no strings: 500 ms a pass, 2 ms bounded).
-STRING_TIMES = {"$gte": "", "$lt": "\U0010ffff"}
-# How far the text of an ISO 8601 time can read ahead of its instant: UTC+14 is the largest offset.
-STRING_LEAD = timedelta(hours=14, minutes=1)
 _EXPAND_FIELDS = {"clientId": 1, "platforms": 1, "scheduleTime": 1, "title": 1, "body": 1, "assetUrls": 1}
 BATCH_TASK = "mcmp.publish_batch"
 
@@ -80,8 +73,10 @@ Message = tuple[str, list[Any], dict[str, Any] | None, datetime | None, list[Obj
 
 def _single(delivery: dict[str, Any], eta: datetime | None) -> Message:
     """One ``mcmp.publish_delivery`` message; ``post_id`` and ``platform`` label it in Flower."""
-    hint = delivery_states.claim_hint(delivery)
     kwargs: dict[str, Any] = {"post_id": str(delivery["postId"]), "platform": str(delivery["platform"])}
+    attempt_id = delivery_states.born_attempt(delivery)
+    item = delivery_states.batch_item(delivery) if attempt_id else None
+    hint = {"attempt": attempt_id, "items": [item]} if item else delivery_states.claim_hint(delivery)
     if hint:
         kwargs["claim"] = hint
     return PUBLISH_TASK, [str(delivery["_id"])], kwargs, eta, [delivery["_id"]]
@@ -107,19 +102,16 @@ class Dispatcher:
         self._send_task = send_task
         self._queue_depth = queue_depth  # tests and benchmarks may count their own queue
         self._last_type_sweep = 0.0
-        self._last_string_sweep = 0.0
-        # Whether the last parse of string times saw any unexpanded one: while none exist (a
-        # frontend writing dates) a tick skips their due query (one round trip, ~0.6 ms). A new
-        # string time is due-queryable only once parsed, which the same pass does.
-        self._string_times = True
+        self.string_times = StringScheduleTimes(self.settings, _EXPAND_FIELDS)
 
     # --- expansion ---------------------------------------------------------------------------
     def expand_due_posts(self, horizon: datetime) -> tuple[int, int, int, int]:
         """Create the deliveries of posts due by ``horizon`` and send them: (posts, created, reopened, sent).
 
         ``horizon`` is within the look-ahead, so new deliveries are created already claimed and
-        handed to Celery at once (one insert instead of insert + claim; invariant 1 still holds:
-        the unique (post, platform) index lets exactly one dispatcher create each delivery).
+        handed to Celery at once, born taken for their first attempt (one insert instead of insert,
+        claim and take; invariant 1 still holds: the unique (post, platform) index lets exactly one
+        dispatcher create each delivery, and its attempt id is recorded before any call).
         """
         posts = post_status.posts()
         page = list(
@@ -134,8 +126,8 @@ class Dispatcher:
             .sort("scheduleTime", 1)
             .limit(self.settings.dispatch_batch_size)
         )
-        if self._string_times:
-            page += self._due_string_times(horizon)
+        if self.string_times.present:
+            page += self.string_times.due(horizon)
         if not page:
             return 0, 0, 0, 0
         known = set(available_platforms())
@@ -173,8 +165,8 @@ class Dispatcher:
         cap = self.settings.tenant_max_in_flight
         ensured = delivery_states.ensure(
             new,
-            claim_lease_seconds=self.settings.queued_lease_seconds,
-            claim_only=fair_share.born_claimed(new, cap),
+            take_lease_seconds=self.settings.queued_lease_seconds,
+            take_only=fair_share.born_claimed(new, cap),
         )
         # Marked before the deliveries are sent: a worker's outcome settles only an expanded post.
         # The instant of a string time leaves its index with it: only unexpanded posts are there.
@@ -183,11 +175,12 @@ class Dispatcher:
             {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
             hint=BY_ID,
         )
-        # Born claimed within the tenant's share only; checked again here (the share is capped
+        # Born taken within the tenant's share only; checked again here (the share is capped
         # like any claim), so what another pass claimed meanwhile still waits, pending.
-        keep, rest = fair_share.share_of(ensured.claimed, cap)
+        keep, rest = fair_share.share_of(ensured.taken, cap)
         if rest:
-            delivery_states.unclaim(rest, keep_due=True)
+            born = sorted({str(d["attemptId"]) for d in ensured.taken})
+            delivery_states.unclaim(rest, keep_due=True, born=born, never_sent=True)
         sent = self._send(list(keep))
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
             if post_id in invalid:  # its older deliveries may carry an older error: name these
@@ -195,99 +188,9 @@ class Dispatcher:
             post_status.sync(post_id)
         return len(page), ensured.created, ensured.reopened, sent
 
-    def _due_string_times(self, horizon: datetime) -> list[dict[str, Any]]:
-        """Unexpanded scheduled posts whose string scheduleTime is due by ``horizon``.
-
-        Read through the parsed instants (``mcmpScheduleAt``); one whose string was edited since
-        it was parsed is parsed again here (a later time leaves the page, garbage fails the post).
-        """
-        posts = post_status.posts()
-        # The field alone: SecantusDB then reads the sparse index (only string times are there);
-        # given the status too it preferred the compound index's prefix, or scanned when hinted.
-        found = list(
-            posts.find(
-                {SCHEDULE_AT: {"$lte": horizon}},
-                {**_EXPAND_FIELDS, "status": 1, EXPANDED_MARKER: 1, SCHEDULE_AT: 1, SCHEDULE_FROM: 1},
-            )
-            .sort(SCHEDULE_AT, 1)
-            .limit(self.settings.dispatch_batch_size)
-        )
-        due = []
-        for post in found:
-            if post.get("status") != PostStatus.SCHEDULED.value or post.get(EXPANDED_MARKER) is not None:
-                # moved on (drafted, cancelled): its instant leaves the index; a new one is
-                # parsed if it is scheduled again
-                posts.update_one(
-                    {"_id": post["_id"], SCHEDULE_AT: post[SCHEDULE_AT]},
-                    {"$unset": {SCHEDULE_AT: ""}},
-                    hint=BY_ID,
-                )
-                continue
-            if derived_is_current(post):
-                due.append(post)
-                continue
-            when = self._derive(post)
-            if when is not None and when <= horizon:
-                due.append(post)
-        return due
-
-    def _derive(self, post: dict[str, Any]) -> datetime | None:
-        """Store the instant of ``post``'s string scheduleTime beside it (never the string itself).
-
-        Conditional on the string it parsed, so a concurrent frontend edit is parsed next time
-        rather than overwritten by a stale instant. An invalid string fails the post, naming
-        ``scheduleTime`` and the reason; a time that is no longer a string drops the instant.
-        """
-        posts = post_status.posts()
-        value = post.get("scheduleTime")
-        current = {"_id": post["_id"], "status": PostStatus.SCHEDULED.value, "scheduleTime": value}
-        if not isinstance(value, str):
-            posts.update_one(current, {"$unset": {SCHEDULE_AT: "", SCHEDULE_FROM: ""}}, hint=BY_ID)
-            return None
-        try:
-            when = parse_schedule_string(value)
-        except ScheduleTimeError as exc:
-            if post_status.fail_post(str(post["_id"]), PostStatus.SCHEDULED.value, str(exc)):
-                log.warning("post %s failed: %s", post["_id"], exc, extra={"post_id": str(post["_id"])})
-            return None
-        posts.update_one(current, {"$set": {SCHEDULE_AT: when, SCHEDULE_FROM: value}}, hint=BY_ID)
-        return when
-
     def derive_schedule_times(self, full: bool | None = None) -> int:
-        """Parse the string scheduleTime of unexpanded scheduled posts not parsed yet (or edited).
-
-        Every pass reads the strings that can fall due soon: an ISO 8601 text reads at most 14 h
-        ahead of its instant (UTC+14), so every string due by the look-ahead sorts below the text
-        of ``now + look-ahead + 14 h`` — a window of hours, not of every future post. Every
-        ``unschedulable_sweep_seconds`` (``full`` forces or skips it) one pass reads them all, to
-        fail garbage that sorts above the window and to follow far-future edits. Reads only the
-        string part of the (status, marker, scheduleTime) index and the time fields; posts whose
-        instant is current cost no write. Returns how many changed.
-        """
-        now = utcnow()
-        if full is None:
-            full = time.monotonic() - self._last_string_sweep >= self.settings.unschedulable_sweep_seconds
-        if full:
-            self._last_string_sweep = time.monotonic()
-            times = STRING_TIMES
-        else:
-            soon = now + timedelta(seconds=self.settings.lookahead_seconds) + STRING_LEAD
-            times = {"$gte": "", "$lt": soon.strftime("%Y-%m-%dT%H:%M:%S") + "\U0010ffff"}
-        page = post_status.posts().find(
-            {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: None, "scheduleTime": times},
-            {"scheduleTime": 1, SCHEDULE_AT: 1, SCHEDULE_FROM: 1},
-        )
-        changed = seen = 0
-        for post in page:
-            seen += 1
-            if not derived_is_current(post):
-                self._derive(post)
-                changed += 1
-        if full:
-            self._string_times = seen > 0
-        else:
-            self._string_times = self._string_times or seen > 0
-        return changed
+        """Parse the string scheduleTime of unexpanded posts (see :mod:`.string_times`)."""
+        return self.string_times.derive_pending(full)
 
     # --- claiming ----------------------------------------------------------------------------
     def claim_and_send(self, now: datetime) -> tuple[int, int]:
@@ -309,6 +212,7 @@ class Dispatcher:
         deliveries of accounts marked long go to the ``publish-long`` lane (``publishing/lanes.py``).
         """
         messages = self._messages(claimed)
+        born = sorted({a for d in claimed if (a := delivery_states.born_attempt(d))})
         sent = 0
         for i, (name, args, kwargs, eta, members) in enumerate(messages):
             try:
@@ -322,7 +226,7 @@ class Dispatcher:
                     type(exc).__name__,
                     len(unsent),
                 )
-                delivery_states.unclaim(unsent)
+                delivery_states.unclaim(unsent, born=born)
                 break
         return sent
 
@@ -344,8 +248,11 @@ class Dispatcher:
             if item is None:
                 singles.append(_on_lane(_single(delivery, eta), lane))
                 continue
-            # One message per lane, claim token and ETA second (the batch runs when its first is due).
-            key = (lane, str(delivery["claimToken"]), eta.replace(microsecond=0) if eta else None)
+            # One message per lane, claim token (or birth attempt) and ETA second (the batch runs
+            # when its first is due).
+            born = delivery_states.born_attempt(delivery)
+            token = f"attempt:{born}" if born else str(delivery["claimToken"])
+            key = (lane, token, eta.replace(microsecond=0) if eta else None)
             groups.setdefault(key, []).append((delivery, item))
         messages = list(singles)
         for (lane, token, _), members in groups.items():
@@ -357,7 +264,10 @@ class Dispatcher:
                 if len(chunk) == 1:
                     messages.append(_on_lane(_single(chunk[0][0], eta), lane))
                     continue
-                claim = {"token": token, "items": [item for _, item in chunk]}
+                kind, _, value = (
+                    token.partition(":") if token.startswith("attempt:") else ("token", "", token)
+                )
+                claim = {kind: value, "items": [item for _, item in chunk]}
                 messages.append(
                     _on_lane((BATCH_TASK, [[str(i) for i in ids]], {"claim": claim}, eta, ids), lane)
                 )
@@ -454,11 +364,7 @@ class Dispatcher:
         deadline = utcnow() - timedelta(hours=self.settings.reauth_deadline_hours)
         for group in waiting:
             client_id, platform = group["_id"]["clientId"], group["_id"]["platform"]
-            account = (
-                IntegrationAccount.objects(client_id=client_id, platform=platform)
-                .order_by("-updated_at")
-                .first()
-            )
+            account = account_store.find_account(client_id, platform)
             since = as_utc(group.get("since"))
             if (
                 account is not None

@@ -303,19 +303,17 @@ def queue_post(post_id: str, by_user_id: str | None = None, now: datetime | None
         _record_error(oid, str(exc), now)
         log.warning("post %s cannot be queued: %s", post_id, exc, extra={"post_id": post_id})
         raise
-    result = post_status.posts().update_one(
-        {"_id": oid, "status": PostStatus.APPROVED.value, "scheduleTime": None},
-        {
-            "$set": {"status": PostStatus.SCHEDULED.value, "scheduleTime": slot.at, "updatedAt": utcnow()},
-            "$push": {
-                "statusHistory": post_status.history_entry(
-                    PostStatus.APPROVED.value, PostStatus.SCHEDULED.value, slot.note(), by_user_id
-                )
-            },
-            "$unset": {"lastError": "", RETRY_MARKER: ""},
-        },
+    moved = post_status.move(
+        {"_id": oid, "status": PostStatus.APPROVED.value},
+        {"scheduleTime": None},
+        PostStatus.SCHEDULED.value,
+        slot.note(),
+        by_user_id,
+        expanded=None,
+        extra_set={"scheduleTime": slot.at},
+        extra_unset=("lastError", RETRY_MARKER),
     )
-    if result.modified_count == 1:
+    if moved:
         log.info("post %s %s", post_id, slot.note(), extra={"post_id": post_id})
         return slot.at
     slots().delete_many({"_id": {"$in": reserved}})  # someone else changed the post first

@@ -2,9 +2,10 @@
 
 In the spirit of singer-sdk's standard tap tests: a connector's test module subclasses
 :class:`ConnectorConformance` (its name starting with ``Test`` so pytest collects it), fills in
-the hooks below and provides the fixtures ``sim`` (its simulator, emptied for each test),
-``base`` (the simulator's URL; ``simulator_fixtures`` makes both) and ``connector`` (built
-against ``base``). Every test then runs against that connector over real HTTP:
+the hooks below and provides the fixtures ``sim`` (its platform fake, a
+:class:`~mcmp.connectors.testing.PlatformFake` emptied for each test), ``base`` (the fake's URL;
+:func:`~mcmp.connectors.testing.platform_fixtures` makes both) and ``connector`` (built against
+``base``). Every test then runs against that connector over real HTTP:
 
 * publish: the post exists once on the platform, and reconciling a published delivery finds it;
 * each error class, as the platform would answer: a 5xx on the write that creates the post is
@@ -19,7 +20,8 @@ against ``base``). Every test then runs against that connector over real HTTP:
   neither makes a platform call;
 * one connector instance serves many threads.
 
-A connector's own test module keeps only what is peculiar to its platform.
+A connector's own test module keeps only what is peculiar to its platform. The suite imports
+nothing of MCMP but ``mcmp.connectors``: a plugin runs it from its own repository.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -47,54 +49,10 @@ from mcmp.connectors import (
     UsageReport,
     ValidationError,
 )
-from mcmp.simulators.core import Simulator, start_in_thread
+from mcmp.connectors.testing.fixtures import usage_reports
 
 SEED_METRICS = frozenset({"impressions", "reach", "clicks", "likes", "comments", "shares", "saves"})
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-
-S = TypeVar("S", bound=Simulator)
-
-
-def serve(simulator: S, hold_seconds: float = 1.5) -> Iterator[tuple[S, str]]:
-    """Serve ``simulator`` on a loopback port for a module's tests (a fixture body: ``yield from``).
-
-    ``hold_seconds`` is how long a timeout fault keeps the connection silent: longer than the
-    connector's own timeout, so the connector gives up first, as it would in production.
-    """
-    simulator.hold_seconds = hold_seconds
-    server, url = start_in_thread(simulator)
-    yield simulator, url
-    server.shutdown()
-    server.server_close()
-
-
-def simulator_fixtures(
-    make: Callable[[], S], *, hold_seconds: float = 1.5, prepare: Callable[[S], None] | None = None
-) -> tuple[Any, Any, Any]:
-    """The fixtures ``served`` (module-wide server), ``sim`` (emptied per test) and ``base`` (URL).
-
-    ``served, sim, base = simulator_fixtures(FacebookSimulator)`` at a module's top level; ``prepare``
-    restores the simulator's tunables (budgets, quotas) that a test may have changed.
-    """
-
-    @pytest.fixture(scope="module")
-    def served() -> Iterator[tuple[S, str]]:
-        yield from serve(make(), hold_seconds)
-
-    @pytest.fixture
-    def sim(served: tuple[S, str]) -> S:
-        simulator = served[0]
-        simulator.reset()
-        simulator.set_faults({"rules": []})
-        if prepare is not None:
-            prepare(simulator)
-        return simulator
-
-    @pytest.fixture
-    def base(served: tuple[S, str]) -> str:
-        return served[1]
-
-    return served, sim, base
 
 
 def check_lookup_budget(
@@ -162,6 +120,12 @@ class ConnectorConformance:
 
     def age(self, sim: Any, platform_post_id: str) -> None:
         """Make a published post old enough to have engagement (no-op without metrics)."""
+
+    # --- fixtures -------------------------------------------------------------------------------
+    @pytest.fixture
+    def reports(self) -> Iterator[list[UsageReport]]:
+        """Every usage report the connector sends to the shared rate limiter during the test."""
+        yield from usage_reports()
 
     # --- helpers --------------------------------------------------------------------------------
     def request(

@@ -1,9 +1,11 @@
 """A third-party connector: posts to any HTTP endpoint that speaks the MCMP signed webhook.
 
-It lives outside the core packages, is found only through its entry point and imports nothing of
-MCMP Publisher but ``mcmp.connectors`` (the public surface a plugin is promised). It passes the
-same conformance suite as the built-in connectors. ``metadata.reject`` makes it refuse posts
-permanently, which tests use to produce a partial failure.
+It is its own installable package, found only through its entry point, and imports nothing of
+MCMP Publisher but ``mcmp.connectors`` (the public surface a plugin is promised); its tests add
+only ``mcmp.connectors.testing``, the conformance suite every built-in connector passes too.
+It subclasses ``ConnectorBase`` for the hooks' defaults and takes its HTTP session from the
+clients the registry hands it, so the worker times its calls like any platform's.
+``metadata.reject`` makes it refuse posts permanently, which tests use to produce a partial failure.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from mcmp.connectors import (
     MIN_SECRET_BYTES,
     AmbiguousError,
     AuthError,
+    ConnectorBase,
     ConnectorError,
     Credentials,
+    HttpClients,
     MetricsRef,
     MetricsSnapshot,
     PermanentError,
@@ -29,6 +33,7 @@ from mcmp.connectors import (
     PublishResult,
     RateLimitedError,
     RetryableError,
+    Settings,
     TokenGrant,
     UsageReport,
     ValidationError,
@@ -41,11 +46,14 @@ from mcmp.connectors import (
 MAX_BODY_CHARS = 280
 
 
-class EchoConnector:
+class EchoConnector(ConnectorBase):
     platform = "example-echo"
 
-    def __init__(self, settings: object, timeout: float = 5.0) -> None:
-        self.session = requests.Session()
+    def __init__(
+        self, settings: Settings, *, clients: HttpClients | None = None, timeout: float = 5.0
+    ) -> None:
+        super().__init__(settings, clients=clients)
+        self.session = self.clients.session()
         self.timeout = timeout
 
     def validate(self, content: PostContent, credentials: Credentials) -> None:
@@ -110,6 +118,9 @@ class EchoConnector:
 
     def refresh_token(self, credentials: Credentials) -> TokenGrant:
         return TokenGrant(credentials.access_token)  # a signing secret does not expire
+
+    def metrics_cost(self, credentials: Credentials, count: int) -> int:
+        return 0  # fetch_metrics makes no call: the analytics refresh needs no budget for it
 
     def fetch_metrics(self, credentials: Credentials, refs: Sequence[MetricsRef]) -> list[MetricsSnapshot]:
         return [MetricsSnapshot(r.platform_post_id, {}) for r in refs]
