@@ -140,17 +140,12 @@ def test_a_batch_reads_its_accounts_long_lane_marks_once_and_moves_the_marked_be
         lanes.mark_long(str(slow["_id"]), "website", get_settings())
         due = now() - timedelta(seconds=1)
         posts = [(c, make_post(c, ["website"], when=due)) for c in (quick, slow) for _ in range(3)]
-        claimed = delivery_states.ensure(
-            [NewDelivery(str(p["_id"]), str(c["_id"]), "website", p["scheduleTime"]) for c, p in posts],
-            claim_lease_seconds=60,
-        ).claimed
-        mark_expanded([p for _, p in posts])
-        claim = {"token": claimed[0]["claimToken"], "items": [delivery_states.batch_item(d) for d in claimed]}
+        ids, claim = born([p for _, p in posts])
         reads: list[int] = []
         real = lanes.long_accounts
         monkeypatch.setattr(lanes, "long_accounts", lambda accounts: reads.append(1) or real(accounts))
 
-        counts = publish_batch([str(d["_id"]) for d in claimed], claim)
+        counts = publish_batch(ids, claim)
 
         assert counts == {"published": 3, "moved": 3}
         assert sim.state()["count"] == 3  # the marked account's posts were not called on the fast lane
