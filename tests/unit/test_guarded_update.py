@@ -61,3 +61,25 @@ def test_shapes_it_does_not_rewrite_are_left_as_they_are():
     assert guarded({"_id": _id, "dueAt": {"$lte": now()}}, {"$set": {"a": 1}}) is None
     assert guarded({"_id": _id, "a": 1}, {"$set": {"b": 1}, "$addToSet": {"c": 1}}) is None
     assert guarded({"_id": _id, "a": 1}, {"$push": {"h": {"$each": [1, 2]}}}) is None
+
+
+def test_a_batch_settles_its_posts_and_never_overwrites_one_the_frontend_changed(db, make_client, make_post):
+    from mcmp.worker.publishing import post_status
+    from tests.unit.helpers import mark_expanded
+
+    client = make_client()
+    settled, edited = make_post(client, ["website"]), make_post(client, ["website"])
+    mark_expanded([settled, edited])
+    db.posts.update_one({"_id": edited["_id"]}, {"$set": {"status": "draft"}})  # the editor, meanwhile
+    published = {"_id": ObjectId(), "platform": "website", "state": "published", "platformPostId": "w-1"}
+    pairs = [(settled, {**published, "_id": ObjectId()}), (edited, {**published, "_id": ObjectId()})]
+
+    post_status.sync_many(pairs, {})
+
+    done, kept = db.posts.find_one({"_id": settled["_id"]}), db.posts.find_one({"_id": edited["_id"]})
+    assert done["status"] == "published" and done["platformPostIds"]["website"] == "w-1"
+    assert "mcmpExpandedAt" not in done and done["statusHistory"][-1]["toStatus"] == "published"
+    assert kept["status"] == "draft"
+    assert [h["toStatus"] for h in kept.get("statusHistory", [])] == [
+        h["toStatus"] for h in edited.get("statusHistory", [])
+    ]
