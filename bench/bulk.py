@@ -7,21 +7,28 @@ Posts are scheduled uniformly over ``--window`` seconds (one minute by default).
 from the first scheduleTime to the last publish call; the audit compares MongoDB with the
 simulators' own stores (each counts what it accepted, and duplicates by content): lost =
 deliveries expected − distinct ones received. ``first late s``: the first-due delivery's call start − its time.
+Every ``--progress`` seconds while it drains: deliveries by state, published per second, and the
+CPU of each process (% of one core) over that interval, so a slow drain shows which process
+was short of CPU (or that none was).
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bench.common import (
     Mix,
     add_common_args,
     add_mix_args,
     add_worker_args,
+    cpu_seconds,
     deliveries_of,
     git_rev,
     insert_docs,
@@ -45,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     add_worker_args(parser)
     add_common_args(parser)
     add_mix_args(parser)
+    parser.add_argument(
+        "--progress", type=float, default=10.0, help="seconds between progress lines (0: none)"
+    )
     args = parser.parse_args(argv)
     mix = Mix.from_args(args)
 
@@ -59,7 +69,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         db = s.db
         clients = seed_tenants(db, s)
-        s.start_publishing(args.workers, args.concurrency, tag="bulk")
+        workers, dispatcher = s.start_publishing(args.workers, args.concurrency, tag="bulk")
+        groups = {
+            "workers": [w.popen.pid for w in workers],
+            "dispatcher": [dispatcher.popen.pid],
+            "redis": [s.redis_pid],
+            "db": [s.mongo_pid] if s.mongo_pid else [],
+            "sims": s.sim_pids,
+        }
+        done = threading.Event()
+        if args.progress > 0:
+            threading.Thread(target=progress, args=(db, groups, args.progress, done), daemon=True).start()
         load = load_avg()
         first_due = datetime.now(UTC) + timedelta(seconds=5 + args.posts / 5000)
         # as many deliveries as --posts posts of the mix make on average (seeded: the same each run)
@@ -68,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         ids = insert_docs(db.posts, docs)
         expected = deliveries_of(docs)
         settled = wait_settled(db, ids, timeout=args.posts / 5 + 600)
+        done.set()
         result = our_lateness(db, ids, expected)
         rows = list(db.deliveries.find({"state": "published"}, {"callStartedAt": 1, "scheduledFor": 1}))
         last_call = max((r["callStartedAt"] for r in rows), default=first_due)
@@ -91,6 +112,44 @@ def main(argv: list[str] | None = None) -> None:
             f"{dict(statuses)} / {load}{'' if settled else ' (not drained in time)'}",
             flush=True,
         )
+
+
+def progress(db: Any, groups: dict[str, list[int]], every: float, done: threading.Event) -> None:
+    """A line every ``every`` s: deliveries by state, published/s, each process's CPU (% of a core)."""
+    cpu = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    published, at = 0, time.monotonic()
+    while not done.wait(every):
+        states = Counter(
+            {
+                d["_id"]: d["n"]
+                for d in db.deliveries.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+            }
+        )
+        waiting = Counter(
+            {
+                f"{d['_id'].get('e') or 'new'}{' due' if d['_id'].get('due') else ' later'}": d["n"]
+                for d in db.deliveries.aggregate(
+                    [
+                        {"$match": {"state": "pending"}},
+                        {
+                            "$group": {
+                                "_id": {"e": "$errorClass", "due": {"$lte": ["$dueAt", "$$NOW"]}},
+                                "n": {"$sum": 1},
+                            }
+                        },
+                    ]
+                )
+            }
+        )
+        now_cpu = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        now = time.monotonic()
+        rate = (states["published"] - published) / (now - at)
+        shares = " ".join(f"{n} {100 * (now_cpu[n] - cpu[n]) / (now - at):.0f}%" for n in groups if groups[n])
+        print(
+            f"# {time.strftime('%H:%M:%S')} {dict(states)} pending {dict(waiting)} published {rate:.1f}/s | CPU {shares} | {load_avg()}",
+            flush=True,
+        )
+        cpu, published, at = now_cpu, states["published"], now
 
 
 if __name__ == "__main__":

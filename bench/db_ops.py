@@ -9,7 +9,9 @@ maintenance is counted, with the server's wall time per operation (on SecantusDB
 waiting for its global lock). For an embedded SecantusDB the server process's CPU per delivery
 is read from ``/proc``: the figure the profiling fixes in docs/performance.md were measured with.
 Documents written per delivery are counted on the wire (``bench/write_counter.py``), first with
-the platform mix, then with one-platform posts.
+the platform mix, then with one-platform posts. Every process's CPU per delivery (workers,
+dispatcher, Redis, the server, the simulators) is printed for each phase; ``--profile`` adds a
+py-spy split of the workers' CPU (``bench/profiling.py``).
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from bench.common import (
     deliveries_of,
     git_rev,
     insert_docs,
+    load_avg,
     mixed_post_docs,
     our_lateness,
     seed_tenants,
     stack,
     wait_settled,
 )
+from bench.profiling import PySpy, py_spy_path
 from bench.write_counter import WriteCounter
 
 KINDS = ("queries", "getmore", "insert", "update", "remove", "commands")
@@ -59,6 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     add_worker_args(parser)
     add_common_args(parser)
     add_mix_args(parser)
+    parser.add_argument("--profile", action="store_true", help="py-spy the workers during each phase")
+    parser.add_argument(
+        "--profile-dir", help="keep py-spy's raw profiles here (default: deleted with the run)"
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=0.0,
+        help="seconds of the mix at --rate first, not measured (imports, pools)",
+    )
     args = parser.parse_args(argv)
     mix = Mix.from_args(args)
 
@@ -74,26 +88,59 @@ def main(argv: list[str] | None = None) -> None:
         host, port = urlsplit(s.mongo_uri).hostname or "127.0.0.1", urlsplit(s.mongo_uri).port or 27017
         counter = WriteCounter(host, port)
         s.env["MCMP_MONGODB_URI"] = s.mongo_uri.replace(f"{host}:{port}", f"127.0.0.1:{counter.port}", 1)
-        s.start_publishing(args.workers, args.concurrency, tag="ops")
+        workers, dispatcher = s.start_publishing(args.workers, args.concurrency, tag="ops")
+        groups = {
+            "workers": [w.popen.pid for w in workers],
+            "dispatcher": [dispatcher.popen.pid],
+            "redis-server": [s.redis_pid],
+            "SecantusDB": [s.mongo_pid] if s.mongo_pid else [],
+            "simulators": s.sim_pids,
+        }
+        if args.warm_up > 0:
+            docs = mixed_post_docs(
+                clients,
+                mix,
+                datetime.now(UTC) + timedelta(seconds=1),
+                int(args.rate * args.warm_up),
+                args.warm_up,
+                label="Warm",
+            )
+            wait_settled(db, insert_docs(db.posts, docs), timeout=args.warm_up * 20 + 120)
+            print(f"# warm-up: {deliveries_of(docs)} deliveries of the mix at {args.rate:g}/s, not measured")
         phases = [("the mix", mix)]
         if mix.hi > 1:
             phases.append(("one platform", Mix(1, 1, mix.latency_ms, mix.tenants)))
         for label, phase in phases:
-            measure(s, db, clients, counter, label, phase, args)
+            measure(s, db, clients, counter, label, phase, args, groups)
 
 
 def measure(
-    s: Stack, db: Any, clients: list[dict[str, Any]], counter: WriteCounter, label: str, mix: Mix, args: Any
+    s: Stack,
+    db: Any,
+    clients: list[dict[str, Any]],
+    counter: WriteCounter,
+    label: str,
+    mix: Mix,
+    args: Any,
+    groups: dict[str, list[int]],
 ) -> None:
-    server_cpu = (lambda: cpu_seconds([s.mongo_pid])) if s.mongo_pid else (lambda: 0.0)
-    before, cpu_before, written_before = top(s.mongo_uri), server_cpu(), counter.snapshot()
+    load = load_avg()
+    spy = (
+        PySpy(groups["workers"], Path(args.profile_dir or s.workdir) / f"profile-{mix.hi}")
+        if args.profile and py_spy_path()
+        else None
+    )
+    cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    before, written_before = top(s.mongo_uri), counter.snapshot()
     docs = mixed_post_docs(
         clients, mix, datetime.now(UTC) + timedelta(seconds=3), int(args.rate * args.seconds), args.seconds
     )
     ids = insert_docs(db.posts, docs)
     wait_settled(db, ids, timeout=args.seconds * 20 + 120)
     time.sleep(2)  # the last batch's post-status write lands after its posts left 'scheduled'
-    after, cpu_after, written = top(s.mongo_uri), server_cpu(), counter.snapshot()
+    after, written = top(s.mongo_uri), counter.snapshot()
+    cpu = {name: 1000 * (cpu_seconds(pids) - cpu_before[name]) for name, pids in groups.items()}
+    profile = spy.stop() if spy else None
     written.subtract(written_before)
     n = deliveries_of(docs)
     lateness = our_lateness(db, ids, n)
@@ -102,7 +149,13 @@ def measure(
     )
     print(f"# lateness p50 p95 p99 max achieved/s: {lateness.cells()}")
     if s.mongo_pid:
-        print(f"# SecantusDB process CPU: {1000 * (cpu_after - cpu_before) / n:.2f} ms per delivery")
+        print(f"# SecantusDB process CPU: {cpu['SecantusDB'] / n:.2f} ms per delivery")
+    own = sum(cpu[g] for g in ("workers", "dispatcher", "redis-server")) / n
+    print(
+        "# CPU ms per delivery (/proc, whole phase incl. the 2 s settle): "
+        + ", ".join(f"{name} {ms / n:.2f}" for name, ms in cpu.items() if groups[name])
+        + f"; ours w/o db {own:.2f} | {load} at start, {load_avg()} at end"
+    )
     by_coll = ", ".join(f"{coll} {count / n:.2f}" for coll, count in written.most_common() if count)
     print(f"# documents written per delivery (on the wire): {sum(written.values()) / n:.2f} ({by_coll})")
     print(f"{'ops/delivery':>12} {'server ms/op':>12} {'server ms/delivery':>18}  collection kind")
@@ -117,6 +170,8 @@ def measure(
     for micros, count, coll, kind in sorted(rows, reverse=True):
         print(f"{count / n:>12.2f} {micros / count / 1000:>12.3f} {micros / n / 1000:>18.3f}  {coll} {kind}")
     print(f"{sum(r[1] for r in rows) / n:>12.2f} {'':>12} {sum(r[0] for r in rows) / n / 1000:>18.3f}  total")
+    if profile is not None:
+        print(profile.report(cpu["workers"] / n))
 
 
 if __name__ == "__main__":

@@ -79,19 +79,23 @@ app = create_app()
 @worker_process_init.connect
 def _init_child(**_: object) -> None:
     """Each prefork child connects after the fork (pymongo clients are not fork-safe)."""
-    from mcmp.worker.runtime import bootstrap
+    from mcmp.worker.runtime import bootstrap, warm_connectors
 
     bootstrap(wait=True, schema=False)
+    warm_connectors()
 
 
 @worker_ready.connect
 def _ready(**_: object) -> None:
     """The consumer process holds the prefetched messages: its death must count as their loss."""
     import logging
+    import threading
 
     from mcmp.worker import liveness
+    from mcmp.worker.runtime import warm_connectors
 
     liveness.announce()
+    threading.Thread(target=warm_connectors, name="warm-connectors", daemon=True).start()
     logging.getLogger(__name__).info("worker ready")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import random
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 from tenacity import (
     RetryCallState,
-    retry,
+    Retrying,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -266,12 +267,6 @@ class TenantFetcher:
         # counts against the fetch's total time.
         whole = Deadline(total_timeout or self.total_timeout)
 
-        @retry(
-            retry=retry_if_exception_type(_NotSent),
-            stop=stop_after_attempt(max(1, connect_retries)) | _PastDeadline(whole),
-            wait=wait_exponential_jitter(initial=0.2, max=2.0),
-            reraise=True,
-        )
         def once() -> FetchResponse:
             deadline: Deadline | None = None
             try:
@@ -312,7 +307,13 @@ class TenantFetcher:
                 raise error from None
 
         try:
-            return once()
+            try:
+                return once()  # the usual case: no retry policy to build or enter
+            except _NotSent:
+                if connect_retries <= 1 or whole.expired():
+                    raise
+            time.sleep(min(2.0, 0.2 + random.uniform(0, 1), max(0.0, whole.at - time.monotonic())))
+            return _after_connect_failure(connect_retries - 1, whole)(once)
         except _NotSent as exc:
             raise exc.error from None
 
@@ -417,6 +418,16 @@ class TenantFetcher:
             **changes,
         }
         return TenantFetcher(self.allowed, **values)
+
+
+def _after_connect_failure(attempts: int, whole: Deadline) -> Retrying:
+    """After a first try that never left and its wait: ``attempts`` more (waits 0.4, 0.8 … s + jitter)."""
+    return Retrying(
+        retry=retry_if_exception_type(_NotSent),
+        stop=stop_after_attempt(max(1, attempts)) | _PastDeadline(whole),
+        wait=wait_exponential_jitter(initial=0.4, max=2.0),
+        reraise=True,
+    )
 
 
 class _PastDeadline(stop_base):

@@ -92,6 +92,9 @@ def publish_batch(
     token = lanes.new_token()  # the members this batch moves go on together
     in_order = sorted(taken, key=lambda t: t.scheduled_for or utcnow())
     admissions = BatchAdmissions(settings, _members_by_account(in_order, posts, accounts))
+    # The long-lane marks of the batch's accounts in one read (a mark set while it runs is seen by
+    # the next batch; a member slow here still moves on its own share, ``run_attempt``).
+    marked = lanes.long_accounts(_account_key(t, posts) for t in in_order) if lane != lanes.LONG else set()
     attempts = [
         Attempt(
             t,
@@ -102,6 +105,7 @@ def publish_batch(
             lane=lane,
             handoff_token=token,
             admissions=admissions,
+            marked_long=_account_key(t, posts) in marked,
         )
         for t in in_order
     ]

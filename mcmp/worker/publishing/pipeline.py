@@ -100,6 +100,8 @@ class Attempt:
     handoff_token: str = field(default_factory=lanes.new_token)  # shared by a batch's moved members
     admissions: preflight.BatchAdmissions | None = None  # the batch's rate-limit admission per account
     started: float = field(default_factory=time.monotonic)  # when its preflight began
+    # The account's long-lane mark as its batch read it (one Redis read per batch); None: read it here.
+    marked_long: bool | None = None
 
     @property
     def client_id(self) -> str:
@@ -321,7 +323,10 @@ def run_attempt(attempt: Attempt) -> Record:
     move_at = None
     if attempt.lane != lanes.LONG:
         move_at = attempt.started + settings.long_delivery_seconds
-        if lanes.is_long(attempt.client_id, attempt.platform):
+        marked = attempt.marked_long
+        if marked is None:
+            marked = lanes.is_long(attempt.client_id, attempt.platform)
+        if marked:
             return attempt.move("this account's deliveries take long; continuing on the long lane")
     check = Preflight(
         taken=attempt.taken,

@@ -23,6 +23,7 @@ from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.post import PostField, StatusChangeDoc
 from mcmp.worker.publishing import delivery_states
+from mcmp.worker.publishing.guarded_update import guarded
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,12 @@ def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], error
             writes.append(write)
     now = utcnow()
     # Hinted: with ``status`` in the filter SecantusDB would otherwise walk the status index.
-    ops: list[UpdateOne] = [UpdateOne(w.filter, w.update, hint=BY_ID) for w in writes]
+    # A status change carries its compare-and-swap inside an update pipeline, the filter on _id
+    # alone (``guarded_update``: SecantusDB plans a multi-field filter by walking its catalogue).
+    ops: list[UpdateOne] = []
+    for w in writes:
+        flt, update = (guarded(w.filter, w.update) if w.new_status else None) or (w.filter, w.update)
+        ops.append(UpdateOne(flt, update, hint=BY_ID))
     ops += [
         UpdateOne({"_id": ObjectId(pid)}, {"$set": {"lastError": message, "updatedAt": now}}, hint=BY_ID)
         for pid, message in errors.items()
@@ -222,7 +228,7 @@ def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], error
     if not ops:
         return 0
     result = posts().bulk_write(ops, ordered=False)
-    if result.matched_count != len(ops):
+    if result.modified_count != len(ops):  # a status write whose post changed meanwhile: redo it
         for w in writes:
             if w.new_status is not None:
                 sync(w.post_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -302,10 +302,25 @@ def admit_many(
     )
 
 
+def admit_batch(
+    settings: Settings, members: Mapping[tuple[str, str], Sequence[str]]
+) -> dict[str, rate_limit.Admission]:
+    """Slots of a batch's deliveries, per (platform, account id) in the order given, in one round trip."""
+    asked = []
+    for (platform, account_id), ids in members.items():
+        pace = settings.platform(platform) or _DEFAULT_PACE
+        asked.append(
+            rate_limit.AccountRequest(
+                platform, account_id, ids, pace.pace_calls_per_second, pace.pace_app_calls_per_second
+            )
+        )
+    return rate_limit.admit_accounts(asked)
+
+
 class BatchAdmissions:
-    """Rate-limit admission of a batch, once per account: the first member of an account to ask
-    admits all the batch's members of that account in one round trip (due order), the others take
-    their slot from here.
+    """Rate-limit admission of a batch in one round trip: the first member to ask admits all the
+    batch's members (each account's in due order, on its own timelines), the others take their
+    slot from here.
 
     A "go now" older than ``FRESH_SECONDS`` is not used (a block may have come since): that member
     asks again on its own. A slot is kept however old, as the reservation it is.
@@ -317,16 +332,16 @@ class BatchAdmissions:
         self.settings = settings
         self.members = {key: list(ids) for key, ids in members.items()}  # (platform, account id) → ids
         self._found: dict[str, tuple[float, rate_limit.Admission]] = {}
-        self._asked: set[tuple[str, str]] = set()
+        self._asked = False
         self._lock = threading.Lock()
 
     def admit(self, platform: str, account_id: str, delivery_id: str) -> rate_limit.Admission:
         key = (platform, account_id)
         with self._lock:
-            if key not in self._asked and delivery_id in self.members.get(key, ()):
-                self._asked.add(key)
+            if not self._asked and delivery_id in self.members.get(key, ()):
+                self._asked = True
                 now = time.monotonic()
-                found = admit_many(self.settings, platform, account_id, self.members[key])
+                found = admit_batch(self.settings, self.members)
                 self._found.update({d: (now, a) for d, a in found.items()})
             taken = self._found.pop(delivery_id, None)
         if taken is not None:

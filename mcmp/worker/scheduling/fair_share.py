@@ -10,12 +10,24 @@ the page, so a backlog of one never hides another's due posts from the dispatche
 
 Reads only: the writes are ``delivery_states.claim_ids`` / ``unclaim``. Counting rides the
 ``(state, dueAt)`` index (queued and in-flight deliveries are bounded by the caps).
+
+A read of the due page costs the server every due delivery in its index range, not the page:
+SecantusDB materialises the whole range before it sorts and limits (~1 s of its CPU at 20,000
+due, measured by ``bench/server_ops.py``). Under such a backlog, re-reading it for every pass
+(four passes a second, up to ``MAX_READS`` reads each) is what starved the server and held a
+burst's drain to ~20 deliveries/s. So one read keeps ``KEEP_PAGES`` pages of candidates and
+later passes take their turns from them, re-checked by ``_id`` (still pending and due), until
+``RESCAN_FACTOR`` times that read's duration has passed: a cheap read (the usual case) is
+redone every pass, a costly one at most a fixed share of the time.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +39,27 @@ from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
 # Reads of the due page per claim pass: the first in due order, then without the tenants that
 # filled up (a backlog of one tenant cannot hide the others for more than this many reads).
 MAX_READS = 4
+# A due page read is served to later passes until this many times its own duration has passed.
+RESCAN_FACTOR = 4.0
+# Pages of candidates one read keeps for the passes after it (each tenant up to this many caps).
+KEEP_PAGES = 4
+
+
+@dataclass
+class _Kept:
+    """Candidates of the last read (due order), what it cost, and where they were read."""
+
+    source: tuple[str, int] = ("", 0)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    read_at: float = 0.0
+    took: float = 0.0
+
+    def fresh(self, source: tuple[str, int]) -> bool:
+        return source == self.source and time.monotonic() - self.read_at < RESCAN_FACTOR * self.took
+
+
+_kept = _Kept()
+_kept_lock = threading.Lock()
 
 
 def in_flight_by_tenant() -> dict[str, int]:
@@ -82,6 +115,30 @@ def choose_due(horizon: datetime, limit: int, cap: int) -> list[ObjectId]:
     room: dict[str, int] = defaultdict(lambda: cap)
     room.update({tenant: max(0, cap - n) for tenant, n in counts.items()})
     excluded = {tenant for tenant, left in room.items() if left <= 0}
+    collection = deliveries()
+    source = (collection.full_name, id(collection.database.client))
+    with _kept_lock:
+        if not _kept.fresh(source):
+            started = time.monotonic()
+            keep: dict[str, int] = defaultdict(lambda: cap * KEEP_PAGES)
+            keep.update({tenant: left * KEEP_PAGES for tenant, left in room.items()})
+            rows = _read_due(horizon, limit * KEEP_PAGES, keep, set(excluded))
+            _kept.source, _kept.rows = source, rows
+            _kept.read_at, _kept.took = time.monotonic(), time.monotonic() - started
+            candidates = rows
+        else:
+            candidates = _still_due(_kept.rows, horizon)
+        open_ = [c for c in candidates if str(c.get("clientId") or "") not in excluded]
+        chosen = interleave(open_, {t: room[t] for t in {str(c.get("clientId") or "") for c in open_}}, limit)
+        taken = set(chosen)
+        _kept.rows = [c for c in candidates if c["_id"] not in taken]
+    return chosen
+
+
+def _read_due(
+    horizon: datetime, limit: int, room: Mapping[str, int], excluded: set[str]
+) -> list[dict[str, Any]]:
+    """The due page in due order, read again without the tenants that filled ``room`` (``MAX_READS``)."""
     candidates: list[dict[str, Any]] = []
     seen: dict[str, int] = defaultdict(int)
     for _ in range(MAX_READS):
@@ -108,7 +165,22 @@ def choose_due(horizon: datetime, limit: int, cap: int) -> list[ObjectId]:
                 excluded.add(tenant)
         if len(page) < limit or sum(min(seen[t], room[t]) for t in seen) >= limit:
             break
-    return interleave(candidates, room, limit)
+    return candidates
+
+
+def _still_due(rows: list[dict[str, Any]], horizon: datetime) -> list[dict[str, Any]]:
+    """The kept candidates that are still pending and due: point reads by ``_id``, in their order.
+
+    Another path may have taken one meanwhile (a single ``publish_delivery``, a second
+    dispatcher) and deferred it: claiming it again before its new time would call early. The
+    filter is ``_id`` alone, never hinted: SecantusDB serves that by key lookups, while a hint on
+    ``_id_`` (or another field beside it) walks the collection.
+    """
+    if not rows:
+        return []
+    found = deliveries().find({"_id": {"$in": [r["_id"] for r in rows]}}, {"_id": 1, "state": 1, "dueAt": 1})
+    current = {d["_id"]: d for d in found if d.get("state") == DeliveryState.PENDING.value}
+    return [r for r in rows if r["_id"] in current and current[r["_id"]]["dueAt"] <= horizon]
 
 
 def born_claimed(new: Sequence[NewDelivery], cap: int) -> set[int]:

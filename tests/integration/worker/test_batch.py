@@ -75,7 +75,7 @@ def _oid(value: str):
     return ObjectId(value)
 
 
-def test_a_batch_asks_the_rate_limiter_once_per_account_not_per_delivery(
+def test_a_batch_asks_the_rate_limiter_in_one_round_trip_once_per_account(
     db, env, make_client, make_account, make_post, monkeypatch
 ):
     from mcmp.simulators.core import start_in_thread
@@ -99,20 +99,58 @@ def test_a_batch_asks_the_rate_limiter_once_per_account_not_per_delivery(
         # server's INFO commandstats would count a neighbouring test process's scripts too).
         from mcmp.worker import rate_limit
 
-        calls: list[tuple[str, int]] = []
-        real = rate_limit.admit_many
+        calls: list[list[int]] = []
+        real = rate_limit.admit_accounts
 
-        def counted(platform, account_id, delivery_ids, **pace):
-            calls.append((account_id, len(delivery_ids)))
-            return real(platform, account_id, delivery_ids, **pace)
+        def counted(requests):
+            calls.append(sorted(len(r.delivery_ids) for r in requests))
+            return real(requests)
 
-        monkeypatch.setattr(rate_limit, "admit_many", counted)
+        monkeypatch.setattr(rate_limit, "admit_accounts", counted)
 
         counts = publish_batch(ids, claim)
 
         assert counts == {"published": 12}
         assert sim.state()["count"] == 12
-        # 12 deliveries of 2 accounts: 2 runs of the admission script, one per account
-        assert sorted(n for _, n in calls) == [6, 6], calls
+        # 12 deliveries of 2 accounts: one round trip, the admission script once per account
+        assert calls == [[6, 6]], calls
+    finally:
+        server.shutdown()
+
+
+def test_a_batch_reads_its_accounts_long_lane_marks_once_and_moves_the_marked_before_calling(
+    db, env, make_client, make_account, make_post, monkeypatch
+):
+    from mcmp.config import get_settings
+    from mcmp.simulators.core import start_in_thread
+    from mcmp.simulators.website import WebhookSimulator
+    from mcmp.worker.publishing import lanes
+
+    sim = WebhookSimulator()
+    server, url = start_in_thread(sim)
+    try:
+        quick, slow = make_client(), make_client()
+        for client in (quick, slow):
+            make_account(
+                client,
+                "website",
+                accessToken="dev-webhook-secret",
+                metadata={"webhookUrl": f"{url}/hooks/{client['slug']}", "mode": "webhook"},
+            )
+        lanes.mark_long(str(slow["_id"]), "website", get_settings())
+        due = now() - timedelta(seconds=1)
+        posts = [(c, make_post(c, ["website"], when=due)) for c in (quick, slow) for _ in range(3)]
+        ids, claim = born([p for _, p in posts])
+        reads: list[int] = []
+        real = lanes.long_accounts
+        monkeypatch.setattr(lanes, "long_accounts", lambda accounts: reads.append(1) or real(accounts))
+
+        counts = publish_batch(ids, claim)
+
+        assert counts == {"published": 3, "moved": 3}
+        assert sim.state()["count"] == 3  # the marked account's posts were not called on the fast lane
+        assert len(reads) == 1
+        moved = db.deliveries.find({"clientId": str(slow["_id"])})
+        assert all(d["state"] == "queued" and d["attempt"] == 0 for d in moved)
     finally:
         server.shutdown()

@@ -59,6 +59,28 @@ def test_a_tenant_at_its_cap_gets_nothing_more_until_its_deliveries_finish(env):
     assert sorted(chosen) == sorted(quiet)
 
 
+def test_a_costly_due_read_serves_the_next_passes_and_rechecks_each_candidate(env, monkeypatch):
+    # Every read counts as costly: later passes take their turns from what it kept.
+    monkeypatch.setattr(fair_share, "RESCAN_FACTOR", 1e9)
+    a, b = _pending("A", 30), _pending("B", 30)
+    horizon = now() + timedelta(seconds=2)
+    first = fair_share.choose_due(horizon, limit=20, cap=50)
+    delivery_states.claim_ids(first, 300)
+    late = _pending("C", 5)  # not in the kept read: waits for the next one
+    taken_elsewhere = [i for i in a + b if i not in first][:2]
+    delivery_states.claim_ids(taken_elsewhere[:1], 300)  # queued by another path meanwhile
+    delivery_states.deliveries().update_one(  # taken and deferred by another path: not due now
+        {"_id": taken_elsewhere[1]}, {"$set": {"dueAt": now() + timedelta(minutes=5)}}
+    )
+    second = fair_share.choose_due(horizon, limit=100, cap=50)
+    assert not set(first) & set(second)
+    assert set(first) | set(second) == set(a + b) - set(taken_elsewhere)
+    assert not set(late) & set(second)
+    delivery_states.claim_ids(second, 300)
+    monkeypatch.setattr(fair_share, "RESCAN_FACTOR", 0.0)  # a cheap read is redone every pass
+    assert set(fair_share.choose_due(horizon, limit=100, cap=50)) == set(late)
+
+
 def test_expansion_sends_a_tenants_share_and_keeps_the_rest_pending_at_its_time(
     env, make_client, make_account, make_post
 ):

@@ -77,6 +77,19 @@ def test_high_usage_paces_instead_of_bursting() -> None:
     assert all(0.45 < b - a < 0.55 for a, b in zip(times, times[1:], strict=False))
 
 
+def test_one_round_trip_admits_each_account_on_its_own_timeline() -> None:
+    rate_limit.observe(UsageReport(FB, "account", PAGE, used_pct=93.0))  # this Page is paced
+    found = rate_limit.admit_accounts(
+        [
+            rate_limit.AccountRequest(FB, PAGE, ["p1", "p2", "p3"], 2.0, 100.0),
+            rate_limit.AccountRequest(FB, "another-page", ["q1", "q2"], 2.0, 100.0),
+        ]
+    )
+    assert found["q1"].at is None and found["q2"].at is None  # not paced: go now
+    times = [found[d].at.timestamp() for d in ("p1", "p2", "p3") if found[d].at is not None]
+    assert len(times) >= 2 and all(0.45 < b - a < 0.55 for a, b in zip(times, times[1:], strict=False))
+
+
 # --- escalation -----------------------------------------------------------------------------------
 def _expire_block(scope: str = "account", account: str | None = PAGE) -> None:
     """End the current block now (as time would), keeping the escalation count."""

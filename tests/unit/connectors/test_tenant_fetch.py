@@ -501,3 +501,39 @@ def test_lookups_and_their_retries_count_inside_the_fetch_deadline(slow_dns) -> 
     with pytest.raises(RetryableError):
         fetcher.download("http://slow.example/x.jpg", what="assetUrls[0]")
     assert time.monotonic() - started < 8
+
+
+def test_a_site_that_refused_the_first_connection_is_tried_again_and_answers() -> None:
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with socket.socket() as probe:  # a port nobody listens on yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started: list[ThreadingHTTPServer] = []
+
+    def listen() -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Hook)
+        started.append(server)
+        server.serve_forever()
+
+    threading.Timer(0.1, lambda: threading.Thread(target=listen, daemon=True).start()).start()
+    try:
+        answer = TenantFetcher(["127.0.0.0/8"]).request(
+            "POST", f"http://127.0.0.1:{port}/hook", what="webhookUrl", json={"id": 1}
+        )
+        assert answer.status_code == 202
+    finally:
+        for server in started:
+            server.shutdown()

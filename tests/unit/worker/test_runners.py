@@ -31,3 +31,23 @@ def test_without_release_the_slot_is_held_to_the_end():
     assert not quick.done()
     gate.set()
     assert quick.result(timeout=2) == "quick"
+
+
+def test_attempts_one_after_another_reuse_the_lanes_threads():
+    lane = runners.Lane("reuse", slots=4, release_after=5.0)
+    before = {t.ident for t in threading.enumerate()}
+    for i in range(50):
+        assert lane.submit(lambda n=i: n * 2).result(timeout=2) == i * 2
+    started = [t for t in threading.enumerate() if t.ident not in before]
+    assert len(started) <= 3  # an attempt's thread, the next waiting for it to go idle, the slot watcher
+    assert runners.finish_running(2) == 0
+
+
+def test_a_warm_shutdown_counts_the_attempts_still_running():
+    lane = runners.Lane("shutdown", slots=2, release_after=None)
+    gate = threading.Event()
+    lane.submit(gate.wait, 5)
+    lane.submit(lambda: None).result(timeout=2)
+    assert runners.finish_running(0.3) == 1
+    gate.set()
+    assert runners.finish_running(2) == 0

@@ -101,8 +101,9 @@ def start_batch(items: Sequence[BatchItem], token: str, lease_seconds: float) ->
         )
         won = list(group)
         if result.modified_count != len(group):
-            query = {"_id": {"$in": won}, "attemptId": fields["attemptId"]}
-            won = [d["_id"] for d in deliveries().find(query, {"_id": 1}, hint=BY_ID)]
+            # by _id alone, unhinted: the key lookups SecantusDB serves fast (see claims.claim_ids)
+            found = deliveries().find({"_id": {"$in": won}}, {"_id": 1, "attemptId": 1})
+            won = [d["_id"] for d in found if d.get("attemptId") == fields["attemptId"]]
         taken.extend(
             Taken(
                 id=oid,

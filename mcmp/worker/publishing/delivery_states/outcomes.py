@@ -24,6 +24,7 @@ from mcmp.worker.publishing.delivery_states.store import (
     Taken,
     deliveries,
 )
+from mcmp.worker.publishing.guarded_update import guarded
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,26 @@ def _leave_in_flight(
     )
 
 
+def _as_sent(transition: Transition) -> tuple[Mapping[str, Any], Any]:
+    """The write as sent: its compare-and-swap inside an update pipeline, the filter ``_id`` alone.
+
+    SecantusDB plans ``{_id, state, attemptId}`` by walking its index catalogue first (1.9 ms of
+    its CPU per outcome against 1.3 ms; ``guarded_update``). Only a transition that changes
+    ``state`` is sent so: "not modified" must mean "not owned".
+    """
+    before, after = transition.filter.get("state"), transition.update.get("$set", {}).get("state")
+    if before is not None and after is not None and before != after:
+        shaped = guarded(transition.filter, transition.update)
+        if shaped is not None:
+            return shaped
+    return transition.filter, transition.update
+
+
 def apply(transition: Transition) -> bool:
     """Write one transition; False when this attempt no longer owns the delivery."""
     # The hint keeps SecantusDB from planning (state, dueAt) for an ``_id`` match.
-    return deliveries().update_one(transition.filter, transition.update, hint=BY_ID).modified_count == 1
+    flt, update = _as_sent(transition)
+    return deliveries().update_one(flt, update, hint=BY_ID).modified_count == 1
 
 
 def apply_many(transitions: Sequence[Transition]) -> list[bool]:
@@ -72,7 +89,7 @@ def apply_many(transitions: Sequence[Transition]) -> list[bool]:
         namespace = f"{coll.database.name}.{coll.name}"
         try:
             result = coll.database.client.bulk_write(
-                [UpdateOne(t.filter, t.update, namespace=namespace, hint=BY_ID) for t in transitions],
+                [UpdateOne(*_as_sent(t), namespace=namespace, hint=BY_ID) for t in transitions],
                 ordered=False,
                 verbose_results=True,
             )
