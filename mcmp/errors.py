@@ -32,6 +32,7 @@ stays beside it where callers catch that built-in (``ValueError``, ``RuntimeErro
      │    └── PostingWindowError (ValueError)
      ├── MediaChecksUnfinished              worker.publishing: media checks still running at the deadline
      ├── BudgetUnavailable                  worker.analytics: the shared request budget is not there in time
+     ├── StartsUnknown                      worker.liveness: Redis cannot say whether an attempt started
      ├── DeliveryFailed                     worker.tasks: a delivery failed for good
      ├── DeliveryRetrying                   worker.tasks: an attempt failed, the delivery will be retried
      ├── RetryRefused                       worker.tasks: a retry changed nothing

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from mcmp.config import get_settings
+from mcmp.errors import PublisherError
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
     }
 
 
-class StartsUnknown(Exception):
+class StartsUnknown(PublisherError):
     """Redis cannot say whether a worker started these attempts (unreachable, or just restarted)."""
 
 

@@ -140,7 +140,7 @@ def test_reschedule_moves_post_and_open_deliveries(api, db, make_key, make_clien
 
 def _born(post, platform="website"):
     """The post's delivery born taken by the dispatcher, its message not yet run by any worker."""
-    from tests.unit.helpers import born
+    from tests.integration.worker.helpers import born
 
     _, claim = born([post], platform)
     return claim["attempt"], [delivery_states.parse_batch_item(i) for i in claim["items"]]

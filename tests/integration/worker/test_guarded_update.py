@@ -8,7 +8,7 @@ from bson import ObjectId
 
 from mcmp.models.db import BY_ID
 from mcmp.worker.publishing.guarded_update import guarded
-from tests.unit.helpers import now
+from tests.integration.worker.helpers import now
 
 
 def _write(db, flt, update) -> int:
@@ -65,7 +65,7 @@ def test_shapes_it_does_not_rewrite_are_left_as_they_are():
 
 def test_a_batch_settles_its_posts_and_never_overwrites_one_the_frontend_changed(db, make_client, make_post):
     from mcmp.worker.publishing import post_status
-    from tests.unit.helpers import mark_expanded
+    from tests.integration.worker.helpers import mark_expanded
 
     client = make_client()
     settled, edited = make_post(client, ["website"]), make_post(client, ["website"])
