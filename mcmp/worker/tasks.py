@@ -114,8 +114,12 @@ def publish_batch(
     from mcmp.worker.publishing.batch import publish_batch as run
 
     def failed(taken: Any) -> None:
-        publish_delivery.apply_async(
-            args=(str(taken.id),), kwargs={"post_id": taken.post_id, "platform": taken.platform}
+        # By name with a list, as the dispatcher and the long lane send it: Flower shows every
+        # publish_delivery's arguments alike (``['<delivery id>']``) to the operator who retries it.
+        app.send_task(
+            publish_delivery.name,
+            args=[str(taken.id)],
+            kwargs={"post_id": taken.post_id, "platform": taken.platform},
         )
 
     return run(delivery_ids, claim, on_failed=failed, lane=lane or "publish")

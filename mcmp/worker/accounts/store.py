@@ -179,13 +179,32 @@ def store_token(
     """
     access = secrets.seal(access_token, account_id)
     refresh = None if refresh_token is None else secrets.seal(refresh_token, account_id)
-    now = utcnow()
+    return integration_accounts().find_one_and_update(
+        {AccountField.ID: ObjectId(account_id), **scope},
+        new_token_update(access, refresh, expires_at, utcnow()),
+        return_document=True,
+    )
+
+
+def new_token_update(
+    access_sealed: str,
+    refresh_sealed: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+    **also: object,
+) -> dict[str, dict[str, object]]:
+    """The update that installs a new (sealed) token: connected, old auth/refresh errors cleared.
+
+    A refresh token is only replaced when a new one is given (never dropped); ``expiresAt``
+    always describes the new access token (unset when unknown). ``also`` adds fields to ``$set``.
+    """
     to_set: dict[str, object] = {
-        AccountField.ACCESS_TOKEN: access,
+        AccountField.ACCESS_TOKEN: access_sealed,
         AccountField.STATUS: AccountStatus.CONNECTED.value,
         AccountField.UPDATED_AT: now,
+        **also,
     }
-    to_unset = dict.fromkeys(
+    to_unset: dict[str, object] = dict.fromkeys(
         (
             AccountField.AUTH_ERROR,
             AccountField.AUTH_ERROR_AT,
@@ -194,14 +213,10 @@ def store_token(
         ),
         "",
     )
-    if refresh is not None:
-        to_set[AccountField.REFRESH_TOKEN] = refresh
+    if refresh_sealed is not None:
+        to_set[AccountField.REFRESH_TOKEN] = refresh_sealed
     if expires_at is not None:
         to_set[AccountField.EXPIRES_AT] = as_utc(expires_at)
     else:
         to_unset[AccountField.EXPIRES_AT] = ""
-    return integration_accounts().find_one_and_update(
-        {AccountField.ID: ObjectId(account_id), **scope},
-        {"$set": to_set, "$unset": to_unset},
-        return_document=True,
-    )
+    return {"$set": to_set, "$unset": to_unset}

@@ -316,34 +316,21 @@ def _remember_refusal(account: IntegrationAccount, reason: str) -> None:
 def _save(account: IntegrationAccount, grant: TokenGrant) -> Fresh:
     """Write the new token if the account still holds the one that was refreshed."""
     now = utcnow()
-    to_set: dict[str, object] = {
-        AccountField.ACCESS_TOKEN: secrets.seal(grant.access_token, str(account.pk)),
-        AccountField.STATUS: CONNECTED,
-        AccountField.TOKEN_REFRESHED_AT: now,
-        AccountField.UPDATED_AT: now,
-    }
-    to_unset = dict.fromkeys(
-        (
-            AccountField.AUTH_ERROR,
-            AccountField.AUTH_ERROR_AT,
-            AccountField.REFRESH_ERROR,
-            AccountField.REFRESH_ERROR_AT,
-        ),
-        "",
+    refresh = None if grant.refresh_token is None else secrets.seal(grant.refresh_token, str(account.pk))
+    update = accounts.new_token_update(
+        secrets.seal(grant.access_token, str(account.pk)),
+        refresh,  # never drops a refresh token that was not replaced
+        grant.expires_at,
+        now,
+        **{AccountField.TOKEN_REFRESHED_AT: now},
     )
-    if grant.expires_at is not None:
-        to_set[AccountField.EXPIRES_AT] = as_utc(grant.expires_at)
-    else:
-        to_unset[AccountField.EXPIRES_AT] = ""
-    if grant.refresh_token is not None:  # never drop a refresh token that was not replaced
-        to_set[AccountField.REFRESH_TOKEN] = secrets.seal(grant.refresh_token, str(account.pk))
     result = integration_accounts().update_one(
         {
             AccountField.ID: account.pk,
             AccountField.ACCESS_TOKEN: account.access_token,
             AccountField.STATUS: CONNECTED,
         },
-        {"$set": to_set, "$unset": to_unset},
+        update,
     )
     if result.modified_count != 1:
         log.info("account %s changed during its token refresh; keeping the newer token", account.pk)
