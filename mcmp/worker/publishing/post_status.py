@@ -16,24 +16,20 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.collection import Collection
 
-from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
+from mcmp.models import ACTIVE_STATES, DeliveryState, PostStatus
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
-from mcmp.models.post import PostField, StatusChangeDoc
+from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.post import PostDoc, PostField, StatusChangeDoc
+from mcmp.models.post import posts as posts  # the typed collection, under the name callers use
 from mcmp.worker.publishing import delivery_states
 from mcmp.worker.publishing.guarded_update import guarded
 
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 5
-EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
-
-
-def posts() -> Collection[dict[str, Any]]:
-    collection: Collection[dict[str, Any]] = Post._get_collection()
-    return collection
+EXPANDED_MARKER = PostField.EXPANDED_AT  # set on a post once its deliveries exist; cleared when it settles
 
 
 def history_entry(
@@ -51,7 +47,7 @@ def history_entry(
     return entry
 
 
-def derive(post_platforms: list[str], deliveries: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+def derive(post_platforms: list[str], deliveries: Sequence[DeliveryDoc]) -> tuple[str | None, str | None]:
     """(new status or None for "still scheduled", lastError) from the deliveries of a post."""
     by_platform = {d["platform"]: d for d in deliveries}
     states = [by_platform[p]["state"] if p in by_platform else None for p in post_platforms]
@@ -68,7 +64,7 @@ def derive(post_platforms: list[str], deliveries: list[dict[str, Any]]) -> tuple
     return None, errors
 
 
-def _published_fields(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+def _published_fields(deliveries: Sequence[DeliveryDoc]) -> dict[str, Any]:
     """``platformPostIds.<p>`` / ``publishedAt.<p>`` for every published delivery (idempotent)."""
     fields: dict[str, Any] = {}
     for d in deliveries:
@@ -78,7 +74,7 @@ def _published_fields(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
     return fields
 
 
-def needs_sync(post: dict[str, Any], deliveries: list[dict[str, Any]]) -> bool:
+def needs_sync(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> bool:
     """Would ``sync`` change this post (``status``, ``platforms`` and ``platformPostIds`` read)?
 
     True when its deliveries settle it (published / failed) or a published platform's id is
@@ -113,7 +109,7 @@ class PostWrite:
     new_status: str | None
 
 
-def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite | None:
+def plan(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> PostWrite | None:
     """The write ``sync`` would make for ``post`` (its ``status`` and ``platforms`` read), or None.
 
     A status change is conditional on the status read and on the post still being expanded; a
@@ -150,9 +146,7 @@ def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite
     return PostWrite(post_id, cas, update, new_status)
 
 
-def sync(
-    post_id: str, post: Mapping[str, Any] | None = None, settled: dict[str, Any] | None = None
-) -> str | None:
+def sync(post_id: str, post: PostDoc | None = None, settled: DeliveryDoc | None = None) -> str | None:
     """Recompute the post's status from its deliveries; returns the new status if it changed.
 
     ``post`` (with ``status`` and ``platforms``) and ``settled`` (the delivery just finished, as
@@ -183,23 +177,21 @@ def sync(
     return None
 
 
-def _deliveries_of(
-    post_id: str, post: Mapping[str, Any], settled: dict[str, Any] | None
-) -> list[dict[str, Any]]:
+def _deliveries_of(post_id: str, post: PostDoc, settled: DeliveryDoc | None) -> list[DeliveryDoc]:
     platforms = list(dict.fromkeys(post.get("platforms") or []))
     if settled is not None and platforms == [settled["platform"]]:
         return [settled]
     return delivery_states.for_post(post_id)
 
 
-def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], errors: Mapping[str, str]) -> int:
+def sync_many(settled: Sequence[tuple[PostDoc, DeliveryDoc]], errors: Mapping[str, str]) -> int:
     """Settle many posts after a batch in one bulk write (plus one read for multi-platform posts).
 
     ``settled`` pairs each post (as read by the batch) with the delivery just finished on it;
     ``errors`` is ``lastError`` to show on posts still being retried. A status write that did not
     match (the post changed meanwhile) is redone one by one with ``sync``. Returns posts written.
     """
-    by_post: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+    by_post: dict[str, tuple[PostDoc, DeliveryDoc]] = {}
     for post, delivery in settled:
         by_post[str(post["_id"])] = (post, delivery)
     multi = [
@@ -235,7 +227,7 @@ def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], error
     return len(ops)
 
 
-def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
+def _note(new_status: str, deliveries: Sequence[DeliveryDoc]) -> str:
     if new_status == PostStatus.PUBLISHED.value:
         parts = []
         for d in sorted(deliveries, key=lambda d: d["platform"]):
@@ -247,7 +239,7 @@ def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
 
 
 def move(
-    post: Mapping[str, Any],
+    post: PostDoc,
     scope: Mapping[str, Any],
     to_status: str,
     note: str,

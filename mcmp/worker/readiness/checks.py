@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from bson import ObjectId
 
@@ -24,22 +24,28 @@ from mcmp.config import Settings
 from mcmp.connectors.errors import PermanentError, ValidationError
 from mcmp.models import Client, PostStatus
 from mcmp.models.base import as_utc, utcnow
-from mcmp.models.post import ProblemDoc, ReadinessDoc
+from mcmp.models.post import PostDoc, ProblemDoc, ReadinessDoc
 from mcmp.models.schedule import ScheduleTimeError, parse_schedule_time
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts.cache import AccountCache
 from mcmp.worker.publishing import preflight
 from mcmp.worker.publishing.delivery_states import Taken
 from mcmp.worker.publishing.post_validation import post_problems
-from mcmp.worker.publishing.preflight import PostDoc, Preflight
+from mcmp.worker.publishing.preflight import Preflight
 from mcmp.worker.publishing.validation import PostInvalid, validate_for_platform
 from mcmp.worker.readiness import codes, risk
 from mcmp.worker.scheduling import posting_windows
 
 log = logging.getLogger(__name__)
 
-FIELD = "mcmpReadiness"
+FIELD: Final = "mcmpReadiness"
 QUEUE_FLAG = posting_windows.QUEUE_FLAG
+
+
+def judged_version(post: PostDoc) -> datetime | None:
+    """The post version (its ``updatedAt``) the stored verdict judged, or None without a verdict."""
+    verdict = post.get(FIELD)
+    return as_utc(verdict.get("postUpdatedAt")) if verdict else None
 
 
 @dataclass
@@ -55,7 +61,7 @@ class Verdict:
     def ok(self) -> bool:
         return all(not problems for problems in self.platforms.values())
 
-    def document(self, basis: object) -> ReadinessDoc:
+    def document(self, basis: datetime | None) -> ReadinessDoc:
         """The stored field; ``postUpdatedAt`` is the post version judged (a newer one is re-checked)."""
         return {
             "checkedAt": self.checked_at,

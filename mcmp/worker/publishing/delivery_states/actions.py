@@ -14,11 +14,11 @@ from mcmp.config import get_settings
 from mcmp.models import ErrorClass
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import deliveries
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.claims import born_attempt
 from mcmp.worker.publishing.delivery_states.store import (
     S,
-    deliveries,
 )
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from pymongo.errors import BulkWriteError
 from mcmp.models import DeliveryState, ErrorClass
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import DeliveryDoc, deliveries
 from mcmp.worker.publishing.delivery_states.store import (
     S,
-    deliveries,
     lateness_start,
 )
 
@@ -39,7 +39,7 @@ class NewDelivery:
 class Ensured(NamedTuple):
     created: int
     reopened: int
-    taken: list[dict[str, Any]]  # created already ``in_flight`` for the caller, see ``ensure``
+    taken: list[DeliveryDoc]  # created already ``in_flight`` for the caller, see ``ensure``
 
 
 def ensure(
@@ -65,7 +65,7 @@ def ensure(
         return Ensured(0, 0, [])
     now = utcnow()
     attempt_id = uuid.uuid4().hex if take_lease_seconds is not None else None
-    docs = [
+    docs: list[DeliveryDoc] = [
         {
             "_id": ObjectId(),
             "postId": d.post_id,
@@ -88,13 +88,15 @@ def ensure(
             if doc["state"] == S.PENDING.value and (take_only is None or i in take_only):
                 start = max(now, as_utc(new[i].due_at) or now)
                 doc.update(
-                    state=S.IN_FLIGHT.value,
-                    attempt=1,
-                    attemptId=attempt_id,
-                    needsReconcile=True,
-                    owner=None,
-                    firstTakenAt=now,
-                    leaseUntil=start + timedelta(seconds=take_lease_seconds or 0),
+                    {
+                        "state": S.IN_FLIGHT.value,
+                        "attempt": 1,
+                        "attemptId": attempt_id,
+                        "needsReconcile": True,
+                        "owner": None,
+                        "firstTakenAt": now,
+                        "leaseUntil": start + timedelta(seconds=take_lease_seconds or 0),
+                    }
                 )
     created = len(docs)
     dup_indexes: set[int] = set()
@@ -136,7 +138,7 @@ def ensure(
     return Ensured(created, reopened, taken)
 
 
-def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[dict[str, Any]]:
+def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[DeliveryDoc]:
     """Claim these pending deliveries: pending → queued, returned in the order given.
 
     One conditional multi-update tagged with a fresh claim token, then a point read of what this

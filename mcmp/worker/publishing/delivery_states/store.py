@@ -11,19 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo.collection import Collection
 
-from mcmp.models import Delivery, DeliveryState
+from mcmp.models import DeliveryState
 from mcmp.models.base import as_utc
 
 log = logging.getLogger(__name__)
 
 S = DeliveryState
-
-
-def deliveries() -> Collection[dict[str, Any]]:
-    collection: Collection[dict[str, Any]] = Delivery._get_collection()
-    return collection
 
 
 def as_object_id(value: str | ObjectId) -> ObjectId:
