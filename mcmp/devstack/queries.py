@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 IN_CHUNK = 50
@@ -11,8 +12,8 @@ def find_in(
     collection: Any,
     field_name: str,
     values: list[Any],
-    query: dict[str, Any] | None = None,
-    projection: dict[str, Any] | None = None,
+    query: Mapping[str, Any] | None = None,
+    projection: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Documents whose ``field_name`` is one of ``values``, asked ``IN_CHUNK`` values at a time.
 

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -160,7 +161,7 @@ def _cta_template(client_id: str, label: object) -> dict[str, Any] | None:
 
 
 def _apply_cta(
-    post: dict[str, Any], platform: str, body: str, options: dict[str, Any]
+    post: Mapping[str, Any], platform: str, body: str, options: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     cta = post.get("cta")
     if cta is None:
@@ -180,7 +181,7 @@ def _apply_cta(
 
 
 def build_content(
-    post: dict[str, Any], platform: str, *, deadline: float | None = None, move_at: float | None = None
+    post: Mapping[str, Any], platform: str, *, deadline: float | None = None, move_at: float | None = None
 ) -> PostContent:
     """The content for ``platform``; raises ``ValidationError`` for media or a CTA it cannot take.
 

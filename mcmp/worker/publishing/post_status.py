@@ -104,8 +104,8 @@ class PostWrite:
     """One post update derived from its deliveries; ``new_status`` None for a write without a status change."""
 
     post_id: str
-    filter: dict[str, Any]
-    update: dict[str, Any]
+    filter: Mapping[str, Any]
+    update: Mapping[str, Any]
     new_status: str | None
 
 

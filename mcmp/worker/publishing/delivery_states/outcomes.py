@@ -35,8 +35,8 @@ class Transition:
 
     taken: Taken
     to: DeliveryState
-    filter: dict[str, Any]
-    update: dict[str, Any]
+    filter: Mapping[str, Any]
+    update: Mapping[str, Any]
 
 
 def _leave_in_flight(
