@@ -89,6 +89,7 @@ ACCESSORS = {
     "records": "analyticsrecords",
     "jobs": "analyticsbackfills",
     "slots": "postingslots",
+    "api_keys": "apikeys",
 }
 
 DELIVERY_STATES = ("mcmp/worker/publishing/delivery_states.py", "mcmp/worker/publishing/delivery_states/")
