@@ -69,8 +69,8 @@ def _published_fields(deliveries: Sequence[DeliveryDoc]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for d in deliveries:
         if d["state"] == DeliveryState.PUBLISHED.value and d.get("platformPostId"):
-            fields[f"platformPostIds.{d['platform']}"] = d["platformPostId"]
-            fields[f"publishedAt.{d['platform']}"] = d.get("publishedAt") or utcnow()
+            fields[f"{PostField.PLATFORM_POST_IDS}.{d['platform']}"] = d["platformPostId"]
+            fields[f"{PostField.PUBLISHED_AT}.{d['platform']}"] = d.get("publishedAt") or utcnow()
     return fields
 
 
@@ -96,7 +96,10 @@ def needs_sync(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> bool:
 
 def record_error(post_id: str, message: str) -> None:
     """Show the latest problem on the post while it is still being retried."""
-    posts().update_one({"_id": ObjectId(post_id)}, {"$set": {"lastError": message, "updatedAt": utcnow()}})
+    posts().update_one(
+        {PostField.ID: ObjectId(post_id)},
+        {"$set": {PostField.LAST_ERROR: message, PostField.UPDATED_AT: utcnow()}},
+    )
 
 
 @dataclass(frozen=True)
@@ -124,25 +127,25 @@ def plan(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> PostWrite | None:
     if new_status is None:
         changes = dict(published)
         if last_error:
-            changes["lastError"] = last_error
+            changes[PostField.LAST_ERROR] = last_error
         if not changes:
             return None
-        changes["updatedAt"] = utcnow()
-        return PostWrite(post_id, {"_id": post["_id"]}, {"$set": changes}, None)
+        changes[PostField.UPDATED_AT] = utcnow()
+        return PostWrite(post_id, {PostField.ID: post["_id"]}, {"$set": changes}, None)
     note = _note(new_status, deliveries)
     update: dict[str, Any] = {
-        "$set": {**published, "status": new_status, "updatedAt": utcnow()},
-        "$push": {"statusHistory": history_entry(post["status"], new_status, note)},
+        "$set": {**published, PostField.STATUS: new_status, PostField.UPDATED_AT: utcnow()},
+        "$push": {PostField.STATUS_HISTORY: history_entry(post["status"], new_status, note)},
         "$unset": {EXPANDED_MARKER: ""},
     }
     if new_status == PostStatus.PUBLISHED.value:
-        update["$unset"]["lastError"] = ""
+        update["$unset"][PostField.LAST_ERROR] = ""
     else:
-        update["$set"]["lastError"] = last_error
+        update["$set"][PostField.LAST_ERROR] = last_error
     # Only while the post is expanded: a post the frontend scheduled again (marker cleared when it
     # settled) waits for the dispatcher to re-open its deliveries; a late sync of the old outcome
     # must not settle it back.
-    cas = {"_id": post["_id"], "status": post["status"], EXPANDED_MARKER: {"$exists": True}}
+    cas = {PostField.ID: post["_id"], PostField.STATUS: post["status"], EXPANDED_MARKER: {"$exists": True}}
     return PostWrite(post_id, cas, update, new_status)
 
 
@@ -155,7 +158,9 @@ def sync(post_id: str, post: PostDoc | None = None, settled: DeliveryDoc | None 
     """
     for _ in range(MAX_CONFLICT_RETRIES):
         if post is None:
-            post = posts().find_one({"_id": ObjectId(post_id)}, {"status": 1, "platforms": 1})
+            post = posts().find_one(
+                {PostField.ID: ObjectId(post_id)}, {PostField.STATUS: 1, PostField.PLATFORMS: 1}
+            )
         if post is None:
             return None
         write = plan(post, _deliveries_of(post_id, post, settled))
@@ -214,7 +219,11 @@ def sync_many(settled: Sequence[tuple[PostDoc, DeliveryDoc]], errors: Mapping[st
         flt, update = (guarded(w.filter, w.update) if w.new_status else None) or (w.filter, w.update)
         ops.append(UpdateOne(flt, update, hint=BY_ID))
     ops += [
-        UpdateOne({"_id": ObjectId(pid)}, {"$set": {"lastError": message, "updatedAt": now}}, hint=BY_ID)
+        UpdateOne(
+            {PostField.ID: ObjectId(pid)},
+            {"$set": {PostField.LAST_ERROR: message, PostField.UPDATED_AT: now}},
+            hint=BY_ID,
+        )
         for pid, message in errors.items()
     ]
     if not ops:
@@ -275,10 +284,16 @@ def move(
 def fail_post(post_id: str, expected_status: str, reason: str) -> bool:
     """Fail a post that cannot be expanded at all (e.g. its scheduleTime is not a date)."""
     result = posts().update_one(
-        {"_id": ObjectId(post_id), "status": expected_status},
+        {PostField.ID: ObjectId(post_id), PostField.STATUS: expected_status},
         {
-            "$set": {"status": PostStatus.FAILED.value, "lastError": reason, "updatedAt": utcnow()},
-            "$push": {"statusHistory": history_entry(expected_status, PostStatus.FAILED.value, reason)},
+            "$set": {
+                PostField.STATUS: PostStatus.FAILED.value,
+                PostField.LAST_ERROR: reason,
+                PostField.UPDATED_AT: utcnow(),
+            },
+            "$push": {
+                PostField.STATUS_HISTORY: history_entry(expected_status, PostStatus.FAILED.value, reason)
+            },
             "$unset": {EXPANDED_MARKER: ""},
         },
     )
