@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -191,7 +191,7 @@ CLAIM_FIELDS = {
 }
 
 
-def born_attempt(delivery: Mapping[str, Any]) -> str | None:
+def born_attempt(delivery: DeliveryDoc) -> str | None:
     """The attempt id of a delivery born taken and not started by a worker's write, else None."""
     if delivery.get("state") != S.IN_FLIGHT.value or delivery.get("owner") or not delivery.get("attemptId"):
         return None
@@ -201,7 +201,7 @@ def born_attempt(delivery: Mapping[str, Any]) -> str | None:
 ClaimHint = dict[str, str]  # token, postId, platform, dueAt [, scheduledFor, lateFrom, taken]: no secrets
 
 
-def claim_hint(delivery: Mapping[str, Any]) -> ClaimHint | None:
+def claim_hint(delivery: DeliveryDoc) -> ClaimHint | None:
     """The hint that lets ``start_claimed`` skip a read: only for a first, unambiguous attempt."""
     if delivery.get("attempt", 0) != 0 or delivery.get("needsReconcile") or not delivery.get("claimToken"):
         return None
@@ -236,7 +236,7 @@ class BatchItem:
     uncertain: bool = False  # must look the post up on the platform before posting
 
 
-def batch_item(delivery: Mapping[str, Any]) -> list[str] | None:
+def batch_item(delivery: DeliveryDoc) -> list[str] | None:
     """A claimed delivery as a batch message entry (ids, times and flags only; never secrets).
 
     The claim token in the batch's filter proves the delivery is still as read here (a token is
