@@ -391,14 +391,14 @@ def _age(now: datetime, then: datetime | None) -> float:
 
 
 def _slugs(client_ids: list[str]) -> Mapping[str, str]:
-    from mcmp.models import Client
+    from mcmp.models.client import clients
 
     oids = [ObjectId(c) for c in client_ids if ObjectId.is_valid(c)]
     if not oids:
         return {}
     return {
         str(c["_id"]): str(c.get("slug") or c["_id"])
-        for c in Client._get_collection().find({"_id": {"$in": oids}}, {"slug": 1})
+        for c in clients().find({"_id": {"$in": oids}}, {"slug": 1})
     }
 
 

@@ -90,6 +90,7 @@ ACCESSORS = {
     "jobs": "analyticsbackfills",
     "slots": "postingslots",
     "api_keys": "apikeys",
+    "clients": "clients",
 }
 
 DELIVERY_STATES = ("mcmp/worker/publishing/delivery_states.py", "mcmp/worker/publishing/delivery_states/")

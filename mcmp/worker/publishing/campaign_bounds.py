@@ -27,8 +27,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from mcmp.models import Campaign
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.campaign import campaigns
 from mcmp.worker.publishing import post_status
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def check(post: Mapping[str, Any], now: datetime | None = None) -> OutsideCampai
             "post %s: campaignId %r is not an id; no campaign bounds apply", post.get("_id"), campaign_id
         )
         return None
-    campaign = Campaign._get_collection().find_one(
+    campaign = campaigns().find_one(
         {"_id": ObjectId(str(campaign_id)), "clientId": post.get("clientId")},
         {"name": 1, "startDate": 1, "endDate": 1},
     )

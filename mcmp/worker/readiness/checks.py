@@ -22,8 +22,9 @@ from bson import ObjectId
 
 from mcmp.config import Settings
 from mcmp.connectors.errors import PermanentError, ValidationError
-from mcmp.models import Client, PostStatus
+from mcmp.models import PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.client import clients
 from mcmp.models.post import PostDoc, ProblemDoc, ReadinessDoc
 from mcmp.models.schedule import ScheduleTimeError, parse_schedule_time
 from mcmp.worker.accounts import store as accounts
@@ -100,9 +101,7 @@ def _queued_slot(post: Mapping[str, Any], now: datetime) -> tuple[datetime | Non
     """The next posting-window minute of a queued post's client (the slot it would get), or why none."""
     client_id = str(post.get("clientId") or "")
     client = (
-        Client._get_collection().find_one(
-            {"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1}
-        )
+        clients().find_one({"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1})
         if ObjectId.is_valid(client_id)
         else None
     )

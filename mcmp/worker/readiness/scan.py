@@ -226,7 +226,7 @@ class Readiness:
         # (unhinted: SecantusDB answered this $in in 60 ms, in 2.7 s when hinted to _id_)
         found = {str(d["_id"]): d for d in posts().find({"_id": {"$in": valid}})} if valid else {}
         done: list[str] = [i for i in ids if i not in found]
-        writes: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        writes: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []  # (post, filter, update)
         risks: list[tuple[risk.AccountFacts, risk.Risk]] = []
         now = utcnow()
         for post_id, post in found.items():

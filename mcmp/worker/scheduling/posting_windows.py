@@ -46,8 +46,9 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from mcmp.errors import PublisherError
-from mcmp.models import Client, PostingSlot, PostStatus
+from mcmp.models import PostingSlot, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.client import clients
 from mcmp.models.posting_slot import PostingSlotDoc
 from mcmp.models.schedule import schedule_instant
 from mcmp.worker.publishing import post_status
@@ -334,9 +335,7 @@ def _pick_and_reserve(
 ) -> tuple[Slot, list[ObjectId]]:
     client = None
     if ObjectId.is_valid(client_id):
-        client = Client._get_collection().find_one(
-            {"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1}
-        )
+        client = clients().find_one({"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1})
     if client is None:
         raise PostingWindowError(f"clientId: client {client_id!r} not found")
     zone = load_zone(client.get("timezone", "UTC"))
