@@ -27,12 +27,12 @@ from bson import ObjectId
 
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.campaign import campaigns
-from mcmp.models.post import PostDoc, PostField
+from mcmp.models.post import PostDoc
 from mcmp.worker.publishing import post_status
 
 log = logging.getLogger(__name__)
 
-OVERRIDE_FIELD = PostField.CAMPAIGN_OVERRIDE
+OVERRIDE_FIELD = "campaignOverride"
 RECHECK = timedelta(hours=1)
 
 

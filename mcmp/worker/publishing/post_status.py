@@ -29,7 +29,7 @@ from mcmp.worker.publishing.guarded_update import guarded
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 5
-EXPANDED_MARKER = PostField.EXPANDED_AT  # set on a post once its deliveries exist; cleared when it settles
+EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
 
 
 def history_entry(
