@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from bson import ObjectId
-from pymongo.collection import Collection
 
 from mcmp.models import ApiKey
+from mcmp.models.api_key import api_keys
 from mcmp.models.base import utcnow
 
 KEY_PREFIX = "mcmp_"
@@ -58,8 +57,7 @@ def revoke_key(name_or_prefix: str) -> int:
     """Revoke every active key with this name or prefix; returns how many."""
     now = utcnow()
     query = {"$or": [{"name": name_or_prefix}, {"prefix": name_or_prefix}], "revokedAt": None}
-    keys: Collection[dict[str, Any]] = ApiKey._get_collection()
-    return keys.update_many(query, {"$set": {"revokedAt": now, "updatedAt": now}}).modified_count
+    return api_keys().update_many(query, {"$set": {"revokedAt": now, "updatedAt": now}}).modified_count
 
 
 def find_active(key: str) -> ApiKey | None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import redis
 import requests
@@ -52,6 +52,9 @@ from mcmp.devstack import (
 )
 from mcmp.errors import PublisherError
 from mcmp.simulators import simulator_class, simulator_platforms, start_in_thread
+
+if TYPE_CHECKING:  # the dev stack runs without loading the models
+    from mcmp.models.delivery import DeliveryDoc
 
 out = console()
 DEMO_SLUG = "demo"
@@ -380,14 +383,15 @@ _PROJECTION = {
 }
 
 
-def _line(d: dict[str, Any]) -> str:
+def _line(d: DeliveryDoc) -> str:
     stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
     head = f"{stamp} {{}} {d['platform']:<16} post {d['postId']}"
     state = d["state"]
     if state == "published":
         late = ""
-        if d.get("callStartedAt") and d.get("scheduledFor"):
-            late = f" lateness {(d['callStartedAt'] - d['scheduledFor']).total_seconds():.2f}s"
+        started, scheduled = d.get("callStartedAt"), d.get("scheduledFor")
+        if started and scheduled:
+            late = f" lateness {(started - scheduled).total_seconds():.2f}s"
         return head.format("[bold green]published[/]") + f" as {d.get('platformPostId')}{late}"
     if state in ("failed", "waiting_auth"):
         return head.format(f"[red]{state:<9}[/]") + f": {d.get('lastError')}"

@@ -8,9 +8,35 @@ request find its key with one indexed lookup. The plaintext is printed once by
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypedDict
+
+from bson import ObjectId
 from mongoengine import BooleanField, DateTimeField, ListField, StringField
+from pymongo.collection import Collection
 
 from mcmp.models.base import TimestampedDocument
+
+
+class ApiKeyDoc(TypedDict, total=False):
+    """An admin-API key as MongoDB holds it (the key itself never: only its hash)."""
+
+    _id: ObjectId
+    name: str
+    prefix: str
+    keyHash: str
+    clientIds: list[str]
+    allTenants: bool
+    userId: str | None
+    revokedAt: datetime | None
+    createdAt: datetime
+    updatedAt: datetime
+
+
+def api_keys() -> Collection[ApiKeyDoc]:
+    """The ``apikeys`` collection, typed."""
+    collection: Collection[ApiKeyDoc] = ApiKey._get_collection()
+    return collection
 
 
 class ApiKey(TimestampedDocument):

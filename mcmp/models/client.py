@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TypedDict
+
+from bson import ObjectId
 from mongoengine import (
     EmbeddedDocument,
     EmbeddedDocumentField,
@@ -10,8 +14,49 @@ from mongoengine import (
     ListField,
     StringField,
 )
+from pymongo.collection import Collection
 
 from mcmp.models.base import TimestampedDocument
+
+
+class CtaTemplateDoc(TypedDict, total=False):
+    """One ``ctaTemplates`` entry: the text a post's ``cta.template`` label appends."""
+
+    label: str
+    text: str
+
+
+class PostingWindowDoc(TypedDict, total=False):
+    """One ``defaultPostingWindows`` entry: a weekday (0-6, Sun-Sat) and "HH:MM" bounds."""
+
+    dayOfWeek: int
+    start: str
+    end: str
+
+
+class ClientDoc(TypedDict, total=False):
+    """A client (brand, tenant) as MongoDB holds it; the frontend writes it, the worker only reads.
+
+    Nested lists are typed as the frontend is meant to store them; readers still check each entry.
+    """
+
+    _id: ObjectId
+    name: str
+    slug: str | None
+    timezone: str
+    brandSettings: dict[str, object]
+    brandGuidelines: str | None
+    hashtagBank: list[str]
+    ctaTemplates: list[CtaTemplateDoc]
+    defaultPostingWindows: list[PostingWindowDoc]
+    createdAt: datetime
+    updatedAt: datetime
+
+
+def clients() -> Collection[ClientDoc]:
+    """The ``clients`` collection, typed (read-only for the worker)."""
+    collection: Collection[ClientDoc] = Client._get_collection()
+    return collection
 
 
 class BrandSettings(EmbeddedDocument):  # type: ignore[misc]  # mongoengine ships no types: its bases are Any

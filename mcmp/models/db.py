@@ -84,7 +84,7 @@ def _redact_uri(uri: str) -> str:
     return uri
 
 
-def _mark_paused_analytics(deliveries: Collection[dict[str, Any]]) -> None:
+def _mark_paused_analytics(deliveries: Collection[delivery.DeliveryDoc]) -> None:
     """Snapshots paused by an earlier version (``analyticsPaused`` set, no due time) become
     findable the current way (``analyticsDueAt`` = ``ANALYTICS_PAUSED``) before their index goes."""
     result = deliveries.update_many(

@@ -61,6 +61,10 @@ class DeliveryField:
     LAST_ERROR: Final = "lastError"
     ERROR_CLASS: Final = "errorClass"
     WAITING_SINCE: Final = "waitingSince"
+    FIRST_TAKEN_AT: Final = "firstTakenAt"  # first taken for an attempt (lateness's clock starts)
+    RETRIED_AT: Final = "retriedAt"  # an operator's retry: lateness counts from here
+    RESENT_AT: Final = "resentAt"  # a stranded message sent again
+    LOOKUPS: Final = "lookups"  # platform look-ups of an uncertain attempt
     # the analytics schedule (written only by mcmp.worker.analytics)
     ANALYTICS_DUE_AT: Final = "analyticsDueAt"
     ANALYTICS_SLOT: Final = "analyticsSlot"
@@ -104,6 +108,10 @@ class DeliveryDoc(TypedDict, total=False):
     lastError: str | None
     errorClass: str | None
     waitingSince: datetime | None
+    firstTakenAt: datetime | None
+    retriedAt: datetime | None
+    resentAt: datetime | None
+    lookups: int
     analyticsDueAt: datetime | None
     analyticsSlot: str | None
     analyticsStoppedReason: str | None

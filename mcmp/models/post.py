@@ -85,7 +85,7 @@ class ReadinessDoc(TypedDict):
     checkedAt: datetime | None
     ok: bool
     scheduleTime: datetime | None
-    postUpdatedAt: NotRequired[object]
+    postUpdatedAt: NotRequired[datetime | None]
     platforms: dict[str, PlatformReadinessDoc]
 
 

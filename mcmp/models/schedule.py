@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from mcmp.errors import PublisherError
 from mcmp.models.base import as_utc
 
-SCHEDULE_AT = "mcmpScheduleAt"
-SCHEDULE_FROM = "mcmpScheduleFrom"
+SCHEDULE_AT: Final = "mcmpScheduleAt"
+SCHEDULE_FROM: Final = "mcmpScheduleFrom"
 
 # Longer than any ISO 8601 date-time with fractions and an offset: not worth parsing.
 _MAX_LENGTH = 40

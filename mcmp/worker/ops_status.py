@@ -14,7 +14,7 @@ pages agree on what needs attention.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -111,7 +111,7 @@ def uncertain_by_platform(now: datetime) -> list[PlatformAge]:
     Age counts from the delivery's first pick-up: reconciliation normally follows within one
     retry backoff, so an old one means lookups keep failing (``LookupIncompleteError``).
     """
-    rows = delivery_states.deliveries().aggregate(
+    rows: Iterable[Mapping[str, Any]] = delivery_states.deliveries().aggregate(  # groups
         [
             {"$match": {"state": {"$in": list(WAITING)}, "needsReconcile": True}},
             {
@@ -131,7 +131,7 @@ def uncertain_by_platform(now: datetime) -> list[PlatformAge]:
 
 def analytics_due_by_platform(now: datetime) -> list[PlatformAge]:
     """Snapshot slots already due and not taken, per platform (paused accounts excluded)."""
-    rows = delivery_states.deliveries().aggregate(
+    rows: Iterable[Mapping[str, Any]] = delivery_states.deliveries().aggregate(  # groups
         [
             {"$match": {"analyticsDueAt": {"$lte": now}}},
             {"$group": {"_id": "$platform", "n": {"$sum": 1}, "first": {"$min": "$analyticsDueAt"}}},
@@ -173,13 +173,14 @@ def accounts_at_risk(now: datetime) -> list[AccountAtRisk]:
         return []
     clients = sorted({str(a.get("clientId")) for a in troubled})
     scheduled: dict[tuple[str, str], int] = {}
-    for row in post_status.posts().aggregate(
+    rows: Iterable[Mapping[str, Any]] = post_status.posts().aggregate(  # groups, not posts
         [
             {"$match": {"clientId": {"$in": clients}, "status": PostStatus.SCHEDULED.value}},
             {"$unwind": "$platforms"},
             {"$group": {"_id": {"c": "$clientId", "p": "$platforms"}, "n": {"$sum": 1}}},
         ]
-    ):
+    )
+    for row in rows:
         scheduled[(str(row["_id"]["c"]), str(row["_id"]["p"]))] = int(row["n"])
     slugs = _slugs(clients)
     found = []
@@ -220,7 +221,7 @@ def failures_since(since: datetime) -> list[Failures]:
     coll = delivery_states.deliveries()
     for state, key in ((S.FAILED.value, "failed"), (S.PENDING.value, "retrying")):
         query = {"state": state, "errorClass": {"$ne": None}, "updatedAt": {"$gte": since}}
-        for row in coll.aggregate(
+        rows: Iterable[Mapping[str, Any]] = coll.aggregate(  # groups, not deliveries
             [
                 {"$match": query},
                 {"$sort": {"updatedAt": -1}},
@@ -232,7 +233,8 @@ def failures_since(since: datetime) -> list[Failures]:
                     }
                 },
             ]
-        ):
+        )
+        for row in rows:
             group = groups.setdefault(
                 (str(row["_id"]["p"]), str(row["_id"]["e"])), {"failed": 0, "retrying": 0, "example": ""}
             )
@@ -389,14 +391,14 @@ def _age(now: datetime, then: datetime | None) -> float:
 
 
 def _slugs(client_ids: list[str]) -> Mapping[str, str]:
-    from mcmp.models import Client
+    from mcmp.models.client import clients
 
     oids = [ObjectId(c) for c in client_ids if ObjectId.is_valid(c)]
     if not oids:
         return {}
     return {
         str(c["_id"]): str(c.get("slug") or c["_id"])
-        for c in Client._get_collection().find({"_id": {"$in": oids}}, {"slug": 1})
+        for c in clients().find({"_id": {"$in": oids}}, {"slug": 1})
     }
 
 

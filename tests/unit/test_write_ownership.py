@@ -89,6 +89,8 @@ ACCESSORS = {
     "records": "analyticsrecords",
     "jobs": "analyticsbackfills",
     "slots": "postingslots",
+    "api_keys": "apikeys",
+    "clients": "clients",
 }
 
 DELIVERY_STATES = ("mcmp/worker/publishing/delivery_states.py", "mcmp/worker/publishing/delivery_states/")

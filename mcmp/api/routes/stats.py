@@ -6,6 +6,7 @@ published history).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from mcmp.worker import services
 router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=responses(401, 404, 422))
 
 
-def queue_stats(scope_query: dict[str, Any], now: datetime | None = None) -> QueueStats:
+def queue_stats(scope_query: Mapping[str, Any], now: datetime | None = None) -> QueueStats:
     """Counts per queue position; also used by the ``/metrics`` backlog gauges (all tenants)."""
     counts = services.queue_counts(scope_query, now)
     return QueueStats(

@@ -38,6 +38,7 @@ from mcmp.connectors.registry import UnknownPlatformError, get_connector
 from mcmp.connectors.types import Credentials
 from mcmp.models import AccountStatus, Post
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.post import posts
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.analytics.slots import due_index
 from mcmp.worker.analytics.snapshots import (
@@ -216,7 +217,7 @@ def plan(job: BackfillJobDoc, now: datetime | None = None, settings: Settings | 
     since, until = as_utc(job.get("since")), as_utc(job.get("until"))
     eligible: list[Target] = []
     not_due = 0
-    cursor = Post._get_collection().find(
+    cursor = posts().find(
         {"clientId": client_id, "status": {"$in": list(POST_STATUSES)}},
         {"platformPostIds": 1, "publishedAt": 1},
         batch_size=5000,

@@ -22,13 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from contextlib import ExitStack
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from bson import ObjectId
 
 from mcmp.config import Settings, get_settings
 from mcmp.models import IntegrationAccount
 from mcmp.models.base import utcnow
+from mcmp.models.delivery import DeliveryDoc
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.accounts import store as account_store
@@ -153,7 +154,7 @@ def _items(delivery_ids: Sequence[str], claim: Mapping[str, Any] | None) -> list
 def _posts(taken: Sequence[Taken]) -> dict[str, PostDoc]:
     """The batch's posts in one query (never hinted: a hint on ``_id`` makes ``$in`` scan, §11)."""
     ids = list({ObjectId(t.post_id) for t in taken if ObjectId.is_valid(t.post_id)})
-    return {str(p["_id"]): cast(PostDoc, p) for p in post_status.posts().find({"_id": {"$in": ids}})}
+    return {str(p["_id"]): p for p in post_status.posts().find({"_id": {"$in": ids}})}
 
 
 def _account_key(t: Taken, posts: Mapping[str, PostDoc]) -> tuple[str, str]:
@@ -234,7 +235,7 @@ def _record(
         return []
     applied = delivery_states.apply_many([r.transition for r, _ in finished])
     outcomes: list[Outcome] = []
-    settled: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+    settled: list[tuple[PostDoc, DeliveryDoc]] = []
     errors: dict[str, str] = {}
     moved: list[tuple[Record, str]] = []
     for (record, attempt), ok in zip(finished, applied, strict=True):

@@ -20,15 +20,14 @@ back by an outage does not go out after its campaign ended.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from bson import ObjectId
 
-from mcmp.models import Campaign
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.campaign import campaigns
+from mcmp.models.post import PostDoc
 from mcmp.worker.publishing import post_status
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def _when(value: object) -> datetime | None:
     return as_utc(value) if isinstance(value, datetime) else None
 
 
-def check(post: Mapping[str, Any], now: datetime | None = None) -> OutsideCampaign | None:
+def check(post: PostDoc, now: datetime | None = None) -> OutsideCampaign | None:
     """None when the post may be published now (no campaign, inside its bounds, or overridden)."""
     campaign_id = post.get("campaignId")
     if not campaign_id or post.get(OVERRIDE_FIELD) is True:
@@ -59,7 +58,7 @@ def check(post: Mapping[str, Any], now: datetime | None = None) -> OutsideCampai
             "post %s: campaignId %r is not an id; no campaign bounds apply", post.get("_id"), campaign_id
         )
         return None
-    campaign = Campaign._get_collection().find_one(
+    campaign = campaigns().find_one(
         {"_id": ObjectId(str(campaign_id)), "clientId": post.get("clientId")},
         {"name": 1, "startDate": 1, "endDate": 1},
     )

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -32,7 +33,8 @@ from mcmp.connectors.media_source import video_facts
 from mcmp.connectors.registry import get_connector
 from mcmp.connectors.types import MediaItem, PostContent
 from mcmp.errors import PublisherError
-from mcmp.models import Asset, Client
+from mcmp.models import Asset
+from mcmp.models.client import CtaTemplateDoc, clients
 from mcmp.worker.publishing.media_checks import PROBE_TIMEOUT, media_fetcher, probe
 
 CTA_PLATFORM = "google-business"
@@ -143,15 +145,16 @@ def limits_for(platform: str) -> MediaLimits | None:
     return own if own is not None else REFERENCE_LIMITS.get(platform)
 
 
-def _cta_template(client_id: str, label: object) -> dict[str, Any] | None:
+def _cta_template(client_id: str, label: object) -> CtaTemplateDoc | None:
     if label is None:
         return None
     client = (
-        Client._get_collection().find_one({"_id": ObjectId(client_id)}, {"ctaTemplates": 1})
+        clients().find_one({"_id": ObjectId(client_id)}, {"ctaTemplates": 1})
         if ObjectId.is_valid(client_id)
         else None
     )
-    templates = [t for t in (client or {}).get("ctaTemplates") or [] if isinstance(t, dict)]
+    stored = client.get("ctaTemplates") if client is not None else None
+    templates = [t for t in stored or [] if isinstance(t, dict)]
     for template in templates:
         if template.get("label") == label:
             return template
@@ -160,7 +163,7 @@ def _cta_template(client_id: str, label: object) -> dict[str, Any] | None:
 
 
 def _apply_cta(
-    post: dict[str, Any], platform: str, body: str, options: dict[str, Any]
+    post: Mapping[str, Any], platform: str, body: str, options: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     cta = post.get("cta")
     if cta is None:
@@ -168,7 +171,7 @@ def _apply_cta(
     if not isinstance(cta, dict):
         raise ValidationError("cta", "must be an object {template, actionType, url}")
     template = _cta_template(str(post["clientId"]), cta.get("template"))
-    text = str((template or {}).get("text") or "").strip()
+    text = str((template.get("text") if template is not None else None) or "").strip()
     if text and cta.get("appendText", True) and text not in body:
         body = f"{body.rstrip()}\n\n{text}"
     if platform == CTA_PLATFORM and "callToAction" not in options:
@@ -180,7 +183,7 @@ def _apply_cta(
 
 
 def build_content(
-    post: dict[str, Any], platform: str, *, deadline: float | None = None, move_at: float | None = None
+    post: Mapping[str, Any], platform: str, *, deadline: float | None = None, move_at: float | None = None
 ) -> PostContent:
     """The content for ``platform``; raises ``ValidationError`` for media or a CTA it cannot take.
 

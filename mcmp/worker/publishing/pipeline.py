@@ -40,6 +40,7 @@ from mcmp.connectors.registry import get_connector
 from mcmp.connectors.types import PostContent, PublishRequest, PublishResult
 from mcmp.models import DeliveryState, ErrorClass, IntegrationAccount
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.delivery import DeliveryDoc
 from mcmp.worker import liveness, metrics, rate_limit
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.accounts import tokens
@@ -82,7 +83,7 @@ class Record:
     transition: Transition
     post_error: str | None = None
     settles: bool = False
-    settled: dict[str, Any] | None = None
+    settled: DeliveryDoc | None = None
     counted: bool = True  # reported to the outcome metric once written
     moved_token: str | None = None  # MOVED: the claim token it waits under on the long lane
 
@@ -188,7 +189,7 @@ class Attempt:
         transition = delivery_states.complete_op(
             self.taken, result.platform_post_id, result.url, published_at, call_started
         )
-        settled = {
+        settled: DeliveryDoc = {
             "_id": self.taken.id,
             "platform": self.platform,
             "state": DeliveryState.PUBLISHED.value,
@@ -288,7 +289,7 @@ def publish_delivery(
     with log_context(
         delivery_id=delivery_id, post_id=taken.post_id, platform=taken.platform, attempt=taken.attempt
     ):
-        attempt = Attempt(taken, settings, cast(PostDoc | None, post), taken.uncertain, lane=lane)
+        attempt = Attempt(taken, settings, post, taken.uncertain, lane=lane)
         with liveness.running(taken.attempt_id, [taken.id]):
             return commit(run_attempt(attempt), attempt.post)
 

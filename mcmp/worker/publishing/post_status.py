@@ -16,12 +16,13 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.collection import Collection
 
-from mcmp.models import ACTIVE_STATES, DeliveryState, Post, PostStatus
+from mcmp.models import ACTIVE_STATES, DeliveryState, PostStatus
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
-from mcmp.models.post import PostField, StatusChangeDoc
+from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.post import PostDoc, PostField, StatusChangeDoc
+from mcmp.models.post import posts as posts  # the typed collection, under the name callers use
 from mcmp.worker.publishing import delivery_states
 from mcmp.worker.publishing.guarded_update import guarded
 
@@ -29,11 +30,6 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 5
 EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
-
-
-def posts() -> Collection[dict[str, Any]]:
-    collection: Collection[dict[str, Any]] = Post._get_collection()
-    return collection
 
 
 def history_entry(
@@ -51,7 +47,7 @@ def history_entry(
     return entry
 
 
-def derive(post_platforms: list[str], deliveries: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+def derive(post_platforms: list[str], deliveries: Sequence[DeliveryDoc]) -> tuple[str | None, str | None]:
     """(new status or None for "still scheduled", lastError) from the deliveries of a post."""
     by_platform = {d["platform"]: d for d in deliveries}
     states = [by_platform[p]["state"] if p in by_platform else None for p in post_platforms]
@@ -68,17 +64,17 @@ def derive(post_platforms: list[str], deliveries: list[dict[str, Any]]) -> tuple
     return None, errors
 
 
-def _published_fields(deliveries: list[dict[str, Any]]) -> dict[str, Any]:
+def _published_fields(deliveries: Sequence[DeliveryDoc]) -> dict[str, Any]:
     """``platformPostIds.<p>`` / ``publishedAt.<p>`` for every published delivery (idempotent)."""
     fields: dict[str, Any] = {}
     for d in deliveries:
         if d["state"] == DeliveryState.PUBLISHED.value and d.get("platformPostId"):
-            fields[f"platformPostIds.{d['platform']}"] = d["platformPostId"]
-            fields[f"publishedAt.{d['platform']}"] = d.get("publishedAt") or utcnow()
+            fields[f"{PostField.PLATFORM_POST_IDS}.{d['platform']}"] = d["platformPostId"]
+            fields[f"{PostField.PUBLISHED_AT}.{d['platform']}"] = d.get("publishedAt") or utcnow()
     return fields
 
 
-def needs_sync(post: dict[str, Any], deliveries: list[dict[str, Any]]) -> bool:
+def needs_sync(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> bool:
     """Would ``sync`` change this post (``status``, ``platforms`` and ``platformPostIds`` read)?
 
     True when its deliveries settle it (published / failed) or a published platform's id is
@@ -100,7 +96,10 @@ def needs_sync(post: dict[str, Any], deliveries: list[dict[str, Any]]) -> bool:
 
 def record_error(post_id: str, message: str) -> None:
     """Show the latest problem on the post while it is still being retried."""
-    posts().update_one({"_id": ObjectId(post_id)}, {"$set": {"lastError": message, "updatedAt": utcnow()}})
+    posts().update_one(
+        {PostField.ID: ObjectId(post_id)},
+        {"$set": {PostField.LAST_ERROR: message, PostField.UPDATED_AT: utcnow()}},
+    )
 
 
 @dataclass(frozen=True)
@@ -108,12 +107,12 @@ class PostWrite:
     """One post update derived from its deliveries; ``new_status`` None for a write without a status change."""
 
     post_id: str
-    filter: dict[str, Any]
-    update: dict[str, Any]
+    filter: Mapping[str, Any]
+    update: Mapping[str, Any]
     new_status: str | None
 
 
-def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite | None:
+def plan(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> PostWrite | None:
     """The write ``sync`` would make for ``post`` (its ``status`` and ``platforms`` read), or None.
 
     A status change is conditional on the status read and on the post still being expanded; a
@@ -128,31 +127,29 @@ def plan(post: Mapping[str, Any], deliveries: list[dict[str, Any]]) -> PostWrite
     if new_status is None:
         changes = dict(published)
         if last_error:
-            changes["lastError"] = last_error
+            changes[PostField.LAST_ERROR] = last_error
         if not changes:
             return None
-        changes["updatedAt"] = utcnow()
-        return PostWrite(post_id, {"_id": post["_id"]}, {"$set": changes}, None)
+        changes[PostField.UPDATED_AT] = utcnow()
+        return PostWrite(post_id, {PostField.ID: post["_id"]}, {"$set": changes}, None)
     note = _note(new_status, deliveries)
     update: dict[str, Any] = {
-        "$set": {**published, "status": new_status, "updatedAt": utcnow()},
-        "$push": {"statusHistory": history_entry(post["status"], new_status, note)},
+        "$set": {**published, PostField.STATUS: new_status, PostField.UPDATED_AT: utcnow()},
+        "$push": {PostField.STATUS_HISTORY: history_entry(post["status"], new_status, note)},
         "$unset": {EXPANDED_MARKER: ""},
     }
     if new_status == PostStatus.PUBLISHED.value:
-        update["$unset"]["lastError"] = ""
+        update["$unset"][PostField.LAST_ERROR] = ""
     else:
-        update["$set"]["lastError"] = last_error
+        update["$set"][PostField.LAST_ERROR] = last_error
     # Only while the post is expanded: a post the frontend scheduled again (marker cleared when it
     # settled) waits for the dispatcher to re-open its deliveries; a late sync of the old outcome
     # must not settle it back.
-    cas = {"_id": post["_id"], "status": post["status"], EXPANDED_MARKER: {"$exists": True}}
+    cas = {PostField.ID: post["_id"], PostField.STATUS: post["status"], EXPANDED_MARKER: {"$exists": True}}
     return PostWrite(post_id, cas, update, new_status)
 
 
-def sync(
-    post_id: str, post: Mapping[str, Any] | None = None, settled: dict[str, Any] | None = None
-) -> str | None:
+def sync(post_id: str, post: PostDoc | None = None, settled: DeliveryDoc | None = None) -> str | None:
     """Recompute the post's status from its deliveries; returns the new status if it changed.
 
     ``post`` (with ``status`` and ``platforms``) and ``settled`` (the delivery just finished, as
@@ -161,7 +158,9 @@ def sync(
     """
     for _ in range(MAX_CONFLICT_RETRIES):
         if post is None:
-            post = posts().find_one({"_id": ObjectId(post_id)}, {"status": 1, "platforms": 1})
+            post = posts().find_one(
+                {PostField.ID: ObjectId(post_id)}, {PostField.STATUS: 1, PostField.PLATFORMS: 1}
+            )
         if post is None:
             return None
         write = plan(post, _deliveries_of(post_id, post, settled))
@@ -183,23 +182,21 @@ def sync(
     return None
 
 
-def _deliveries_of(
-    post_id: str, post: Mapping[str, Any], settled: dict[str, Any] | None
-) -> list[dict[str, Any]]:
+def _deliveries_of(post_id: str, post: PostDoc, settled: DeliveryDoc | None) -> list[DeliveryDoc]:
     platforms = list(dict.fromkeys(post.get("platforms") or []))
     if settled is not None and platforms == [settled["platform"]]:
         return [settled]
     return delivery_states.for_post(post_id)
 
 
-def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], errors: Mapping[str, str]) -> int:
+def sync_many(settled: Sequence[tuple[PostDoc, DeliveryDoc]], errors: Mapping[str, str]) -> int:
     """Settle many posts after a batch in one bulk write (plus one read for multi-platform posts).
 
     ``settled`` pairs each post (as read by the batch) with the delivery just finished on it;
     ``errors`` is ``lastError`` to show on posts still being retried. A status write that did not
     match (the post changed meanwhile) is redone one by one with ``sync``. Returns posts written.
     """
-    by_post: dict[str, tuple[Mapping[str, Any], dict[str, Any]]] = {}
+    by_post: dict[str, tuple[PostDoc, DeliveryDoc]] = {}
     for post, delivery in settled:
         by_post[str(post["_id"])] = (post, delivery)
     multi = [
@@ -222,7 +219,11 @@ def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], error
         flt, update = (guarded(w.filter, w.update) if w.new_status else None) or (w.filter, w.update)
         ops.append(UpdateOne(flt, update, hint=BY_ID))
     ops += [
-        UpdateOne({"_id": ObjectId(pid)}, {"$set": {"lastError": message, "updatedAt": now}}, hint=BY_ID)
+        UpdateOne(
+            {PostField.ID: ObjectId(pid)},
+            {"$set": {PostField.LAST_ERROR: message, PostField.UPDATED_AT: now}},
+            hint=BY_ID,
+        )
         for pid, message in errors.items()
     ]
     if not ops:
@@ -235,7 +236,7 @@ def sync_many(settled: Sequence[tuple[Mapping[str, Any], dict[str, Any]]], error
     return len(ops)
 
 
-def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
+def _note(new_status: str, deliveries: Sequence[DeliveryDoc]) -> str:
     if new_status == PostStatus.PUBLISHED.value:
         parts = []
         for d in sorted(deliveries, key=lambda d: d["platform"]):
@@ -247,7 +248,7 @@ def _note(new_status: str, deliveries: list[dict[str, Any]]) -> str:
 
 
 def move(
-    post: Mapping[str, Any],
+    post: PostDoc,
     scope: Mapping[str, Any],
     to_status: str,
     note: str,
@@ -283,10 +284,16 @@ def move(
 def fail_post(post_id: str, expected_status: str, reason: str) -> bool:
     """Fail a post that cannot be expanded at all (e.g. its scheduleTime is not a date)."""
     result = posts().update_one(
-        {"_id": ObjectId(post_id), "status": expected_status},
+        {PostField.ID: ObjectId(post_id), PostField.STATUS: expected_status},
         {
-            "$set": {"status": PostStatus.FAILED.value, "lastError": reason, "updatedAt": utcnow()},
-            "$push": {"statusHistory": history_entry(expected_status, PostStatus.FAILED.value, reason)},
+            "$set": {
+                PostField.STATUS: PostStatus.FAILED.value,
+                PostField.LAST_ERROR: reason,
+                PostField.UPDATED_AT: utcnow(),
+            },
+            "$push": {
+                PostField.STATUS_HISTORY: history_entry(expected_status, PostStatus.FAILED.value, reason)
+            },
             "$unset": {EXPANDED_MARKER: ""},
         },
     )

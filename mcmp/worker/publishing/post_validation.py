@@ -6,12 +6,12 @@ alone with a readable ``lastError`` and the rest of the batch goes on.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from mcmp.models.schedule import ScheduleTimeError, parse_schedule_time
 
 
-def post_problems(post: dict[str, Any]) -> list[str]:
+def post_problems(post: Mapping[str, object]) -> list[str]:
     """Problems that make the whole post unpublishable (every platform fails with them)."""
     problems = []
     if not isinstance(post.get("clientId"), str) or not post.get("clientId"):

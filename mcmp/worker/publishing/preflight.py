@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from mcmp.config import Settings
 from mcmp.config.settings import PlatformSettings
@@ -134,7 +133,7 @@ class Preflight:
 Step = Callable[[Preflight], Decision | None]
 
 
-def _schedule_time(post: Mapping[str, Any]) -> datetime | None:
+def _schedule_time(post: PostDoc) -> datetime | None:
     return schedule_instant(post)
 
 

@@ -16,30 +16,37 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from bson import ObjectId
 
 from mcmp.config import Settings
 from mcmp.connectors.errors import PermanentError, ValidationError
-from mcmp.models import Client, PostStatus
+from mcmp.models import PostStatus
 from mcmp.models.base import as_utc, utcnow
-from mcmp.models.post import ProblemDoc, ReadinessDoc
+from mcmp.models.client import clients
+from mcmp.models.post import PostDoc, ProblemDoc, ReadinessDoc
 from mcmp.models.schedule import ScheduleTimeError, parse_schedule_time
 from mcmp.worker.accounts import store as accounts
 from mcmp.worker.accounts.cache import AccountCache
 from mcmp.worker.publishing import preflight
 from mcmp.worker.publishing.delivery_states import Taken
 from mcmp.worker.publishing.post_validation import post_problems
-from mcmp.worker.publishing.preflight import PostDoc, Preflight
+from mcmp.worker.publishing.preflight import Preflight
 from mcmp.worker.publishing.validation import PostInvalid, validate_for_platform
 from mcmp.worker.readiness import codes, risk
 from mcmp.worker.scheduling import posting_windows
 
 log = logging.getLogger(__name__)
 
-FIELD = "mcmpReadiness"
+FIELD: Final = "mcmpReadiness"
 QUEUE_FLAG = posting_windows.QUEUE_FLAG
+
+
+def judged_version(post: PostDoc) -> datetime | None:
+    """The post version (its ``updatedAt``) the stored verdict judged, or None without a verdict."""
+    verdict = post.get(FIELD)
+    return as_utc(verdict.get("postUpdatedAt")) if verdict else None
 
 
 @dataclass
@@ -55,7 +62,7 @@ class Verdict:
     def ok(self) -> bool:
         return all(not problems for problems in self.platforms.values())
 
-    def document(self, basis: object) -> ReadinessDoc:
+    def document(self, basis: datetime | None) -> ReadinessDoc:
         """The stored field; ``postUpdatedAt`` is the post version judged (a newer one is re-checked)."""
         return {
             "checkedAt": self.checked_at,
@@ -94,9 +101,7 @@ def _queued_slot(post: Mapping[str, Any], now: datetime) -> tuple[datetime | Non
     """The next posting-window minute of a queued post's client (the slot it would get), or why none."""
     client_id = str(post.get("clientId") or "")
     client = (
-        Client._get_collection().find_one(
-            {"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1}
-        )
+        clients().find_one({"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1})
         if ObjectId.is_valid(client_id)
         else None
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 from mcmp.models import AccountStatus, IntegrationAccount, PostStatus
 from mcmp.models.base import as_utc, utcnow
-from mcmp.models.integration_account import integration_accounts
+from mcmp.models.integration_account import AccountDoc, integration_accounts
 from mcmp.models.post import PostDoc, posts
 from mcmp.worker.accounts import store as account_store
 from mcmp.worker.accounts.tokens import SAFETY_SECONDS
@@ -77,8 +77,8 @@ class AccountFacts:
         )
 
     @classmethod
-    def from_doc(cls, doc: Mapping[str, Any], has_access: bool, has_refresh: bool) -> AccountFacts:
-        meta = doc.get("metadata") or {}
+    def from_doc(cls, doc: AccountDoc, has_access: bool, has_refresh: bool) -> AccountFacts:
+        meta: object = doc.get("metadata") or {}
         expires = doc.get("expiresAt")
         return cls(
             str(doc["_id"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from mcmp.connectors.registry import available_platforms
 from mcmp.models import DeliveryState, ErrorClass, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import DeliveryDoc
 from mcmp.models.schedule import (
     SCHEDULE_AT,
     schedule_instant,
@@ -71,7 +73,7 @@ def unschedulable_query(full: bool) -> dict[str, Any]:
 Message = tuple[str, list[Any], dict[str, Any] | None, datetime | None, list[ObjectId]]
 
 
-def _single(delivery: dict[str, Any], eta: datetime | None) -> Message:
+def _single(delivery: DeliveryDoc, eta: datetime | None) -> Message:
     """One ``mcmp.publish_delivery`` message; ``post_id`` and ``platform`` label it in Flower."""
     kwargs: dict[str, Any] = {"post_id": str(delivery["postId"]), "platform": str(delivery["platform"])}
     attempt_id = delivery_states.born_attempt(delivery)
@@ -202,7 +204,7 @@ class Dispatcher:
         claimed = delivery_states.claim_ids(chosen, self.settings.queued_lease_seconds)
         return len(claimed), self._send(claimed)
 
-    def _send(self, claimed: list[dict[str, Any]]) -> int:
+    def _send(self, claimed: list[DeliveryDoc]) -> int:
         """Hand claimed deliveries to Celery; give back what the broker refused.
 
         Deliveries claimed together go as ``mcmp.publish_batch`` messages of up to
@@ -230,12 +232,12 @@ class Dispatcher:
                 break
         return sent
 
-    def _messages(self, claimed: list[dict[str, Any]]) -> list[Message]:
+    def _messages(self, claimed: list[DeliveryDoc]) -> list[Message]:
         now = utcnow()
         size = self.settings.batch_size
         long = lanes.long_accounts((str(d.get("clientId") or ""), str(d["platform"])) for d in claimed)
         singles: list[Message] = []
-        groups: dict[tuple[str, str, datetime | None], list[tuple[dict[str, Any], list[str]]]] = {}
+        groups: dict[tuple[str, str, datetime | None], list[tuple[DeliveryDoc, list[str]]]] = {}
         for delivery in claimed:
             due = as_utc(delivery["dueAt"])
             eta = due if due is not None and due > now else None
@@ -349,7 +351,7 @@ class Dispatcher:
     def resume_reconnected_accounts(self) -> int:
         """Deliveries waiting for re-authorisation resume once their account is connected again."""
         coll = delivery_states.deliveries()
-        waiting = list(
+        waiting: list[Mapping[str, Any]] = list(  # groups, not deliveries
             coll.aggregate(
                 [
                     {"$match": {"state": DeliveryState.WAITING_AUTH.value}},

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 from bson import ObjectId
 
 from mcmp.models import DeliveryState
+from mcmp.models.delivery import DeliveryDoc
 from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
 
 # Reads of the due page per claim pass: the first in due order, then without the tenants that
@@ -50,7 +51,7 @@ class _Kept:
     """Candidates of the last read (due order), what it cost, and where they were read."""
 
     source: tuple[str, int] = ("", 0)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[DeliveryDoc] = field(default_factory=list)
     read_at: float = 0.0
     took: float = 0.0
 
@@ -64,7 +65,7 @@ _kept_lock = threading.Lock()
 
 def in_flight_by_tenant() -> dict[str, int]:
     """Deliveries queued or in flight per tenant (clientId)."""
-    rows = deliveries().aggregate(
+    rows: Iterable[Mapping[str, Any]] = deliveries().aggregate(  # rows are groups, not deliveries
         [
             {"$match": {"state": {"$in": [DeliveryState.QUEUED.value, DeliveryState.IN_FLIGHT.value]}}},
             {"$group": {"_id": "$clientId", "n": {"$sum": 1}}},
@@ -137,9 +138,9 @@ def choose_due(horizon: datetime, limit: int, cap: int) -> list[ObjectId]:
 
 def _read_due(
     horizon: datetime, limit: int, room: Mapping[str, int], excluded: set[str]
-) -> list[dict[str, Any]]:
+) -> list[DeliveryDoc]:
     """The due page in due order, read again without the tenants that filled ``room`` (``MAX_READS``)."""
-    candidates: list[dict[str, Any]] = []
+    candidates: list[DeliveryDoc] = []
     seen: dict[str, int] = defaultdict(int)
     for _ in range(MAX_READS):
         query: dict[str, Any] = {"state": DeliveryState.PENDING.value, "dueAt": {"$lte": horizon}}
@@ -168,7 +169,7 @@ def _read_due(
     return candidates
 
 
-def _still_due(rows: list[dict[str, Any]], horizon: datetime) -> list[dict[str, Any]]:
+def _still_due(rows: list[DeliveryDoc], horizon: datetime) -> list[DeliveryDoc]:
     """The kept candidates that are still pending and due: point reads by ``_id``, in their order.
 
     Another path may have taken one meanwhile (a single ``publish_delivery``, a second
@@ -199,7 +200,7 @@ def born_claimed(new: Sequence[NewDelivery], cap: int) -> set[int]:
     return set(interleave(candidates, room, len(candidates)))
 
 
-def share_of(claimed: Sequence[dict[str, Any]], cap: int) -> tuple[list[dict[str, Any]], list[Any]]:
+def share_of(claimed: Sequence[DeliveryDoc], cap: int) -> tuple[list[DeliveryDoc], list[ObjectId]]:
     """Split deliveries just claimed (born queued) into those within each tenant's cap and the rest.
 
     ``claimed`` counts itself among the tenant's queued deliveries already; the rest is handed

@@ -38,7 +38,6 @@ import re
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bson import ObjectId
@@ -46,8 +45,10 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from mcmp.errors import PublisherError
-from mcmp.models import Client, PostingSlot, PostStatus
+from mcmp.models import PostingSlot, PostStatus
 from mcmp.models.base import as_utc, utcnow
+from mcmp.models.client import clients
+from mcmp.models.post import PostDoc
 from mcmp.models.posting_slot import PostingSlotDoc
 from mcmp.models.schedule import schedule_instant
 from mcmp.worker.publishing import post_status
@@ -260,7 +261,7 @@ def _record_error(post_id: ObjectId, message: str, now: datetime) -> None:
     )
 
 
-def _already_queued(post: Mapping[str, Any]) -> datetime | None:
+def _already_queued(post: PostDoc) -> datetime | None:
     """The post's time if an earlier call already queued it (a retried API request)."""
     when = schedule_instant(post)
     if post.get("status") != PostStatus.SCHEDULED.value or when is None:
@@ -334,9 +335,7 @@ def _pick_and_reserve(
 ) -> tuple[Slot, list[ObjectId]]:
     client = None
     if ObjectId.is_valid(client_id):
-        client = Client._get_collection().find_one(
-            {"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1}
-        )
+        client = clients().find_one({"_id": ObjectId(client_id)}, {"timezone": 1, "defaultPostingWindows": 1})
     if client is None:
         raise PostingWindowError(f"clientId: client {client_id!r} not found")
     zone = load_zone(client.get("timezone", "UTC"))

@@ -9,12 +9,12 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from mcmp.config import Settings
 from mcmp.models import PostStatus
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.post import PostDoc
 from mcmp.models.schedule import (
     SCHEDULE_AT,
     SCHEDULE_FROM,
@@ -46,7 +46,7 @@ class StringScheduleTimes:
         # time is due-queryable only once parsed, which the same pass does.
         self.present = True
 
-    def due(self, horizon: datetime) -> list[dict[str, Any]]:
+    def due(self, horizon: datetime) -> list[PostDoc]:
         """Unexpanded scheduled posts whose string scheduleTime is due by ``horizon``.
 
         Read through the parsed instants (``mcmpScheduleAt``); one whose string was edited since
@@ -82,7 +82,7 @@ class StringScheduleTimes:
                 due.append(post)
         return due
 
-    def derive(self, post: dict[str, Any]) -> datetime | None:
+    def derive(self, post: PostDoc) -> datetime | None:
         """Store the instant of ``post``'s string scheduleTime beside it (never the string itself).
 
         Conditional on the string it parsed, so a concurrent frontend edit is parsed next time

@@ -32,6 +32,7 @@ called from :func:`mcmp.worker.runtime.bootstrap`), not as a side effect of impo
 
 from __future__ import annotations
 
+from mcmp.models.delivery import deliveries
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.actions import (
     Unstarted,
@@ -83,7 +84,7 @@ from mcmp.worker.publishing.delivery_states.outcomes import (
     wait_for_auth_op,
 )
 from mcmp.worker.publishing.delivery_states.queries import for_post, for_posts
-from mcmp.worker.publishing.delivery_states.store import Taken, deliveries
+from mcmp.worker.publishing.delivery_states.store import Taken
 
 
 def register_lease_keeper() -> None:

@@ -4,7 +4,7 @@ a delivery that waited too long, cancelling, reopening and rescheduling."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -14,11 +14,11 @@ from mcmp.config import get_settings
 from mcmp.models import ErrorClass
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import DeliveryDoc, deliveries
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.claims import born_attempt
 from mcmp.worker.publishing.delivery_states.store import (
     S,
-    deliveries,
 )
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Unstarted(NamedTuple):
     moved: list[ObjectId]  # left their birth attempt meanwhile (reaped, handed back …): read again
 
 
-def cancel_unstarted(found: Sequence[Mapping[str, Any]], reason: str) -> Unstarted:
+def cancel_unstarted(found: Sequence[DeliveryDoc], reason: str) -> Unstarted:
     """in_flight → cancelled for deliveries born taken whose message no worker has started yet.
 
     Such a delivery waits in the broker (the look-ahead, or a backlog) with no worker's write, so

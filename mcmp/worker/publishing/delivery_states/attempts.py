@@ -12,13 +12,13 @@ from bson import ObjectId
 
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import deliveries
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.claims import BatchItem
 from mcmp.worker.publishing.delivery_states.store import (
     S,
     Taken,
     as_object_id,
-    deliveries,
     lateness_start,
     take_fields,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -16,9 +16,9 @@ from pymongo.errors import BulkWriteError
 from mcmp.models import DeliveryState, ErrorClass
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import DeliveryDoc, deliveries
 from mcmp.worker.publishing.delivery_states.store import (
     S,
-    deliveries,
     lateness_start,
 )
 
@@ -39,7 +39,7 @@ class NewDelivery:
 class Ensured(NamedTuple):
     created: int
     reopened: int
-    taken: list[dict[str, Any]]  # created already ``in_flight`` for the caller, see ``ensure``
+    taken: list[DeliveryDoc]  # created already ``in_flight`` for the caller, see ``ensure``
 
 
 def ensure(
@@ -65,7 +65,7 @@ def ensure(
         return Ensured(0, 0, [])
     now = utcnow()
     attempt_id = uuid.uuid4().hex if take_lease_seconds is not None else None
-    docs = [
+    docs: list[DeliveryDoc] = [
         {
             "_id": ObjectId(),
             "postId": d.post_id,
@@ -88,13 +88,15 @@ def ensure(
             if doc["state"] == S.PENDING.value and (take_only is None or i in take_only):
                 start = max(now, as_utc(new[i].due_at) or now)
                 doc.update(
-                    state=S.IN_FLIGHT.value,
-                    attempt=1,
-                    attemptId=attempt_id,
-                    needsReconcile=True,
-                    owner=None,
-                    firstTakenAt=now,
-                    leaseUntil=start + timedelta(seconds=take_lease_seconds or 0),
+                    {
+                        "state": S.IN_FLIGHT.value,
+                        "attempt": 1,
+                        "attemptId": attempt_id,
+                        "needsReconcile": True,
+                        "owner": None,
+                        "firstTakenAt": now,
+                        "leaseUntil": start + timedelta(seconds=take_lease_seconds or 0),
+                    }
                 )
     created = len(docs)
     dup_indexes: set[int] = set()
@@ -136,7 +138,7 @@ def ensure(
     return Ensured(created, reopened, taken)
 
 
-def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[dict[str, Any]]:
+def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[DeliveryDoc]:
     """Claim these pending deliveries: pending → queued, returned in the order given.
 
     One conditional multi-update tagged with a fresh claim token, then a point read of what this
@@ -189,7 +191,7 @@ CLAIM_FIELDS = {
 }
 
 
-def born_attempt(delivery: Mapping[str, Any]) -> str | None:
+def born_attempt(delivery: DeliveryDoc) -> str | None:
     """The attempt id of a delivery born taken and not started by a worker's write, else None."""
     if delivery.get("state") != S.IN_FLIGHT.value or delivery.get("owner") or not delivery.get("attemptId"):
         return None
@@ -199,7 +201,7 @@ def born_attempt(delivery: Mapping[str, Any]) -> str | None:
 ClaimHint = dict[str, str]  # token, postId, platform, dueAt [, scheduledFor, lateFrom, taken]: no secrets
 
 
-def claim_hint(delivery: Mapping[str, Any]) -> ClaimHint | None:
+def claim_hint(delivery: DeliveryDoc) -> ClaimHint | None:
     """The hint that lets ``start_claimed`` skip a read: only for a first, unambiguous attempt."""
     if delivery.get("attempt", 0) != 0 or delivery.get("needsReconcile") or not delivery.get("claimToken"):
         return None
@@ -234,7 +236,7 @@ class BatchItem:
     uncertain: bool = False  # must look the post up on the platform before posting
 
 
-def batch_item(delivery: Mapping[str, Any]) -> list[str] | None:
+def batch_item(delivery: DeliveryDoc) -> list[str] | None:
     """A claimed delivery as a batch message entry (ids, times and flags only; never secrets).
 
     The claim token in the batch's filter proves the delivery is still as read here (a token is

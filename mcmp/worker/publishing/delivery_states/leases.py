@@ -6,19 +6,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from bson import ObjectId
 
 from mcmp.config import get_settings
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import DeliveryDoc, deliveries
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.claims import CLAIM_FIELDS
 from mcmp.worker.publishing.delivery_states.store import (
     S,
     Taken,
-    deliveries,
 )
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def reap_expired_leases() -> tuple[int, int]:
         for d in in_flight
         if d.get("owner") in dead
         or started.get(str(d["_id"])) in dead
-        or (d.get("leaseUntil") is not None and d["leaseUntil"] < now)
+        or ((lease := d.get("leaseUntil")) is not None and lease < now)
     ]
     reaped = 0
     if abandoned:
@@ -123,7 +122,7 @@ def still_owned(taken: Taken) -> bool:
     return found is not None
 
 
-def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[dict[str, Any]]:
+def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[DeliveryDoc]:
     """``queued`` deliveries, and those born taken that no worker's write started, whose message
     was sent before ``lost_after`` and is overdue by ``overdue_seconds``: marked re-sent.
 

@@ -18,11 +18,11 @@ from mcmp.config.durations import Slot, parse_slots
 from mcmp.models import DeliveryState, ErrorClass
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
+from mcmp.models.delivery import deliveries
 from mcmp.worker.analytics.slots import first_due
 from mcmp.worker.publishing.delivery_states.store import (
     S,
     Taken,
-    deliveries,
 )
 from mcmp.worker.publishing.guarded_update import guarded
 
@@ -35,8 +35,8 @@ class Transition:
 
     taken: Taken
     to: DeliveryState
-    filter: dict[str, Any]
-    update: dict[str, Any]
+    filter: Mapping[str, Any]
+    update: Mapping[str, Any]
 
 
 def _leave_in_flight(

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo.collection import Collection
 
-from mcmp.models import Delivery, DeliveryState
+from mcmp.models import DeliveryState
 from mcmp.models.base import as_utc
+from mcmp.models.delivery import DeliveryDoc
 
 log = logging.getLogger(__name__)
 
 S = DeliveryState
-
-
-def deliveries() -> Collection[dict[str, Any]]:
-    collection: Collection[dict[str, Any]] = Delivery._get_collection()
-    return collection
 
 
 def as_object_id(value: str | ObjectId) -> ObjectId:
@@ -47,9 +41,9 @@ class Taken:
     waiting_since: datetime | None = None
 
 
-def lateness_start(doc: Mapping[str, Any]) -> datetime | None:
+def lateness_start(doc: DeliveryDoc) -> datetime | None:
     """When lateness counts from: the scheduled time, or a later admin retry."""
-    times = [as_utc(doc.get(f)) for f in ("scheduledFor", "retriedAt") if isinstance(doc.get(f), datetime)]
+    times = [as_utc(t) for t in (doc.get("scheduledFor"), doc.get("retriedAt")) if isinstance(t, datetime)]
     return max((t for t in times if t is not None), default=None)
 
 
