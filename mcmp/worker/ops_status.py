@@ -216,11 +216,17 @@ def expired_with_scheduled_posts(at_risk: list[AccountAtRisk]) -> dict[str, int]
 
 
 def failures_since(since: datetime) -> list[Failures]:
-    """Deliveries that failed (for good, or pending a retry) since ``since``, per platform and errorClass."""
+    """Deliveries that failed (for good, or awaiting a retry) since ``since``, per platform and errorClass.
+
+    A delivery keeps its ``errorClass`` until an attempt succeeds, so one whose retry is already
+    claimed or running (``queued``, ``in_flight``) still counts as retrying: the operator who
+    looks while the dispatcher hands out retries must not see the failures vanish.
+    """
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     coll = delivery_states.deliveries()
-    for state, key in ((S.FAILED.value, "failed"), (S.PENDING.value, "retrying")):
-        query = {"state": state, "errorClass": {"$ne": None}, "updatedAt": {"$gte": since}}
+    retrying = [S.PENDING.value, S.QUEUED.value, S.IN_FLIGHT.value]
+    for states, key in (([S.FAILED.value], "failed"), (retrying, "retrying")):
+        query = {"state": {"$in": states}, "errorClass": {"$ne": None}, "updatedAt": {"$gte": since}}
         rows: Iterable[Mapping[str, Any]] = coll.aggregate(  # groups, not deliveries
             [
                 {"$match": query},
