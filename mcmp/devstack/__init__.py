@@ -15,14 +15,13 @@ from mcmp.devstack.mongo import (
     start_secantus,
 )
 from mcmp.devstack.processes import Proc, free_port, spawn, stop_all, wait_until
-from mcmp.devstack.queries import IN_CHUNK, find_in, still_scheduled
+from mcmp.devstack.queries import find_in, still_scheduled
 from mcmp.devstack.redis import PrivateRedis, embedded_redis_binary, redis_server_command
 from mcmp.devstack.simulators import SimClient, simulator_env, start_simulator
 
 __all__ = [
     "EMBEDDED_SWITCH_INTERVAL",
     "EMBEDDED_URI_OPTIONS",
-    "IN_CHUNK",
     "PrivateRedis",
     "Proc",
     "SimClient",

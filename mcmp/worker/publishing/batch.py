@@ -30,6 +30,7 @@ from mcmp.config import Settings, get_settings
 from mcmp.models import IntegrationAccount
 from mcmp.models.base import utcnow
 from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.id_batches import find_in
 from mcmp.worker import liveness, metrics
 from mcmp.worker.accounts import cache as account_cache
 from mcmp.worker.accounts import store as account_store
@@ -154,7 +155,7 @@ def _items(delivery_ids: Sequence[str], claim: Mapping[str, Any] | None) -> list
 def _posts(taken: Sequence[Taken]) -> dict[str, PostDoc]:
     """The batch's posts in one query (never hinted: a hint on ``_id`` makes ``$in`` scan, §11)."""
     ids = list({ObjectId(t.post_id) for t in taken if ObjectId.is_valid(t.post_id)})
-    return {str(p["_id"]): p for p in post_status.posts().find({"_id": {"$in": ids}})}
+    return {str(p["_id"]): p for p in find_in(post_status.posts(), "_id", ids)}
 
 
 def _account_key(t: Taken, posts: Mapping[str, PostDoc]) -> tuple[str, str]:

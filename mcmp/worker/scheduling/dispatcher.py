@@ -25,6 +25,7 @@ from mcmp.models import DeliveryState, ErrorClass, PostStatus
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.id_batches import id_batches
 from mcmp.models.schedule import (
     SCHEDULE_AT,
     schedule_instant,
@@ -172,11 +173,12 @@ class Dispatcher:
         )
         # Marked before the deliveries are sent: a worker's outcome settles only an expanded post.
         # The instant of a string time leaves its index with it: only unexpanded posts are there.
-        posts.update_many(
-            {"_id": {"$in": [p["_id"] for p in page]}, "status": PostStatus.SCHEDULED.value},
-            {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
-            hint=BY_ID,
-        )
+        for chunk in id_batches(p["_id"] for p in page):
+            posts.update_many(
+                {"_id": {"$in": chunk}, "status": PostStatus.SCHEDULED.value},
+                {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
+                hint=BY_ID,
+            )
         # Born taken within the tenant's share only; checked again here (the share is capped
         # like any claim), so what another pass claimed meanwhile still waits, pending.
         keep, rest = fair_share.share_of(ensured.taken, cap)
@@ -423,10 +425,10 @@ class Dispatcher:
                 settled += 1
             else:
                 waiting.append(post["_id"])
-        if waiting:
+        for chunk in id_batches(waiting):
             posts.update_many(
                 {
-                    "_id": {"$in": waiting},
+                    "_id": {"$in": chunk},
                     "status": PostStatus.SCHEDULED.value,
                     EXPANDED_MARKER: {"$exists": True},
                 },

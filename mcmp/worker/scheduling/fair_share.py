@@ -35,6 +35,7 @@ from bson import ObjectId
 
 from mcmp.models import DeliveryState
 from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.id_batches import find_in
 from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
 
 # Reads of the due page per claim pass: the first in due order, then without the tenants that
@@ -139,32 +140,37 @@ def choose_due(horizon: datetime, limit: int, cap: int) -> list[ObjectId]:
 def _read_due(
     horizon: datetime, limit: int, room: Mapping[str, int], excluded: set[str]
 ) -> list[DeliveryDoc]:
-    """The due page in due order, read again without the tenants that filled ``room`` (``MAX_READS``)."""
+    """The due page in due order, read again without the tenants that filled ``room`` (``MAX_READS``).
+
+    A next page starts at the last due time read, and the deliveries read already at that instant
+    are dropped here: a ``$or`` (after it, or at it with a greater id) in the filter would make
+    SecantusDB scan the whole collection, as any top-level operator does.
+    """
     candidates: list[DeliveryDoc] = []
     seen: dict[str, int] = defaultdict(int)
     for _ in range(MAX_READS):
         query: dict[str, Any] = {"state": DeliveryState.PENDING.value, "dueAt": {"$lte": horizon}}
         if excluded:
             query["clientId"] = {"$nin": sorted(excluded)}
-        if candidates:  # the next page: past what was read (due order; ties by id)
-            last = candidates[-1]
-            query["$or"] = [
-                {"dueAt": {"$gt": last["dueAt"]}},
-                {"dueAt": last["dueAt"], "_id": {"$gt": last["_id"]}},
-            ]
-        page = list(
+        at_last: set[Any] = set()
+        if candidates:  # the next page: from the last due time read (due order; ties by id)
+            last_due = candidates[-1]["dueAt"]
+            at_last = {c["_id"] for c in candidates if c["dueAt"] == last_due}
+            query["dueAt"] = {"$gte": last_due, "$lte": horizon}
+        read = list(
             deliveries()
             .find(query, {"_id": 1, "clientId": 1, "platform": 1, "dueAt": 1})
             .sort([("dueAt", 1), ("_id", 1)])
-            .limit(limit)
+            .limit(limit + len(at_last))
         )
+        page = [d for d in read if d["_id"] not in at_last]
         candidates += page
         for doc in page:
             tenant = str(doc.get("clientId") or "")
             seen[tenant] += 1
             if seen[tenant] >= room[tenant]:
                 excluded.add(tenant)
-        if len(page) < limit or sum(min(seen[t], room[t]) for t in seen) >= limit:
+        if len(read) < limit + len(at_last) or sum(min(seen[t], room[t]) for t in seen) >= limit:
             break
     return candidates
 
@@ -179,7 +185,7 @@ def _still_due(rows: list[DeliveryDoc], horizon: datetime) -> list[DeliveryDoc]:
     """
     if not rows:
         return []
-    found = deliveries().find({"_id": {"$in": [r["_id"] for r in rows]}}, {"_id": 1, "state": 1, "dueAt": 1})
+    found = find_in(deliveries(), "_id", [r["_id"] for r in rows], None, {"_id": 1, "state": 1, "dueAt": 1})
     current = {d["_id"]: d for d in found if d.get("state") == DeliveryState.PENDING.value}
     return [r for r in rows if r["_id"] in current and current[r["_id"]]["dueAt"] <= horizon]
 

@@ -358,7 +358,8 @@ def queue_flagged_posts(now: datetime | None = None, limit: int = 100) -> int:
             "status": PostStatus.APPROVED.value,
             QUEUE_FLAG: True,
             "scheduleTime": None,
-            "$or": [{RETRY_MARKER: {"$exists": False}}, {RETRY_MARKER: {"$lte": now}}],
+            # missing or due: not a top-level $or, which SecantusDB answers by scanning every post
+            RETRY_MARKER: {"$not": {"$gt": now}},
         },
         {"_id": 1},
         limit=limit,

@@ -59,6 +59,19 @@ def test_a_tenant_at_its_cap_gets_nothing_more_until_its_deliveries_finish(env):
     assert sorted(chosen) == sorted(quiet)
 
 
+def test_a_next_read_of_the_due_page_continues_at_the_same_instant_without_repeating_any(env, monkeypatch):
+    # One read keeps a page per tenant: A fills its room in the first read, the next read goes on
+    # from the same due instant (ties in id order) without A and without B's delivery read before.
+    monkeypatch.setattr(fair_share, "KEEP_PAGES", 1)
+    due = now()
+    order = [("B", 0)] + [("A", i) for i in range(5)] + [("B", i) for i in range(1, 4)]
+    for client, i in order:  # one insert each: ids grow in this order, all due at one instant
+        delivery_states.ensure([NewDelivery(f"{client}-tie-{i}", client, "website", due)])
+    chosen = fair_share.choose_due(now() + timedelta(seconds=2), limit=5, cap=3)
+    assert len(chosen) == len(set(chosen)) == 5
+    assert sorted(_tenants(chosen)) == ["A", "A", "B", "B", "B"]
+
+
 def test_a_costly_due_read_serves_the_next_passes_and_rechecks_each_candidate(env, monkeypatch):
     # Every read counts as costly: later passes take their turns from what it kept.
     monkeypatch.setattr(fair_share, "RESCAN_FACTOR", 1e9)
@@ -174,3 +187,14 @@ def test_a_delivery_of_a_long_account_moves_to_the_long_lane_before_any_platform
     assert message["headers"]["task"] == "mcmp.publish_delivery"
     # and on the long lane it is published as any delivery (here the webhook is down: a retry)
     assert pipeline.publish_delivery(str(taken.id), lane=lanes.LONG) is pipeline.Outcome.RETRY
+
+
+def test_a_claim_larger_than_one_query_chunk_claims_every_delivery_once_in_the_order_given(env):
+    ids = _pending("big", 130)  # three chunks of ids on the server
+    ids.reverse()
+    delivery_states.claim_ids(ids[:1], 300)  # claimed by another pass already: not won again
+    won = delivery_states.claim_ids(ids, 300)
+    assert [d["_id"] for d in won] == ids[1:]
+    states = {d["state"] for d in delivery_states.deliveries().find({"clientId": "big"})}
+    assert states == {DeliveryState.QUEUED.value}
+    assert delivery_states.unclaim(ids) == 130

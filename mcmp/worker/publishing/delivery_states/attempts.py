@@ -13,6 +13,7 @@ from bson import ObjectId
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import deliveries
+from mcmp.models.id_batches import find_in, id_batches
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.claims import BatchItem
 from mcmp.worker.publishing.delivery_states.store import (
@@ -94,15 +95,21 @@ def start_batch(items: Sequence[BatchItem], token: str, lease_seconds: float) ->
         if not group:
             continue
         fields = take_fields(now, lease_seconds, not taken_before, owner)
-        result = deliveries().update_many(
-            {"_id": {"$in": list(group)}, "state": S.QUEUED.value, "claimToken": token},
-            {"$set": fields, "$inc": {"attempt": 1}},
-            hint=BY_ID,
-        )
+        modified = 0
+        for chunk in id_batches(group):
+            modified += (
+                deliveries()
+                .update_many(
+                    {"_id": {"$in": chunk}, "state": S.QUEUED.value, "claimToken": token},
+                    {"$set": fields, "$inc": {"attempt": 1}},
+                    hint=BY_ID,
+                )
+                .modified_count
+            )
         won = list(group)
-        if result.modified_count != len(group):
+        if modified != len(group):
             # by _id alone, unhinted: the key lookups SecantusDB serves fast (see claims.claim_ids)
-            found = deliveries().find({"_id": {"$in": won}}, {"_id": 1, "attemptId": 1})
+            found = find_in(deliveries(), "_id", won, None, {"_id": 1, "attemptId": 1})
             won = [d["_id"] for d in found if d.get("attemptId") == fields["attemptId"]]
         taken.extend(
             Taken(
@@ -200,8 +207,8 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
         d["_id"]: d
         # By ``_id`` alone, never hinted: a hint on ``_id`` makes ``$in`` scan, and a state in
         # the filter lets SecantusDB plan the (state, dueAt) index (design §11).
-        for d in deliveries().find(
-            {"_id": {"$in": list(by_id)}}, {"state": 1, "attemptId": 1, "leaseUntil": 1, "owner": 1}
+        for d in find_in(
+            deliveries(), "_id", list(by_id), None, {"state": 1, "attemptId": 1, "leaseUntil": 1, "owner": 1}
         )
         if d.get("state") == S.IN_FLIGHT.value
         and d.get("attemptId") == attempt_id
@@ -222,22 +229,22 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     ]
     if short:
         owner = me
-        deliveries().update_many(
-            {"_id": {"$in": short}, "state": S.IN_FLIGHT.value, "attemptId": attempt_id},
-            {
-                "$set": {
-                    "leaseUntil": now + timedelta(seconds=lease_seconds),
-                    "owner": owner,
-                    "updatedAt": now,
-                }
-            },
-            hint=BY_ID,
-        )
+        for chunk in id_batches(short):
+            deliveries().update_many(
+                {"_id": {"$in": chunk}, "state": S.IN_FLIGHT.value, "attemptId": attempt_id},
+                {
+                    "$set": {
+                        "leaseUntil": now + timedelta(seconds=lease_seconds),
+                        "owner": owner,
+                        "updatedAt": now,
+                    }
+                },
+                hint=BY_ID,
+            )
         kept = {
             d["_id"]
-            for d in deliveries().find(
-                {"_id": {"$in": short}, "attemptId": attempt_id, "owner": owner}, {"_id": 1}
-            )
+            for d in find_in(deliveries(), "_id", short, None, {"_id": 1, "attemptId": 1, "owner": 1})
+            if d.get("attemptId") == attempt_id and d.get("owner") == owner
         }
         lost = [oid for oid in short if oid not in kept]
         liveness.forget_starts(attempt_id, lost)

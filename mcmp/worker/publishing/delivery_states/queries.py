@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from mcmp.models.delivery import DeliveryDoc, DeliveryField, deliveries
+from mcmp.models.id_batches import find_in
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,6 @@ def for_post(post_id: str) -> list[DeliveryDoc]:
 def for_posts(post_ids: Sequence[str]) -> dict[str, list[DeliveryDoc]]:
     """The deliveries of many posts in one query, by post id."""
     found: dict[str, list[DeliveryDoc]] = {post_id: [] for post_id in post_ids}
-    for d in deliveries().find({DeliveryField.POST_ID: {"$in": list(post_ids)}}):
+    for d in find_in(deliveries(), DeliveryField.POST_ID, list(post_ids)):
         found.setdefault(d["postId"], []).append(d)
     return found
