@@ -13,6 +13,7 @@ from mcmp.config import get_settings
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import DeliveryDoc, deliveries
+from mcmp.models.id_batches import id_batches
 from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.claims import CLAIM_FIELDS
 from mcmp.worker.publishing.delivery_states.store import (
@@ -136,23 +137,27 @@ def stranded(overdue_seconds: float, limit: int, lost_after: datetime) -> list[D
     """
     now = utcnow()
     sent_before = min(now - timedelta(seconds=overdue_seconds), as_utc(lost_after))
-    page = list(
-        deliveries()
-        .find(
-            {
-                "state": {"$in": [S.QUEUED.value, S.IN_FLIGHT.value]},
-                "dueAt": {"$lt": now - timedelta(seconds=overdue_seconds)},
-                "$and": [{"$or": [{"state": S.QUEUED.value}, {"owner": None}]}],
-                "updatedAt": {"$lt": sent_before},
-                "$or": [{"resentAt": None}, {"resentAt": {"$lt": sent_before}}],
-            },
-            CLAIM_FIELDS,
-        )
-        .limit(limit)
+    # The rest of the condition is checked here: a top-level $or in the filter makes SecantusDB
+    # scan the whole collection, published deliveries included. What the (state, dueAt) index
+    # finds is bounded by the workers' concurrency and the tenants' shares.
+    overdue = deliveries().find(
+        {
+            "state": {"$in": [S.QUEUED.value, S.IN_FLIGHT.value]},
+            "dueAt": {"$lt": now - timedelta(seconds=overdue_seconds)},
+        },
+        {**CLAIM_FIELDS, "updatedAt": 1, "resentAt": 1},
     )
-    if page:
+    page = [
+        d
+        for d in overdue
+        if (d.get("state") == S.QUEUED.value or d.get("owner") is None)
+        and (sent := as_utc(d.get("updatedAt"))) is not None
+        and sent < sent_before
+        and ((resent := as_utc(d.get("resentAt"))) is None or resent < sent_before)
+    ][:limit]
+    for chunk in id_batches(d["_id"] for d in page):
         deliveries().update_many(
-            {"_id": {"$in": [d["_id"] for d in page]}, "state": {"$in": [S.QUEUED.value, S.IN_FLIGHT.value]}},
+            {"_id": {"$in": chunk}, "state": {"$in": [S.QUEUED.value, S.IN_FLIGHT.value]}},
             {"$set": {"resentAt": now}},
             hint=BY_ID,
         )
