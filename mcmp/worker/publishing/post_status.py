@@ -21,6 +21,7 @@ from mcmp.models import ACTIVE_STATES, DeliveryState, PostStatus
 from mcmp.models.base import utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import DeliveryDoc
+from mcmp.models.id_batches import find_in
 from mcmp.models.post import PostDoc, PostField, StatusChangeDoc
 from mcmp.models.post import posts as posts  # the typed collection, under the name callers use
 from mcmp.worker.publishing import delivery_states
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 5
 EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
+SYNC_VIEW = {PostField.STATUS: 1, PostField.PLATFORMS: 1}  # what deriving a post's status reads of it
 
 
 def history_entry(
@@ -158,11 +160,9 @@ def sync(post_id: str, post: PostDoc | None = None, settled: DeliveryDoc | None 
     """
     for _ in range(MAX_CONFLICT_RETRIES):
         if post is None:
-            post = posts().find_one(
-                {PostField.ID: ObjectId(post_id)}, {PostField.STATUS: 1, PostField.PLATFORMS: 1}
-            )
-        if post is None:
-            return None
+            post = posts().find_one({PostField.ID: ObjectId(post_id)}, SYNC_VIEW)
+        if post is None or post.get(PostField.STATUS) != PostStatus.SCHEDULED.value:
+            return None  # settled already (or not ours to settle): its deliveries need no read
         write = plan(post, _deliveries_of(post_id, post, settled))
         if write is None:
             return None
@@ -229,10 +229,13 @@ def sync_many(settled: Sequence[tuple[PostDoc, DeliveryDoc]], errors: Mapping[st
     if not ops:
         return 0
     result = posts().bulk_write(ops, ordered=False)
-    if result.modified_count != len(ops):  # a status write whose post changed meanwhile: redo it
-        for w in writes:
-            if w.new_status is not None:
-                sync(w.post_id)
+    if result.modified_count != len(ops):
+        # A status write whose post changed meanwhile (often another batch settling the same
+        # multi-platform post first). The bulk result does not say which: one read of the batch's
+        # status writes, and only posts still scheduled are derived again.
+        status_writes = [ObjectId(w.post_id) for w in writes if w.new_status is not None]
+        for post in find_in(posts(), PostField.ID, status_writes, None, SYNC_VIEW):
+            sync(str(post[PostField.ID]), post)
     return len(ops)
 
 

@@ -83,3 +83,24 @@ def test_a_batch_settles_its_posts_and_never_overwrites_one_the_frontend_changed
     assert [h["toStatus"] for h in kept.get("statusHistory", [])] == [
         h["toStatus"] for h in edited.get("statusHistory", [])
     ]
+
+
+def test_a_post_another_batch_settled_first_keeps_one_history_entry_and_the_rest_are_settled(
+    db, make_client, make_post
+):
+    from mcmp.worker.publishing import post_status
+    from tests.integration.worker.helpers import mark_expanded
+
+    client = make_client()
+    raced, alone = make_post(client, ["website"]), make_post(client, ["website"])
+    mark_expanded([raced, alone])
+    published = {"_id": ObjectId(), "platform": "website", "state": "published", "platformPostId": "w-1"}
+    post_status.sync_many([(raced, published)], {})  # the other batch, first
+    pairs = [(raced, {**published, "_id": ObjectId()}), (alone, {**published, "_id": ObjectId()})]
+
+    post_status.sync_many(pairs, {})  # read ``raced`` as scheduled: its status write does not match
+
+    for post in (raced, alone):
+        doc = db.posts.find_one({"_id": post["_id"]})
+        assert doc["status"] == "published" and doc["platformPostIds"]["website"] == "w-1"
+        assert [h["toStatus"] for h in doc["statusHistory"]].count("published") == 1
