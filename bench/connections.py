@@ -103,17 +103,20 @@ def measure(
 
     The warm-up runs at the measured rate, so each thread has met the concurrency it will see:
     what it opens is the once-per-process cost, what the measured posts open is the running one.
+    The measured posts follow the warm-up's without a pause, as steady traffic to a site does: a
+    pause longer than the pool's idle time (``MCMP_FETCH_POOL_IDLE_SECONDS``) closes the kept
+    connections, and the next burst pays the once-per-process cost again.
     """
     db = s.db
     start = accepted(sim_url)
     rate = count / seconds
-    warm_ids = insert_docs(
-        db.posts, make(client, datetime.now(UTC) + timedelta(seconds=2), warm, warm / rate)
-    )
-    wait_settled(db, warm_ids, timeout=180)
+    first = datetime.now(UTC) + timedelta(seconds=5)  # after both inserts
+    measured_from = first + timedelta(seconds=warm / rate)
+    warm_ids = insert_docs(db.posts, make(client, first, warm, warm / rate))
+    ids = insert_docs(db.posts, make(client, measured_from, count, seconds))
+    time.sleep(max(0.0, (measured_from - datetime.now(UTC)).total_seconds()))
     before = accepted(sim_url)
-    ids = insert_docs(db.posts, make(client, datetime.now(UTC) + timedelta(seconds=1.5), count, seconds))
-    wait_settled(db, ids, timeout=seconds * 10 + 180)
+    wait_settled(db, warm_ids + ids, timeout=seconds * 10 + 180)
     opened = accepted(sim_url) - before
     published = db.deliveries.count_documents(
         {"postId": {"$in": [str(i) for i in ids]}, "state": "published"}
