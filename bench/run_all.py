@@ -36,7 +36,7 @@ NOTES = ROOT / "bench" / "performance_notes.md"
 FULL: dict[str, list[str]] = {
     "lateness": [],
     "throughput": [],
-    "baseline_eta": [],
+    "baseline_eta": ["--rates", "50,100,200,400", "--seconds", "10", "--future", "1000,10000"],
     "dispatcher_tick": ["--profile"],
     "bulk": [],
     "db_ops": ["--rate", "200"],
