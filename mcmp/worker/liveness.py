@@ -174,12 +174,15 @@ def claim_starts(
 ) -> dict[str, str | None] | None:
     """Start these attempts of deliveries born taken: per delivery id, None when this process won
     the start, else the owner that holds it. None when that cannot be judged (Redis unreachable,
-    or restarted less than a TTL ago: live workers re-set the keys of their running attempts
-    within a quarter of it), and nothing may start.
+    or restarted and still not up for a TTL after waiting the rest of it), and nothing may start.
 
     A delivery born ``in_flight`` with its attempt id is not written again when a worker starts
     it, so two copies of its message (a re-sent one, a redelivered one) both find it takeable in
     MongoDB: ``SET NX`` on the (attempt, delivery) key lets exactly one of them call the platform.
+    Right after a Redis restart the keys of running attempts are missing until their live workers
+    re-set them (within a quarter of a TTL), so a start waits until Redis has been up for a TTL:
+    a message that came due then is started seconds late, not dropped for the re-send of lost
+    messages to find many seconds later.
     """
     owner = _heartbeat.ensure()
     if owner is None:
@@ -188,7 +191,7 @@ def claim_starts(
     ttl_ms = max(1000, int(ttl_seconds * 1000))
     try:
         client = _redis()
-        if int(client.info("server").get("uptime_in_seconds", 0)) < get_settings().liveness_ttl_seconds:
+        if _settled_uptime(client) is None:
             return None
         pipe = client.pipeline(transaction=False)
         for key in keys:
@@ -208,6 +211,25 @@ def claim_starts(
             None if ok else (holder.decode() if isinstance(holder, bytes) else str(holder or ""))
         )
     return result
+
+
+def _settled_uptime(client: redis.Redis) -> int | None:
+    """Redis's uptime in whole seconds once it is at least a liveness TTL, waiting out the rest
+    of it after a restart; None if Redis restarted again meanwhile and is still not settled.
+
+    The wait is at most a TTL (plus the second the uptime is rounded down by): a restart is rare,
+    and a worker that waits it out starts its message instead of leaving it to the re-send.
+    """
+    ttl = get_settings().liveness_ttl_seconds
+    deadline = time.monotonic() + ttl + 1.0
+    while True:
+        uptime = int(client.info("server").get("uptime_in_seconds", 0))
+        if uptime >= ttl:
+            return uptime
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(left, ttl - uptime))
 
 
 def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:

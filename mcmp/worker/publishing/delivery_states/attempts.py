@@ -188,8 +188,10 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     ``lease_seconds`` left (its message waited in a backlog) first extends it by a
     compare-and-swap on (id, in_flight, attemptId). A start held by a dead worker is taken over
     with a new attempt id (one write) and looked up on the platform before anything is posted;
-    one held by a live worker (or a cancel) is left to it. When Redis cannot judge, nothing starts: the lease
-    (the reaper) or the re-send of stranded deliveries hands them on.
+    one held by a live worker (or a cancel) is left to it. Moments after a Redis restart the start
+    waits until live workers have re-set their keys (at most a liveness TTL). When Redis cannot
+    judge (unreachable), nothing starts: the lease (the reaper) or the re-send of stranded
+    deliveries hands them on.
     """
     if not items:
         return []
