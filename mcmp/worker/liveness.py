@@ -19,9 +19,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -169,12 +169,19 @@ def keep_leases_with(keeper: Callable[[Sequence[Any], str], None]) -> None:
     _heartbeat.keeper = keeper
 
 
-def claim_starts(
-    attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: float
-) -> dict[str, str | None] | None:
-    """Start these attempts of deliveries born taken: per delivery id, None when this process won
-    the start, else the owner that holds it. None when that cannot be judged (Redis unreachable,
-    or restarted and still not up for a TTL after waiting the rest of it), and nothing may start.
+class Starts(NamedTuple):
+    """Who holds the start of each attempt :func:`claim_starts` was asked for."""
+
+    holders: dict[str, str | None]  # delivery id → None when this process won the start, else its holder
+    # When Redis started, or up to a second later (its uptime is whole seconds): a start key set
+    # before then may be gone with its data, its worker killed and unable to set it again.
+    redis_since: datetime
+
+
+def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: float) -> Starts | None:
+    """Start these attempts of deliveries born taken: who holds each start (:class:`Starts`).
+    None when that cannot be judged (Redis unreachable, or restarted and still not up for a TTL
+    after waiting the rest of it), and nothing may start.
 
     A delivery born ``in_flight`` with its attempt id is not written again when a worker starts
     it, so two copies of its message (a re-sent one, a redelivered one) both find it takeable in
@@ -191,8 +198,10 @@ def claim_starts(
     ttl_ms = max(1000, int(ttl_seconds * 1000))
     try:
         client = _redis()
-        if _settled_uptime(client) is None:
+        uptime = _settled_uptime(client)
+        if uptime is None:
             return None
+        since = datetime.now(UTC) - timedelta(seconds=uptime)
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.set(START_PREFIX + key, owner, nx=True, px=ttl_ms)
@@ -210,7 +219,7 @@ def claim_starts(
         result[str(delivery_id)] = (
             None if ok else (holder.decode() if isinstance(holder, bytes) else str(holder or ""))
         )
-    return result
+    return Starts(result, since)
 
 
 def _settled_uptime(client: redis.Redis) -> int | None:
@@ -381,6 +390,7 @@ def _present(client: redis.Redis, owners: list[str]) -> set[str]:
 
 
 __all__ = [
+    "Starts",
     "StartsUnknown",
     "alive",
     "announce",

@@ -73,3 +73,20 @@ def test_a_start_a_live_worker_held_before_a_redis_restart_is_not_started_again(
         assert delivery_states.start_born(items, attempt_id, 60) == []
     stored = db.deliveries.find_one({"_id": taken.id})
     assert stored["attemptId"] == attempt_id and stored["state"] == "in_flight"  # not taken over
+
+
+def test_a_born_delivery_a_killed_worker_started_before_a_redis_restart_is_looked_up_before_posting(
+    db, private_redis, post
+):
+    ids, attempt_id, items = _born([post])
+    # a worker started it (its start key) and was killed mid-call; Redis then lost the key before
+    # the reaper could judge it, so no key says it was ever started
+    redis.Redis.from_url(get_settings().redis_url).set(
+        f"{liveness.START_PREFIX}{attempt_id}:{ids[0]}", "gone-host:1:dead", px=60_000
+    )
+    private_redis.restart(down_seconds=0.2)
+
+    [taken] = delivery_states.start_born(items, attempt_id, 60)  # the re-sent copy of its message
+
+    assert taken.uncertain  # the killed worker's call may have posted it: look it up first
+    assert db.deliveries.find_one({"_id": taken.id})["needsReconcile"] is True
