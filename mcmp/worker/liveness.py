@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -43,6 +43,10 @@ CANCEL_MARK = "cancel:"
 MEMBERS = "mcmp:live:members"
 LOSSES = "mcmp:live:losses"
 LOSSES_KEPT_SECONDS = 86400.0
+# When this Redis's data began, as first seen by our processes (Unix time in milliseconds): set
+# when missing before a delivery is born taken and before any start key, so after a restart or a
+# flush that lost start keys it is later than the birth of every delivery they may have started.
+DATA_SINCE = "mcmp:live:data-since"
 
 
 @lru_cache(maxsize=4)
@@ -173,9 +177,9 @@ class Starts(NamedTuple):
     """Who holds the start of each attempt :func:`claim_starts` was asked for."""
 
     holders: dict[str, str | None]  # delivery id → None when this process won the start, else its holder
-    # When Redis started, or up to a second later (its uptime is whole seconds): a start key set
-    # before then may be gone with its data, its worker killed and unable to set it again.
-    redis_since: datetime
+    # When Redis's data began (:data:`DATA_SINCE`): a delivery born before it may have been
+    # started on data since lost, by a worker killed since and unable to set its key again.
+    data_since: datetime
 
 
 def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: float) -> Starts | None:
@@ -198,14 +202,14 @@ def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: floa
     ttl_ms = max(1000, int(ttl_seconds * 1000))
     try:
         client = _redis()
-        uptime = _settled_uptime(client)
-        if uptime is None:
+        if not _settled(client):
             return None
-        since = datetime.now(UTC) - timedelta(seconds=uptime)
         pipe = client.pipeline(transaction=False)
+        pipe.set(DATA_SINCE, _now_ms(), nx=True)  # before any start key of this data
         for key in keys:
             pipe.set(START_PREFIX + key, owner, nx=True, px=ttl_ms)
-        won = pipe.execute()
+        pipe.get(DATA_SINCE)
+        _, *won, since = pipe.execute()
         lost = [k for k, ok in zip(keys, won, strict=True) if not ok]
         holders = dict(zip(lost, client.mget([START_PREFIX + k for k in lost]), strict=True)) if lost else {}
     except redis.RedisError as exc:
@@ -219,26 +223,43 @@ def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: floa
         result[str(delivery_id)] = (
             None if ok else (holder.decode() if isinstance(holder, bytes) else str(holder or ""))
         )
-    return Starts(result, since)
+    began = int(since) if since is not None else _now_ms()  # deleted meanwhile: as if just now
+    return Starts(result, datetime.fromtimestamp(began / 1000, UTC))
 
 
-def _settled_uptime(client: redis.Redis) -> int | None:
-    """Redis's uptime in whole seconds once it is at least a liveness TTL, waiting out the rest
-    of it after a restart; None if Redis restarted again meanwhile and is still not settled.
+# How often a start waiting for Redis to settle after a restart looks at its uptime again.
+SETTLE_POLL_SECONDS = 0.2
 
-    The wait is at most a TTL (plus the second the uptime is rounded down by): a restart is rare,
-    and a worker that waits it out starts its message instead of leaving it to the re-send.
+
+def _settled(client: redis.Redis) -> bool:
+    """Has Redis been up for a liveness TTL? After a restart the rest of it is waited out (at
+    most a TTL): a restart is rare, and a worker that waits starts its message instead of leaving
+    it to the re-send. False if it restarted again meanwhile and is still not settled.
     """
     ttl = get_settings().liveness_ttl_seconds
     deadline = time.monotonic() + ttl + 1.0
-    while True:
-        uptime = int(client.info("server").get("uptime_in_seconds", 0))
-        if uptime >= ttl:
-            return uptime
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        time.sleep(min(left, ttl - uptime))
+    while int(client.info("server").get("uptime_in_seconds", 0)) < ttl:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(SETTLE_POLL_SECONDS)
+    return True
+
+
+def _now_ms() -> int:
+    """Now in whole milliseconds, rounded down as MongoDB stores a delivery's birth."""
+    return time.time_ns() // 1_000_000
+
+
+def mark_data_since() -> None:
+    """Note when this Redis's data began, if nobody has yet: before deliveries are born taken.
+
+    Best effort: when Redis cannot be reached the first start of such a delivery notes it, later
+    than its birth, and that start looks the post up on the platform first (never a duplicate).
+    """
+    try:
+        _redis().set(DATA_SINCE, _now_ms(), nx=True)
+    except redis.RedisError as exc:
+        log.warning("when Redis's data began not noted (%s)", type(exc).__name__)
 
 
 def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
@@ -400,6 +421,7 @@ __all__ = [
     "hold_starts",
     "keep_leases_with",
     "last_loss",
+    "mark_data_since",
     "owner",
     "release_starts",
     "running",

@@ -60,6 +60,7 @@ def test_a_born_delivery_due_moments_after_a_redis_restart_is_started_not_left_f
     # dropped, it would wait for the re-send of lost messages (seconds overdue, an empty queue)
     assert [str(t.id) for t in taken] == ids
     assert taken[0].attempt_id == attempt_id  # the birth attempt itself, no write
+    assert not taken[0].uncertain  # born after the restart: no start of it was lost, nothing to look up
     assert delivery_states.start_born(items, attempt_id, 60) == []  # exactly one copy starts it
 
 

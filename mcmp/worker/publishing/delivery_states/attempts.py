@@ -190,10 +190,10 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     with a new attempt id (one write) and looked up on the platform before anything is posted;
     one held by a live worker (or a cancel) is left to it. Moments after a Redis restart the start
     waits until live workers have re-set their keys (at most a liveness TTL). A delivery born
-    before Redis last started is looked up first even when its start is won: a worker killed
-    after starting it could not set its key again, so no key says its call was made. When Redis
-    cannot judge (unreachable), nothing starts: the lease (the reaper) or the re-send of stranded
-    deliveries hands them on.
+    before Redis's data began (a restart or flush since) is looked up first even when its start is
+    won: a worker killed after starting it could not set its key again, so no key says its call
+    was made. When Redis cannot judge (unreachable), nothing starts: the lease (the reaper) or the
+    re-send of stranded deliveries hands them on.
     """
     if not items:
         return []
@@ -249,7 +249,7 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
         liveness.forget_starts(attempt_id, lost)
         won = [oid for oid in won if oid not in lost]
     taken = [
-        _born_taken(by_id[oid], oid, attempt_id, uncertain=_born_before(current[oid], starts.redis_since))
+        _born_taken(by_id[oid], oid, attempt_id, uncertain=_born_before(current[oid], starts.data_since))
         for oid in won
     ]
     return taken + _take_over(by_id, held, attempt_id, lease_seconds)

@@ -17,6 +17,7 @@ from mcmp.models import DeliveryState, ErrorClass
 from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import DeliveryDoc, deliveries
+from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.store import (
     S,
     lateness_start,
@@ -63,6 +64,9 @@ def ensure(
     """
     if not new:
         return Ensured(0, 0, [])
+    if take_lease_seconds is not None:
+        # born after it: a start key lost with Redis's data since is told apart by birth time
+        liveness.mark_data_since()
     now = utcnow()
     attempt_id = uuid.uuid4().hex if take_lease_seconds is not None else None
     docs: list[DeliveryDoc] = [
