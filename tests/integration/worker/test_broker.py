@@ -17,7 +17,6 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from mcmp.devstack import PrivateRedis
-from mcmp.worker.app import app
 
 
 @pytest.fixture
@@ -52,6 +51,9 @@ def _consume(connection: Connection) -> list[Any]:
 
 
 def test_a_worker_holding_unacknowledged_messages_outlives_redis_going_away(env, private_redis):
+    from mcmp.worker.app import create_app
+
+    app = create_app()  # configured as the worker's (imported here: it reads this test's settings)
     connection = app.connection_for_read(private_redis.url)
     held = _consume(connection)
     assert len(held) == 3 and not any(m.acknowledged for m in held)  # their tasks are still running
