@@ -14,6 +14,7 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from mcmp.config import get_settings
+from mcmp.worker.broker import transport_for
 
 
 def create_app() -> Celery:
@@ -38,6 +39,9 @@ def create_app() -> Celery:
         },
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=max(1, settings.task_time_limit_seconds - 30),
+        # kombu's Redis transport, closable after a lost connection (a Redis restart) so the
+        # worker reconnects instead of exiting (mcmp.worker.broker)
+        broker_transport=transport_for(settings.celery_broker_url),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         broker_transport_options={"visibility_timeout": 3600},

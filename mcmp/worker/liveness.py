@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -43,6 +43,10 @@ CANCEL_MARK = "cancel:"
 MEMBERS = "mcmp:live:members"
 LOSSES = "mcmp:live:losses"
 LOSSES_KEPT_SECONDS = 86400.0
+# When this Redis's data began, as first seen by our processes (Unix time in milliseconds): set
+# when missing before a delivery is born taken and before any start key, so after a restart or a
+# flush that lost start keys it is later than the birth of every delivery they may have started.
+DATA_SINCE = "mcmp:live:data-since"
 
 
 @lru_cache(maxsize=4)
@@ -169,17 +173,27 @@ def keep_leases_with(keeper: Callable[[Sequence[Any], str], None]) -> None:
     _heartbeat.keeper = keeper
 
 
-def claim_starts(
-    attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: float
-) -> dict[str, str | None] | None:
-    """Start these attempts of deliveries born taken: per delivery id, None when this process won
-    the start, else the owner that holds it. None when that cannot be judged (Redis unreachable,
-    or restarted less than a TTL ago: live workers re-set the keys of their running attempts
-    within a quarter of it), and nothing may start.
+class Starts(NamedTuple):
+    """Who holds the start of each attempt :func:`claim_starts` was asked for."""
+
+    holders: dict[str, str | None]  # delivery id → None when this process won the start, else its holder
+    # When Redis's data began (:data:`DATA_SINCE`): a delivery born before it may have been
+    # started on data since lost, by a worker killed since and unable to set its key again.
+    data_since: datetime
+
+
+def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: float) -> Starts | None:
+    """Start these attempts of deliveries born taken: who holds each start (:class:`Starts`).
+    None when that cannot be judged (Redis unreachable, or restarted and still not up for a TTL
+    after waiting the rest of it), and nothing may start.
 
     A delivery born ``in_flight`` with its attempt id is not written again when a worker starts
     it, so two copies of its message (a re-sent one, a redelivered one) both find it takeable in
     MongoDB: ``SET NX`` on the (attempt, delivery) key lets exactly one of them call the platform.
+    Right after a Redis restart the keys of running attempts are missing until their live workers
+    re-set them (within a quarter of a TTL), so a start waits until Redis has been up for a TTL:
+    a message that came due then is started seconds late, not dropped for the re-send of lost
+    messages to find many seconds later.
     """
     owner = _heartbeat.ensure()
     if owner is None:
@@ -188,12 +202,14 @@ def claim_starts(
     ttl_ms = max(1000, int(ttl_seconds * 1000))
     try:
         client = _redis()
-        if int(client.info("server").get("uptime_in_seconds", 0)) < get_settings().liveness_ttl_seconds:
+        if not _settled(client):
             return None
         pipe = client.pipeline(transaction=False)
+        pipe.set(DATA_SINCE, _now_ms(), nx=True)  # before any start key of this data
         for key in keys:
             pipe.set(START_PREFIX + key, owner, nx=True, px=ttl_ms)
-        won = pipe.execute()
+        pipe.get(DATA_SINCE)
+        _, *won, since = pipe.execute()
         lost = [k for k, ok in zip(keys, won, strict=True) if not ok]
         holders = dict(zip(lost, client.mget([START_PREFIX + k for k in lost]), strict=True)) if lost else {}
     except redis.RedisError as exc:
@@ -207,7 +223,43 @@ def claim_starts(
         result[str(delivery_id)] = (
             None if ok else (holder.decode() if isinstance(holder, bytes) else str(holder or ""))
         )
-    return result
+    began = int(since) if since is not None else _now_ms()  # deleted meanwhile: as if just now
+    return Starts(result, datetime.fromtimestamp(began / 1000, UTC))
+
+
+# How often a start waiting for Redis to settle after a restart looks at its uptime again.
+SETTLE_POLL_SECONDS = 0.2
+
+
+def _settled(client: redis.Redis) -> bool:
+    """Has Redis been up for a liveness TTL? After a restart the rest of it is waited out (at
+    most a TTL): a restart is rare, and a worker that waits starts its message instead of leaving
+    it to the re-send. False if it restarted again meanwhile and is still not settled.
+    """
+    ttl = get_settings().liveness_ttl_seconds
+    deadline = time.monotonic() + ttl + 1.0
+    while int(client.info("server").get("uptime_in_seconds", 0)) < ttl:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(SETTLE_POLL_SECONDS)
+    return True
+
+
+def _now_ms() -> int:
+    """Now in whole milliseconds, rounded down as MongoDB stores a delivery's birth."""
+    return time.time_ns() // 1_000_000
+
+
+def mark_data_since() -> None:
+    """Note when this Redis's data began, if nobody has yet: before deliveries are born taken.
+
+    Best effort: when Redis cannot be reached the first start of such a delivery notes it, later
+    than its birth, and that start looks the post up on the platform first (never a duplicate).
+    """
+    try:
+        _redis().set(DATA_SINCE, _now_ms(), nx=True)
+    except redis.RedisError as exc:
+        log.warning("when Redis's data began not noted (%s)", type(exc).__name__)
 
 
 def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
@@ -359,6 +411,7 @@ def _present(client: redis.Redis, owners: list[str]) -> set[str]:
 
 
 __all__ = [
+    "Starts",
     "StartsUnknown",
     "alive",
     "announce",
@@ -368,6 +421,7 @@ __all__ = [
     "hold_starts",
     "keep_leases_with",
     "last_loss",
+    "mark_data_since",
     "owner",
     "release_starts",
     "running",

@@ -195,12 +195,15 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     ``lease_seconds`` left (its message waited in a backlog) first extends it by a
     compare-and-swap on (id, in_flight, attemptId). A start held by a dead worker is taken over
     with a new attempt id (one write) and looked up on the platform before anything is posted;
-    one held by a live worker (or a cancel) is left to it. When Redis cannot judge, nothing starts: the lease
-    (the reaper) or the re-send of stranded deliveries hands them on.
+    one held by a live worker (or a cancel) is left to it. Moments after a Redis restart the start
+    waits until live workers have re-set their keys (at most a liveness TTL). A delivery born
+    before Redis's data began (a restart or flush since) is looked up first even when its start is
+    won: a worker killed after starting it could not set its key again, so no key says its call
+    was made. When Redis cannot judge (unreachable), nothing starts: the lease (the reaper) or the
+    re-send of stranded deliveries hands them on.
     """
     if not items:
         return []
-    now = utcnow()
     by_id = {as_object_id(i.delivery_id): i for i in items}
     me = liveness.owner()
     current = {
@@ -208,7 +211,11 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
         # By ``_id`` alone, never hinted: a hint on ``_id`` makes ``$in`` scan, and a state in
         # the filter lets SecantusDB plan the (state, dueAt) index (design §11).
         for d in find_in(
-            deliveries(), "_id", list(by_id), None, {"state": 1, "attemptId": 1, "leaseUntil": 1, "owner": 1}
+            deliveries(),
+            "_id",
+            list(by_id),
+            None,
+            {"state": 1, "attemptId": 1, "leaseUntil": 1, "owner": 1, "firstTakenAt": 1},
         )
         if d.get("state") == S.IN_FLIGHT.value
         and d.get("attemptId") == attempt_id
@@ -220,8 +227,10 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
     starts = liveness.claim_starts(attempt_id, list(current), lease_seconds)
     if starts is None:
         return []
-    won = [oid for oid in current if starts.get(str(oid)) is None]
-    held = {oid: str(starts[str(oid)]) for oid in current if starts.get(str(oid)) is not None}
+    now = utcnow()  # after the start, which may have waited for Redis to settle after a restart
+    holders = starts.holders
+    won = [oid for oid in current if holders.get(str(oid)) is None]
+    held = {oid: str(holders[str(oid)]) for oid in current if holders.get(str(oid)) is not None}
     short = [
         oid
         for oid in won
@@ -249,8 +258,17 @@ def start_born(items: Sequence[BatchItem], attempt_id: str, lease_seconds: float
         lost = [oid for oid in short if oid not in kept]
         liveness.forget_starts(attempt_id, lost)
         won = [oid for oid in won if oid not in lost]
-    taken = [_born_taken(by_id[oid], oid, attempt_id, uncertain=False) for oid in won]
+    taken = [
+        _born_taken(by_id[oid], oid, attempt_id, uncertain=_born_before(current[oid], starts.data_since))
+        for oid in won
+    ]
     return taken + _take_over(by_id, held, attempt_id, lease_seconds)
+
+
+def _born_before(delivery: Mapping[str, Any], moment: datetime) -> bool:
+    """Was this delivery born (its birth is its first take) before ``moment``, or is that unknown?"""
+    born_at = as_utc(delivery.get("firstTakenAt"))
+    return born_at is None or born_at < moment
 
 
 def _born_taken(

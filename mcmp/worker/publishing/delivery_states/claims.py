@@ -18,6 +18,7 @@ from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import DeliveryDoc, deliveries
 from mcmp.models.id_batches import find_in, id_batches
+from mcmp.worker import liveness
 from mcmp.worker.publishing.delivery_states.store import (
     S,
     lateness_start,
@@ -64,6 +65,9 @@ def ensure(
     """
     if not new:
         return Ensured(0, 0, [])
+    if take_lease_seconds is not None:
+        # born after it: a start key lost with Redis's data since is told apart by birth time
+        liveness.mark_data_since()
     now = utcnow()
     attempt_id = uuid.uuid4().hex if take_lease_seconds is not None else None
     docs: list[DeliveryDoc] = [
