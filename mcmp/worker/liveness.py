@@ -262,6 +262,23 @@ def mark_data_since() -> None:
         log.warning("when Redis's data began not noted (%s)", type(exc).__name__)
 
 
+def data_since() -> datetime:
+    """When this Redis's data began (:data:`DATA_SINCE`; noted now if nobody has yet).
+
+    A delivery born taken before it may have been started on data since lost, by a worker that
+    died since and left no start key. Raises :class:`StartsUnknown` when Redis cannot answer.
+    """
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        pipe.set(DATA_SINCE, _now_ms(), nx=True)
+        pipe.get(DATA_SINCE)
+        _, since = pipe.execute()
+    except redis.RedisError as exc:
+        raise StartsUnknown(f"Redis unavailable ({type(exc).__name__})") from None
+    began = int(since) if since is not None else _now_ms()
+    return datetime.fromtimestamp(began / 1000, UTC)
+
+
 def start_holders(attempts: Sequence[tuple[str, Any]]) -> dict[str, str]:
     """Who started these (attempt id, delivery id): delivery id → owner, for the started ones.
 
@@ -421,6 +438,7 @@ __all__ = [
     "hold_starts",
     "keep_leases_with",
     "last_loss",
+    "data_since",
     "mark_data_since",
     "owner",
     "release_starts",

@@ -342,6 +342,17 @@ def test_a_born_delivery_a_worker_started_is_not_cancelled(db, post):
     assert db.deliveries.find_one({"_id": doc["_id"]})["state"] == "in_flight"
 
 
+def test_a_born_delivery_is_not_cancelled_when_redis_lost_its_data_after_its_birth(db, post):
+    # A worker may have started it on the lost data and died since: no key says so any more.
+    [doc], attempt_id, items = _born(db, [post])
+    redis.Redis.from_url(get_settings().redis_url).delete(liveness.DATA_SINCE)  # data lost: begins now
+    with pytest.raises(liveness.StartsUnknown):
+        delivery_states.cancel_unstarted([doc], "cancelled")
+    assert db.deliveries.find_one({"_id": doc["_id"]}) == doc  # nothing cancelled
+    [taken] = delivery_states.start_born(items, attempt_id, 60)  # no start key left held
+    assert taken.uncertain  # and the start that follows looks the post up first
+
+
 def test_a_claimed_delivery_taken_without_an_owner_is_not_mistaken_for_an_unstarted_one(db, post):
     # a worker that took it while Redis was away wrote no owner; it was claimed, never born taken
     taken = take(post)

@@ -12,7 +12,7 @@ from bson import ObjectId
 
 from mcmp.config import get_settings
 from mcmp.models import ErrorClass
-from mcmp.models.base import utcnow
+from mcmp.models.base import as_utc, utcnow
 from mcmp.models.db import BY_ID
 from mcmp.models.delivery import DeliveryDoc, deliveries
 from mcmp.worker import liveness
@@ -106,6 +106,11 @@ class Unstarted(NamedTuple):
     moved: list[ObjectId]  # left their birth attempt meanwhile (reaped, handed back …): read again
 
 
+def _as_born(delivery: DeliveryDoc) -> bool:
+    """Still as born taken: its first attempt, never claimed (what the cancel's swap requires)."""
+    return delivery.get("attempt") == 1 and delivery.get("claimToken") is None
+
+
 def cancel_unstarted(found: Sequence[DeliveryDoc], reason: str) -> Unstarted:
     """in_flight → cancelled for deliveries born taken whose message no worker has started yet.
 
@@ -131,6 +136,14 @@ def cancel_unstarted(found: Sequence[DeliveryDoc], reason: str) -> Unstarted:
     if started:
         liveness.release_starts([(a, oid) for a, oid in born if str(oid) in held], sentinel)
         return Unstarted([], started, [])
+    # Born before Redis last lost its data: a worker may have started it and died since, leaving
+    # no key. Only its lease's end (the reaper hands it on, to be looked up first) can tell.
+    # (One claimed before it was taken has no birth to judge: the swap below finds it moved.)
+    births = {d["_id"]: as_utc(d.get("firstTakenAt")) for d in found if _as_born(d)}
+    since = liveness.data_since()
+    if any(oid in births and ((born_at := births[oid]) is None or born_at < since) for _, oid in born):
+        liveness.release_starts(born, sentinel)
+        raise liveness.StartsUnknown("Redis lost its data after it was queued; its lease will tell")
     cancelled: list[ObjectId] = []
     moved: list[tuple[str, ObjectId]] = []
     for attempt_id, oid in born:
