@@ -230,10 +230,24 @@ def sync_many(settled: Sequence[tuple[PostDoc, DeliveryDoc]], errors: Mapping[st
         return 0
     result = posts().bulk_write(ops, ordered=False)
     if result.modified_count != len(ops):  # a status write whose post changed meanwhile: redo it
-        for w in writes:
-            if w.new_status is not None:
-                sync(w.post_id)
+        _resync([w.post_id for w in writes if w.new_status is not None])
     return len(ops)
+
+
+def _resync(post_ids: Sequence[str]) -> None:
+    """``sync`` the posts whose status write may not have matched, all read in one query.
+
+    The bulk result does not say which write missed; usually another batch settled the post a
+    moment earlier, so only a post still ``scheduled`` is synced again (one read for the batch
+    instead of one per post).
+    """
+    if not post_ids:
+        return
+    ids = [ObjectId(pid) for pid in post_ids]
+    found = posts().find({PostField.ID: {"$in": ids}}, {PostField.STATUS: 1, PostField.PLATFORMS: 1})
+    for post in found:
+        if post.get(PostField.STATUS) == PostStatus.SCHEDULED.value:
+            sync(str(post[PostField.ID]), post)
 
 
 def _note(new_status: str, deliveries: Sequence[DeliveryDoc]) -> str:
