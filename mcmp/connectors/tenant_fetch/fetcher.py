@@ -206,17 +206,19 @@ class TenantFetcher:
     def _check_url(
         self, url: httpx.URL, what: str, origin: httpx.URL | None, previous: httpx.URL | None = None
     ) -> None:
-        prefix = f"{show(origin)} redirected to {show(url)}, which" if origin else show(url)
+        def prefix() -> str:  # only for a refusal: every fetch passes here
+            return f"{show(origin)} redirected to {show(url)}, which" if origin else show(url)
+
         if url.scheme not in ("http", "https"):
-            raise refused(what, f"{prefix} is not an http(s) URL", Rule.SCHEME)
+            raise refused(what, f"{prefix()} is not an http(s) URL", Rule.SCHEME)
         if previous is not None and previous.scheme == "https" and url.scheme == "http":
-            raise refused(what, f"{prefix} leaves https for plain http", Rule.SCHEME)
+            raise refused(what, f"{prefix()} leaves https for plain http", Rule.SCHEME)
         if url.userinfo:
             raise refused(
-                what, f"{prefix} carries credentials (user:password@), never sent", Rule.CREDENTIALS
+                what, f"{prefix()} carries credentials (user:password@), never sent", Rule.CREDENTIALS
             )
         if not url.host:
-            raise refused(what, f"{prefix} has no host", Rule.INVALID)
+            raise refused(what, f"{prefix()} has no host", Rule.INVALID)
 
     # --- one exchange, redirects checked hop by hop ----------------------------------------------
     @contextmanager
