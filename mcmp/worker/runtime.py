@@ -76,13 +76,22 @@ def warm_connectors() -> None:
     settle_heap()
 
 
+# Young-generation collections run after this many net allocations (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
 def settle_heap() -> None:
     """Exempt what start-up built (modules, classes, clients, connectors) from the cyclic GC.
 
     A full collection scans every tracked object; with those of start-up it took ~70 ms of CPU
     (the GIL held throughout) every few hundred deliveries, a twentieth of a worker's CPU. Frozen
     objects are still freed by reference counting; only cycles among them are never collected,
-    and start-up's live as long as the process. What is allocated later is collected as before.
+    and start-up's live as long as the process. What is allocated later is collected as before,
+    the young generation less often: a delivery allocates thousands of short-lived objects, and
+    at the default threshold each collection found most of a delivery's in use and promoted them,
+    so older generations were scanned again and again (0.11 ms of GC per delivery, 0.05 now).
     """
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
