@@ -32,6 +32,7 @@ class Route:
     body: bytes = b""
     location: str = ""
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # sent with a served or redirect answer
 
 
 @dataclass
@@ -87,6 +88,8 @@ class HostileServer:
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.ctype)
                 self.send_header("Content-Length", str(len(route.body)))
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if with_body:
                     self._write(route.body)
@@ -95,6 +98,8 @@ class HostileServer:
                 self.send_response(route.status if route.status != 200 else 302)
                 self.send_header("Location", route.location)
                 self.send_header("Content-Length", "0")
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
 
             def _endless(self, route: Route, with_body: bool) -> None:

@@ -86,7 +86,7 @@ def dispatcher(
     metrics_address: MetricsAddress = "127.0.0.1",
 ) -> None:
     """Run a dispatcher loop (any number may run; claims are atomic)."""
-    from mcmp.worker.runtime import bootstrap
+    from mcmp.worker.runtime import bootstrap, settle_heap
     from mcmp.worker.scheduling.dispatcher import Dispatcher
 
     bootstrap(wait=True)
@@ -99,7 +99,9 @@ def dispatcher(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    Dispatcher().run_forever(stop)
+    dispatcher = Dispatcher()
+    settle_heap()
+    dispatcher.run_forever(stop)
 
 
 @app.command()

@@ -125,19 +125,34 @@ class BaseUrlSession(requests.Session):
         self.public_base = public_base.rstrip("/")
         self.base_url = base_url.rstrip("/")
         self.trust_env = False  # read once per host in merge_environment_settings instead
+        # No session-wide query parameters (none is ever set): requests then takes each request's
+        # own as they are instead of merging two dicts through its runtime-checked protocols.
+        self.params = None  # type: ignore[assignment]
         shared_adapter(pool_size)
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
-        """requests' own merge, with the environment's proxies and CA bundle from the per-host cache."""
+        """requests' own merge, with the environment's proxies and CA bundle from the per-host cache.
+
+        The merge itself is requests' ``merge_setting`` written out for these values (a request's
+        value wins over the session's; proxies merged, a ``None`` entry dropping one): requests
+        checks each mapping against runtime protocols, ~10 µs of CPU a check on Python 3.11.
+        """
         proxies = {} if proxies is None else proxies
         parts = urlsplit(url.decode() if isinstance(url, bytes) else url or "")
         for key, value in _environ_proxies(f"{parts.scheme}://{parts.netloc}", proxies.get("no_proxy")):
             proxies.setdefault(key, value)
         if verify is True or verify is None:
             verify = _ca_bundle() or verify
-        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.proxies is not None:
+            proxies = {k: v for k, v in {**self.proxies, **proxies}.items() if v is not None}
+        return {
+            "proxies": proxies,
+            "stream": self.stream if stream is None else stream,
+            "verify": self.verify if verify is None else verify,
+            "cert": self.cert if cert is None else cert,
+        }
 
     def get_adapter(self, url: str) -> HTTPAdapter:
         """Always the process' pool (looked up per request, so a forked child never uses the parent's)."""

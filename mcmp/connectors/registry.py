@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from mcmp.config import Settings, get_settings
 from mcmp.connectors.base import ConnectorBase
@@ -20,17 +21,36 @@ from mcmp.errors import PublisherError
 log = logging.getLogger(__name__)
 
 GROUP = "mcmp.connectors"
+# The group's entry points are scanned again after this long (a plugin installed meanwhile is then
+# listed; looking an unlisted platform up scans at once).
+SCAN_SECONDS = 60.0
 _lock = threading.Lock()
 _instances: dict[str, Connector] = {}
 _observer: Callable[[str, str, int, float], None] | None = None
+_scan_lock = threading.Lock()
+_scanned: tuple[float, tuple[EntryPoint, ...]] | None = None
 
 
 class UnknownPlatformError(PublisherError, LookupError):
     """No connector is registered under that platform name."""
 
 
+def _registered(*, fresh: bool = False) -> tuple[EntryPoint, ...]:
+    """The group's entry points, scanned at most every ``SCAN_SECONDS`` (``fresh``: now).
+
+    A scan reads every installed distribution's metadata from disk, milliseconds of CPU; the
+    dispatcher asks on every tick.
+    """
+    global _scanned
+    with _scan_lock:
+        now = time.monotonic()
+        if fresh or _scanned is None or now - _scanned[0] >= SCAN_SECONDS:
+            _scanned = (now, tuple(entry_points(group=GROUP)))
+        return _scanned[1]
+
+
 def available_platforms() -> list[str]:
-    return sorted(ep.name for ep in entry_points(group=GROUP))
+    return sorted(ep.name for ep in _registered())
 
 
 def get_connector(platform: str, settings: Settings | None = None) -> Connector:
@@ -39,7 +59,9 @@ def get_connector(platform: str, settings: Settings | None = None) -> Connector:
         connector = _instances.get(platform)
         if connector is not None:
             return connector
-        matches = [ep for ep in entry_points(group=GROUP) if ep.name == platform]
+        matches = [ep for ep in _registered() if ep.name == platform]
+        if not matches:  # installed since the last scan?
+            matches = [ep for ep in _registered(fresh=True) if ep.name == platform]
         if not matches:
             raise UnknownPlatformError(
                 f"platforms: unknown platform {platform!r} (known: {', '.join(available_platforms())})"
@@ -78,6 +100,9 @@ def set_observer(observer: Callable[[str, str, int, float], None] | None) -> Non
 
 
 def clear_cache() -> None:
-    """Drop constructed connectors (tests change settings between runs)."""
+    """Drop constructed connectors and the scanned entry points (tests change settings between runs)."""
+    global _scanned
     with _lock:
         _instances.clear()
+    with _scan_lock:
+        _scanned = None

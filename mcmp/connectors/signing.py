@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import re
 import time
+from functools import lru_cache
 
 import httpx
 
@@ -52,6 +53,7 @@ def secret_problem(secret: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)  # a site's few webhook URLs, parsed once (~60 µs each time)
 def request_target(url: str) -> str:
     """The path and query of ``url`` as the HTTP request line carries them (what is signed)."""
     return httpx.URL(url).raw_path.decode("ascii")

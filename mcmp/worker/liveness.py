@@ -69,7 +69,9 @@ class _Heartbeat:
         # attempt id:delivery id → (delivery id, monotonic time of the last lease extension)
         self.running: dict[str, tuple[Any, float]] = {}
         self.keeper: Callable[[Sequence[Any], str], None] | None = None
-        self.starts: set[str] = set()  # running keys whose start key this process holds
+        # running key → monotonic time of its start key's last (re)set, for the start keys this
+        # process holds
+        self.starts: dict[str, float] = {}
 
     def ensure(self, *, keep_trying: bool = False) -> str | None:
         with self.lock:
@@ -106,18 +108,38 @@ class _Heartbeat:
                 log.exception("liveness renewal failed")
 
     def _keep_starts(self) -> None:
-        """Keep the start keys of running attempts: re-set (NX) when a Redis restart or flush lost
-        them, and extended, so a long call's key outlives no copy of its message."""
+        """Keep the start keys of running attempts: re-set (NX) within a renewal when a Redis
+        restart or flush lost any, and extended as their leases are, so a long call's key outlives
+        its lease and every copy of its message.
+
+        One ``EXISTS`` of them all per renewal finds a loss; otherwise a key is rewritten only once
+        it is a third of a lease old (as leases are extended), with a TTL one liveness TTL longer
+        than a lease, so it outlives the lease extended in the same renewal. Rewriting every key
+        every renewal (two commands per running attempt per second) cost a tenth of a worker's
+        CPU under load.
+        """
+        settings = get_settings()
+        every = settings.inflight_lease_seconds / 3
+        now = time.monotonic()
         with self.lock:
-            held = [k for k in self.starts if k in self.running]
+            held = {k: at for k, at in self.starts.items() if k in self.running}
         if not held:
             return
-        ttl_ms = int(get_settings().inflight_lease_seconds * 1000)
-        pipe = _redis().pipeline(transaction=False)
-        for key in held:
+        client = _redis()
+        lost = client.exists(*[START_PREFIX + key for key in held]) < len(held)
+        renew = list(held) if lost else [key for key, at in held.items() if now - at >= every]
+        if not renew:
+            return
+        ttl_ms = int((settings.inflight_lease_seconds + settings.liveness_ttl_seconds) * 1000)
+        pipe = client.pipeline(transaction=False)
+        for key in renew:
             pipe.set(START_PREFIX + key, self.owner, nx=True, px=ttl_ms)
             pipe.pexpire(START_PREFIX + key, ttl_ms)
         pipe.execute()
+        with self.lock:
+            for key in renew:
+                if key in self.starts:
+                    self.starts[key] = now
 
     def _keep_leases(self) -> None:
         """Extend the leases of attempts running longer than a third of the in-flight lease."""
@@ -165,7 +187,7 @@ def running(attempt_id: str, delivery_ids: Iterable[Any]) -> Iterator[None]:
         with _heartbeat.lock:
             for key, _ in keys:
                 _heartbeat.running.pop(key, None)
-                _heartbeat.starts.discard(key)
+                _heartbeat.starts.pop(key, None)
 
 
 def keep_leases_with(keeper: Callable[[Sequence[Any], str], None]) -> None:
@@ -200,6 +222,7 @@ def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: floa
         return None
     keys = [f"{attempt_id}:{d}" for d in delivery_ids]
     ttl_ms = max(1000, int(ttl_seconds * 1000))
+    started = time.monotonic()  # no later than the keys' TTL starts
     try:
         client = _redis()
         if not _settled(client):
@@ -216,7 +239,7 @@ def claim_starts(attempt_id: str, delivery_ids: Sequence[Any], ttl_seconds: floa
         log.warning("attempts not started: Redis unavailable (%s)", type(exc).__name__)
         return None
     with _heartbeat.lock:
-        _heartbeat.starts.update(k for k, ok in zip(keys, won, strict=True) if ok)
+        _heartbeat.starts.update((k, started) for k, ok in zip(keys, won, strict=True) if ok)
     result: dict[str, str | None] = {}
     for delivery_id, key, ok in zip(delivery_ids, keys, won, strict=True):
         holder = holders.get(key)
@@ -357,7 +380,8 @@ def release_starts(attempts: Sequence[tuple[str, Any]], sentinel: str) -> None:
 def forget_starts(attempt_id: str, delivery_ids: Iterable[Any]) -> None:
     """Stop keeping the start keys of attempts this process won but will not run."""
     with _heartbeat.lock:
-        _heartbeat.starts.difference_update(f"{attempt_id}:{d}" for d in delivery_ids)
+        for d in delivery_ids:
+            _heartbeat.starts.pop(f"{attempt_id}:{d}", None)
 
 
 def alive(owners: Iterable[str]) -> set[str] | None:

@@ -7,6 +7,8 @@ is set the standard multiprocess collector aggregates them.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -23,14 +25,21 @@ LATENESS = Histogram(
 )
 
 
+@lru_cache(maxsize=1024)
+def _series(metric: Any, *values: str) -> Any:
+    """The labelled child of ``metric`` (the one ``labels()`` returns), looked up once per process:
+    the per-call lookup (a lock and a tuple of label strings) ran several times per delivery."""
+    return metric.labels(*values)
+
+
 def delivery_outcome(platform: str, outcome: str) -> None:
-    DELIVERIES.labels(platform=platform, outcome=str(outcome)).inc()
+    _series(DELIVERIES, platform, str(outcome)).inc()
 
 
 def observe_lateness(platform: str, scheduled_for: datetime | None, started: datetime) -> None:
     scheduled = as_utc(scheduled_for)
     if scheduled is not None:
-        LATENESS.labels(platform=platform).observe(max(0.0, (started - scheduled).total_seconds()))
+        _series(LATENESS, platform).observe(max(0.0, (started - scheduled).total_seconds()))
 
 
 # --- platform calls and token refreshes (admin issue 5) ------------------------------------
@@ -51,7 +60,7 @@ def observe_platform_request(platform: str, method: str, status: int, seconds: f
     Installed as the connector registry's request observer by ``runtime.bootstrap``: every session
     and tenant fetcher a connector takes from its ``HttpClients`` reports here.
     """
-    PLATFORM_REQUEST_SECONDS.labels(platform=platform, method=method, status=str(status)).observe(seconds)
+    _series(PLATFORM_REQUEST_SECONDS, platform, method, str(status)).observe(seconds)
 
 
 def token_refresh(platform: str, outcome: str) -> None:
@@ -107,7 +116,7 @@ def call_result(exc: BaseException | None) -> str:
 
 def publish_call(platform: str, exc: BaseException | None) -> None:
     """Count one ``connector.publish`` call (``exc``: what it raised, None when it succeeded)."""
-    PUBLISH_CALLS.labels(platform=platform, result=call_result(exc)).inc()
+    _series(PUBLISH_CALLS, platform, call_result(exc)).inc()
 
 
 # --- dispatchers (``mcmp dispatcher --metrics-port``) --------------------------------------------

@@ -14,7 +14,9 @@ handshake per delivery. Connections are therefore kept, but only where the check
   a webhook is written on it), at most ``sites`` keys (least recently used retired first);
   a retired pool is closed once its last request finished;
 * each read and write of a kept connection is bounded by the deadline of the fetch that uses it
-  *now* (a context variable set per request), not of the fetch that opened it.
+  *now* (a context variable set per request), not of the fetch that opened it. A fetch hands its
+  deadline to the transport on each request (the :data:`DEADLINE` extension, carried along its
+  redirects), so one transport serves every fetch of a fetcher.
 
 A TLS connection kept alive is a TLS session reused: no new handshake while it lives. The pool is
 thread-safe (the worker's publish threads share it) and forgotten in a forked child.
@@ -42,6 +44,9 @@ from mcmp.connectors.tenant_fetch.transport import AddressRefused, Deadline
 Check = Callable[[str, int, float], list[IPAddress]]  # host, port, seconds the lookup may take
 
 _NO_DEADLINE = Deadline(math.inf)
+# The request extension carrying the deadline of the fetch a request belongs to (every request
+# through a GuardedTransport has one; httpx copies extensions onto each redirect's request).
+DEADLINE = "mcmp.tenant_fetch.deadline"
 _current: contextvars.ContextVar[Deadline] = contextvars.ContextVar("tenant_fetch_deadline")
 
 
@@ -253,8 +258,8 @@ class ConnectionPools:
         self._by_site = {}
 
     # --- the transport a fetch uses ---------------------------------------------------------------
-    def transport(self, check: Check, deadline: Deadline, ssl_context: ssl.SSLContext) -> GuardedTransport:
-        return GuardedTransport(self, check, deadline, ssl_context)
+    def transport(self, check: Check, ssl_context: ssl.SSLContext) -> GuardedTransport:
+        return GuardedTransport(self, check, ssl_context)
 
 
 class _Body(httpx.SyncByteStream):
@@ -279,26 +284,29 @@ class _Body(httpx.SyncByteStream):
 
 
 class GuardedTransport(httpx.BaseTransport):
-    """One fetch's view of the shared pools: check first, then the pool of exactly what passed."""
+    """A fetcher's view of the shared pools: check first, then the pool of exactly what passed.
 
-    def __init__(
-        self, pools: ConnectionPools, check: Check, deadline: Deadline, ssl_context: ssl.SSLContext
-    ) -> None:
+    Stateless between requests (each brings its fetch's deadline), so a fetcher's fetches and
+    threads share one."""
+
+    def __init__(self, pools: ConnectionPools, check: Check, ssl_context: ssl.SSLContext) -> None:
         self._pools = pools
         self._check = check
-        self._deadline = deadline
         self._ssl = ssl_context
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, Iterable)
+        deadline = request.extensions.get(DEADLINE)
+        if not isinstance(deadline, Deadline):  # never sent without the bounds of a fetch
+            raise TypeError(f"a tenant fetch's request carries its deadline in extensions[{DEADLINE!r}]")
         previous = _current.get(_NO_DEADLINE)
-        token = _current.set(self._deadline)
+        token = _current.set(deadline)
         url = request.url
         scheme, host = url.scheme, url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and SNI see it
         port = url.port or (443 if scheme == "https" else 80)
         timeouts = request.extensions.get("timeout", {})
         try:
-            connect = self._deadline.clamp(timeouts.get("connect"), httpcore.ConnectTimeout)
+            connect = deadline.clamp(timeouts.get("connect"), httpcore.ConnectTimeout)
             try:
                 addresses = self._check(host, port, connect)  # the lookup counts inside the deadline
             except AddressRefused:
@@ -314,7 +322,7 @@ class GuardedTransport(httpx.BaseTransport):
 
         def done() -> None:
             self._pools._release(entry)
-            if _current.get(None) is self._deadline:  # a fetch nested in another's stream
+            if _current.get(None) is deadline:  # a fetch nested in another's stream
                 _current.set(previous)
 
         try:

@@ -49,17 +49,22 @@ def find_account(client_id: str, platform: str) -> IntegrationAccount | None:
 
 
 def find_accounts(keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], IntegrationAccount]:
-    """:func:`find_account` for many (client id, platform) pairs in one query; absent pairs left out."""
+    """:func:`find_account` for many (client id, platform) pairs in one query; absent pairs left out.
+
+    The query asks for every platform of every client named (the product of the two lists); only
+    the documents of pairs asked for become ``IntegrationAccount`` objects (~50 µs of CPU each).
+    """
     if not keys:
         return {}
     candidates: dict[tuple[str, str], list[IntegrationAccount]] = {}
-    query = IntegrationAccount.objects(
-        client_id__in=list({c for c, _ in keys}), platform__in=list({p for _, p in keys})
-    )
-    for account in query:
-        key = (str(account.client_id), str(account.platform))
+    query = {
+        AccountField.CLIENT_ID: {"$in": list({c for c, _ in keys})},
+        AccountField.PLATFORM: {"$in": list({p for _, p in keys})},
+    }
+    for doc in integration_accounts().find(query):
+        key = (str(doc.get(AccountField.CLIENT_ID)), str(doc.get(AccountField.PLATFORM)))
         if key in keys:
-            candidates.setdefault(key, []).append(account)
+            candidates.setdefault(key, []).append(IntegrationAccount._from_son(doc))
     chosen = {key: choose_account(pool) for key, pool in candidates.items()}
     return {key: account for key, account in chosen.items() if account is not None}
 

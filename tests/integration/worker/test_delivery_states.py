@@ -267,6 +267,23 @@ def test_a_start_held_by_a_dead_worker_is_taken_over_and_looked_up_first(db, pos
     assert delivery_states.start_born(items, attempt_id, 60) == []  # the dead worker's attempt is over
 
 
+def test_a_running_attempts_start_key_lost_in_redis_is_set_again_by_its_worker(db, post):
+    """A Redis flush (or restart) must not let a second copy of the message start the attempt."""
+    [doc], attempt_id, items = _born(db, [post])
+    [taken] = delivery_states.start_born(items, attempt_id, 60)
+    key = f"{liveness.START_PREFIX}{attempt_id}:{doc['_id']}"
+    client = redis.Redis.from_url(get_settings().redis_url)
+    with liveness.running(attempt_id, [taken.id]):
+        client.delete(key)
+        deadline = time.monotonic() + get_settings().liveness_ttl_seconds / 2 + 2  # a renewal or two
+        while client.get(key) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get(key) == (liveness.owner() or "").encode()
+        assert client.pttl(key) > (get_settings().inflight_lease_seconds - 5) * 1000
+        assert delivery_states.start_born(items, attempt_id, 60) == []  # a copy of its message
+        assert state(db, taken)["attemptId"] == attempt_id
+
+
 def test_born_deliveries_never_sent_are_handed_back_as_before_their_birth(db, make_client, make_post):
     client = make_client()
     docs, attempt_id, _ = _born(db, [make_post(client, ["website"]) for _ in range(2)])

@@ -293,6 +293,29 @@ def test_writes_never_follow_a_redirect(servers) -> None:
     assert [(m, p) for m, p, _ in server.requests] == [("POST", "/hook")]
 
 
+def test_a_cookie_a_site_sets_never_reaches_another_fetch(servers) -> None:
+    """Cookies live at most along one fetch's redirect chain: fetches share connections, not a jar."""
+    server = servers()
+    server.add("/x.jpg", Route("serve", "image/jpeg", JPEG))
+    server.add(
+        "/login", Route("redirect", location="/x.jpg", headers={"Set-Cookie": "session=tenant-a; Path=/"})
+    )
+    server.add("/hook", Route("serve", "application/json", b"{}", headers={"Set-Cookie": "seen=1; Path=/"}))
+    fetcher = TenantFetcher(["127.0.0.0/8"])
+    assert fetcher.download(server.base + "/login", what="assetUrls[0]").content == JPEG
+    fetcher.request("POST", server.base + "/hook", what="w", content=b"{}")
+    fetcher.request("POST", server.base + "/hook", what="w", content=b"{}")
+    assert fetcher.download(server.base + "/x.jpg", what="assetUrls[0]").content == JPEG
+    cookies = [(path, headers.get("Cookie")) for _, path, headers in server.requests]
+    assert cookies == [
+        ("/login", None),
+        ("/x.jpg", "session=tenant-a"),  # the same fetch's next hop
+        ("/hook", None),
+        ("/hook", None),
+        ("/x.jpg", None),
+    ]
+
+
 # --- pinned address, Host header, TLS name -----------------------------------------------------
 def test_the_connection_goes_to_the_checked_address_with_the_original_host_header(servers) -> None:
     """DNS rebinding: a second lookup would answer 10.0.0.5; there is none."""
