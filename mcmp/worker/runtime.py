@@ -85,8 +85,9 @@ def settle_heap() -> None:
 
     A full collection scans every tracked object; with those of start-up it took ~70 ms of CPU
     (the GIL held throughout) every few hundred deliveries, a twentieth of a worker's CPU. Frozen
-    objects are still freed by reference counting; only cycles among them are never collected,
-    and start-up's live as long as the process. What is allocated later is collected as before,
+    objects are still freed by reference counting; only cycles among them are never collected:
+    start-up's live as long as the process, and the few of work already running at that moment
+    are a one-off, bounded. What is allocated later is collected as before,
     the young generation less often: a delivery allocates thousands of short-lived objects, and
     at the default threshold each collection found most of a delivery's in use and promoted them,
     so older generations were scanned again and again (0.11 ms of GC per delivery, 0.05 now).

@@ -50,3 +50,23 @@ def test_an_account_marked_reject_fails_validation() -> None:
     credentials = Credentials("acct", "example-echo", "s", metadata={"reject": True})
     with pytest.raises(ValidationError, match="account.metadata.reject"):
         EchoConnector(Settings()).validate(PostContent("p", "c", "t", "b"), credentials)
+
+
+def test_a_plugin_installed_while_running_is_found_by_name_at_once_and_listed_after_a_rescan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    from mcmp.connectors import registry
+
+    registry.clear_cache()
+    before = registry.available_platforms()  # scanned now; the dispatcher asks every tick
+    late = EntryPoint("late-echo", "mcmp_example_connector:EchoConnector", registry.GROUP)
+    installed = (*entry_points(group=registry.GROUP), late)
+    monkeypatch.setattr(registry, "entry_points", lambda **_: installed)
+    try:
+        assert "late-echo" not in registry.available_platforms()  # within the scan interval
+        assert isinstance(registry.get_connector("late-echo", Settings()), EchoConnector)
+        assert registry.available_platforms() == sorted([*before, "late-echo"])
+    finally:
+        registry.clear_cache()
