@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 5
 EXPANDED_MARKER = "mcmpExpandedAt"  # set on a post once its deliveries exist; cleared when it settles
-SYNC_VIEW = {PostField.STATUS: 1, PostField.PLATFORMS: 1}  # what deriving a post's status reads of it
+# What deriving a post's status reads of it: the marker's value is the expansion the read saw.
+SYNC_VIEW = {PostField.STATUS: 1, PostField.PLATFORMS: 1, EXPANDED_MARKER: 1}
 
 
 def history_entry(
@@ -115,10 +116,11 @@ class PostWrite:
 
 
 def plan(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> PostWrite | None:
-    """The write ``sync`` would make for ``post`` (its ``status`` and ``platforms`` read), or None.
+    """The write ``sync`` would make for ``post`` (its ``status``, ``platforms`` and expansion
+    marker read, then its deliveries), or None.
 
-    A status change is conditional on the status read and on the post still being expanded; a
-    write of ids/errors alone is not (it is idempotent and the frontend does not own those fields).
+    A status change is conditional on the status and on the expansion read; a write of
+    ids/errors alone is not (it is idempotent and the frontend does not own those fields).
     """
     if post.get("status") != PostStatus.SCHEDULED.value:
         return None
@@ -144,10 +146,14 @@ def plan(post: PostDoc, deliveries: Sequence[DeliveryDoc]) -> PostWrite | None:
         update["$unset"][PostField.LAST_ERROR] = ""
     else:
         update["$set"][PostField.LAST_ERROR] = last_error
-    # Only while the post is expanded: a post the frontend scheduled again (marker cleared when it
-    # settled) waits for the dispatcher to re-open its deliveries; a late sync of the old outcome
-    # must not settle it back.
-    cas = {PostField.ID: post["_id"], PostField.STATUS: post["status"], EXPANDED_MARKER: {"$exists": True}}
+    # Only the expansion that was read: a post settled, scheduled again by the frontend or an
+    # operator and expanded anew (its failed deliveries re-opened, then a new marker) must not be
+    # settled back by a sync that read the old deliveries. Re-opening precedes the new marker, so
+    # deliveries read after a post showing marker M are at least as new as M's expansion.
+    expansion = post.get(EXPANDED_MARKER)
+    if expansion is None:  # not expanded (yet, or again): only an expanded post settles
+        return None
+    cas = {PostField.ID: post["_id"], PostField.STATUS: post["status"], EXPANDED_MARKER: expansion}
     return PostWrite(post_id, cas, update, new_status)
 
 

@@ -410,7 +410,7 @@ class Dispatcher:
             # unexpanded (marker-less) post of the index.
             posts.find(
                 {"status": PostStatus.SCHEDULED.value, EXPANDED_MARKER: {"$gte": EPOCH, "$lt": cutoff}},
-                {"status": 1, "platforms": 1, "platformPostIds": 1},
+                {"status": 1, "platforms": 1, "platformPostIds": 1, EXPANDED_MARKER: 1},
             )
             .sort(EXPANDED_MARKER, 1)
             .limit(self.settings.dispatch_batch_size)

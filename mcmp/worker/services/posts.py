@@ -316,6 +316,7 @@ def reschedule(
         moved = delivery_states.reschedule_open(post_id, when_utc)
         if status != P.SCHEDULED.value:
             moved += delivery_states.reopen(post_id, when_utc)
+            _keep_scheduled(post_id, scope, RESCHEDULE_NOTE, by_user_id)
         posting_windows.release_slots(post_id)
         return OperationResult(
             post_id, _status(post_id), sorted(states), f"{RESCHEDULE_NOTE} ({moved} deliveries moved)"

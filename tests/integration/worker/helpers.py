@@ -43,6 +43,7 @@ def born(posts: list[dict[str, Any]], platform: str = "website") -> tuple[list[s
 def mark_expanded(expanded: list[dict[str, Any]]) -> None:
     """Posts whose deliveries exist, marked as the dispatcher marks them (only such settle)."""
     marked = now()
+    marked = marked.replace(microsecond=marked.microsecond // 1000 * 1000)  # as BSON stores it
     posts().update_many({"_id": {"$in": [p["_id"] for p in expanded]}}, {"$set": {EXPANDED_MARKER: marked}})
     for post in expanded:
         post[EXPANDED_MARKER] = marked

@@ -104,3 +104,53 @@ def test_a_post_another_batch_settled_first_keeps_one_history_entry_and_the_rest
         doc = db.posts.find_one({"_id": post["_id"]})
         assert doc["status"] == "published" and doc["platformPostIds"]["website"] == "w-1"
         assert [h["toStatus"] for h in doc["statusHistory"]].count("published") == 1
+
+
+def test_a_post_scheduled_again_is_never_settled_by_a_sync_that_read_its_old_deliveries(
+    db, make_client, make_post
+):
+    """The frontend re-schedules a failed post; the dispatcher re-opens its failed delivery and
+    marks it expanded again. A sync that read the old deliveries (before or after the frontend's
+    write) and writes only now must not settle it back to ``failed`` with the old error: the
+    new attempt's outcome is what the post shows."""
+    from mcmp.worker.publishing import delivery_states, post_status
+    from mcmp.worker.publishing.delivery_states import NewDelivery
+    from tests.integration.worker.helpers import mark_expanded
+
+    client = make_client()
+    post = make_post(client, ["website", "echo"])
+    post_id, due = str(post["_id"]), post["scheduleTime"]
+    delivery_states.ensure([NewDelivery(post_id, str(client["_id"]), p, due) for p in ("website", "echo")])
+    db.deliveries.update_one({"postId": post_id, "platform": "website"}, {"$set": {"state": "published"}})
+    db.deliveries.update_one(
+        {"postId": post_id, "platform": "echo"}, {"$set": {"state": "failed", "lastError": "echo: refused"}}
+    )
+    mark_expanded([post])
+    read_while_expanded = (
+        db.posts.find_one({"_id": post["_id"]}, post_status.SYNC_VIEW),
+        delivery_states.for_post(post_id),
+    )
+    assert post_status.sync(post_id) == "failed"
+    db.posts.update_one({"_id": post["_id"]}, {"$set": {"status": "scheduled", "body": " "}})  # the frontend
+    read_before_expansion = (
+        db.posts.find_one({"_id": post["_id"]}, post_status.SYNC_VIEW),
+        delivery_states.for_post(post_id),
+    )
+    assert post_status.plan(*read_before_expansion) is None  # not expanded: nothing to settle yet
+    # The dispatcher expands it again: the failed delivery re-opened, then the new marker.
+    assert delivery_states.ensure([NewDelivery(post_id, str(client["_id"]), "echo", due)]).reopened == 1
+    mark_expanded([post])
+
+    stale = post_status.plan(*read_while_expanded)
+    assert stale is not None and stale.new_status == "failed"
+    assert db.posts.update_one(stale.filter, stale.update).modified_count == 0
+    shaped = guarded(stale.filter, stale.update)
+    assert shaped is not None and db.posts.update_one(*shaped, hint=BY_ID).modified_count == 0
+    assert db.posts.find_one({"_id": post["_id"]})["status"] == "scheduled"
+
+    db.deliveries.update_one(
+        {"postId": post_id, "platform": "echo"},
+        {"$set": {"state": "failed", "lastError": "body: must not be empty"}},
+    )
+    assert post_status.sync(post_id) == "failed"
+    assert "body: must not be empty" in db.posts.find_one({"_id": post["_id"]})["lastError"]
