@@ -10,7 +10,10 @@ a dispatcher. Each simulator counts the TCP connections it **accepted** (``GET
 code thinks it did. Per target: a warm-up at the same rate (what it opens is the once-per-process cost:
 about one connection per thread that calls at once), then ``--deliveries`` posts spread over
 ``--seconds``; reported: connections accepted in each, per 1,000 measured deliveries, with the
-published count and duplicates.
+published count and duplicates. The posts come from ``--tenants`` clients (default 10, as the other benchmarks) whose
+accounts point at the same site: one client alone at 100/s is held to its fair share
+(``MCMP_TENANT_MAX_IN_FLIGHT``), its posts start seconds late and in bursts, and each burst opens
+connections — that measures the fair share, not the pool.
 
 ``--before REV`` extracts ``mcmp/`` of that commit (``git archive``) and runs the same scenario
 with the workers and dispatcher of that code against the same simulators (this checkout's), one
@@ -56,7 +59,7 @@ def accepted(sim_url: str) -> int:
     return int(requests.get(f"{sim_url}/_sim/connections", timeout=10).json()["accepted"]) - 1
 
 
-def facebook_account(db: Any) -> dict[str, Any]:
+def facebook_account(db: Any, page: str = PAGE) -> dict[str, Any]:
     now = datetime.now(UTC)
     client = {"_id": ObjectId(), "name": "Page", "slug": f"page-{ObjectId()}", "timezone": "UTC"}
     db.clients.insert_one({**client, "createdAt": now, "updatedAt": now})
@@ -96,8 +99,20 @@ def facebook_posts(
 Posts = Callable[[dict[str, Any], datetime, int, float], list[dict[str, Any]]]
 
 
+def spread(
+    clients: list[dict[str, Any]], make: Posts, start: datetime, count: int, seconds: float
+) -> list[dict[str, Any]]:
+    """``count`` posts over ``seconds`` from ``clients`` in turn: one steady stream to the site."""
+    step = seconds / max(1, count)
+    docs: list[dict[str, Any]] = []
+    for k, client in enumerate(clients):
+        share = len(range(k, count, len(clients)))
+        docs += make(client, start + timedelta(seconds=k * step), share, share * len(clients) * step)
+    return docs
+
+
 def measure(
-    s: Stack, sim_url: str, client: dict[str, Any], make: Posts, count: int, seconds: float, warm: int
+    s: Stack, sim_url: str, clients: list[dict[str, Any]], make: Posts, count: int, seconds: float, warm: int
 ) -> tuple[int, int, int, int]:
     """(connections in the warm-up, in the measured posts, deliveries published, duplicates).
 
@@ -112,8 +127,8 @@ def measure(
     rate = count / seconds
     first = datetime.now(UTC) + timedelta(seconds=5)  # after both inserts
     measured_from = first + timedelta(seconds=warm / rate)
-    warm_ids = insert_docs(db.posts, make(client, first, warm, warm / rate))
-    ids = insert_docs(db.posts, make(client, measured_from, count, seconds))
+    warm_ids = insert_docs(db.posts, spread(clients, make, first, warm, warm / rate))
+    ids = insert_docs(db.posts, spread(clients, make, measured_from, count, seconds))
     time.sleep(max(0.0, (measured_from - datetime.now(UTC)).total_seconds()))
     before = accepted(sim_url)
     wait_settled(db, warm_ids + ids, timeout=seconds * 10 + 180)
@@ -158,14 +173,25 @@ def run(label: str, code: Path, args: argparse.Namespace, workdir: Path) -> list
         )
         time.sleep(6)
         lines = []
-        targets: list[tuple[str, str, dict[str, Any], Posts]] = [
-            ("webhook (one site)", s.sim.base_url, seed_client(s.db, s.sim.base_url), post_docs),
-            ("facebook simulator", fb_url, facebook_account(s.db), facebook_posts),
+        tenants = range(args.tenants)
+        targets: list[tuple[str, str, list[dict[str, Any]], Posts]] = [
+            (
+                "webhook (one site)",
+                s.sim.base_url,
+                [seed_client(s.db, s.sim.base_url) for _ in tenants],
+                post_docs,
+            ),
+            (
+                "facebook simulator",
+                fb_url,
+                [facebook_account(s.db, f"{PAGE}{k}") for k in tenants],
+                facebook_posts,
+            ),
         ]
-        for name, url, client, make in targets:
+        for name, url, clients, make in targets:
             load = load_avg()
             warmed, opened, published, dups = measure(
-                s, url, client, make, args.deliveries, args.seconds, args.warm
+                s, url, clients, make, args.deliveries, args.seconds, args.warm
             )
             per_1000 = opened * 1000 / max(1, published)
             lines.append(
@@ -181,6 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deliveries", type=int, default=1000, help="measured posts per target")
     parser.add_argument("--seconds", type=float, default=10.0, help="spread the measured posts over this")
     parser.add_argument("--warm", type=int, default=1000, help="unmeasured posts first, same rate")
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=10,
+        help="clients posting to the same site (each within its fair share, MCMP_TENANT_MAX_IN_FLIGHT)",
+    )
     parser.add_argument("--before", metavar="REV", help="also run the workers of this commit first")
     add_worker_args(parser)
     add_common_args(parser)
@@ -192,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     runs.append((f"after ({git_rev()})", ROOT))
     print(
         f"TCP connections accepted by the simulator: during {args.warm} unmeasured posts (warm-up), then "
-        f"during {args.deliveries} measured ones, both at {args.deliveries / args.seconds:.0f}/s; "
+        f"during {args.deliveries} measured ones, both at {args.deliveries / args.seconds:.0f}/s from {args.tenants} clients; "
         f"{args.workers} workers x {args.concurrency} threads, simulator latency {args.latency_ms:g} ms"
     )
     print(
