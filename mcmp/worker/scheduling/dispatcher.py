@@ -135,7 +135,6 @@ class Dispatcher:
             return 0, 0, 0, 0
         known = set(available_platforms())
         new: list[delivery_states.NewDelivery] = []
-        rejected_posts: list[str] = []
         invalid: dict[str, str] = {}
         for post in page:
             post_id = str(post["_id"])
@@ -147,9 +146,7 @@ class Dispatcher:
                 invalid[post_id] = "; ".join(problems)
             platforms = [p for p in dict.fromkeys(post.get("platforms") or []) if isinstance(p, str)]
             if problems and not platforms:
-                post_status.fail_post(post_id, PostStatus.SCHEDULED.value, "; ".join(problems))
-                rejected_posts.append(post_id)
-                continue
+                continue  # failed below, with nothing to create
             for platform in platforms:
                 reason = "; ".join(problems)
                 if not reason and platform not in known:
@@ -171,6 +168,11 @@ class Dispatcher:
             take_lease_seconds=self.settings.queued_lease_seconds,
             take_only=fair_share.born_claimed(new, cap),
         )
+        # An invalid post failed before any marker: all its deliveries were created failed (none
+        # re-opened), so a post marked expanded here would be settled by any sync in between with
+        # its older deliveries' error instead of this one.
+        for post_id, reason in invalid.items():
+            post_status.fail_post(post_id, PostStatus.SCHEDULED.value, reason)
         # Marked before the deliveries are sent: a worker's outcome settles only an expanded post.
         # The instant of a string time leaves its index with it: only unexpanded posts are there.
         for chunk in id_batches(p["_id"] for p in page):
@@ -186,10 +188,8 @@ class Dispatcher:
             born = sorted({str(d["attemptId"]) for d in ensured.taken})
             delivery_states.unclaim(rest, keep_due=True, born=born, never_sent=True)
         sent = self._send(list(keep))
-        for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED}:
-            if post_id in invalid:  # its older deliveries may carry an older error: name these
-                post_status.fail_post(post_id, PostStatus.SCHEDULED.value, invalid[post_id])
-            post_status.sync(post_id)
+        for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED} - invalid.keys():
+            post_status.sync(post_id)  # e.g. a platform without a connector, beside others
         return len(page), ensured.created, ensured.reopened, sent
 
     def derive_schedule_times(self, full: bool | None = None) -> int:
