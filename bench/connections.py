@@ -1,4 +1,4 @@
-"""TCP connections the workers open per 1,000 deliveries: to one client's website, and to a platform.
+"""TCP connections the workers open per 1,000 deliveries: to one website, and to a platform.
 
     .venv/bin/python -m bench.connections                        # this checkout
     .venv/bin/python -m bench.connections --before 4b7d63a       # and the same run with that commit's workers
