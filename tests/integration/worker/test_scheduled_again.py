@@ -102,3 +102,24 @@ def test_a_post_scheduled_again_with_an_empty_body_fails_with_that_error_whateve
     assert [h["toStatus"] for h in doc["statusHistory"]][-1] == "failed"
     facebook = db.deliveries.find_one({"postId": str(emptied["_id"]), "platform": "facebook"})
     assert facebook["state"] == "failed"  # not re-opened: nothing of it reaches a platform
+
+
+def test_a_batch_whose_post_was_rotated_by_the_settle_sweep_still_settles_it(db, make_client, make_post):
+    """The sweep over posts expanded long ago rewrites their marker (to the back of its queue)
+    while a batch is at work on them: the batch's status write, conditional on the marker it
+    read, misses, and its fallback reads the post again and settles it once."""
+    client = make_client()
+    post = make_post(client, ["website"])
+    mark_expanded([post])  # what the batch read
+    db.posts.update_one({"_id": post["_id"]}, {"$set": {"mcmpExpandedAt": now() + timedelta(seconds=1)}})
+    post_id = str(post["_id"])
+    delivery_states.ensure([NewDelivery(post_id, str(client["_id"]), "website", post["scheduleTime"])])
+    db.deliveries.update_one(
+        {"postId": post_id}, {"$set": {"state": "published", "platformPostId": "w-9"}}
+    )  # its outcome, written before the post's
+
+    post_status.sync_many([(post, db.deliveries.find_one({"postId": post_id}))], {})
+
+    doc = db.posts.find_one({"_id": post["_id"]})
+    assert doc["status"] == "published" and doc["platformPostIds"]["website"] == "w-9"
+    assert [h["toStatus"] for h in doc["statusHistory"]].count("published") == 1
