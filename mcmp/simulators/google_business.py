@@ -301,8 +301,9 @@ class GoogleBusinessSimulator(OAuthSimulator):
         if not 1 <= size <= 100:
             return self._invalid("page_size", "pageSize must be between 1 and 100")
         with self.lock:
+            # Newest first, ties too (posts made within one clock tick): the later one first.
             mine = sorted(
-                (p for p in self.posts.values() if p["name"].startswith(location + "/")),
+                (p for p in reversed(self.posts.values()) if p["name"].startswith(location + "/")),
                 key=lambda p: self.created_at[p["name"]],
                 reverse=True,
             )

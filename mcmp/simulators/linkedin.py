@@ -460,8 +460,9 @@ class LinkedInSimulator(OAuthSimulator):
         start = int(req.query.get("start", 0))
         sort_key = "createdAt" if req.query.get("sortBy") == "CREATED" else "lastModifiedAt"
         with self.lock:
+            # Newest first, ties too (posts made within one millisecond): a feed lists the later one first.
             mine = sorted(
-                (p for p in self.posts.values() if p["author"] == author),
+                (p for p in reversed(self.posts.values()) if p["author"] == author),
                 key=lambda p: p[sort_key],
                 reverse=True,
             )

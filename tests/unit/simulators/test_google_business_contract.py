@@ -165,3 +165,12 @@ def test_several_photos_in_one_post_and_videos_refused(
         "field": "media[0].media_format",
         "description": "Video uploaded from post is not currently supported.",
     }
+
+
+def test_local_posts_list_the_newest_first_also_within_one_clock_tick(url: str) -> None:
+    """As on LinkedIn: a reconciliation reading newest first within a budget must not meet the
+    older of two posts made at the same instant first."""
+    seeded = [{"id": f"{LOC}/localPosts/p{i}", "age_seconds": 0} for i in range(1, 4)]
+    assert requests.post(f"{url}/_sim/seed", json={"posts": seeded}, timeout=2).json()["seeded"] == 3
+    posts = requests.get(f"{url}/v4/{LOC}/localPosts", headers=H, timeout=2).json()["localPosts"]
+    assert [p["name"].rsplit("/", 1)[1] for p in posts] == ["p3", "p2", "p1"]

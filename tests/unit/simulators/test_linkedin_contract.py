@@ -199,3 +199,15 @@ def test_daily_member_budget_answers_429(url: str, served: tuple[LinkedInSimulat
     assert [r.status_code for r in answers] == [201, 201, 429]
     assert answers[2].json()["serviceErrorCode"] == 101 and "MEMBER DAY limit" in answers[2].json()["message"]
     assert "Retry-After" not in answers[2].headers  # LinkedIn documents none; limits reset at midnight UTC
+
+
+def test_posts_by_author_list_the_newest_first_also_within_one_millisecond(url: str) -> None:
+    """A reconciliation reads the newest posts first and stops at a page budget: posts made in
+    the same millisecond must not list the older one first (it would be found within a budget it
+    lies beyond)."""
+    seeded = [{"id": f"urn:li:share:{i}", "owner": ORG, "age_seconds": 0} for i in range(1, 4)]
+    assert requests.post(f"{url}/_sim/seed", json={"posts": seeded}, timeout=2).json()["seeded"] == 3
+    query = f"q=author&author={quote(ORG, safe='')}&count=10&sortBy=LAST_MODIFIED"
+    elements = requests.get(f"{url}/rest/posts?{query}", headers=H, timeout=2).json()["elements"]
+    assert len({e["lastModifiedAt"] for e in elements}) == 1  # one millisecond
+    assert [e["id"] for e in elements] == ["urn:li:share:3", "urn:li:share:2", "urn:li:share:1"]
