@@ -108,7 +108,9 @@ class Dispatcher:
         self.string_times = StringScheduleTimes(self.settings, _EXPAND_FIELDS)
 
     # --- expansion ---------------------------------------------------------------------------
-    def expand_due_posts(self, horizon: datetime) -> tuple[int, int, int, int]:
+    def expand_due_posts(
+        self, horizon: datetime, load: fair_share.InFlight | None = None
+    ) -> tuple[int, int, int, int]:
         """Create the deliveries of posts due by ``horizon`` and send them: (posts, created, reopened, sent).
 
         ``horizon`` is within the look-ahead, so new deliveries are created already claimed and
@@ -162,12 +164,13 @@ class Dispatcher:
                         error_class=ErrorClass.PERMANENT if reason else None,
                     )
                 )
-        cap = self.settings.tenant_max_in_flight
+        load = load or fair_share.InFlight()
         ensured = delivery_states.ensure(
             new,
             take_lease_seconds=self.settings.queued_lease_seconds,
-            take_only=fair_share.born_claimed(new, cap),
+            take_only=fair_share.born_claimed(new, self.settings.tenant_max_in_flight, load),
         )
+        load.took(str(d.get("clientId") or "") for d in ensured.taken)
         # An invalid post failed before any marker: all its deliveries were created failed (none
         # re-opened), so a post marked expanded here would be settled by any sync in between with
         # its older deliveries' error instead of this one.
@@ -181,13 +184,12 @@ class Dispatcher:
                 {"$set": {EXPANDED_MARKER: utcnow()}, "$unset": {SCHEDULE_AT: ""}},
                 hint=BY_ID,
             )
-        # Born taken within the tenant's share only; checked again here (the share is capped
-        # like any claim), so what another pass claimed meanwhile still waits, pending.
-        keep, rest = fair_share.share_of(ensured.taken, cap)
-        if rest:
-            born = sorted({str(d["attemptId"]) for d in ensured.taken})
-            delivery_states.unclaim(rest, keep_due=True, born=born, never_sent=True)
-        sent = self._send(list(keep))
+        # Born taken within each tenant's share only (``born_claimed``); the rest wait, pending.
+        # Sent in tenants' turns, as claims are.
+        turns = {
+            doc_id: i for i, doc_id in enumerate(fair_share.interleave(ensured.taken, {}, len(ensured.taken)))
+        }
+        sent = self._send(sorted(ensured.taken, key=lambda d: turns[d["_id"]]))
         for post_id in {d.post_id for d in new if d.state is DeliveryState.FAILED} - invalid.keys():
             post_status.sync(post_id)  # e.g. a platform without a connector, beside others
         return len(page), ensured.created, ensured.reopened, sent
@@ -197,13 +199,15 @@ class Dispatcher:
         return self.string_times.derive_pending(full)
 
     # --- claiming ----------------------------------------------------------------------------
-    def claim_and_send(self, now: datetime) -> tuple[int, int]:
+    def claim_and_send(self, now: datetime, load: fair_share.InFlight | None = None) -> tuple[int, int]:
         """Claim due deliveries fairly across tenants (``fair_share``), each under its cap, and send them."""
         horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
+        load = load or fair_share.InFlight()
         chosen = fair_share.choose_due(
-            horizon, self.settings.dispatch_batch_size, self.settings.tenant_max_in_flight
+            horizon, self.settings.dispatch_batch_size, self.settings.tenant_max_in_flight, load
         )
         claimed = delivery_states.claim_ids(chosen, self.settings.queued_lease_seconds)
+        load.took(str(d.get("clientId") or "") for d in claimed)
         return len(claimed), self._send(claimed)
 
     def _send(self, claimed: list[DeliveryDoc]) -> int:
@@ -458,8 +462,9 @@ class Dispatcher:
         now = now or utcnow()
         stats = TickStats()
         horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
+        load = fair_share.InFlight()  # counted once for the whole pass
         while True:  # drain a burst of due posts before claiming
-            n, created, reopened, sent = self.expand_due_posts(horizon)
+            n, created, reopened, sent = self.expand_due_posts(horizon, load)
             stats.expanded_posts += n
             stats.created += created
             stats.reopened += reopened
@@ -468,7 +473,7 @@ class Dispatcher:
             if n < self.settings.dispatch_batch_size:
                 break
         while True:
-            claimed, sent = self.claim_and_send(now)
+            claimed, sent = self.claim_and_send(now, load)
             stats.claimed += claimed
             stats.sent += sent
             if claimed < self.settings.dispatch_batch_size or sent < claimed:

@@ -114,6 +114,22 @@ def test_expansion_sends_a_tenants_share_and_keeps_the_rest_pending_at_its_time(
     assert all("claimToken" not in d and d["updatedAt"] == d["createdAt"] for d in rest)
 
 
+def test_one_pass_counts_what_it_took_itself_against_the_cap(env, make_client, make_account, make_post):
+    # The pass counts queued and in-flight deliveries once: the 50 it has just created taken must
+    # count, or its claim step would hand the tenant's 10 pending ones out beside them.
+    client = make_client()
+    make_account(
+        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
+    )
+    for _ in range(60):
+        make_post(client, ["website"], when=now())
+    sent: list[tuple[str, dict[str, Any]]] = []
+    stats = Dispatcher(send_task=lambda name, **kw: sent.append((name, kw))).tick()
+    assert (stats.created, stats.sent) == (60, 50)
+    states = [d["state"] for d in delivery_states.deliveries().find({"clientId": str(client["_id"])})]
+    assert states.count(DeliveryState.PENDING.value) == 10 and len(states) == 60
+
+
 def test_a_tenant_already_at_its_cap_gets_its_new_deliveries_pending_and_another_tenant_its_share(
     env, make_client, make_account, make_post
 ):

@@ -284,22 +284,16 @@ def parse_batch_item(entry: Sequence[str]) -> BatchItem | None:
         return None
 
 
-def unclaim(
-    ids: Sequence[ObjectId], *, keep_due: bool = False, born: Sequence[str] = (), never_sent: bool = False
-) -> int:
+def unclaim(ids: Sequence[ObjectId], *, born: Sequence[str] = ()) -> int:
     """queued → pending now (the publish message could not be sent to the broker).
 
-    ``keep_due``: at its own due time instead (claimed beyond its tenant's fair share). ``born``
-    (attempt ids): deliveries born taken under them and started by no worker's write are handed
-    back too. ``never_sent`` (no message was ever sent for them): as before their birth. Else a
-    refused send may still have reached a worker that started it without writing, so they keep
-    ``needsReconcile``: the next attempt looks the post up first, and that worker's outcome,
-    written under an attempt that no longer owns the delivery, is dropped.
+    ``born`` (attempt ids): deliveries born taken under them and started by no worker's write are
+    handed back too. A refused send may still have reached a worker that started it without
+    writing, so they keep ``needsReconcile``: the next attempt looks the post up first, and that
+    worker's outcome, written under an attempt that no longer owns the delivery, is dropped.
     """
     now = utcnow()
-    fields: dict[str, Any] = {"state": S.PENDING.value, "leaseUntil": None, "updatedAt": now}
-    if not keep_due:
-        fields["dueAt"] = now
+    fields: dict[str, Any] = {"state": S.PENDING.value, "leaseUntil": None, "updatedAt": now, "dueAt": now}
     count = 0
     for chunk in id_batches(ids):
         count += (
@@ -308,15 +302,6 @@ def unclaim(
             .modified_count
         )
     if born:
-        unborn = fields
-        if never_sent:
-            unborn = {
-                **fields,
-                "attempt": 0,
-                "attemptId": None,
-                "needsReconcile": False,
-                "firstTakenAt": None,
-            }
         for chunk in id_batches(ids):
             count += (
                 deliveries()
@@ -327,7 +312,7 @@ def unclaim(
                         "attemptId": {"$in": list(born)},
                         "owner": None,
                     },
-                    {"$set": unborn},
+                    {"$set": fields},
                     hint=BY_ID,
                 )
                 .modified_count
