@@ -34,6 +34,7 @@ from bench.profiling import Profile, PySpy
 from mcmp.devstack.documents import scheduled_post
 from mcmp.devstack.mongo import start_secantus
 from mcmp.models.db import BY_ID, connect, ensure_schema, with_database
+from mcmp.worker.publishing.guarded_update import guarded
 
 PLATFORMS = ("website", "facebook", "linkedin", "google-business")
 
@@ -150,70 +151,72 @@ def run(uri: str, mongo_pid: int, backlog: int, batch: int, rounds: int) -> list
                 hint=BY_ID,
             )
 
-    def outcome() -> None:  # apply_many: client bulkWrite of per-_id CAS updates, hinted _id_
+    def outcome_write(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An outcome as ``delivery_states.complete_op`` makes it (filter names the attempt)."""
+        return (
+            {"_id": d["_id"], "state": "in_flight", "attemptId": "a1"},
+            {
+                "$set": {
+                    "state": "published",
+                    "leaseUntil": None,
+                    "owner": None,
+                    "updatedAt": now,
+                    "platformPostId": "x",
+                    "platformUrl": "https://example.test/p/x",
+                    "publishedAt": now,
+                    "callStartedAt": now,
+                    "needsReconcile": False,
+                    "lastError": None,
+                    "errorClass": None,
+                    "analyticsDueAt": now + timedelta(hours=1),
+                }
+            },
+        )
+
+    def reopen() -> None:  # back to in_flight under attempt a1 between the shapes (not measured)
+        db.deliveries.update_many(
+            {"_id": {"$in": [d["_id"] for d in picked]}},
+            {"$set": {"state": "in_flight", "attemptId": "a1"}},
+        )
+
+    def outcome() -> None:  # the CAS fields in the filter: client bulkWrite, hinted _id_
         for k in range(0, n, batch):
-            ops = [
-                UpdateOne(
-                    {"_id": d["_id"], "state": "in_flight", "attemptId": "a1"},
-                    {
-                        "$set": {
-                            "state": "published",
-                            "leaseUntil": None,
-                            "owner": None,
-                            "updatedAt": now,
-                            "platformPostId": "x",
-                        }
-                    },
-                    namespace=ns,
-                    hint=BY_ID,
-                )
-                for d in picked[k : k + batch]
-            ]
+            ops = [UpdateOne(*outcome_write(d), namespace=ns, hint=BY_ID) for d in picked[k : k + batch]]
             client.bulk_write(ops, ordered=False, verbose_results=True)
 
     def outcome_by_id_only() -> None:  # reference: the same writes without the CAS fields in the filter
         for k in range(0, n, batch):
             ops = [
-                UpdateOne(
-                    {"_id": d["_id"]},
-                    {"$set": {"state": "published", "updatedAt": now, "platformPostId": "y"}},
-                    namespace=ns,
-                    hint=BY_ID,
-                )
+                UpdateOne({"_id": d["_id"]}, outcome_write(d)[1], namespace=ns, hint=BY_ID)
                 for d in picked[k : k + batch]
             ]
             client.bulk_write(ops, ordered=False, verbose_results=True)
 
-    def outcome_pipeline_cas() -> None:  # the CAS inside an update pipeline, the filter on _id alone
-        owns = {"$and": [{"$eq": ["$state", "published"]}, {"$eq": ["$attemptId", "a1"]}]}
+    def outcome_pipeline_cas() -> None:  # as sent (apply_many): the CAS inside an update pipeline
         for k in range(0, n, batch):
-            ops = [
-                UpdateOne(
-                    {"_id": d["_id"]},
-                    [{"$set": {"platformPostId": {"$cond": [owns, "z", "$platformPostId"]}}}],
-                    namespace=ns,
-                    hint=BY_ID,
-                )
-                for d in picked[k : k + batch]
-            ]
+            ops = []
+            for d in picked[k : k + batch]:
+                shaped = guarded(*outcome_write(d))
+                assert shaped is not None
+                ops.append(UpdateOne(*shaped, namespace=ns, hint=BY_ID))
             client.bulk_write(ops, ordered=False, verbose_results=True)
 
     post_ids = list(dict.fromkeys(d["postId"] for d in picked))
 
-    def post_status() -> None:  # sync_many: bulk_write of per-_id CAS updates with $push, hinted _id_
+    def post_status() -> None:  # sync_many as sent: per-_id CAS (in a pipeline) with $push and $unset
         for k in range(0, len(post_ids), batch):
-            ops = [
-                UpdateOne(
+            ops = []
+            for p in post_ids[k : k + batch]:
+                shaped = guarded(
                     {"_id": ObjectId(p), "status": "scheduled", "mcmpExpandedAt": {"$exists": True}},
                     {
                         "$set": {"status": "published", "updatedAt": now, "platformPostIds.website": "x"},
                         "$push": {"statusHistory": {"_id": ObjectId(), "at": now, "toStatus": "published"}},
-                        "$unset": {"mcmpExpandedAt": ""},
+                        "$unset": {"mcmpExpandedAt": "", "lastError": ""},
                     },
-                    hint=BY_ID,
                 )
-                for p in post_ids[k : k + batch]
-            ]
+                assert shaped is not None
+                ops.append(UpdateOne(*shaped, hint=BY_ID))
             db.posts.bulk_write(ops, ordered=False)
 
     extra = dels[n : n + n]
@@ -229,7 +232,8 @@ def run(uri: str, mongo_pid: int, backlog: int, batch: int, rounds: int) -> list
             )
 
     measure(mongo_pid, admin, f"deliveries take (update_many $in, {batch} ids)", n, take, rows)
-    measure(mongo_pid, admin, f"deliveries outcome (client bulkWrite, {batch} per call)", n, outcome, rows)
+    measure(mongo_pid, admin, f"deliveries outcome, CAS in the filter ({batch} per call)", n, outcome, rows)
+    reopen()
     measure(
         mongo_pid,
         admin,
@@ -238,7 +242,15 @@ def run(uri: str, mongo_pid: int, backlog: int, batch: int, rounds: int) -> list
         outcome_by_id_only,
         rows,
     )
-    measure(mongo_pid, admin, "deliveries outcome, CAS in an update pipeline", n, outcome_pipeline_cas, rows)
+    reopen()
+    measure(
+        mongo_pid,
+        admin,
+        "deliveries outcome as sent (CAS in an update pipeline)",
+        n,
+        outcome_pipeline_cas,
+        rows,
+    )
     measure(
         mongo_pid, admin, f"posts status (bulk_write, {batch} per call)", len(post_ids), post_status, rows
     )

@@ -104,3 +104,40 @@ def test_a_post_another_batch_settled_first_keeps_one_history_entry_and_the_rest
         doc = db.posts.find_one({"_id": post["_id"]})
         assert doc["status"] == "published" and doc["platformPostIds"]["website"] == "w-1"
         assert [h["toStatus"] for h in doc["statusHistory"]].count("published") == 1
+
+
+def test_fields_under_one_parent_join_what_is_there_and_a_failed_condition_changes_nothing(db):
+    with_ids, bare, other = ObjectId(), ObjectId(), ObjectId()
+    db.posts.insert_many(
+        [
+            {"_id": with_ids, "status": "scheduled", "platformPostIds": {"facebook": "f-1"}},
+            {"_id": bare, "status": "scheduled", "platformPostIds": None},
+            {"_id": other, "status": "draft", "platformPostIds": {"facebook": "f-2"}},
+        ]
+    )
+    at = now()
+    update = {
+        "$set": {"platformPostIds.website": "w-1", "publishedAt.website": at, "status": "published"},
+        "$inc": {"__v": 1},
+    }
+    for _id, expected in ((with_ids, 1), (bare, 1), (other, 0)):
+        shaped = guarded({"_id": _id, "status": "scheduled"}, update)
+        assert shaped is not None
+        assert db.posts.update_one(*shaped, hint=BY_ID).modified_count == expected
+    assert db.posts.find_one({"_id": with_ids})["platformPostIds"] == {"facebook": "f-1", "website": "w-1"}
+    done = db.posts.find_one({"_id": bare})
+    assert done["platformPostIds"] == {"website": "w-1"} and done["__v"] == 1
+    assert abs(done["publishedAt"]["website"] - at) < timedelta(milliseconds=1)
+    assert db.posts.find_one({"_id": other}) == {
+        "_id": other,
+        "status": "draft",
+        "platformPostIds": {"facebook": "f-2"},
+    }
+
+
+def test_a_field_named_twice_or_beside_its_parent_keeps_the_classic_form():
+    _id = ObjectId()
+    assert guarded({"_id": _id, "a": 1}, {"$set": {"b": 1}, "$unset": {"b": ""}}) is None
+    assert guarded({"_id": _id, "a": 1}, {"$set": {"p": {}, "p.x": 1}}) is None
+    assert guarded({"_id": _id, "a": 1}, {"$set": {"p.x.y": 1}}) is None
+    assert guarded({"_id": _id, "a": 1}, {"$unset": {"p.x": ""}}) is None
