@@ -33,7 +33,7 @@ CAP = 50  # MCMP_TENANT_MAX_IN_FLIGHT's default
 
 
 def backlog(due: int, in_flight: int, tenants: int, now: datetime) -> list[dict[str, Any]]:
-    docs = [
+    return [
         {
             "_id": ObjectId(),
             "postId": str(ObjectId()),
@@ -45,7 +45,6 @@ def backlog(due: int, in_flight: int, tenants: int, now: datetime) -> list[dict[
         for state, count in (("pending", due), ("in_flight", in_flight))
         for i in range(count)
     ]
-    return docs
 
 
 def main(argv: list[str] | None = None) -> None:
