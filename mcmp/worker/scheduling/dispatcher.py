@@ -206,7 +206,7 @@ class Dispatcher:
         chosen = fair_share.choose_due(
             horizon, self.settings.dispatch_batch_size, self.settings.tenant_max_in_flight, load
         )
-        claimed = delivery_states.claim_ids(chosen, self.settings.queued_lease_seconds)
+        claimed = delivery_states.claim_taken(chosen, self.settings.queued_lease_seconds)
         load.took(str(d.get("clientId") or "") for d in claimed)
         return len(claimed), self._send(claimed)
 

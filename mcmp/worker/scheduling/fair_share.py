@@ -8,7 +8,7 @@ tenant's, and within a tenant account after account (client × platform), so a b
 holds a share of every tenant that is due. A tenant at its cap is left out of the next read of
 the page, so a backlog of one never hides another's due posts from the dispatcher.
 
-Reads only: the writes are ``delivery_states.claim_ids`` / ``unclaim``. Counting rides the
+Reads only: the writes are ``delivery_states.claim_taken`` / ``unclaim``. Counting rides the
 ``(state, dueAt)`` index (queued and in-flight deliveries are bounded by the caps) and is done
 once per dispatcher pass (:class:`InFlight`): the pass adds what it takes itself, so deciding
 which new deliveries are born taken and which due ones to claim reads the counts once, not once

@@ -377,3 +377,35 @@ def test_a_claimed_delivery_taken_without_an_owner_is_not_mistaken_for_an_unstar
     assert db.deliveries.find_one({"_id": taken.id})["state"] == "in_flight"
     holders = liveness.start_holders([(taken.attempt_id, taken.id)])
     assert holders == {}  # the cancel's key was given back
+
+
+def test_a_pending_first_attempt_is_claimed_taken_and_started_with_no_write(db, make_client, make_post):
+    # Waiting behind its tenant's cap must not cost a delivery a take: the claim is its take.
+    client = make_client()
+    fresh, retried, deferred = (make_post(client, ["website"]) for _ in range(3))
+    delivery_states.ensure(
+        [
+            delivery_states.NewDelivery(str(p["_id"]), str(client["_id"]), "website", p["scheduleTime"])
+            for p in (fresh, retried, deferred)
+        ]
+    )
+    db.deliveries.update_one({"postId": str(retried["_id"])}, {"$set": {"attempt": 1}})  # a retry
+    db.deliveries.update_one(
+        {"postId": str(deferred["_id"])}, {"$set": {"firstTakenAt": now()}}
+    )  # attempt given back
+    ids = [db.deliveries.find_one({"postId": str(p["_id"])})["_id"] for p in (fresh, retried, deferred)]
+    claimed = delivery_states.claim_taken(ids, get_settings().queued_lease_seconds)
+    assert [d["_id"] for d in claimed] == ids
+    first, again, later = claimed
+    attempt_id = delivery_states.born_attempt(first)
+    assert attempt_id and first["attempt"] == 1 and first["needsReconcile"] is True and first["owner"] is None
+    assert (again["state"], later["state"]) == ("queued", "queued")  # their worker's take records the attempt
+    assert not delivery_states.born_attempt(again) and again["claimToken"] == later["claimToken"]
+    assert delivery_states.claim_taken(ids, 60) == []  # none is pending any more
+    before = db.deliveries.find_one({"_id": first["_id"]})
+    item = delivery_states.parse_batch_item(delivery_states.batch_item(first))
+    [taken] = delivery_states.start_born([item], attempt_id, 60)
+    assert taken.first_pickup and not taken.uncertain and taken.attempt == 1
+    assert db.deliveries.find_one({"_id": first["_id"]}) == before  # started with no write
+    assert apply(delivery_states.complete_op(taken, "p1", None, now(), now())) is True
+    assert db.deliveries.find_one({"_id": first["_id"]})["state"] == "published"

@@ -214,3 +214,27 @@ def test_a_claim_larger_than_one_query_chunk_claims_every_delivery_once_in_the_o
     states = {d["state"] for d in delivery_states.deliveries().find({"clientId": "big"})}
     assert states == {DeliveryState.QUEUED.value}
     assert delivery_states.unclaim(ids) == 130
+
+
+def test_deliveries_that_waited_behind_the_cap_are_claimed_taken_in_batch_messages(
+    env, make_client, make_account, make_post
+):
+    client = make_client()
+    make_account(
+        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
+    )
+    for _ in range(60):
+        make_post(client, ["website"], when=now())
+    sent: list[tuple[str, dict[str, Any]]] = []
+    dispatcher = Dispatcher(send_task=lambda name, **kw: sent.append((name, kw)))
+    assert dispatcher.tick().sent == 50
+    delivery_states.deliveries().update_many(
+        {"state": DeliveryState.IN_FLIGHT.value}, {"$set": {"state": "published"}}
+    )
+    sent.clear()
+    assert dispatcher.tick().sent == 10
+    waited = list(delivery_states.deliveries().find({"state": DeliveryState.IN_FLIGHT.value}))
+    assert len(waited) == 10 and all(d["owner"] is None and d["attempt"] == 1 for d in waited)
+    assert all("claimToken" not in d for d in waited)  # taken by the claim itself, not queued
+    [(name, message)] = sent
+    assert name == "mcmp.publish_batch" and message["kwargs"]["claim"]["attempt"] == waited[0]["attemptId"]

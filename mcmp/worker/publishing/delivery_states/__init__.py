@@ -11,6 +11,7 @@ messages and retries from Flower can never move a delivery twice::
                                                           └──cancel_unstarted─▶ cancelled (born, not started)
     pending / queued ──park_for_auth (the account's token was rejected)──▶ waiting_auth
     ensure (within the tenant's share) ──▶ in_flight, born taken: started by ``start_born`` (no write)
+    pending ──claim_taken (a first attempt)──▶ in_flight, taken as at birth (``start_born`` too)
 
 ``needsReconcile`` is set *before* a platform call (with a new ``attemptId``) and cleared only
 by a definite outcome, so any crash or ambiguous answer makes the next attempt look the post up
@@ -60,6 +61,7 @@ from mcmp.worker.publishing.delivery_states.claims import (
     born_attempt,
     claim_hint,
     claim_ids,
+    claim_taken,
     ensure,
     parse_batch_item,
     unclaim,
@@ -110,6 +112,7 @@ __all__ = [
     "cancel_unstarted",
     "claim_hint",
     "claim_ids",
+    "claim_taken",
     "complete_op",
     "deliveries",
     "ensure",
