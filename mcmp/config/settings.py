@@ -175,8 +175,9 @@ class Settings(BaseSettings):
 
     # Fair share (mcmp/worker/scheduling/fair_share.py, mcmp/worker/publishing/lanes.py): one
     # tenant's volume or slow site never holds another tenant's due posts.
-    # Deliveries of one tenant (client) queued or in flight at once, fleet-wide; the rest of its
-    # due deliveries wait in MongoDB, while other tenants' are claimed round-robin beside them.
+    # Deliveries of one tenant (client) at work at once, fleet-wide (due and unfinished, plus
+    # those queued ahead due within a second before; fair_share.InFlight); the rest of its due
+    # deliveries wait in MongoDB, while other tenants' are claimed round-robin beside them.
     tenant_max_in_flight: int = Field(default=50, gt=0)
     # A delivery still in preflight this long into its attempt on the "publish" lane (slow media,
     # slow DNS) is moved to the "publish-long" lane before any platform call, and its account

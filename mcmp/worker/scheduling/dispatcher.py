@@ -170,7 +170,6 @@ class Dispatcher:
             take_lease_seconds=self.settings.queued_lease_seconds,
             take_only=fair_share.born_claimed(new, self.settings.tenant_max_in_flight, load),
         )
-        load.took(str(d.get("clientId") or "") for d in ensured.taken)
         # An invalid post failed before any marker: all its deliveries were created failed (none
         # re-opened), so a post marked expanded here would be settled by any sync in between with
         # its older deliveries' error instead of this one.
@@ -202,12 +201,11 @@ class Dispatcher:
     def claim_and_send(self, now: datetime, load: fair_share.InFlight | None = None) -> tuple[int, int]:
         """Claim due deliveries fairly across tenants (``fair_share``), each under its cap, and send them."""
         horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
-        load = load or fair_share.InFlight()
+        load = load or fair_share.InFlight(now)
         chosen = fair_share.choose_due(
             horizon, self.settings.dispatch_batch_size, self.settings.tenant_max_in_flight, load
         )
         claimed = delivery_states.claim_taken(chosen, self.settings.queued_lease_seconds)
-        load.took(str(d.get("clientId") or "") for d in claimed)
         return len(claimed), self._send(claimed)
 
     def _send(self, claimed: list[DeliveryDoc]) -> int:
@@ -462,7 +460,7 @@ class Dispatcher:
         now = now or utcnow()
         stats = TickStats()
         horizon = now + timedelta(seconds=self.settings.lookahead_seconds)
-        load = fair_share.InFlight()  # counted once for the whole pass
+        load = fair_share.InFlight(now)  # counted once for the whole pass
         while True:  # drain a burst of due posts before claiming
             n, created, reopened, sent = self.expand_due_posts(horizon, load)
             stats.expanded_posts += n

@@ -2,8 +2,9 @@
 
 Claiming in due order alone put a tenant's 10 posts behind another tenant's backlog of
 thousands (and their slow sites). Here a claim pass reads the due page, skips tenants already at
-``MCMP_TENANT_MAX_IN_FLIGHT`` deliveries queued or in flight (their rest waits in MongoDB, not in
-the broker), and takes the others in turns: each tenant's earliest due first, then the next
+``MCMP_TENANT_MAX_IN_FLIGHT`` deliveries due and unfinished (their rest waits in MongoDB, not in
+the broker; a delivery queued ahead of its time counts only near its due time, see
+:class:`InFlight`), and takes the others in turns: each tenant's earliest due first, then the next
 tenant's, and within a tenant account after account (client × platform), so a batch message
 holds a share of every tenant that is due. A tenant at its cap is left out of the next read of
 the page, so a backlog of one never hides another's due posts from the dispatcher.
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 from bson import ObjectId
 
 from mcmp.models import DeliveryState
+from mcmp.models.base import as_utc, utcnow
 from mcmp.models.delivery import DeliveryDoc
 from mcmp.models.id_batches import find_in
 from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
@@ -48,6 +50,10 @@ from mcmp.worker.publishing.delivery_states import NewDelivery, deliveries
 MAX_READS = 4
 # A due page read is served to later passes until this many times its own duration has passed.
 RESCAN_FACTOR = 4.0
+# What a delivery queued ahead counts against its tenant's cap: only when another of the tenant's
+# is due within this many seconds after it (about one call's span; see ``InFlight``).
+WINDOW_SECONDS = 1.0
+BUCKET_MS = 100  # due times of queued deliveries ahead are counted in buckets this wide
 # Pages of candidates one read keeps for the passes after it (each tenant up to this many caps).
 KEEP_PAGES = 4
 
@@ -70,39 +76,105 @@ _kept_lock = threading.Lock()
 
 
 class InFlight:
-    """Queued and in-flight deliveries per tenant for one dispatcher pass, counted when first
+    """Each tenant's queued and in-flight deliveries for one dispatcher pass, counted when first
     asked and kept current with what the pass itself takes.
+
+    A delivery queued ahead of its due time (born within the look-ahead) holds no worker until
+    then, so it is not counted against every other: for a delivery due at ``t`` a tenant holds
+    its deliveries already due and not finished, plus those due in the ``WINDOW_SECONDS`` before
+    ``t`` (:meth:`at`). Counting every one the look-ahead had queued capped a steady tenant at
+    ``cap / look-ahead`` deliveries a second (25/s by default) and sent the rest of a busy
+    fleet's deliveries the costlier pending → claim path exactly when it was short of time.
 
     Deliveries that finish during the pass still count (the pass is conservative: it never
     gives a tenant more than its cap). Another dispatcher's claims in the same moment are not
     seen, as with any count-then-claim: two dispatchers may each fill a tenant's room once.
     """
 
-    def __init__(self) -> None:
-        self._counts: dict[str, int] | None = None
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or utcnow()
+        self._due: dict[str, int] | None = None
+        self._ahead: dict[str, Counter[int]] = defaultdict(Counter)
 
-    def counts(self) -> dict[str, int]:
-        if self._counts is None:
-            self._counts = in_flight_by_tenant()
-        return self._counts
+    def due(self, tenant: str) -> int:
+        """The tenant's deliveries due by now and not finished: they hold workers or wait for one."""
+        return self._counted().get(tenant, 0)
 
-    def took(self, tenants: Iterable[str]) -> None:
-        """The pass took one delivery of each tenant listed (born taken or claimed)."""
-        if self._counts is None:
-            return  # not counted yet: the count will see them
-        for tenant in tenants:
-            self._counts[tenant] = self._counts.get(tenant, 0) + 1
+    def due_counts(self) -> dict[str, int]:
+        """:meth:`due` of every tenant that has any."""
+        return dict(self._counted())
+
+    def at(self, tenant: str, due_at: datetime) -> int:
+        """What the tenant holds when a delivery of it due at ``due_at`` starts."""
+        held = self.due(tenant)
+        moment = _ms(due_at)
+        if moment <= _ms(self._now):
+            return held
+        since = moment - int(WINDOW_SECONDS * 1000)
+        return held + sum(n for bucket, n in self._ahead[tenant].items() if since < bucket <= moment)
+
+    def took(self, tenant: str, due_at: datetime) -> None:
+        """The pass took one delivery of ``tenant`` due at ``due_at`` (born taken or claimed)."""
+        if self._due is None:
+            return  # not counted yet: the count will see it
+        if _ms(due_at) <= _ms(self._now):
+            self._due[tenant] = self._due.get(tenant, 0) + 1
+        else:
+            self._ahead[tenant][_bucket(due_at)] += 1
+
+    def _counted(self) -> dict[str, int]:
+        if self._due is None:
+            self._due = {}
+            for row in in_flight_by_tenant(self._now):
+                tenant, bucket = str(row["_id"]["c"]), row["_id"]["b"]
+                if bucket is None:
+                    self._due[tenant] = self._due.get(tenant, 0) + int(row["n"])
+                else:
+                    self._ahead[tenant][int(bucket)] += int(row["n"])
+        return self._due
 
 
-def in_flight_by_tenant() -> dict[str, int]:
-    """Deliveries queued or in flight per tenant (clientId)."""
-    rows: Iterable[Mapping[str, Any]] = deliveries().aggregate(  # rows are groups, not deliveries
-        [
-            {"$match": {"state": {"$in": [DeliveryState.QUEUED.value, DeliveryState.IN_FLIGHT.value]}}},
-            {"$group": {"_id": "$clientId", "n": {"$sum": 1}}},
-        ]
+def in_flight_by_tenant(now: datetime) -> list[Mapping[str, Any]]:
+    """Queued and in-flight deliveries per tenant (clientId): those due by ``now`` in one row
+    (bucket ``None``), the rest per ``BUCKET_MS`` of due time (bucket = its first millisecond)."""
+    due_ms: dict[str, Any] = {"$toLong": "$dueAt"}
+    bucket = {"$subtract": [due_ms, {"$mod": [due_ms, BUCKET_MS]}]}
+    return list(
+        deliveries().aggregate(  # rows are groups, not deliveries
+            [
+                {"$match": {"state": {"$in": [DeliveryState.QUEUED.value, DeliveryState.IN_FLIGHT.value]}}},
+                {
+                    "$group": {
+                        "_id": {"c": "$clientId", "b": {"$cond": [{"$lte": ["$dueAt", now]}, None, bucket]}},
+                        "n": {"$sum": 1},
+                    }
+                },
+            ]
+        )
     )
-    return {str(r["_id"]): int(r["n"]) for r in rows}
+
+
+def _ms(moment: datetime) -> int:
+    return int((as_utc(moment) or moment).timestamp() * 1000)
+
+
+def _bucket(moment: datetime) -> int:
+    ms = _ms(moment)
+    return ms - ms % BUCKET_MS
+
+
+def admit(candidates: Sequence[Mapping[str, Any]], cap: int, load: InFlight, limit: int) -> list[Any]:
+    """The ids of ``candidates`` (in turns) that fit their tenant's cap at their due time, at most
+    ``limit``; each one admitted counts in ``load`` for the next."""
+    admitted: list[Any] = []
+    for doc in candidates:
+        if len(admitted) >= limit:
+            break
+        tenant = str(doc.get("clientId") or "")
+        if load.at(tenant, doc["dueAt"]) < cap:
+            load.took(tenant, doc["dueAt"])
+            admitted.append(doc["_id"])
+    return admitted
 
 
 def interleave(candidates: Sequence[Mapping[str, Any]], room: Mapping[str, int], limit: int) -> list[Any]:
@@ -143,13 +215,13 @@ def interleave(candidates: Sequence[Mapping[str, Any]], room: Mapping[str, int],
 
 def choose_due(horizon: datetime, limit: int, cap: int, load: InFlight | None = None) -> list[ObjectId]:
     """Pending deliveries due by ``horizon`` to claim now: at most ``limit``, fairly, under ``cap``."""
-    counts = (load or InFlight()).counts()
-    room: dict[str, int] = defaultdict(lambda: cap)
-    room.update({tenant: max(0, cap - n) for tenant, n in counts.items()})
-    excluded = {tenant for tenant, left in room.items() if left <= 0}
+    load = load or InFlight()
     collection = deliveries()
     source = (collection.full_name, id(collection.database.client))
     with _kept_lock:
+        room: dict[str, int] = defaultdict(lambda: cap)
+        room.update({tenant: max(0, cap - n) for tenant, n in load.due_counts().items()})
+        excluded = {tenant for tenant, left in room.items() if left <= 0}
         if not _kept.fresh(source):
             started = time.monotonic()
             keep: dict[str, int] = defaultdict(lambda: cap * KEEP_PAGES)
@@ -161,12 +233,15 @@ def choose_due(horizon: datetime, limit: int, cap: int, load: InFlight | None = 
         else:
             candidates, checked = _kept.rows, False
         open_ = [c for c in candidates if str(c.get("clientId") or "") not in excluded]
-        chosen = interleave(open_, {t: room[t] for t in {str(c.get("clientId") or "") for c in open_}}, limit)
+        by_id = {c["_id"]: c for c in open_}
+        turns = interleave(
+            open_, {t: room[t] for t in {str(c.get("clientId") or "") for c in open_}}, len(open_)
+        )
+        chosen = admit([by_id[i] for i in turns], cap, load, limit)
         gone: set[Any] = set()
         if not checked and chosen:
             # Only what this pass would claim is re-checked, not every kept candidate: under a
             # backlog the pass takes a tenant's few free slots out of hundreds kept.
-            by_id = {c["_id"]: c for c in open_}
             still = {r["_id"] for r in _still_due([by_id[i] for i in chosen], horizon)}
             gone = set(chosen) - still
             chosen = [i for i in chosen if i in still]
@@ -229,7 +304,8 @@ def _still_due(rows: list[DeliveryDoc], horizon: datetime) -> list[DeliveryDoc]:
 
 
 def born_claimed(new: Sequence[NewDelivery], cap: int, load: InFlight | None = None) -> set[int]:
-    """Which of the dispatcher's new deliveries (indexes into ``new``) fit their tenant's cap now.
+    """Which of the dispatcher's new deliveries (indexes into ``new``) fit their tenant's cap at
+    their due time; counted in ``load`` as taken.
 
     Only these are born claimed; the rest are inserted pending and claimed fairly on a later pass
     (born claimed and then handed back would cost each of them two more writes, and exactly when
@@ -238,10 +314,12 @@ def born_claimed(new: Sequence[NewDelivery], cap: int, load: InFlight | None = N
     pending = [(i, d) for i, d in enumerate(new) if d.state is DeliveryState.PENDING]
     if not pending:
         return set()
-    counts = (load or InFlight()).counts()
-    room = {d.client_id: max(0, cap - counts.get(d.client_id, 0)) for _, d in pending}
-    candidates = [{"_id": i, "clientId": d.client_id, "platform": d.platform} for i, d in pending]
-    return set(interleave(candidates, room, len(candidates)))
+    candidates = [
+        {"_id": i, "clientId": d.client_id, "platform": d.platform, "dueAt": d.due_at} for i, d in pending
+    ]
+    by_index = {c["_id"]: c for c in candidates}
+    turns = interleave(candidates, {}, len(candidates))
+    return set(admit([by_index[i] for i in turns], cap, load or InFlight(), len(candidates)))
 
 
-__all__ = ["InFlight", "born_claimed", "choose_due", "in_flight_by_tenant", "interleave"]
+__all__ = ["InFlight", "admit", "born_claimed", "choose_due", "in_flight_by_tenant", "interleave"]

@@ -238,3 +238,27 @@ def test_deliveries_that_waited_behind_the_cap_are_claimed_taken_in_batch_messag
     assert all("claimToken" not in d for d in waited)  # taken by the claim itself, not queued
     [(name, message)] = sent
     assert name == "mcmp.publish_batch" and message["kwargs"]["claim"]["attempt"] == waited[0]["attemptId"]
+
+
+def test_deliveries_spread_over_the_look_ahead_count_against_the_cap_only_near_each_others_due_time(
+    env, make_client, make_account, make_post
+):
+    # 80 posts at 40 a second over the next two seconds: never more than 40 of them due within one
+    # second, so all are born taken (counting every queued one capped a steady tenant at 25/s).
+    client = make_client()
+    make_account(
+        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
+    )
+    start = now() + timedelta(seconds=0.5)
+    for i in range(80):
+        make_post(client, ["website"], when=start + timedelta(seconds=i / 40))
+    dispatcher = Dispatcher(send_task=lambda name, **kw: None)
+    assert dispatcher.expand_due_posts(start + timedelta(seconds=2.1))[1:] == (80, 0, 80)
+    # the same 80 due within one instant: only the cap's 50 are born taken
+    other = make_client()
+    make_account(
+        other, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
+    )
+    for _ in range(80):
+        make_post(other, ["website"], when=start + timedelta(seconds=1))
+    assert dispatcher.expand_due_posts(start + timedelta(seconds=2.1))[1:] == (80, 0, 50)
