@@ -92,17 +92,7 @@ def ensure(
         for i, doc in enumerate(docs):
             if doc["state"] == S.PENDING.value and (take_only is None or i in take_only):
                 start = max(now, as_utc(new[i].due_at) or now)
-                doc.update(
-                    {
-                        "state": S.IN_FLIGHT.value,
-                        "attempt": 1,
-                        "attemptId": attempt_id,
-                        "needsReconcile": True,
-                        "owner": None,
-                        "firstTakenAt": now,
-                        "leaseUntil": start + timedelta(seconds=take_lease_seconds or 0),
-                    }
-                )
+                doc.update(_born_taken(attempt_id, now, start + timedelta(seconds=take_lease_seconds or 0)))
     created = len(docs)
     dup_indexes: set[int] = set()
     try:
@@ -141,6 +131,21 @@ def ensure(
         )
         reopened += result.modified_count
     return Ensured(created, reopened, taken)
+
+
+def _born_taken(attempt_id: str, now: datetime, lease_until: datetime) -> DeliveryDoc:
+    """The fields of a delivery taken for its first attempt by the dispatcher's own write: in
+    flight under ``attempt_id``, ``needsReconcile`` set before any call, no owner until a worker
+    needs one (:func:`..attempts.start_born`)."""
+    return {
+        "state": S.IN_FLIGHT.value,
+        "attempt": 1,
+        "attemptId": attempt_id,
+        "needsReconcile": True,
+        "owner": None,
+        "firstTakenAt": now,
+        "leaseUntil": lease_until,
+    }
 
 
 def claim_ids(ids: Sequence[ObjectId], lease_seconds: float) -> list[DeliveryDoc]:
@@ -207,13 +212,7 @@ def claim_taken(ids: Sequence[ObjectId], lease_seconds: float) -> list[DeliveryD
             },
             {
                 "$set": {
-                    "state": S.IN_FLIGHT.value,
-                    "attempt": 1,
-                    "attemptId": attempt_id,
-                    "needsReconcile": True,
-                    "owner": None,
-                    "firstTakenAt": now,
-                    "leaseUntil": now + timedelta(seconds=lease_seconds),
+                    **_born_taken(attempt_id, now, now + timedelta(seconds=lease_seconds)),
                     "updatedAt": now,
                 }
             },
