@@ -551,7 +551,7 @@ def wait_settled(db: Any, ids: list[ObjectId], timeout: float, collection: str =
     pending = list(times)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if coll.find_one({"_id": last, "status": "scheduled"}, {"_id": 1}) is None:
+        if (coll.find_one({"_id": last}, {"status": 1}) or {}).get("status") != "scheduled":  # by _id alone
             pending = still_scheduled(coll, pending)
             if not pending:
                 return True
