@@ -68,7 +68,12 @@ class _Kept:
     took: float = 0.0
 
     def fresh(self, source: tuple[str, int]) -> bool:
-        return source == self.source and time.monotonic() - self.read_at < RESCAN_FACTOR * self.took
+        """Served from, unless used up (then read again at once, whatever the read cost)."""
+        return (
+            bool(self.rows)
+            and source == self.source
+            and time.monotonic() - self.read_at < RESCAN_FACTOR * self.took
+        )
 
 
 _kept = _Kept()
