@@ -27,6 +27,15 @@ def _pending(client: str, n: int, due_in: float = 0.0, platform: str = "website"
     return [d["_id"] for d in found]
 
 
+def _site_tenant(make_client: Any, make_account: Any) -> Any:
+    """A tenant with a connected website account (a webhook nothing answers: never called here)."""
+    client = make_client()
+    make_account(
+        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
+    )
+    return client
+
+
 def _tenants(ids: list[Any]) -> list[str]:
     docs = {d["_id"]: d["clientId"] for d in delivery_states.deliveries().find({"_id": {"$in": ids}})}
     return [docs[i] for i in ids]
@@ -97,10 +106,7 @@ def test_a_costly_due_read_serves_the_next_passes_and_rechecks_each_candidate(en
 def test_expansion_sends_a_tenants_share_and_keeps_the_rest_pending_at_its_time(
     env, make_client, make_account, make_post
 ):
-    client = make_client()
-    make_account(
-        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
-    )
+    client = _site_tenant(make_client, make_account)
     when = now() + timedelta(seconds=1)
     for _ in range(60):
         make_post(client, ["website"], when=when)
@@ -117,10 +123,7 @@ def test_expansion_sends_a_tenants_share_and_keeps_the_rest_pending_at_its_time(
 def test_one_pass_counts_what_it_took_itself_against_the_cap(env, make_client, make_account, make_post):
     # The pass counts queued and in-flight deliveries once: the 50 it has just created taken must
     # count, or its claim step would hand the tenant's 10 pending ones out beside them.
-    client = make_client()
-    make_account(
-        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
-    )
+    client = _site_tenant(make_client, make_account)
     for _ in range(60):
         make_post(client, ["website"], when=now())
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -133,14 +136,7 @@ def test_one_pass_counts_what_it_took_itself_against_the_cap(env, make_client, m
 def test_a_tenant_already_at_its_cap_gets_its_new_deliveries_pending_and_another_tenant_its_share(
     env, make_client, make_account, make_post
 ):
-    full, quiet = make_client(), make_client()
-    for client in (full, quiet):
-        make_account(
-            client,
-            "website",
-            accessToken="s",
-            metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"},
-        )
+    full, quiet = _site_tenant(make_client, make_account), _site_tenant(make_client, make_account)
     busy = _pending(str(full["_id"]), 50)
     delivery_states.claim_ids(busy, 300)  # the full tenant has its 50 queued already
     when = now() + timedelta(seconds=1)
@@ -219,10 +215,7 @@ def test_a_claim_larger_than_one_query_chunk_claims_every_delivery_once_in_the_o
 def test_deliveries_that_waited_behind_the_cap_are_claimed_taken_in_batch_messages(
     env, make_client, make_account, make_post
 ):
-    client = make_client()
-    make_account(
-        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
-    )
+    client = _site_tenant(make_client, make_account)
     for _ in range(60):
         make_post(client, ["website"], when=now())
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -245,20 +238,14 @@ def test_deliveries_spread_over_the_look_ahead_count_against_the_cap_only_near_e
 ):
     # 80 posts at 40 a second over the next two seconds: never more than 40 of them due within one
     # second, so all are born taken (counting every queued one capped a steady tenant at 25/s).
-    client = make_client()
-    make_account(
-        client, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
-    )
+    client = _site_tenant(make_client, make_account)
     start = now() + timedelta(seconds=0.5)
     for i in range(80):
         make_post(client, ["website"], when=start + timedelta(seconds=i / 40))
     dispatcher = Dispatcher(send_task=lambda name, **kw: None)
     assert dispatcher.expand_due_posts(start + timedelta(seconds=2.1))[1:] == (80, 0, 80)
     # the same 80 due within one instant: only the cap's 50 are born taken
-    other = make_client()
-    make_account(
-        other, "website", accessToken="s", metadata={"webhookUrl": "http://127.0.0.1:9/h", "mode": "webhook"}
-    )
+    other = _site_tenant(make_client, make_account)
     for _ in range(80):
         make_post(other, ["website"], when=start + timedelta(seconds=1))
     assert dispatcher.expand_due_posts(start + timedelta(seconds=2.1))[1:] == (80, 0, 50)
