@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests import ROOT
+from tests.python_source import parse
 
 ROOT_ERROR = "mcmp.errors.PublisherError"
 
@@ -41,7 +42,7 @@ def _module_name(path: Path) -> str:
 def _read(path: Path) -> Module:
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(), str(path))
+    tree = parse(path.read_text(), str(path))
     module = Module(name)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

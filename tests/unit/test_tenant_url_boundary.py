@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests import ROOT
+from tests.python_source import parse
 
 SCANNED = ("mcmp/connectors", "mcmp/worker", "mcmp/api")
 FETCHER = "mcmp/connectors/tenant_fetch/"
@@ -202,7 +203,7 @@ def _const(node: ast.AST) -> object:
 
 
 def _module(path: str, source: str) -> Module:
-    tree = ast.parse(source)
+    tree = parse(source)
     functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
     return Module(path, tree, functions)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests import ROOT
+from tests.python_source import parse
 
 SCANNED = "mcmp"
 NOT_SCANNED = ("mcmp/simulators/",)  # platform twins: their own stores, no MongoDB
@@ -369,7 +370,7 @@ def _functions(tree: ast.AST) -> Iterator[ast.AST]:
 
 def writes_in(path: str, source: str, shared: dict[str, str] | None = None) -> list[Write]:
     """Every MongoDB write of one module, with its collection and the fields it writes."""
-    tree = ast.parse(source)
+    tree = parse(source)
     strings, values = _module_constants(tree)
     strings = {**(shared or {}), **strings}
     found: list[Write] = []
@@ -453,7 +454,7 @@ def scan(sources: dict[str, str] | None = None) -> list[Write]:
         }
     shared: dict[str, str] = {}
     for source in sources.values():
-        shared.update(_module_constants(ast.parse(source))[0])
+        shared.update(_module_constants(parse(source))[0])
     return [w for path, source in sources.items() for w in writes_in(path, source, shared)]
 
 
@@ -522,7 +523,7 @@ def api_collection_uses(sources: dict[str, str] | None = None) -> list[str]:
     found = []
     documents = set(MODELS)
     for path, source in sources.items():
-        for node in ast.walk(ast.parse(source)):
+        for node in ast.walk(parse(source)):
             if isinstance(node, ast.Attribute) and node.attr in ("_get_collection", "objects"):
                 found.append(f"{path}:{node.lineno}: reads a collection ({_dotted(node)})")
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mcmp.models"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mcmp.connectors
 from tests import ROOT
+from tests.python_source import parse
 
 PUBLIC = {
     # the Protocol, the hooks' defaults, the HTTP clients a connector is handed, and its values
@@ -69,7 +70,7 @@ def test_the_public_names_are_pinned_and_all_importable() -> None:
 
 def imported_modules(path: Path) -> set[str]:
     modules: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse(path.read_text())):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +40,9 @@ class Site:
         self.open = 0
         self.requests = 0
         self.names: list[str | None] = []  # TLS server names asked for, one per handshake
+        self.errors: list[BaseException] = []  # kept, never printed: see ``Server.handle_error``
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,7 +68,7 @@ class Site:
                 with site._lock:
                     site.requests += 1
                 if self.path.startswith("/slow"):
-                    time.sleep(float(self.path.rsplit("/", 1)[-1]))
+                    site._stopping.wait(float(self.path.rsplit("/", 1)[-1]))
                 body = b'{"ok": true}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -86,6 +89,14 @@ class Site:
                     return sock, address
                 return tls.wrap_socket(sock, server_side=True), address
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that gave up (a fetch's timeout) makes the late answer fail. Printing
+                # that traceback from this thread would run ``ast.parse`` (3.11's carets) beside
+                # the test process's other threads, which CPython 3.11.7 cannot do safely
+                # (gh-106905: "AST constructor recursion depth mismatch" in the other parse).
+                with site._lock:
+                    site.errors.append(sys.exc_info()[1] or RuntimeError("unknown"))
+
         if tls is not None:
             tls.sni_callback = lambda _sock, name, _ctx: site.names.append(name)  # type: ignore[assignment,misc,return-value]
         self.server = Server((host, port), Handler)
@@ -100,6 +111,7 @@ class Site:
         return self.open
 
     def stop(self) -> None:
+        self._stopping.set()  # slow answers end now, not after the test
         self.server.shutdown()
         self.server.server_close()
 
