@@ -131,6 +131,8 @@ class Settings(BaseSettings):
 
     # Dispatcher / delivery lifecycle
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
+    # Posts are expanded and their deliveries sent this far ahead of their time, rounded down to a
+    # whole second (a second's deliveries go out together, in whole batches): 1-2 s ahead at 2.
     lookahead_seconds: float = Field(default=2.0, ge=0)
     dispatch_batch_size: int = Field(default=200, gt=0)
     queued_lease_seconds: int = Field(default=300, gt=0)

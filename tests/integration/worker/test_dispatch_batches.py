@@ -1,0 +1,70 @@
+"""How the dispatcher hands a second's deliveries to Celery: whole seconds, whole batches, due order.
+
+Posts enter the look-ahead a whole second at a time, so the deliveries due in one second are sent
+together as full ``mcmp.publish_batch`` messages (each a task, its events and its reads and writes
+for a worker) instead of one small message per tick; within the second the batches follow due
+order, and a post's platforms stay side by side (their post status is written once per batch).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mcmp.config import get_settings
+from mcmp.worker.publishing import delivery_states
+from mcmp.worker.scheduling.dispatcher import Dispatcher, expansion_horizon
+from tests.integration.worker.helpers import now
+
+
+def test_posts_enter_the_look_ahead_a_whole_second_at_a_time_and_never_after_their_time() -> None:
+    at = datetime(2026, 3, 1, 9, 0, 0, 300_000, tzinfo=UTC)
+    assert expansion_horizon(at, 2.0) == datetime(2026, 3, 1, 9, 0, 2, tzinfo=UTC)
+    assert expansion_horizon(at.replace(microsecond=999_999), 2.0) == datetime(
+        2026, 3, 1, 9, 0, 2, tzinfo=UTC
+    )
+    # a look-ahead shorter than the rounding still takes everything due by now
+    assert expansion_horizon(at, 0.5) == at
+    assert expansion_horizon(at, 0.0) == at
+
+
+def test_a_tick_expands_what_is_due_by_the_last_whole_second_of_its_look_ahead(
+    env, make_client, make_post
+) -> None:
+    client = make_client()
+    look_ahead = get_settings().lookahead_seconds
+    # a tick half a second before the look-ahead's end crosses a whole second
+    tick_at = now().replace(microsecond=0) + timedelta(seconds=5 + (0.5 - look_ahead) % 1)
+    horizon = expansion_horizon(tick_at, look_ahead)
+    assert horizon == tick_at + timedelta(seconds=look_ahead - 0.5)
+    inside = make_post(client, ["website"], when=horizon - timedelta(seconds=0.1))
+    beyond = make_post(client, ["website"], when=horizon + timedelta(seconds=0.1))  # within the look-ahead
+    Dispatcher(send_task=lambda name, **kw: None).tick(tick_at)
+    post_ids = {d["postId"] for d in delivery_states.deliveries().find({}, {"postId": 1})}
+    assert str(inside["_id"]) in post_ids and str(beyond["_id"]) not in post_ids
+
+
+def test_a_seconds_deliveries_go_in_full_batches_in_due_order_with_each_posts_platforms_together(
+    env, make_client, make_post
+) -> None:
+    tenants = [make_client(), make_client()]
+    second = now().replace(microsecond=0) + timedelta(seconds=3)
+    for i in range(20):  # 40 deliveries due across one second, under each tenant's cap
+        when = second + timedelta(milliseconds=50 * (19 - i))
+        make_post(tenants[i % 2], ["website", "linkedin"], when=when)
+    sent: list[dict[str, Any]] = []
+    Dispatcher(send_task=lambda name, **kw: sent.append({"name": name, **kw})).expand_due_posts(
+        second + timedelta(seconds=1)
+    )
+    assert [m["name"] for m in sent] == ["mcmp.publish_batch"] * 2
+    batches = [[str(i) for i in m["args"][0]] for m in sent]
+    assert [len(b) for b in batches] == [25, 15]
+    docs = {str(d["_id"]): d for d in delivery_states.deliveries().find({})}
+    order = [docs[i] for batch in batches for i in batch]
+    dues = [d["dueAt"] for d in order]
+    assert dues == sorted(dues)  # the first batch holds the first 25 due, the ETA its first member's
+    assert sent[0]["eta"].replace(tzinfo=UTC) == min(dues).replace(tzinfo=UTC)
+    positions: dict[str, list[int]] = {}
+    for index, delivery in enumerate(order):
+        positions.setdefault(delivery["postId"], []).append(index)
+    assert len(positions) == 20 and all(ix == [ix[0], ix[0] + 1] for ix in positions.values())
