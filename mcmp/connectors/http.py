@@ -16,6 +16,8 @@
   platform host and process, not on every request as requests does (a scan of ``os.environ``
   and a ``.netrc`` lookup per call, ~0.3 ms of CPU); ``.netrc`` is not used for platform calls,
   which carry their own tokens.
+* A plain call (method, ASCII URL, headers, JSON or form body) is prepared without requests'
+  generic merging (``mcmp.connectors.platform_requests``), and no cookie is kept between calls.
 * The connect-retry policy is entered only after a connect failure: the happy path is one call.
 """
 
@@ -36,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from mcmp.connectors.errors import AmbiguousError, RetryableError
+from mcmp.connectors.platform_requests import NoCookies, prepare
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,12 @@ class BaseUrlSession(requests.Session):
         # No session-wide query parameters (none is ever set): requests then takes each request's
         # own as they are instead of merging two dicts through its runtime-checked protocols.
         self.params = None  # type: ignore[assignment]
+        self.cookies = NoCookies()
         shared_adapter(pool_size)
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """A plain platform call prepared directly; anything else by requests."""
+        return prepare(request, self) or super().prepare_request(request)
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
