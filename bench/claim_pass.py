@@ -24,7 +24,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from bench.common import cpu_seconds, git_rev, load_avg
+from bench.common import cpu_seconds, git_rev, load_avg, machine
 from mcmp.devstack.mongo import start_secantus
 from mcmp.models.db import connect, ensure_schema, with_database
 from mcmp.worker.scheduling import fair_share
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"# bench/claim_pass.py @ {git_rev()} ({fair_share.__file__}) — embedded SecantusDB, "
                 f"{args.due} due over {args.tenants} tenants, {args.in_flight} in flight, cap {CAP} | "
-                f"{load_avg()} (1/5 min) at start"
+                f"{machine()} | {load_avg()} (1/5 min) at start"
             )
             fair_share.RESCAN_FACTOR = 1e9  # every later pass takes its turns from the kept read
             horizon = now + timedelta(seconds=2)

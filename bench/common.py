@@ -224,6 +224,34 @@ def load_avg() -> str:
     return f"load {one:.2f}/{five:.2f}"
 
 
+def reference_ms(rounds: int = 5) -> float:
+    """CPU ms of one fixed pure-Python workload (best of ``rounds``): how fast the machine is now.
+
+    This host's speed drifts: the same HTTP client's CPU per request halved between two runs of one
+    day. Figures of runs made at different times compare only in proportion to this number; rows
+    of one run compare as they are.
+    """
+    body = {"postId": "6571f0c2a8b4e3d2c1b0a999", "platforms": ["website", "facebook"], "title": "x" * 80}
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        total = 0
+        for i in range(240_000):
+            total += len(str(i)) + (i % 7)
+        for _ in range(1_200):
+            total += len(repr(sorted(body.items())))
+        best = min(best, time.process_time() - started)
+    return 1000 * best
+
+
+def machine() -> str:
+    """Cores, interpreter and the reference workload's CPU, for a benchmark's first line."""
+    return (
+        f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"reference loop {reference_ms():.1f} ms"
+    )
+
+
 # --- servers ------------------------------------------------------------------------------------
 
 
@@ -318,7 +346,7 @@ class Stack:
     def describe(self) -> str:
         return (
             f"MongoDB: {self.server_info} | Redis: {self.redis_info} | "
-            f"{self.mix.describe()} | machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()} | "
+            f"{self.mix.describe()} | {machine()} | "
             f"{load_avg()} (1/5 min) at start"
         )
 

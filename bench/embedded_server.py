@@ -23,6 +23,7 @@ from bench.common import (
     add_common_args,
     describe_embedded,
     git_rev,
+    machine,
     offer,
     seed_client,
     stack,
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"# bench/embedded_server.py @ {git_rev()}: {args.rate:g}/s offered for {args.seconds:g} s per "
-        f"variant, {args.workers} workers, platform latency {args.latency_ms:g} ms"
+        f"variant, {args.workers} workers, platform latency {args.latency_ms:g} ms | {machine()}"
     )
     print(f"{'SecantusDB started as':<36} {'threads':>7} {OFFERED_HEADER}")
     for options, threads in VARIANTS:

@@ -29,7 +29,7 @@ import secantus
 from bson import ObjectId
 from pymongo import InsertOne, MongoClient, UpdateOne
 
-from bench.common import cpu_seconds, git_rev, load_avg
+from bench.common import cpu_seconds, git_rev, load_avg, machine
 from bench.profiling import Profile, PySpy
 from mcmp.devstack.documents import scheduled_post
 from mcmp.devstack.mongo import start_secantus
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         proc, uri = start_secantus(Path(tmp) / "mongo")
         try:
             print(
-                f"# bench/server_ops.py @ {git_rev()} — embedded SecantusDB, one client, nothing else running | {load_avg()} (1/5 min) at start"
+                f"# bench/server_ops.py @ {git_rev()} — embedded SecantusDB, one client, nothing else running | {machine()} | {load_avg()} (1/5 min) at start"
             )
             print(
                 f"{'write shape':<58} {'docs':>6} {'cpu ms/doc':>10} {'wall ms/doc':>10} {'top ms/doc':>10}"
