@@ -49,6 +49,9 @@ PUBLISH_TASK = "mcmp.publish_delivery"
 FIRST_DATE = datetime(1, 1, 1, tzinfo=UTC)
 _EXPAND_FIELDS = {"clientId": 1, "platforms": 1, "scheduleTime": 1, "title": 1, "body": 1, "assetUrls": 1}
 BATCH_TASK = "mcmp.publish_batch"
+# A tick still expanding or claiming after this long ends; the next starts at once, with the
+# time and the tenants' in-flight counts read again.
+TICK_SECONDS = 2.0
 
 
 @dataclass
@@ -475,20 +478,27 @@ class Dispatcher:
         stats = TickStats()
         horizon = expansion_horizon(now, self.settings.lookahead_seconds)
         load = fair_share.InFlight(now)  # counted once for the whole pass
-        while True:  # drain a burst of due posts before claiming
-            n, created, reopened, sent = self.expand_due_posts(horizon, load)
-            stats.expanded_posts += n
-            stats.created += created
-            stats.reopened += reopened
-            stats.claimed += created
-            stats.sent += sent
-            if n < self.settings.dispatch_batch_size:
-                break
-        while True:
+        page = self.settings.dispatch_batch_size
+        # A burst of due posts is expanded a page at a time, each page followed by a claim pass:
+        # expanding a burst whole before claiming left the workers idle while its deliveries were
+        # inserted (10,000 posts due within a minute: ~20 s without a claim). A long pass ends
+        # after ``TICK_SECONDS`` so the next one starts from a fresh clock and a fresh count.
+        ends = time.monotonic() + TICK_SECONDS
+        expanding = claiming = True
+        while expanding or claiming:
+            if expanding:
+                n, created, reopened, sent = self.expand_due_posts(horizon, load)
+                stats.expanded_posts += n
+                stats.created += created
+                stats.reopened += reopened
+                stats.claimed += created
+                stats.sent += sent
+                expanding = n >= page
             claimed, sent = self.claim_and_send(now, load)
             stats.claimed += claimed
             stats.sent += sent
-            if claimed < self.settings.dispatch_batch_size or sent < claimed:
+            claiming = claimed >= page and sent == claimed
+            if time.monotonic() > ends:
                 break
         return stats
 

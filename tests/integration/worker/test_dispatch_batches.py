@@ -4,6 +4,7 @@ Posts enter the look-ahead a whole second at a time, so the deliveries due in on
 together as full ``mcmp.publish_batch`` messages (each a task, its events and its reads and writes
 for a worker) instead of one small message per tick; within the second the batches follow due
 order, and a post's platforms stay side by side (their post status is written once per batch).
+A burst of posts larger than one expansion page is claimed from between its pages.
 """
 
 from __future__ import annotations
@@ -68,3 +69,27 @@ def test_a_seconds_deliveries_go_in_full_batches_in_due_order_with_each_posts_pl
     for index, delivery in enumerate(order):
         positions.setdefault(delivery["postId"], []).append(index)
     assert len(positions) == 20 and all(ix == [ix[0], ix[0] + 1] for ix in positions.values())
+
+
+def test_a_burst_larger_than_a_page_is_claimed_from_between_its_pages(env, make_client, make_post) -> None:
+    # Posts due at once beyond one expansion page: a claim pass follows each page, so a delivery
+    # already waiting is handed out after the first page, not after the whole burst is inserted.
+    burst, waiting = make_client(), make_client()
+    for _ in range(20):
+        make_post(burst, ["website"], when=now())
+    waited = delivery_states.ensure(
+        [delivery_states.NewDelivery("waiting-post", str(waiting["_id"]), "website", now())]
+    )
+    assert waited.created == 1
+    sent: list[list[str]] = []
+
+    def send_task(name: str, args: list[Any], **kw: Any) -> None:
+        sent.append(args[0] if name == "mcmp.publish_batch" else args)  # a batch's ids, or one id
+
+    settings = get_settings().model_copy(update={"dispatch_batch_size": 5})
+    stats = Dispatcher(settings, send_task=send_task).tick()
+    assert (stats.expanded_posts, stats.sent) == (20, 21)
+    tenant = {str(d["_id"]): d["clientId"] for d in delivery_states.deliveries().find({}, {"clientId": 1})}
+    senders = [{tenant[str(i)] for i in ids} for ids in sent]
+    assert senders.index({str(waiting["_id"])}) == 1  # right after the first page's message
+    assert senders[0] == senders[-1] == {str(burst["_id"])}
