@@ -485,6 +485,7 @@ class Dispatcher:
         # after ``TICK_SECONDS`` so the next one starts from a fresh clock and a fresh count.
         ends = time.monotonic() + TICK_SECONDS
         expanding = claiming = True
+        refused = False  # the broker refused a message: no more claims this tick
         while expanding or claiming:
             if expanding:
                 n, created, reopened, sent = self.expand_due_posts(horizon, load)
@@ -494,10 +495,12 @@ class Dispatcher:
                 stats.claimed += created
                 stats.sent += sent
                 expanding = n >= page
-            claimed, sent = self.claim_and_send(now, load)
-            stats.claimed += claimed
-            stats.sent += sent
-            claiming = claimed >= page and sent == claimed
+            if not refused:
+                claimed, sent = self.claim_and_send(now, load)
+                stats.claimed += claimed
+                stats.sent += sent
+                refused = sent < claimed
+            claiming = not refused and claimed >= page
             if time.monotonic() > ends:
                 break
         return stats

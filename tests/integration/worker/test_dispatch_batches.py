@@ -93,3 +93,23 @@ def test_a_burst_larger_than_a_page_is_claimed_from_between_its_pages(env, make_
     senders = [{tenant[str(i)] for i in ids} for ids in sent]
     assert senders.index({str(waiting["_id"])}) == 1  # right after the first page's message
     assert senders[0] == senders[-1] == {str(burst["_id"])}
+
+
+def test_a_tick_stops_claiming_once_the_broker_refuses_and_keeps_every_delivery(
+    env, make_client, make_post
+) -> None:
+    client = make_client()
+    for _ in range(20):
+        make_post(client, ["website"], when=now())
+    attempts: list[str] = []
+
+    def refuse(name: str, **kw: Any) -> None:
+        attempts.append(name)
+        raise ConnectionError("broker down")
+
+    settings = get_settings().model_copy(update={"dispatch_batch_size": 5})
+    stats = Dispatcher(settings, send_task=refuse).tick()
+    assert (stats.expanded_posts, stats.sent) == (20, 0)
+    assert len(attempts) == 4 + 1  # one refused message per expansion page, then one claim pass
+    states = {d["state"] for d in delivery_states.deliveries().find({}, {"state": 1})}
+    assert states == {"pending"}  # every delivery handed back, none lost
