@@ -38,7 +38,7 @@ import httpx
 import requests
 import urllib3
 
-from bench.common import git_rev, load_avg, reference_ms
+from bench.common import git_rev, load_avg, machine
 from mcmp.connectors.http import BaseUrlSession, send
 from mcmp.connectors.tenant_fetch import TenantFetcher
 from mcmp.connectors.tenant_fetch.pool import ConnectionPools
@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         port = int(server.stdout.readline())
         print(
             f"# bench/http_clients.py @ {git_rev()} — client CPU per POST (getrusage of this process), "
-            f"one thread, one kept-alive loopback connection; CPython {sys.version.split()[0]}, "
-            f"httpx {version('httpx')}, requests {version('requests')}, urllib3 {version('urllib3')}, "
-            f"reference loop {reference_ms():.1f} ms | "
+            f"one thread, one kept-alive loopback connection; "
+            f"httpx {version('httpx')}, requests {version('requests')}, urllib3 {version('urllib3')} | "
+            f"{machine()} | "
             f"{load_avg()} (1/5 min) at start"
         )
         print(f"# {args.requests} POSTs per client and round after {args.warm} unmeasured; rounds in turn")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -48,32 +48,27 @@ class NoCookies(RequestsCookieJar):
         """Nothing is read from an answer's ``Set-Cookie``."""
 
 
-def _pairs(value: object) -> list[tuple[Any, Any]] | None:
-    """A dict's or a list of pairs' items when every value is a plain form value; else None."""
+def _form(value: object) -> str | None:
+    """``application/x-www-form-urlencoded`` of a dict or a list of pairs as requests encodes it
+    (``None`` values left out), or None when a key or value is not a plain form value."""
     if isinstance(value, dict):
         items = list(value.items())
     elif isinstance(value, list | tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
         items = list(value)
     else:
         return None
+    encoded: list[tuple[bytes, Any]] = []
     for key, values in items:
         if not isinstance(key, str | bytes):
             return None
         for v in values if isinstance(values, list | tuple) else (values,):
-            if v is not None and not isinstance(v, _FORM_VALUES):
+            if v is None:
+                continue
+            if not isinstance(v, _FORM_VALUES):
                 return None
-    return items
-
-
-def _form(items: Iterable[tuple[Any, Any]]) -> str:
-    """``application/x-www-form-urlencoded`` as requests encodes it (``None`` values left out)."""
-    encoded: list[tuple[Any, Any]] = []
-    for key, values in items:
-        for v in values if isinstance(values, list | tuple) else (values,):
-            if v is not None:
-                encoded.append(
-                    (key.encode() if isinstance(key, str) else key, v.encode() if isinstance(v, str) else v)
-                )
+            encoded.append(
+                (key.encode() if isinstance(key, str) else key, v.encode() if isinstance(v, str) else v)
+            )
     return urlencode(encoded, doseq=True)
 
 
@@ -90,9 +85,9 @@ def prepare(request: Request, session: Session) -> PreparedRequest | None:
         return None
     if "%" in url and any(chr(int(h, 16)) in _UNRESERVED for h in _ESCAPE.findall(url)):
         return None  # requests would unescape it
-    params_items = _pairs(params or {})
-    data_items = None if isinstance(data, str | bytes) else _pairs(data or {})
-    if params_items is None or (data_items is None and not isinstance(data, str | bytes)):
+    query = _form(params or {})
+    form = "" if isinstance(data, str | bytes) else _form(data or {})
+    if query is None or form is None:
         return None
     body: bytes | str | None = None
     content_type: str | None = None
@@ -104,11 +99,11 @@ def prepare(request: Request, session: Session) -> PreparedRequest | None:
         content_type = "application/json"
     elif isinstance(data, str | bytes):
         body = data or None
-    elif data_items:
-        body, content_type = _form(data_items), "application/x-www-form-urlencoded"
+    elif data:
+        body, content_type = form, "application/x-www-form-urlencoded"
 
-    if params_items:
-        url += ("&" if "?" in url else "?") + _form(params_items)
+    if query:
+        url += ("&" if "?" in url else "?") + query
     headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(cast(Mapping[str, str], session.headers))
     headers.update(request.headers or {})
     for name in [k for k, v in headers.items() if v is None]:
