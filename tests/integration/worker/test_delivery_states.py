@@ -14,6 +14,7 @@ from mcmp.config import get_settings
 from mcmp.models import ErrorClass
 from mcmp.worker import liveness
 from mcmp.worker.publishing import delivery_states
+from mcmp.worker.publishing.delivery_states import leases
 from tests.integration.worker.helpers import born, new_delivery, now, take
 
 apply = delivery_states.apply
@@ -409,3 +410,27 @@ def test_a_pending_first_attempt_is_claimed_taken_and_started_with_no_write(db, 
     assert db.deliveries.find_one({"_id": first["_id"]}) == before  # started with no write
     assert apply(delivery_states.complete_op(taken, "p1", None, now(), now())) is True
     assert db.deliveries.find_one({"_id": first["_id"]})["state"] == "published"
+
+
+def test_a_delivery_abandoned_for_two_reasons_is_reaped_once(db, make_client, make_post):
+    client = make_client()
+    twice, expired, live = (take(make_post(client, ["website"])) for _ in range(3))
+    gone = now() - timedelta(seconds=1)
+    db.deliveries.update_one({"_id": twice.id}, {"$set": {"owner": "gone-host:1:dead", "leaseUntil": gone}})
+    db.deliveries.update_one({"_id": expired.id}, {"$set": {"leaseUntil": gone}})
+    assert delivery_states.reap_expired_leases() == (0, 2)
+    assert [state(db, t)["state"] for t in (twice, expired, live)] == ["pending", "pending", "in_flight"]
+
+
+def test_the_reapers_filters_are_key_lookups(db, post):
+    """SecantusDB answers a filter with a top-level operator (``$or``) by decoding every delivery
+    under its collection lock, which under a burst's backlog stalled every worker's outcome for
+    seconds a pass; with ``_id`` first and no such operator it looks the ids up."""
+    taken = take(post)
+    filters = leases.reap_filters(
+        [taken.id], ["gone-host:1:dead"], now(), [{"_id": taken.id, "attemptId": "a1", "owner": None}]
+    )
+    assert len(filters) == 3
+    for query in filters:
+        assert next(iter(query)) == "_id" and not [k for k in query if k.startswith("$")], query
+        assert [d["_id"] for d in db.deliveries.find(query, {"_id": 1})] in ([], [taken.id])

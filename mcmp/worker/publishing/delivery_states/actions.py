@@ -60,11 +60,13 @@ def resume_waiting(
     if client_id is not None:
         query["clientId"] = client_id
     resume = {"state": S.PENDING.value, "waitingSince": None, "updatedAt": now}
-    due = deliveries().update_many(
-        {**query, "$or": [{"dueAt": {"$lte": now}}, {"dueAt": None}]}, {"$set": {**resume, "dueAt": now}}
+    # Two filters, not a ``$or``: a top-level operator makes SecantusDB walk every delivery.
+    due = sum(
+        deliveries().update_many({**query, "dueAt": when}, {"$set": {**resume, "dueAt": now}}).modified_count
+        for when in ({"$lte": now}, None)
     )
     later = deliveries().update_many(query, {"$set": resume})  # the rest: due in the future
-    return due.modified_count + later.modified_count
+    return due + later.modified_count
 
 
 def fail_waiting(delivery_id: ObjectId, reason: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from bson import ObjectId
 
@@ -71,30 +72,45 @@ def reap_expired_leases() -> tuple[int, int]:
     ]
     reaped = 0
     if abandoned:
-        # Owner or lease in the filter: a newer attempt has a live owner and a fresh lease.
-        reaped = (
-            deliveries()
-            .update_many(
-                {
-                    "_id": {"$in": abandoned},
-                    "state": S.IN_FLIGHT.value,
-                    "$or": [{"owner": {"$in": dead}}, {"leaseUntil": {"$lt": now}}, *dead_starts],
-                },
-                {
-                    "$set": {
-                        "state": S.PENDING.value,
-                        "dueAt": now,
-                        "leaseUntil": None,
-                        "owner": None,
-                        "needsReconcile": True,
-                        "updatedAt": now,
-                    }
-                },
-                hint=BY_ID,
-            )
-            .modified_count
-        )
+        fields = {
+            "state": S.PENDING.value,
+            "dueAt": now,
+            "leaseUntil": None,
+            "owner": None,
+            "needsReconcile": True,
+            "updatedAt": now,
+        }
+        for query in reap_filters(abandoned, dead, now, dead_starts):
+            reaped += deliveries().update_many(query, {"$set": fields}, hint=BY_ID).modified_count
     return queued.modified_count, reaped
+
+
+def reap_filters(
+    abandoned: Sequence[ObjectId], dead: Sequence[str], now: datetime, dead_starts: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The reaper's filters over ``abandoned``: in flight and still owned by a dead owner, or with
+    its lease run out, or (``dead_starts``) still the attempt a dead worker started unwritten.
+
+    Owner, lease or attempt is in each filter: a newer attempt has a live owner and a fresh lease.
+    One filter per reason rather than one ``$or``: a top-level operator makes SecantusDB walk the
+    whole collection, decoding every delivery under its collection lock (seconds per pass under a
+    burst's backlog, while every worker's outcome waited); ``_id`` first keeps these key lookups.
+    A delivery that matches two is reaped by the first (then no longer in flight).
+    """
+    filters: list[dict[str, Any]] = []
+    for ids in id_batches(abandoned):
+        if dead:
+            filters.append({"_id": {"$in": ids}, "state": S.IN_FLIGHT.value, "owner": {"$in": list(dead)}})
+        filters.append({"_id": {"$in": ids}, "state": S.IN_FLIGHT.value, "leaseUntil": {"$lt": now}})
+    started: dict[Any, list[ObjectId]] = {}
+    for start in dead_starts:
+        started.setdefault(start["attemptId"], []).append(start["_id"])
+    for attempt_id, started_ids in started.items():
+        filters.extend(
+            {"_id": {"$in": ids}, "state": S.IN_FLIGHT.value, "attemptId": attempt_id, "owner": None}
+            for ids in id_batches(started_ids)
+        )
+    return filters
 
 
 def extend_leases(ids: Sequence[ObjectId], owner: str) -> None:
