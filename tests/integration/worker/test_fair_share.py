@@ -81,6 +81,24 @@ def test_a_next_read_of_the_due_page_continues_at_the_same_instant_without_repea
     assert sorted(_tenants(chosen)) == ["A", "A", "B", "B", "B"]
 
 
+def test_under_a_backlog_a_read_windowed_past_the_last_one_finds_what_a_full_read_finds(env):
+    # A's backlog is due over the last 20 s, B's one delivery just now; A fills its room at once.
+    backlog = [_pending("A", 1, due_in=-20 + i)[0] for i in range(20)]
+    quiet = _pending("B", 1, due_in=-0.5)
+    horizon = now() + timedelta(seconds=1)
+    last = fair_share._Backlog(edge=now() - timedelta(seconds=18), span=fair_share.MIN_SPAN)
+    for room in ({"A": 2, "B": 2}, {"A": 50, "B": 50}):
+        full, more = fair_share._read_due(horizon, 5, dict(room), set(), None)
+        windowed, _ = fair_share._read_due(horizon, 5, dict(room), set(), last)
+        assert [d["_id"] for d in windowed] == [d["_id"] for d in full]
+    assert [d["_id"] for d in full] == backlog[:5]  # room enough: the earliest five, in due order
+    assert more is not None and more.edge == full[-1]["dueAt"].replace(tzinfo=more.edge.tzinfo)
+    capped, _ = fair_share._read_due(horizon, 5, {"A": 2, "B": 2}, set(), last)
+    assert [d["_id"] for d in capped][-1:] == quiet  # past the window, B is not hidden by A's backlog
+    everything, more = fair_share._read_due(horizon, 50, {"A": 50, "B": 50}, set(), last)
+    assert len(everything) == 21 and more is None  # read to the horizon: no backlog left
+
+
 def test_a_costly_due_read_serves_the_next_passes_and_rechecks_each_candidate(env, monkeypatch):
     # Every read counts as costly: later passes take their turns from what it kept.
     monkeypatch.setattr(fair_share, "RESCAN_FACTOR", 1e9)
