@@ -7,9 +7,11 @@ Posts are scheduled uniformly over ``--window`` seconds (one minute by default).
 from the first scheduleTime to the last publish call; the audit compares MongoDB with the
 simulators' own stores (each counts what it accepted, and duplicates by content): lost =
 deliveries expected − distinct ones received. ``first late s``: the first-due delivery's call start − its time.
-Every ``--progress`` seconds while it drains: deliveries by state, published per second, and the
-CPU of each process (% of one core) over that interval, so a slow drain shows which process
-was short of CPU (or that none was).
+Every ``--progress`` seconds while it drains: calls received per second (the simulators' own
+counts) and the CPU of each process (% of one core) over that interval, so a slow drain shows
+which process was short of CPU (or that none was). ``--progress-states`` adds deliveries by
+state, read from MongoDB: two aggregations over every delivery each interval, which on
+SecantusDB lengthened the drain they watched (347.5 s with them against 256.9 s without).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--progress", type=float, default=10.0, help="seconds between progress lines (0: none)"
     )
+    parser.add_argument(
+        "--progress-states",
+        action="store_true",
+        help="progress lines also count deliveries by state (reads every delivery each time)",
+    )
     args = parser.parse_args(argv)
     mix = Mix.from_args(args)
 
@@ -79,7 +86,11 @@ def main(argv: list[str] | None = None) -> None:
         }
         done = threading.Event()
         if args.progress > 0:
-            threading.Thread(target=progress, args=(db, groups, args.progress, done), daemon=True).start()
+            threading.Thread(
+                target=progress,
+                args=(s, db if args.progress_states else None, groups, args.progress, done),
+                daemon=True,
+            ).start()
         load = load_avg()
         first_due = datetime.now(UTC) + timedelta(seconds=5 + args.posts / 5000)
         # as many deliveries as --posts posts of the mix make on average (seeded: the same each run)
@@ -120,42 +131,45 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
-def progress(db: Any, groups: dict[str, list[int]], every: float, done: threading.Event) -> None:
-    """A line every ``every`` s: deliveries by state, published/s, each process's CPU (% of a core)."""
+def progress(s: Any, db: Any, groups: dict[str, list[int]], every: float, done: threading.Event) -> None:
+    """A line every ``every`` s: calls received/s, each process's CPU (% of a core), and with
+    ``db`` the deliveries by state."""
     cpu = {name: cpu_seconds(pids) for name, pids in groups.items()}
-    published, at = 0, time.monotonic()
+    received, at = s.delivered()[0], time.monotonic()
     while not done.wait(every):
-        states = Counter(
-            {
-                d["_id"]: d["n"]
-                for d in db.deliveries.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
-            }
-        )
-        waiting = Counter(
-            {
-                f"{d['_id'].get('e') or 'new'}{' due' if d['_id'].get('due') else ' later'}": d["n"]
-                for d in db.deliveries.aggregate(
-                    [
-                        {"$match": {"state": "pending"}},
-                        {
-                            "$group": {
-                                "_id": {"e": "$errorClass", "due": {"$lte": ["$dueAt", "$$NOW"]}},
-                                "n": {"$sum": 1},
-                            }
-                        },
-                    ]
-                )
-            }
-        )
+        now_received = s.delivered()[0]
         now_cpu = {name: cpu_seconds(pids) for name, pids in groups.items()}
         now = time.monotonic()
-        rate = (states["published"] - published) / (now - at)
+        rate = (now_received - received) / (now - at)
         shares = " ".join(f"{n} {100 * (now_cpu[n] - cpu[n]) / (now - at):.0f}%" for n in groups if groups[n])
         print(
-            f"# {time.strftime('%H:%M:%S')} {dict(states)} pending {dict(waiting)} published {rate:.1f}/s | CPU {shares} | {load_avg()}",
+            f"# {time.strftime('%H:%M:%S')} received {now_received} ({rate:.1f}/s){states(db) if db is not None else ''}"
+            f" | CPU {shares} | {load_avg()}",
             flush=True,
         )
-        cpu, published, at = now_cpu, states["published"], now
+        cpu, received, at = now_cpu, now_received, now
+
+
+def states(db: Any) -> str:
+    """Deliveries by state, and the pending ones by error class and whether due (two full scans)."""
+    by_state = {
+        d["_id"]: d["n"] for d in db.deliveries.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+    }
+    waiting = {
+        f"{d['_id'].get('e') or 'new'}{' due' if d['_id'].get('due') else ' later'}": d["n"]
+        for d in db.deliveries.aggregate(
+            [
+                {"$match": {"state": "pending"}},
+                {
+                    "$group": {
+                        "_id": {"e": "$errorClass", "due": {"$lte": ["$dueAt", "$$NOW"]}},
+                        "n": {"$sum": 1},
+                    }
+                },
+            ]
+        )
+    }
+    return f" {by_state} pending {waiting}"
 
 
 if __name__ == "__main__":

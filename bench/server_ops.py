@@ -34,7 +34,9 @@ from bench.profiling import Profile, PySpy
 from mcmp.devstack.documents import scheduled_post
 from mcmp.devstack.mongo import start_secantus
 from mcmp.models.db import BY_ID, connect, ensure_schema, with_database
+from mcmp.worker.publishing.delivery_states.leases import reap_filters
 from mcmp.worker.publishing.guarded_update import guarded
+from mcmp.worker.scheduling.fair_share import MIN_SPAN, WINDOW_SPANS
 
 PLATFORMS = ("website", "facebook", "linkedin", "google-business")
 
@@ -255,7 +257,81 @@ def run(uri: str, mongo_pid: int, backlog: int, batch: int, rounds: int) -> list
         mongo_pid, admin, f"posts status (bulk_write, {batch} per call)", len(post_ids), post_status, rows
     )
     measure(mongo_pid, admin, f"deliveries insert (bulk_write, {batch} per call)", len(extra), insert, rows)
+    reaped = [d["_id"] for d in dels[-n:]]  # not among the shapes above (nor the due page: the earliest)
+    dead_owner, expired = "gone-host:1:dead", now - timedelta(seconds=1)
+
+    def abandon() -> None:  # in flight, owner dead and lease run out (not measured)
+        db.deliveries.update_many(
+            {"_id": {"$in": reaped}},
+            {"$set": {"state": "in_flight", "owner": dead_owner, "leaseUntil": expired, "attemptId": "a1"}},
+        )
+
+    back = {
+        "$set": {"state": "pending", "dueAt": now, "leaseUntil": None, "owner": None, "needsReconcile": True}
+    }
+
+    def reap_one_or() -> None:  # the reaper before: one update, the reasons in a top-level $or
+        db.deliveries.update_many(
+            {
+                "_id": {"$in": reaped},
+                "state": "in_flight",
+                "$or": [{"owner": {"$in": [dead_owner]}}, {"leaseUntil": {"$lt": now}}],
+            },
+            back,
+            hint=BY_ID,
+        )
+
+    def reap_per_reason() -> None:  # as sent: one filter per reason, _id first
+        for query in reap_filters(reaped, [dead_owner], now, []):
+            db.deliveries.update_many(query, back, hint=BY_ID)
+
+    abandon()
+    measure(
+        mongo_pid, admin, f"reaper, one $or ({len(reaped)} abandoned; before)", len(reaped), reap_one_or, rows
+    )
+    abandon()
+    measure(
+        mongo_pid,
+        admin,
+        f"reaper, a filter per reason ({len(reaped)} abandoned)",
+        len(reaped),
+        reap_per_reason,
+        rows,
+    )
+    rows += due_reads(db, mongo_pid, admin, rounds)
     client.drop_database(db.name)
+    return rows
+
+
+def due_reads(db: Any, mongo_pid: int, admin: Any, reads: int) -> list[str]:
+    """The dispatcher's read of a due page (``fair_share._read_due``) over the whole backlog, and
+    windowed past where the last read stopped as under a backlog: CPU ms per read."""
+    rows: list[str] = []
+    page = 100 * 4  # the claim limit × KEEP_PAGES
+    sort = [("dueAt", 1), ("_id", 1)]
+    fields = {"_id": 1, "clientId": 1, "platform": 1, "dueAt": 1}
+    first = list(db.deliveries.find({"state": "queued"}, fields).sort(sort).limit(page))
+    if len(first) < page:
+        return rows
+    horizon = datetime.now(UTC) + timedelta(days=1)  # everything seeded is due
+    edge = first[-1]["dueAt"]
+    upper = edge + WINDOW_SPANS * max(MIN_SPAN, edge - first[0]["dueAt"])
+
+    def read(bound: datetime) -> Callable[[], None]:
+        def run_reads() -> None:
+            for _ in range(reads):
+                list(
+                    db.deliveries.find({"state": "queued", "dueAt": {"$lte": bound}}, fields)
+                    .sort(sort)
+                    .limit(page)
+                )
+
+        return run_reads
+
+    measure(
+        mongo_pid, admin, f"due page read to the horizon (page {page}; per read)", reads, read(horizon), rows
+    )
+    measure(mongo_pid, admin, f"due page read, windowed (page {page}; per read)", reads, read(upper), rows)
     return rows
 
 
