@@ -36,7 +36,7 @@ from mcmp.devstack.mongo import start_secantus
 from mcmp.models.db import BY_ID, connect, ensure_schema, with_database
 from mcmp.worker.publishing.delivery_states.leases import reap_filters
 from mcmp.worker.publishing.guarded_update import guarded
-from mcmp.worker.scheduling.fair_share import MIN_SPAN, WINDOW_SPANS
+from mcmp.worker.scheduling.fair_share import KEEP_PAGES, MIN_SPAN, WINDOW_SPANS
 
 PLATFORMS = ("website", "facebook", "linkedin", "google-business")
 
@@ -307,7 +307,7 @@ def due_reads(db: Any, mongo_pid: int, admin: Any, reads: int) -> list[str]:
     """The dispatcher's read of a due page (``fair_share._read_due``) over the whole backlog, and
     windowed past where the last read stopped as under a backlog: CPU ms per read."""
     rows: list[str] = []
-    page = 100 * 4  # the claim limit × KEEP_PAGES
+    page = 100 * KEEP_PAGES  # a claim pass's limit × the pages one read keeps
     sort = [("dueAt", 1), ("_id", 1)]
     fields = {"_id": 1, "clientId": 1, "platform": 1, "dueAt": 1}
     first = list(db.deliveries.find({"state": "queued"}, fields).sort(sort).limit(page))

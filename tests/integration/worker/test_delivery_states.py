@@ -427,9 +427,7 @@ def test_the_reapers_filters_are_key_lookups(db, post):
     under its collection lock, which under a burst's backlog stalled every worker's outcome for
     seconds a pass; with ``_id`` first and no such operator it looks the ids up."""
     taken = take(post)
-    filters = leases.reap_filters(
-        [taken.id], ["gone-host:1:dead"], now(), [{"_id": taken.id, "attemptId": "a1", "owner": None}]
-    )
+    filters = leases.reap_filters([taken.id], ["gone-host:1:dead"], now(), [(taken.id, "a1")])
     assert len(filters) == 3
     for query in filters:
         assert next(iter(query)) == "_id" and not [k for k in query if k.startswith("$")], query

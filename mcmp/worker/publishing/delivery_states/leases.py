@@ -58,11 +58,7 @@ def reap_expired_leases() -> tuple[int, int]:
     owners = {str(d["owner"]) for d in in_flight if d.get("owner")} | set(started.values())
     live = liveness.alive(owners) if owners else set()
     dead = sorted(owners - live) if live is not None else []
-    dead_starts = [
-        {"_id": d["_id"], "attemptId": d["attemptId"], "owner": None}
-        for d in born
-        if started.get(str(d["_id"])) in dead
-    ]
+    dead_starts = [(d["_id"], d["attemptId"]) for d in born if started.get(str(d["_id"])) in dead]
     abandoned = [
         d["_id"]
         for d in in_flight
@@ -86,10 +82,14 @@ def reap_expired_leases() -> tuple[int, int]:
 
 
 def reap_filters(
-    abandoned: Sequence[ObjectId], dead: Sequence[str], now: datetime, dead_starts: Sequence[dict[str, Any]]
+    abandoned: Sequence[ObjectId],
+    dead: Sequence[str],
+    now: datetime,
+    dead_starts: Sequence[tuple[ObjectId, Any]],
 ) -> list[dict[str, Any]]:
     """The reaper's filters over ``abandoned``: in flight and still owned by a dead owner, or with
-    its lease run out, or (``dead_starts``) still the attempt a dead worker started unwritten.
+    its lease run out, or (``dead_starts``: id and attempt id) still the attempt a dead worker
+    started unwritten.
 
     Owner, lease or attempt is in each filter: a newer attempt has a live owner and a fresh lease.
     One filter per reason rather than one ``$or``: a top-level operator makes SecantusDB walk the
@@ -103,8 +103,8 @@ def reap_filters(
             filters.append({"_id": {"$in": ids}, "state": S.IN_FLIGHT.value, "owner": {"$in": list(dead)}})
         filters.append({"_id": {"$in": ids}, "state": S.IN_FLIGHT.value, "leaseUntil": {"$lt": now}})
     started: dict[Any, list[ObjectId]] = {}
-    for start in dead_starts:
-        started.setdefault(start["attemptId"], []).append(start["_id"])
+    for delivery_id, attempt_id in dead_starts:
+        started.setdefault(attempt_id, []).append(delivery_id)
     for attempt_id, started_ids in started.items():
         filters.extend(
             {"_id": {"$in": ids}, "state": S.IN_FLIGHT.value, "attemptId": attempt_id, "owner": None}
